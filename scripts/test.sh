@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# slipway's test command (README; CI runs it through .ci/run).
+#
+#   bash scripts/test.sh [extra args for `cargo test`]
+#
+# 1. installs/starts Docker Engine if needed (scripts/ensure-docker.sh)
+# 2. starts a throw-away registry on a free 127.0.0.1 port (scripts/registry.sh)
+# 3. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
+# Everything this script started is stopped on exit; a dockerd that was already
+# running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
+#
+# The tests find the real servers through:
+#   SLIPWAY_TEST_REGISTRY  127.0.0.1:PORT of the registry (plain HTTP)
+#   SLIPWAY_TEST_BUSYBOX   path of a static busybox to COPY into FROM-scratch images
+#   DOCKER_HOST            left as is; unset means unix:///var/run/docker.sock
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+export PATH="$HOME/.cargo/bin:$PATH"
+export SLIPWAY_STATE=${SLIPWAY_STATE:-/tmp/slipway-dev}
+
+section() { printf '\n==== %s ====\n' "$*"; }
+die() { printf 'test.sh: error: %s\n' "$*" >&2; exit 1; }
+
+REGDIR=""
+STOP_DOCKERD=0
+CHILD=""
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
+    kill -TERM -- "-$CHILD" 2>/dev/null || true
+    wait "$CHILD" 2>/dev/null || true
+  fi
+  if [ -n "$REGDIR" ]; then
+    section "cleanup"
+    bash scripts/registry.sh stop --dir "$REGDIR" || true
+    rm -rf "$REGDIR"
+  fi
+  if [ "$STOP_DOCKERD" = 1 ]; then
+    bash scripts/ensure-docker.sh stop || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+section "Rust toolchain"
+command -v cargo >/dev/null 2>&1 ||
+  die "cargo not found (looked on PATH and in ~/.cargo/bin); install Rust with rustup"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt clippy </dev/null || echo "rustup component add failed; continuing"
+  fi
+fi
+cargo --version
+cargo fmt --version || die "rustfmt is missing"
+cargo clippy --version || die "clippy is missing"
+
+section "Docker Engine"
+if ! bash scripts/ensure-docker.sh status >/dev/null 2>&1 && [ "${SLIPWAY_KEEP_DOCKERD:-0}" != 1 ]; then
+  STOP_DOCKERD=1 # it does not answer yet: whatever ensure-docker starts, we stop
+fi
+bash scripts/ensure-docker.sh </dev/null || die "Docker Engine is not available"
+docker version --format 'client {{.Client.Version}}, server {{.Server.Version}} (API {{.Server.APIVersion}})' ||
+  die "docker does not answer"
+
+section "registry"
+REGDIR=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test-registry.XXXXXX")
+ADDR=$(bash scripts/registry.sh start --dir "$REGDIR" --port 0 | tail -n 1) ||
+  die "the registry did not start"
+export SLIPWAY_TEST_REGISTRY=$ADDR
+BUSYBOX=$(dpkg -L busybox-static 2>/dev/null | grep -m1 -E '/s?bin/busybox$' || true)
+[ -x "${BUSYBOX:-}" ] || die "static busybox not found (package busybox-static)"
+export SLIPWAY_TEST_BUSYBOX=$BUSYBOX
+echo "SLIPWAY_TEST_REGISTRY=$SLIPWAY_TEST_REGISTRY"
+echo "SLIPWAY_TEST_BUSYBOX=$SLIPWAY_TEST_BUSYBOX"
+
+declare -a RESULTS=()
+FAILED=0
+step() {
+  local name=$1 rc
+  shift
+  section "$name"
+  echo "+ $*"
+  # In the background, in its own process group, so that a signal to this script
+  # runs the cleanup at once and can take cargo and the test binaries down with it.
+  setsid "$@" </dev/null &
+  CHILD=$!
+  wait "$CHILD"
+  rc=$?
+  CHILD=""
+  if [ "$rc" = 0 ]; then
+    RESULTS+=("ok      $name")
+  else
+    RESULTS+=("FAILED  $name (exit $rc)")
+    FAILED=1
+  fi
+}
+
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --all-targets -- -D warnings
+step "cargo test" cargo test --all-targets "$@"
+
+section "summary"
+printf '%s\n' "${RESULTS[@]}"
+exit "$FAILED"

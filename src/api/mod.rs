@@ -1,0 +1,249 @@
+//! The `DockerBuild` resource: what to build and where to push it, and what happened.
+//!
+//! The CRD in `crds/` is generated from these types (`slipway crd`); doc comments on
+//! fields become the descriptions `kubectl explain` shows.
+
+mod validate;
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use validate::{validate_spec, validate_tag, validate_repository, validate_registry};
+
+pub const API_VERSION: &str = "slipway.dev/v1alpha1";
+pub const KIND: &str = "DockerBuild";
+
+/// A container image to build from a Dockerfile and push to a registry.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "slipway.dev",
+    version = "v1alpha1",
+    kind = "DockerBuild",
+    namespaced,
+    status = "DockerBuildStatus",
+    shortname = "dbuild",
+    category = "slipway",
+    doc = "A container image that slipway builds from a Dockerfile and pushes to a registry.",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image","priority":1}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.imageDigest"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerBuildSpec {
+    /// Where the build context comes from. Exactly one of git, url, path, inline.
+    pub source: BuildSource,
+    /// Path of the Dockerfile inside the context. It may carry the old
+    /// REGISTRY/REPOSITORY/TAG/CPUS/MEM lines; the spec wins where both say something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// Build-time variables (ARG values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_args: BTreeMap<String, String>,
+    /// Multi-stage target to build; the last stage when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Build without the daemon's layer cache.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_cache: bool,
+    /// Extra image labels, added to the OCI labels slipway sets itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Where the image is pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+    /// Resources the build needs (a Mesos offer must fit them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// The build fails when it takes longer than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Change this value to rebuild an unchanged spec (a new base image, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Where the build context comes from. Exactly one field is set.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSource {
+    /// A Git repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSource>,
+    /// A context tarball (tar, tar.gz or tar.zst) fetched over HTTP(S).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A directory relative to the resource's file (watch folder and one-shot builds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A Dockerfile written in the resource itself, with an empty context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<InlineSource>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSource {
+    /// Clone URL.
+    pub url: String,
+    /// Branch, tag or commit; the remote's default branch when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Directory inside the repository used as the build context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_dir: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InlineSource {
+    /// The Dockerfile's text.
+    pub dockerfile: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// Registry host[:port]; may come from a REGISTRY line in the Dockerfile instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// Repository inside the registry; may come from a REPOSITORY line instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Tags to push, added to the Dockerfile's TAG lines; `latest` when none is given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Registry credentials: in Kubernetes a kubernetes.io/dockerconfigjson Secret of the
+    /// resource's namespace; in a watch folder, `path` to a docker config.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_secret_ref: Option<SecretRef>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of a Secret in the resource's namespace (Kubernetes mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Path of a docker config.json, relative to the resource's file (watch folder mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    /// CPUs for the build; may come from a CPUS (or BUILD_CPU) line instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory in MiB; may come from a MEM (or BUILD_MEM) line instead.
+    #[serde(rename = "memMiB", default, skip_serializing_if = "Option::is_none")]
+    pub mem_mib: Option<u64>,
+}
+
+/// Where a build is in its life.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Queued,
+    Building,
+    Pushing,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Phase {
+    /// A finished build: nothing runs for it any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// What slipway last did with the resource.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerBuildStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The metadata.generation this status describes (Kubernetes mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Hash of the spec this status describes; a different hash means a rebuild.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Digest of the pushed image manifest, as the registry reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// The pushed image by digest: registry/repository@sha256:...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pushed_tags: Vec<String>,
+    /// Git commit that was built, for git sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    /// Infrastructure retries so far for this spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// What a person should know: progress, or why the build failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A Kubernetes-style condition (type Ready).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+impl DockerBuildSpec {
+    /// Stable hash of everything that affects the image; the status records it so a
+    /// status-only edit never triggers a rebuild and any spec edit does.
+    pub fn hash(&self) -> String {
+        // ok: serializing plain data with string keys cannot fail
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(&json);
+        format!("sha256:{}", &hex::encode(digest)[..16])
+    }
+}
+
+impl DockerBuild {
+    /// `namespace/name`, how logs and messages name a resource.
+    pub fn key(&self) -> String {
+        let ns = self.metadata.namespace.as_deref().unwrap_or("default");
+        let name = self.metadata.name.as_deref().unwrap_or("");
+        format!("{ns}/{name}")
+    }
+}

@@ -1,0 +1,225 @@
+//! Checks a user can act on, made before any build starts.
+
+use super::DockerBuildSpec;
+use crate::{Error, Result};
+
+/// The spec on its own: exactly one source, well-formed names.
+pub fn validate_spec(spec: &DockerBuildSpec) -> Result<()> {
+    let s = &spec.source;
+    let set: Vec<&str> = [
+        ("git", s.git.is_some()),
+        ("url", s.url.is_some()),
+        ("path", s.path.is_some()),
+        ("inline", s.inline.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    match set.len() {
+        0 => {
+            return Err(Error::InvalidSpec(
+                "spec.source needs exactly one of git, url, path, inline; none is set".into(),
+            ));
+        }
+        1 => {}
+        _ => {
+            return Err(Error::InvalidSpec(format!(
+                "spec.source needs exactly one of git, url, path, inline; {} are set",
+                set.join(" and ")
+            )));
+        }
+    }
+    if let Some(git) = &s.git
+        && git.url.trim().is_empty()
+    {
+        return Err(Error::InvalidSpec("spec.source.git.url is empty".into()));
+    }
+    if let Some(out) = &spec.output {
+        if let Some(r) = &out.registry {
+            validate_registry(r)?;
+        }
+        if let Some(r) = &out.repository {
+            validate_repository(r)?;
+        }
+        for t in &out.tags {
+            validate_tag(t)?;
+        }
+    }
+    if let Some(res) = &spec.resources
+        && let Some(c) = res.cpus
+        && !(c > 0.0 && c.is_finite())
+    {
+        return Err(Error::InvalidSpec(format!(
+            "spec.resources.cpus must be a positive number, got {c}"
+        )));
+    }
+    if spec.timeout_seconds == Some(0) {
+        return Err(Error::InvalidSpec(
+            "spec.timeoutSeconds must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(format!(
+            "invalid tag '{tag}': a tag is 1 to 128 letters, digits, '_', '.' or '-', and does not start with '.' or '-'"
+        )))
+    }
+}
+
+/// Docker's repository grammar: lowercase path components separated by `/`, each
+/// made of `[a-z0-9]` runs joined by `.`, `_`, `__` or dashes.
+pub fn validate_repository(repo: &str) -> Result<()> {
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            if is_alnum(b[i]) {
+                i += 1;
+                continue;
+            }
+            // a separator run: ".", "_", "__" or one or more "-"
+            let start = i;
+            while i < b.len() && !is_alnum(b[i]) {
+                i += 1;
+            }
+            let sep = &c[start..i];
+            let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+            if !ok {
+                return false;
+            }
+        }
+        true
+    };
+    if !repo.is_empty() && repo.len() <= 255 && repo.split('/').all(component_ok) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(format!(
+            "invalid repository '{repo}': use lowercase letters, digits and '.', '_', '-' separators, with '/' between path components"
+        )))
+    }
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// A registry is `host[:port]`: no scheme, no path.
+pub fn validate_registry(registry: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidSpec(format!(
+            "invalid registry '{registry}': {why} (expected host[:port], such as registry.example.org:5000)"
+        )))
+    };
+    if registry.contains("://") {
+        return bad("leave out the scheme");
+    }
+    if registry.contains('/') {
+        return bad("a registry has no path; put it in the repository");
+    }
+    let (host, port) = match registry.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (registry, None),
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+    {
+        return bad("the host name has characters a host name cannot have");
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return bad("the port is not a number from 0 to 65535");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BuildSource, InlineSource, Output};
+
+    fn inline_spec() -> DockerBuildSpec {
+        DockerBuildSpec {
+            source: BuildSource {
+                inline: Some(InlineSource {
+                    dockerfile: "FROM scratch".into(),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exactly_one_source() {
+        let mut spec = inline_spec();
+        assert!(validate_spec(&spec).is_ok());
+        spec.source.path = Some("ctx".into());
+        let err = validate_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("path and inline are set"), "{err}");
+        spec.source = BuildSource::default();
+        let err = validate_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("none is set"), "{err}");
+    }
+
+    #[test]
+    fn tags() {
+        for ok in ["latest", "1.2", "v1.2.3-rc_1", "_x"] {
+            assert!(validate_tag(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".x", "-x", "a:b", "a/b", &"x".repeat(129)] {
+            assert!(validate_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn repositories() {
+        for ok in ["wiki/gollum", "a", "a.b_c__d---e/f", "library/busybox"] {
+            assert!(validate_repository(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Wiki/gollum", "a//b", "-a", "a_", "a..b", "a:b", "/a"] {
+            assert!(validate_repository(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registries() {
+        for ok in ["registry.example.org:5000", "127.0.0.1:5000", "localhost", "[::1]:5000"] {
+            assert!(validate_registry(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://r:5000", "r:5000/x", "r:port", "r o"] {
+            assert!(validate_registry(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_tag_in_spec_is_named() {
+        let mut spec = inline_spec();
+        spec.output = Some(Output {
+            tags: vec!["ok".into(), "no good".into()],
+            ..Default::default()
+        });
+        let err = validate_spec(&spec).unwrap_err().to_string();
+        assert!(err.contains("'no good'"), "{err}");
+    }
+}

@@ -1,0 +1,31 @@
+//! The local backend: the build runner in this process against this machine's daemon.
+
+use async_trait::async_trait;
+
+use super::Backend;
+use crate::Result;
+use crate::runner::{BuildOutcome, BuildRequest, Cancel, Events, Runner};
+
+pub struct LocalBackend {
+    runner: Runner,
+}
+
+impl LocalBackend {
+    /// Connects to `docker_host`, or `DOCKER_HOST`, or the local socket.
+    pub async fn connect(docker_host: Option<&str>) -> Result<Self> {
+        Ok(Self {
+            runner: Runner::connect(docker_host).await?,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    async fn run(&self, req: BuildRequest, events: Events, cancel: Cancel) -> Result<BuildOutcome> {
+        self.runner.run(req, events, cancel).await
+    }
+
+    fn name(&self) -> &'static str {
+        "local"
+    }
+}

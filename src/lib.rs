@@ -1,0 +1,82 @@
+//! slipway: turns `DockerBuild` resources into pushed container images.
+//!
+//! One module per box of the design picture: resources come from a [`sources`]
+//! implementation, the [`reconciler`] decides what to do, the [`queue`] runs builds
+//! on a [`backends`] implementation through the shared [`runner`], and the
+//! [`registry`] module talks to the image registry.
+
+pub mod api;
+pub mod backends;
+pub mod commands;
+pub mod queue;
+pub mod reconciler;
+pub mod registry;
+pub mod runner;
+pub mod sources;
+pub mod telemetry;
+
+use thiserror::Error;
+
+/// Everything that can go wrong, grouped so a status message and a metric label
+/// can be derived from it.
+#[derive(Error, Debug)]
+pub enum Error {
+    /// The resource itself is wrong: the user must change it. Never retried.
+    #[error("{0}")]
+    InvalidSpec(String),
+
+    /// The build context is unusable (missing, escapes its root, cannot be fetched).
+    #[error("build context: {0}")]
+    Context(String),
+
+    /// The Dockerfile failed to build; the message is the failing step's error.
+    #[error("build failed: {0}")]
+    BuildFailed(String),
+
+    /// The registry could not be reached or refused the push. Retried with backoff.
+    #[error("registry: {0}")]
+    Registry(String),
+
+    /// The Docker daemon could not be reached or misbehaved. Retried with backoff.
+    #[error("docker daemon: {0}")]
+    Docker(String),
+
+    /// The build was cancelled (file deleted, spec changed).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+
+    /// The build took longer than `spec.timeoutSeconds`.
+    #[error("timed out after {0} s")]
+    Timeout(u64),
+
+    /// A resource file could not be read or written.
+    #[error("{path}: {message}")]
+    Source { path: String, message: String },
+
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Short label for metrics and the status condition's `reason`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Context(_) => "ContextError",
+            Error::BuildFailed(_) => "BuildFailed",
+            Error::Registry(_) => "RegistryError",
+            Error::Docker(_) => "DockerError",
+            Error::Cancelled(_) => "Cancelled",
+            Error::Timeout(_) => "Timeout",
+            Error::Source { .. } => "SourceError",
+            Error::Io(_) => "IoError",
+        }
+    }
+
+    /// Infrastructure failures are retried; a user's mistake fails once.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Registry(_) | Error::Docker(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,158 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use slipway::commands::{self, DockerfileArgs};
+use slipway::queue::QueueConfig;
+use slipway::reconciler::Settings;
+
+/// Builds DockerBuild resources into pushed container images.
+#[derive(Parser)]
+#[command(name = "slipway", version, about)]
+struct Cli {
+    /// Log level for slipway's own messages (RUST_LOG overrides).
+    #[arg(long, global = true, default_value = "info", env = "SLIPWAY_LOG")]
+    log_level: String,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconcile every DockerBuild in the YAML files under DIR, writing status back.
+    Watch {
+        dir: PathBuf,
+        /// Docker daemon (unix:///path or tcp://host:port); DOCKER_HOST otherwise.
+        #[arg(long, env = "DOCKER_HOST")]
+        docker_host: Option<String>,
+        /// Builds running at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Tries per build when the registry or daemon is unreachable.
+        #[arg(long, default_value_t = 4)]
+        max_attempts: u32,
+        /// First retry delay (doubles each time), e.g. 5s, 500ms.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        retry_backoff: Duration,
+        /// Exit once everything is reconciled and no build runs (exit 1 if any failed).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Build once: a DockerBuild YAML file, or a Dockerfile with flags.
+    Build {
+        /// A .yaml/.yml file of DockerBuilds, or a Dockerfile.
+        file: PathBuf,
+        /// Build context for a Dockerfile (default: its directory).
+        #[arg(long)]
+        context: Option<PathBuf>,
+        #[arg(long)]
+        registry: Option<String>,
+        #[arg(long)]
+        repository: Option<String>,
+        /// Tag to push; repeat for several.
+        #[arg(long = "tag", short = 't')]
+        tags: Vec<String>,
+        /// KEY=VALUE build argument; repeat for several.
+        #[arg(long = "build-arg", value_parser = parse_key_value)]
+        build_args: Vec<(String, String)>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        no_cache: bool,
+        #[arg(long)]
+        timeout_seconds: Option<u64>,
+        /// docker config.json with registry credentials (default: ~/.docker/config.json).
+        #[arg(long)]
+        docker_config: Option<PathBuf>,
+        #[arg(long, env = "DOCKER_HOST")]
+        docker_host: Option<String>,
+    },
+    /// Print the DockerBuild CustomResourceDefinition.
+    Crd,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("expected a duration such as 5s, got '{s}'"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("unknown unit in '{s}': use ms, s or m")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    slipway::telemetry::init(&cli.log_level, cli.log_json);
+    match cli.command {
+        Command::Crd => match commands::crd_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Watch { dir, docker_host, concurrency, max_attempts, retry_backoff, once } => {
+            let settings = Settings {
+                queue: QueueConfig { concurrency, max_attempts, backoff: retry_backoff },
+                once,
+            };
+            match commands::watch(&dir, docker_host.as_deref(), settings).await {
+                Ok(s) if once => {
+                    println!("{} succeeded, {} failed, {} not built", s.succeeded, s.failed, s.waiting);
+                    if s.failed + s.waiting > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+                }
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Build {
+            file, context, registry, repository, tags, build_args, target, no_cache,
+            timeout_seconds, docker_config, docker_host,
+        } => {
+            let args = DockerfileArgs { context, registry, repository, tags, build_args, target, no_cache, timeout_seconds };
+            let requests = match commands::one_shot_requests(&file, &args, docker_config.as_deref()) {
+                Ok(r) => r,
+                Err(e) => return fail(&e),
+            };
+            match commands::build_once(requests, docker_host.as_deref()).await {
+                Ok(results) => {
+                    let mut ok = true;
+                    for (key, r) in results {
+                        match r {
+                            Ok(out) => {
+                                println!("{key}: {}", out.image);
+                                for t in out.pushed_tags {
+                                    println!("  {t}");
+                                }
+                            }
+                            Err(e) => {
+                                ok = false;
+                                eprintln!("{key}: {e}");
+                            }
+                        }
+                    }
+                    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(e: &slipway::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,398 @@
+//! The controller loop: resources in from a [`Source`], decisions from [`decide`],
+//! builds out through the [`Queue`], status back through the source.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+use tracing::{debug, error, info, instrument, warn};
+
+use super::deps::Dependencies;
+use super::status::{self, Transition};
+use super::{Decision, decide, is_built};
+use crate::api::{DockerBuildStatus, Phase, validate_spec};
+use crate::backends::Backend;
+use crate::queue::{Job, Queue, QueueConfig, Update};
+use crate::runner::{self, BuildEvent, BuildRequest, directives};
+use crate::sources::{Resource, Source, SourceEvent};
+use crate::{Error, Result};
+
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub queue: QueueConfig,
+    /// Stop once every resource has been reconciled and no build runs.
+    pub once: bool,
+}
+
+/// What the reconciler asks of the loop after one pass.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing more until the resource or a build changes.
+    AwaitChange,
+    /// Look again after a while.
+    Requeue(Duration),
+}
+
+/// Shared by every reconcile: the source (for status), the queue, what is known.
+pub struct Context {
+    source: Arc<dyn Source>,
+    queue: Queue,
+    backend: &'static str,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    resources: HashMap<String, Resource>,
+    /// Statuses this process wrote: newer than what a file may still show.
+    statuses: HashMap<String, DockerBuildStatus>,
+    /// Origin of each key that could not be read.
+    invalid: HashMap<String, String>,
+}
+
+/// How the run ended, for `--once` and the one-shot command.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub succeeded: usize,
+    pub failed: usize,
+    pub waiting: usize,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Context {
+    async fn current_status(&self, res: &Resource) -> Option<DockerBuildStatus> {
+        let st = self.state.lock().await;
+        st.statuses
+            .get(&res.key())
+            .cloned()
+            .or_else(|| res.build.status.clone())
+    }
+
+    /// Applies a transition and writes the status, unless nothing but times would change.
+    async fn transition(&self, res: &Resource, spec_hash: Option<&str>, t: Transition<'_>) {
+        let fallback = res.build.status.as_ref();
+        let generation = res.build.metadata.generation;
+        self.write(&res.key(), &res.origin, fallback, spec_hash, generation, t).await;
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        origin: &str,
+        fallback: Option<&DockerBuildStatus>,
+        spec_hash: Option<&str>,
+        generation: Option<i64>,
+        t: Transition<'_>,
+    ) {
+        let prev = self.state.lock().await.statuses.get(key).cloned();
+        let prev = prev.or_else(|| fallback.cloned());
+        let next = status::next(prev.as_ref(), spec_hash, generation, t, &now());
+        if prev.as_ref().is_some_and(|p| same_but_times(p, &next)) {
+            return;
+        }
+        if let Some(p) = next.phase
+            && prev.as_ref().and_then(|s| s.phase) != Some(p)
+        {
+            info!(build = %key, phase = %p, message = next.message.as_deref().unwrap_or(""), "phase");
+        }
+        self.state.lock().await.statuses.insert(key.to_string(), next.clone());
+        if let Err(e) = self.source.write_status(key, origin, &next).await {
+            error!(build = %key, "cannot write status: {e}");
+        }
+    }
+
+    /// Image references each known resource will push, for base/leaf ordering.
+    async fn dependencies(&self) -> (Dependencies, HashMap<String, bool>) {
+        let st = self.state.lock().await;
+        let mut deps = Dependencies::default();
+        let mut built = HashMap::new();
+        for (key, r) in &st.resources {
+            let spec = &r.build.spec;
+            let Some(text) = runner::local_dockerfile(spec, r.base_dir.as_deref()) else {
+                // remote sources: only the spec can say what they push
+                let d = directives::Directives::default();
+                if let Ok(t) = runner::resolve(spec, &d) {
+                    deps.add_producer(key, &t.tag_refs());
+                }
+                continue;
+            };
+            if let Ok((d, _)) = directives::parse(&text)
+                && let Ok(t) = runner::resolve(spec, &d)
+            {
+                deps.add_producer(key, &t.tag_refs());
+            }
+            let status = st.statuses.get(key).or(r.build.status.as_ref());
+            built.insert(key.clone(), is_built(status, &spec.hash()));
+        }
+        (deps, built)
+    }
+}
+
+/// Two statuses that differ only in their timestamps.
+fn same_but_times(a: &DockerBuildStatus, b: &DockerBuildStatus) -> bool {
+    let strip = |s: &DockerBuildStatus| {
+        let mut s = s.clone();
+        s.completion_time = None;
+        s.start_time = None;
+        for c in &mut s.conditions {
+            c.last_transition_time = None;
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// One pass over one resource: decide, and start what must start.
+#[instrument(skip_all, fields(build = %res.key()))]
+pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> {
+    let key = res.key();
+    let spec = &res.build.spec;
+    let hash = spec.hash();
+    if let Err(e) = validate_spec(spec) {
+        ctx.queue.cancel(&key);
+        ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string())).await;
+        return Ok(Action::AwaitChange);
+    }
+    let status = ctx.current_status(&res).await;
+    match decide(&hash, status.as_ref(), ctx.queue.in_flight(&key).as_deref()) {
+        Decision::Nothing => return Ok(Action::AwaitChange),
+        Decision::Replace => {
+            info!(build = %key, "spec changed during the build; cancelling it");
+            ctx.queue.cancel(&key);
+        }
+        Decision::Build => {}
+    }
+
+    // what can be checked without fetching anything is checked before queueing
+    let local = runner::local_dockerfile(spec, res.base_dir.as_deref());
+    if let Some(text) = &local {
+        let checked = directives::parse(text).and_then(|(d, _)| runner::resolve(spec, &d));
+        if let Err(e) = checked {
+            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string())).await;
+            return Ok(Action::AwaitChange);
+        }
+        let needs = directives::from_images(text, &spec.build_args);
+        let (deps, built) = ctx.dependencies().await;
+        let waiting: Vec<String> = deps
+            .producers_of(&key, &needs)
+            .into_iter()
+            .filter(|(_, producer)| !built.get(*producer).copied().unwrap_or(false))
+            .map(|(image, producer)| format!("{image} (built by {producer})"))
+            .collect();
+        if !waiting.is_empty() {
+            let msg = format!("waiting for base image {}", waiting.join(", "));
+            ctx.transition(&res, Some(&hash), Transition::Waiting(msg)).await;
+            return Ok(Action::AwaitChange);
+        }
+    }
+
+    let auth = match ctx.source.auth(&res).await {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string())).await;
+            return Ok(Action::AwaitChange);
+        }
+    };
+    ctx.queue.submit(Job {
+        key: key.clone(),
+        namespace: res.namespace(),
+        spec_hash: hash.clone(),
+        request: BuildRequest {
+            key: key.clone(),
+            spec: spec.clone(),
+            base_dir: res.base_dir.clone(),
+            auth,
+        },
+    });
+    ctx.transition(&res, Some(&hash), Transition::Queued).await;
+    Ok(Action::AwaitChange)
+}
+
+/// Runs the controller until the source ends (or, with `once`, until all is done).
+pub async fn run(
+    source: Arc<dyn Source>,
+    backend: Arc<dyn Backend>,
+    settings: Settings,
+) -> Result<Summary> {
+    let (src_tx, mut src_rx) = mpsc::channel(256);
+    let src = source.clone();
+    let source_task = tokio::spawn(async move { src.run(src_tx).await });
+    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
+    let backend_name = backend.name();
+    let queue = Queue::start(backend, settings.queue.clone(), up_tx);
+    let ctx = Arc::new(Context {
+        source,
+        queue: queue.clone(),
+        backend: backend_name,
+        state: Mutex::new(State::default()),
+    });
+    let mut synced = false;
+    loop {
+        if settings.once && synced && queue.busy() == 0 && up_rx.is_empty() {
+            break;
+        }
+        tokio::select! {
+            ev = src_rx.recv() => match ev {
+                Some(ev) => {
+                    if matches!(ev, SourceEvent::Synced) {
+                        synced = true;
+                        let n = ctx.state.lock().await.resources.len();
+                        info!(resources = n, "initial sync done");
+                        continue;
+                    }
+                    on_source_event(ev, &ctx).await;
+                }
+                None => break,
+            },
+            Some(up) = up_rx.recv() => on_update(up, &ctx).await,
+        }
+    }
+    queue.cancel_all();
+    if source_task.is_finished() {
+        match source_task.await {
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::Source { path: String::new(), message: e.to_string() }),
+            Ok(Ok(())) => {}
+        }
+    } else {
+        source_task.abort();
+    }
+    let st = ctx.state.lock().await;
+    let mut summary = Summary::default();
+    for (key, r) in &st.resources {
+        let s = st.statuses.get(key).or(r.build.status.as_ref());
+        match s.and_then(|s| s.phase) {
+            Some(Phase::Succeeded) => summary.succeeded += 1,
+            Some(Phase::Failed) | Some(Phase::Cancelled) => summary.failed += 1,
+            _ => summary.waiting += 1,
+        }
+    }
+    summary.failed += st.invalid.len();
+    Ok(summary)
+}
+
+async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
+    match ev {
+        SourceEvent::Applied(res) => {
+            let key = res.key();
+            {
+                let mut st = ctx.state.lock().await;
+                if let Some(other) = st.resources.get(&key)
+                    && other.origin != res.origin
+                {
+                    let msg = format!("{key} is defined twice: in {} and in {}; rename one", other.origin, res.origin);
+                    drop(st);
+                    warn!("{msg}");
+                    ctx.transition(&res, None, Transition::Invalid(msg)).await;
+                    return;
+                }
+                st.invalid.remove(&key);
+                st.resources.insert(key.clone(), res.clone());
+            }
+            if let Err(e) = reconcile(Arc::new(res), ctx.clone()).await {
+                warn!(build = %key, "reconcile failed: {e}");
+            }
+        }
+        SourceEvent::Deleted { key, origin } => {
+            let mut st = ctx.state.lock().await;
+            if st.resources.get(&key).is_some_and(|r| r.origin == origin) {
+                st.resources.remove(&key);
+                st.statuses.remove(&key);
+                drop(st);
+                if ctx.queue.in_flight(&key).is_some() {
+                    info!(build = %key, "resource deleted; cancelling its build");
+                }
+                ctx.queue.cancel(&key);
+            } else if st.invalid.get(&key) == Some(&origin) {
+                st.invalid.remove(&key);
+            }
+        }
+        SourceEvent::Invalid { key, origin, message } => {
+            warn!(build = %key, "{message}");
+            ctx.queue.cancel(&key);
+            {
+                let mut st = ctx.state.lock().await;
+                st.invalid.insert(key.clone(), origin.clone());
+                st.resources.remove(&key);
+            }
+            ctx.write(&key, &origin, None, None, None, Transition::Invalid(message)).await;
+        }
+        SourceEvent::Synced => {}
+    }
+}
+
+async fn on_update(up: Update, ctx: &Arc<Context>) {
+    let (key, hash) = match &up {
+        Update::Started { key, hash, .. }
+        | Update::Event { key, hash, .. }
+        | Update::Retrying { key, hash, .. }
+        | Update::Finished { key, hash, .. } => (key.clone(), hash.clone()),
+    };
+    let res = ctx.state.lock().await.resources.get(&key).cloned();
+    let Some(res) = res.filter(|r| r.build.spec.hash() == hash) else {
+        debug!(build = %key, "update for a replaced or deleted build ignored");
+        return;
+    };
+    let h = Some(hash.as_str());
+    match up {
+        Update::Started { attempt, .. } => {
+            ctx.transition(&res, h, Transition::Started { attempt, backend: ctx.backend }).await;
+        }
+        Update::Event { event, .. } => match event {
+            BuildEvent::Building { context_bytes, files } => {
+                let msg = format!(
+                    "building: sent a context of {files} files, {:.1} MiB",
+                    context_bytes as f64 / (1024.0 * 1024.0)
+                );
+                ctx.transition(&res, h, Transition::Progress(msg)).await;
+            }
+            BuildEvent::Step(s) => {
+                info!(build = %key, "{s}");
+                ctx.transition(&res, h, Transition::Progress(s)).await;
+            }
+            BuildEvent::Log(line) => debug!(build = %key, "{line}"),
+            BuildEvent::Pushing { tags } => {
+                ctx.transition(&res, h, Transition::Pushing { tags: tags.len() }).await;
+            }
+            BuildEvent::PushProgress { .. } => {}
+            BuildEvent::Pushed { tag, digest } => info!(build = %key, %tag, %digest, "pushed"),
+        },
+        Update::Retrying { attempt, max_attempts, delay, error, .. } => {
+            ctx.transition(&res, h, Transition::Retrying { attempt, max_attempts, delay, error }).await;
+        }
+        Update::Finished { result, .. } => {
+            match &result {
+                Ok(out) => {
+                    info!(build = %key, image = %out.image, "succeeded");
+                    ctx.transition(&res, h, Transition::Succeeded(out)).await;
+                }
+                Err(e) => {
+                    warn!(build = %key, reason = e.metric_label(), "failed: {e}");
+                    ctx.transition(&res, h, Transition::Failed(e)).await;
+                }
+            }
+            // builds waiting for this one's image may go now
+            let waiting: Vec<Resource> = {
+                let st = ctx.state.lock().await;
+                st.resources
+                    .values()
+                    .filter(|r| {
+                        st.statuses.get(&r.key()).or(r.build.status.as_ref()).and_then(|s| s.phase)
+                            == Some(Phase::Pending)
+                    })
+                    .cloned()
+                    .collect()
+            };
+            for r in waiting {
+                let k = r.key();
+                if let Err(e) = reconcile(Arc::new(r), ctx.clone()).await {
+                    warn!(build = %k, "reconcile failed: {e}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Status transitions: pure functions from the previous status and what happened
+//! to the next status, with the `Ready` condition GitOps tools read.
+
+use std::time::Duration;
+
+use crate::Error;
+use crate::api::{Condition, DockerBuildStatus, Phase};
+use crate::runner::BuildOutcome;
+
+/// What happened to a resource.
+#[derive(Debug)]
+pub enum Transition<'a> {
+    /// The resource cannot be built as written.
+    Invalid(String),
+    /// Waiting for another resource (its base image).
+    Waiting(String),
+    Queued,
+    Started { attempt: u32, backend: &'a str },
+    /// A progress line worth showing (the current Dockerfile step).
+    Progress(String),
+    Pushing { tags: usize },
+    Retrying { attempt: u32, max_attempts: u32, delay: Duration, error: String },
+    Succeeded(&'a BuildOutcome),
+    Failed(&'a Error),
+}
+
+/// The next status. `spec_hash` is the hash of the spec the transition is about
+/// (None when the spec could not be read).
+pub fn next(
+    prev: Option<&DockerBuildStatus>,
+    spec_hash: Option<&str>,
+    generation: Option<i64>,
+    t: Transition<'_>,
+    now: &str,
+) -> DockerBuildStatus {
+    let same_spec = prev.is_some_and(|p| p.spec_hash.as_deref() == spec_hash);
+    // a new spec starts from a clean slate: old digests describe another image
+    let mut s = match prev {
+        Some(p) if same_spec => p.clone(),
+        _ => DockerBuildStatus {
+            conditions: prev.map(|p| p.conditions.clone()).unwrap_or_default(),
+            ..Default::default()
+        },
+    };
+    s.spec_hash = spec_hash.map(str::to_string);
+    s.observed_generation = generation;
+    let (phase, ready, reason, message): (Phase, &str, &str, String) = match t {
+        Transition::Invalid(msg) => {
+            s.completion_time = Some(now.into());
+            (Phase::Failed, "False", "InvalidSpec", msg)
+        }
+        Transition::Waiting(msg) => (Phase::Pending, "Unknown", "Waiting", msg),
+        Transition::Queued => {
+            s.start_time = None;
+            s.completion_time = None;
+            s.image = None;
+            s.image_digest = None;
+            s.pushed_tags.clear();
+            s.attempts = None;
+            (Phase::Queued, "Unknown", "Queued", "waiting for a build slot".into())
+        }
+        Transition::Started { attempt, backend } => {
+            s.start_time.get_or_insert_with(|| now.into());
+            s.attempts = Some(attempt);
+            let msg = if attempt > 1 {
+                format!("building on {backend} (attempt {attempt})")
+            } else {
+                format!("building on {backend}")
+            };
+            (Phase::Building, "Unknown", "Building", msg)
+        }
+        Transition::Progress(msg) => {
+            let phase = s.phase.unwrap_or(Phase::Building);
+            (phase, "Unknown", reason_of(phase), msg)
+        }
+        Transition::Pushing { tags } => (
+            Phase::Pushing,
+            "Unknown",
+            "Pushing",
+            format!("pushing {tags} tag{}", if tags == 1 { "" } else { "s" }),
+        ),
+        Transition::Retrying { attempt, max_attempts, delay, error } => (
+            s.phase.unwrap_or(Phase::Building),
+            "Unknown",
+            "Retrying",
+            format!(
+                "attempt {attempt} of {max_attempts} failed, retrying in {}s: {error}",
+                delay.as_secs_f64().ceil()
+            ),
+        ),
+        Transition::Succeeded(out) => {
+            s.image_digest = Some(out.digest.clone());
+            s.image = Some(out.image.clone());
+            s.pushed_tags = out.pushed_tags.clone();
+            s.revision = out.revision.clone();
+            s.completion_time = Some(now.into());
+            let n = out.pushed_tags.len();
+            (
+                Phase::Succeeded,
+                "True",
+                "Pushed",
+                format!("pushed {n} tag{}", if n == 1 { "" } else { "s" }),
+            )
+        }
+        Transition::Failed(err) => {
+            s.completion_time = Some(now.into());
+            let phase = if matches!(err, Error::Cancelled(_)) {
+                Phase::Cancelled
+            } else {
+                Phase::Failed
+            };
+            (phase, "False", err.metric_label(), err.to_string())
+        }
+    };
+    s.phase = Some(phase);
+    s.message = Some(message.clone());
+    set_ready(&mut s.conditions, ready, reason, &message, now);
+    s
+}
+
+fn reason_of(p: Phase) -> &'static str {
+    match p {
+        Phase::Pushing => "Pushing",
+        Phase::Queued => "Queued",
+        _ => "Building",
+    }
+}
+
+/// Updates the Ready condition; its transition time moves only when its status does.
+fn set_ready(conds: &mut Vec<Condition>, status: &str, reason: &str, message: &str, now: &str) {
+    let prev = conds.iter().position(|c| c.type_ == "Ready");
+    let last_transition_time = match prev.map(|i| &conds[i]) {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Some(now.to_string()),
+    };
+    let cond = Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_transition_time,
+    };
+    match prev {
+        Some(i) => conds[i] = cond,
+        None => conds.push(cond),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: &str = "2026-01-01T00:00:00Z";
+    const T1: &str = "2026-01-01T00:01:00Z";
+
+    fn outcome() -> BuildOutcome {
+        BuildOutcome {
+            digest: "sha256:ab".into(),
+            image: "r/a@sha256:ab".into(),
+            pushed_tags: vec!["r/a:1".into(), "r/a:latest".into()],
+            revision: None,
+        }
+    }
+
+    #[test]
+    fn a_build_from_queue_to_success() {
+        let q = next(None, Some("h"), None, Transition::Queued, T0);
+        assert_eq!(q.phase, Some(Phase::Queued));
+        assert_eq!(q.conditions[0].status, "Unknown");
+        let b = next(Some(&q), Some("h"), None, Transition::Started { attempt: 1, backend: "local" }, T0);
+        assert_eq!((b.phase, b.start_time.as_deref()), (Some(Phase::Building), Some(T0)));
+        let p = next(Some(&b), Some("h"), None, Transition::Pushing { tags: 2 }, T1);
+        assert_eq!(p.message.as_deref(), Some("pushing 2 tags"));
+        let out = outcome();
+        let s = next(Some(&p), Some("h"), None, Transition::Succeeded(&out), T1);
+        assert_eq!(s.phase, Some(Phase::Succeeded));
+        assert_eq!(s.image_digest.as_deref(), Some("sha256:ab"));
+        assert_eq!(s.pushed_tags.len(), 2);
+        assert_eq!(s.start_time.as_deref(), Some(T0));
+        assert_eq!(s.completion_time.as_deref(), Some(T1));
+        let ready = &s.conditions[0];
+        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("Pushed")));
+        assert_eq!(ready.last_transition_time.as_deref(), Some(T1));
+    }
+
+    #[test]
+    fn new_spec_drops_the_old_image() {
+        let out = outcome();
+        let s = next(None, Some("h1"), None, Transition::Succeeded(&out), T0);
+        let q = next(Some(&s), Some("h2"), None, Transition::Queued, T1);
+        assert_eq!((q.image.as_ref(), q.pushed_tags.len()), (None, 0));
+        assert_eq!(q.spec_hash.as_deref(), Some("h2"));
+    }
+
+    #[test]
+    fn failure_carries_the_error_and_reason() {
+        let err = Error::BuildFailed("step 2/2 `RUN exit 3` failed".into());
+        let s = next(None, Some("h"), Some(4), Transition::Failed(&err), T0);
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert_eq!(s.observed_generation, Some(4));
+        assert!(s.message.as_deref().unwrap().contains("RUN exit 3"));
+        assert_eq!(s.conditions[0].reason.as_deref(), Some("BuildFailed"));
+        assert_eq!(s.conditions[0].status, "False");
+    }
+
+    #[test]
+    fn ready_transition_time_moves_only_on_change() {
+        let q = next(None, Some("h"), None, Transition::Queued, T0);
+        let b = next(Some(&q), Some("h"), None, Transition::Started { attempt: 1, backend: "local" }, T1);
+        assert_eq!(b.conditions[0].last_transition_time.as_deref(), Some(T0));
+    }
+}

@@ -1,0 +1,170 @@
+//! The image registry: credentials from a docker `config.json`, and the pushed
+//! manifest's digest read back through the v2 API to check what the daemon said.
+
+mod credentials;
+
+pub use credentials::{Credentials, DockerConfig};
+
+use reqwest::{StatusCode, header};
+use tracing::debug;
+
+use crate::{Error, Result};
+
+/// Manifest media types a HEAD may answer with; the registry picks the stored one.
+const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// Loopback registries speak plain HTTP, as Docker's default insecure range allows.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = registry
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.ends_with(':'))
+        .map_or(registry, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.starts_with("127.")
+        || host == "::1"
+        || registry.starts_with("[::1]")
+}
+
+fn base_url(registry: &str) -> String {
+    let scheme = if is_loopback(registry) { "http" } else { "https" };
+    format!("{scheme}://{registry}")
+}
+
+/// `Docker-Content-Digest` of `repository:reference` as the registry serves it.
+pub async fn manifest_digest(
+    client: &reqwest::Client,
+    registry: &str,
+    repository: &str,
+    reference: &str,
+    creds: Option<&Credentials>,
+) -> Result<String> {
+    let url = format!(
+        "{}/v2/{repository}/manifests/{reference}",
+        base_url(registry)
+    );
+    let head = |auth: Option<String>| {
+        let mut req = client.head(&url).header(header::ACCEPT, MANIFEST_ACCEPT);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        req.send()
+    };
+    let unreachable = |e: reqwest::Error| {
+        Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)))
+    };
+    let mut resp = head(creds.map(Credentials::basic_header))
+        .await
+        .map_err(unreachable)?;
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && let Some(challenge) = resp.headers().get(header::WWW_AUTHENTICATE)
+    {
+        let challenge = challenge.to_str().unwrap_or_default().to_string();
+        let token = bearer_token(client, &challenge, creds).await?;
+        resp = head(Some(format!("Bearer {token}")))
+            .await
+            .map_err(unreachable)?;
+    }
+    if !resp.status().is_success() {
+        return Err(Error::Registry(format!(
+            "{registry}/{repository}:{reference}: manifest HEAD answered {}",
+            resp.status()
+        )));
+    }
+    let digest = resp
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Error::Registry(format!(
+                "{registry} sent no Docker-Content-Digest for {repository}:{reference}"
+            ))
+        })?;
+    debug!(registry, repository, reference, digest, "manifest digest");
+    Ok(digest.to_string())
+}
+
+/// Token flow of the distribution spec: `Bearer realm=...,service=...,scope=...`.
+async fn bearer_token(
+    client: &reqwest::Client,
+    challenge: &str,
+    creds: Option<&Credentials>,
+) -> Result<String> {
+    let Some(params) = challenge.strip_prefix("Bearer ") else {
+        return Err(Error::Registry(
+            "registry refused the credentials (401)".into(),
+        ));
+    };
+    let mut realm = None;
+    let mut query = Vec::new();
+    for part in params.split(',') {
+        if let Some((k, v)) = part.trim().split_once('=') {
+            let v = v.trim_matches('"').to_string();
+            if k == "realm" {
+                realm = Some(v);
+            } else {
+                query.push((k.to_string(), v));
+            }
+        }
+    }
+    let realm = realm.ok_or_else(|| Error::Registry("auth challenge without realm".into()))?;
+    let mut req = client.get(&realm).query(&query);
+    if let Some(c) = creds {
+        req = req.header(header::AUTHORIZATION, c.basic_header());
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| Error::Registry(format!("token service: {}", error_chain(&e))))?;
+    if !resp.status().is_success() {
+        return Err(Error::Registry(format!(
+            "token service answered {}",
+            resp.status()
+        )));
+    }
+    #[derive(serde::Deserialize)]
+    struct Token {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let t: Token = resp
+        .json()
+        .await
+        .map_err(|e| Error::Registry(format!("token service: {e}")))?;
+    t.token
+        .or(t.access_token)
+        .ok_or_else(|| Error::Registry("token service sent no token".into()))
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); show it.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_use_http() {
+        assert_eq!(base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(base_url("localhost:5000"), "http://localhost:5000");
+        assert_eq!(base_url("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(
+            base_url("registry.example.org"),
+            "https://registry.example.org"
+        );
+    }
+}

@@ -1,0 +1,904 @@
+//! The build context: which files go to Docker ([`plan`]) and the tar stream that carries
+//! them ([`stream`]), produced chunk by chunk so memory stays flat whatever the size.
+//!
+//! The context cannot reach outside its root: paths with `..` or absolute paths are
+//! refused, symlinks are sent as links (never followed), and a symlink whose target
+//! would resolve outside the root is refused rather than sent.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use super::dockerignore::DockerIgnore;
+use crate::{Error, Result};
+
+/// Bytes per chunk handed to the consumer.
+const CHUNK_SIZE: usize = 64 * 1024;
+/// Chunks buffered between the tar writer and the consumer; with [`CHUNK_SIZE`] this
+/// bounds the stream's memory to about half a megabyte.
+const CHANNEL_CAPACITY: usize = 8;
+/// Same limit as Linux's ELOOP, so a symlink cycle is refused instead of looping.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One entry of the context, as it will appear in the tar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative to the context root, `/`-separated, no leading `./`.
+    pub path: String,
+    pub kind: EntryKind,
+    /// File size in bytes; 0 for directories and symlinks.
+    pub size: u64,
+    /// Permission bits (including setuid/setgid/sticky), without the file type.
+    pub mode: u32,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
+    /// The symlink's target, as stored in the link.
+    pub link_target: Option<String>,
+}
+
+/// What [`stream`] will send, decided up front so that errors (a missing Dockerfile, an
+/// escaping symlink) surface before the build starts.
+#[derive(Debug, Clone)]
+pub struct ContextPlan {
+    pub root: PathBuf,
+    /// Sorted, parents before children.
+    pub entries: Vec<Entry>,
+    /// Number of regular files.
+    pub files: u64,
+    /// Sum of the regular files' sizes.
+    pub total_bytes: u64,
+}
+
+/// Refuses absolute paths and any `..` component (what: "contextDir", "dockerfile",
+/// "path" — used in the message). These are mistakes in the resource, hence
+/// `Error::InvalidSpec`.
+pub fn check_relative(path: &str, what: &str) -> Result<()> {
+    if path.starts_with('/') || path.starts_with('\\') || Path::new(path).is_absolute() {
+        return Err(Error::InvalidSpec(format!(
+            "{what} '{path}' must be a path relative to the build context, not an absolute path"
+        )));
+    }
+    // Backslashes count as separators too, so a Windows-style `..\x` is refused as well.
+    if path.split(['/', '\\']).any(|c| c == "..") {
+        return Err(Error::InvalidSpec(format!(
+            "{what} '{path}' must stay inside the build context ('..' is not allowed)"
+        )));
+    }
+    Ok(())
+}
+
+/// `a//b/./c/` → `a/b/c`, for comparing with walked paths.
+fn normalize_rel(path: &str) -> String {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Walks root (sorted, deterministic), applying .dockerignore (the Dockerfile and
+/// .dockerignore are always included, as Docker does), refusing with Error::Context any
+/// symlink whose target leaves the root — absolute targets, or relative ones that climb
+/// out after lexical resolution from the link's directory, including through other
+/// in-context symlinks — naming the link and its target. Errors if the dockerfile does
+/// not exist in the context ("Dockerfile 'x' not found in the build context").
+/// Sockets/devices/fifos are skipped with a tracing::warn.
+///
+/// Blocking file-system work: call it from a blocking thread in async code.
+pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
+    check_relative(dockerfile, "dockerfile")?;
+    let dockerfile = normalize_rel(dockerfile);
+    if dockerfile.is_empty() {
+        return Err(Error::InvalidSpec(
+            "dockerfile must name a file in the build context".to_string(),
+        ));
+    }
+    match fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::Context(format!(
+                "'{}' is not a directory",
+                root.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Error::Context(format!(
+                "cannot open context directory '{}': {e}",
+                root.display()
+            )));
+        }
+    }
+    let ignore = DockerIgnore::load(root)?;
+
+    let mut entries = Vec::new();
+    let (mut files, mut total_bytes) = (0u64, 0u64);
+    // Explicit stack rather than recursion, so a very deep tree cannot overflow.
+    let mut stack: Vec<(String, PathBuf, std::vec::IntoIter<OsString>)> =
+        vec![(String::new(), root.to_path_buf(), sorted_names(root)?)];
+
+    loop {
+        let Some((dir_rel, dir_full, names)) = stack.last_mut() else {
+            break;
+        };
+        let Some(name) = names.next() else {
+            stack.pop();
+            continue;
+        };
+        let full = dir_full.join(&name);
+        let lossy = name.to_string_lossy();
+        let rel = if dir_rel.is_empty() {
+            lossy.to_string()
+        } else {
+            format!("{dir_rel}/{lossy}")
+        };
+        let always = rel == dockerfile || rel == ".dockerignore";
+        let excluded = !always && ignore.is_excluded(&rel);
+        let meta = fs::symlink_metadata(&full)
+            .map_err(|e| Error::Context(format!("cannot read '{rel}': {e}")))?;
+        let ft = meta.file_type();
+        if excluded {
+            // An excluded directory is still walked when something below it may be
+            // included (a `!` pattern, or the Dockerfile itself), as Docker does.
+            let needed = dockerfile.starts_with(&format!("{rel}/"));
+            if ft.is_dir() && (needed || !ignore.can_skip_dir(&rel)) {
+                if name.to_str().is_none() {
+                    return Err(not_utf8(&rel));
+                }
+                let names = sorted_names(&full)?;
+                stack.push((rel, full, names));
+            }
+            continue;
+        }
+        if name.to_str().is_none() {
+            return Err(not_utf8(&rel));
+        }
+        let mut entry = Entry {
+            path: rel.clone(),
+            kind: EntryKind::File,
+            size: 0,
+            mode: meta.mode() & 0o7777,
+            mtime: meta.mtime(),
+            link_target: None,
+        };
+        if ft.is_dir() {
+            entry.kind = EntryKind::Dir;
+            entries.push(entry);
+            let names = sorted_names(&full)?;
+            stack.push((rel, full, names));
+        } else if ft.is_file() {
+            entry.size = meta.len();
+            files += 1;
+            total_bytes += meta.len();
+            entries.push(entry);
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&full)
+                .map_err(|e| Error::Context(format!("cannot read symlink '{rel}': {e}")))?;
+            check_symlink(root, &rel, &target)?;
+            if rel == dockerfile {
+                // Docker reads a symlinked Dockerfile through the link; send the file it
+                // points to (known to be inside the context) under the Dockerfile's name.
+                let meta = fs::metadata(&full).map_err(|_| dockerfile_missing(&dockerfile))?;
+                if !meta.is_file() {
+                    return Err(dockerfile_missing(&dockerfile));
+                }
+                entry.size = meta.len();
+                entry.mode = meta.mode() & 0o7777;
+                entry.mtime = meta.mtime();
+                files += 1;
+                total_bytes += meta.len();
+            } else {
+                entry.kind = EntryKind::Symlink;
+                entry.link_target = Some(
+                    target
+                        .to_str()
+                        .ok_or_else(|| {
+                            Error::Context(format!(
+                                "symlink '{rel}' has a target that is not UTF-8: '{}'",
+                                target.display()
+                            ))
+                        })?
+                        .to_string(),
+                );
+            }
+            entries.push(entry);
+        } else {
+            tracing::warn!(path = %rel, "skipping socket, device or fifo in the build context");
+        }
+    }
+
+    match entries.iter().find(|e| e.path == dockerfile) {
+        Some(e) if e.kind == EntryKind::File => {}
+        Some(_) => {
+            return Err(Error::Context(format!(
+                "Dockerfile '{dockerfile}' is not a file"
+            )));
+        }
+        None => return Err(dockerfile_missing(&dockerfile)),
+    }
+    Ok(ContextPlan {
+        root: root.to_path_buf(),
+        entries,
+        files,
+        total_bytes,
+    })
+}
+
+fn dockerfile_missing(dockerfile: &str) -> Error {
+    Error::Context(format!(
+        "Dockerfile '{dockerfile}' not found in the build context"
+    ))
+}
+
+fn not_utf8(rel: &str) -> Error {
+    Error::Context(format!(
+        "'{rel}' has a name that is not valid UTF-8; rename it or add it to .dockerignore"
+    ))
+}
+
+fn sorted_names(dir: &Path) -> Result<std::vec::IntoIter<OsString>> {
+    let read = fs::read_dir(dir)
+        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display())))?;
+    let mut names = read
+        .map(|r| r.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display())))?;
+    names.sort();
+    Ok(names.into_iter())
+}
+
+/// Resolves the symlink at `rel_link` the way the kernel would — component by component
+/// from the link's directory, following other symlinks met on the way — and refuses it
+/// if the walk ever climbs above the root or meets an absolute target.
+fn check_symlink(root: &Path, rel_link: &str, target: &Path) -> Result<()> {
+    let escape = |via: Option<&Path>| {
+        let how = match via {
+            Some(v) => format!(" (through symlink '{}')", v.display()),
+            None => String::new(),
+        };
+        Error::Context(format!(
+            "symlink '{rel_link}' points to '{}', outside the build context{how}",
+            target.display()
+        ))
+    };
+    if target.has_root() {
+        return Err(escape(None));
+    }
+    let mut cur = PathBuf::from(rel_link);
+    cur.pop();
+    let mut pending: VecDeque<OsString> = VecDeque::new();
+    push_front_components(&mut pending, target);
+    let mut via: Option<PathBuf> = None;
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        if c == ".." {
+            if !cur.pop() {
+                return Err(escape(via.as_deref()));
+            }
+            continue;
+        }
+        cur.push(&c);
+        let full = root.join(&cur);
+        let is_link = fs::symlink_metadata(&full).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            continue;
+        }
+        hops += 1;
+        if hops > MAX_SYMLINK_HOPS {
+            return Err(Error::Context(format!(
+                "symlink '{rel_link}' points to '{}': too many levels of symbolic links",
+                target.display()
+            )));
+        }
+        let next = fs::read_link(&full).map_err(|e| {
+            Error::Context(format!("cannot read symlink '{}': {e}", cur.display()))
+        })?;
+        via = Some(cur.clone());
+        if next.has_root() {
+            return Err(escape(via.as_deref()));
+        }
+        cur.pop();
+        push_front_components(&mut pending, &next);
+    }
+    Ok(())
+}
+
+fn push_front_components(pending: &mut VecDeque<OsString>, path: &Path) {
+    for c in path.components().rev() {
+        match c {
+            Component::Normal(n) => pending.push_front(n.to_os_string()),
+            Component::ParentDir => pending.push_front(OsString::from("..")),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+}
+
+/// Streams the tar of `plan`, with the Dockerfile's bytes replaced by
+/// `dockerfile_content` (the directive-stripped text). Runs the tar writer on a blocking
+/// thread writing ~64 KiB chunks into a bounded tokio mpsc channel (capacity ~8), so
+/// memory stays flat whatever the context size. Headers like the docker CLI's: uid/gid
+/// 0, names relative, mode and mtime from the file, dirs included. A file that changes
+/// size or vanishes while streaming ends the stream with an io::Error saying which file.
+///
+/// The writer starts when the stream is first polled (so it may be created outside a
+/// tokio runtime) and stops, closing its files, when the stream is dropped.
+pub fn stream(
+    plan: ContextPlan,
+    dockerfile: &str,
+    dockerfile_content: Vec<u8>,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    enum State {
+        Start(ContextPlan, String, Vec<u8>),
+        Running(
+            mpsc::Receiver<io::Result<Bytes>>,
+            tokio::task::JoinHandle<()>,
+        ),
+        Done,
+    }
+    let start = State::Start(plan, normalize_rel(dockerfile), dockerfile_content);
+    futures::stream::unfold(start, |state| async move {
+        let (mut rx, handle) = match state {
+            State::Start(plan, dockerfile, content) => {
+                let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+                let handle = tokio::task::spawn_blocking(move || {
+                    let errors = tx.clone();
+                    if let Err(e) = write_tar(&plan, &dockerfile, &content, tx) {
+                        // Fails only when the consumer is gone, and then nobody cares.
+                        let _ = errors.blocking_send(Err(e));
+                    }
+                });
+                (rx, handle)
+            }
+            State::Running(rx, handle) => (rx, handle),
+            State::Done => return None,
+        };
+        match rx.recv().await {
+            Some(Ok(chunk)) => Some((Ok(chunk), State::Running(rx, handle))),
+            Some(Err(e)) => Some((Err(e), State::Done)),
+            // Channel closed: the writer finished, or panicked — which must not pass for
+            // a complete (truncated) tar.
+            None => match handle.await {
+                Ok(()) => None,
+                Err(e) => Some((
+                    Err(io::Error::other(format!(
+                        "build context writer failed: {e}"
+                    ))),
+                    State::Done,
+                )),
+            },
+        }
+    })
+}
+
+fn write_tar(
+    plan: &ContextPlan,
+    dockerfile: &str,
+    dockerfile_content: &[u8],
+    tx: mpsc::Sender<io::Result<Bytes>>,
+) -> io::Result<()> {
+    let writer = ChunkWriter {
+        tx,
+        buf: BytesMut::with_capacity(CHUNK_SIZE),
+    };
+    let mut builder = tar::Builder::new(writer);
+    for entry in &plan.entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mode(entry.mode);
+        header.set_mtime(u64::try_from(entry.mtime).unwrap_or(0));
+        match entry.kind {
+            EntryKind::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                builder.append_data(&mut header, format!("{}/", entry.path), io::empty())?;
+            }
+            EntryKind::Symlink => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                let target = entry.link_target.as_deref().unwrap_or_default();
+                builder.append_link(&mut header, &entry.path, target)?;
+            }
+            EntryKind::File if entry.path == dockerfile => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(dockerfile_content.len() as u64);
+                builder.append_data(&mut header, &entry.path, dockerfile_content)?;
+            }
+            EntryKind::File => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(entry.size);
+                let reader = ExactFile::open(&plan.root, entry)?;
+                builder.append_data(&mut header, &entry.path, reader)?;
+            }
+        }
+    }
+    let mut writer = builder.into_inner()?;
+    writer.flush()
+}
+
+/// Reads exactly the planned number of bytes of a context file, failing (with the file's
+/// name) if it is shorter or longer: the tar header already promised that size.
+struct ExactFile<'a> {
+    file: File,
+    remaining: u64,
+    path: &'a str,
+}
+
+impl<'a> ExactFile<'a> {
+    fn open(root: &Path, entry: &'a Entry) -> io::Result<Self> {
+        let path = entry.path.as_str();
+        let file = File::open(root.join(path)).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                io::Error::new(
+                    e.kind(),
+                    format!("build context file '{path}' vanished while it was being sent"),
+                )
+            } else {
+                io::Error::new(e.kind(), format!("build context file '{path}': {e}"))
+            }
+        })?;
+        let len = file.metadata()?.len();
+        if len != entry.size {
+            return Err(changed(path));
+        }
+        Ok(ExactFile {
+            file,
+            remaining: entry.size,
+            path,
+        })
+    }
+}
+
+fn changed(path: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("build context file '{path}' changed size while it was being sent"),
+    )
+}
+
+impl Read for ExactFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            // Probe one byte: data past the promised size means the file grew.
+            let mut probe = [0u8; 1];
+            return match self.file.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(changed(self.path)),
+            };
+        }
+        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self
+            .file
+            .read(&mut buf[..want])
+            .map_err(|e| io::Error::new(e.kind(), format!("build context file '{}': {e}", self.path)))?;
+        if n == 0 {
+            return Err(changed(self.path));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Collects writes into [`CHUNK_SIZE`] chunks and hands them to the channel, blocking
+/// while it is full — that back-pressure is what keeps memory flat.
+struct ChunkWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    buf: BytesMut,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, BytesMut::with_capacity(CHUNK_SIZE));
+        self.tx.blocking_send(Ok(chunk.freeze())).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "build context stream was dropped",
+            )
+        })
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_SIZE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_SIZE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn write(root: &Path, rel: &str, data: &[u8]) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+
+    async fn collect(s: impl Stream<Item = io::Result<Bytes>>) -> io::Result<Vec<Bytes>> {
+        let mut s = std::pin::pin!(s);
+        let mut chunks = Vec::new();
+        while let Some(c) = s.next().await {
+            chunks.push(c?);
+        }
+        Ok(chunks)
+    }
+
+    /// (path, type, contents or link target, mode, uid)
+    fn read_tar(data: &[u8]) -> Vec<(String, tar::EntryType, Vec<u8>, u32, u64)> {
+        let mut ar = tar::Archive::new(data);
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().to_string();
+                let ty = e.header().entry_type();
+                let mode = e.header().mode().unwrap();
+                let uid = e.header().uid().unwrap();
+                let mut body = Vec::new();
+                if ty == tar::EntryType::Symlink {
+                    body = e
+                        .link_name()
+                        .unwrap()
+                        .unwrap()
+                        .to_string_lossy()
+                        .as_bytes()
+                        .to_vec();
+                } else {
+                    e.read_to_end(&mut body).unwrap();
+                }
+                (path, ty, body, mode, uid)
+            })
+            .collect()
+    }
+
+    fn context_err<T: std::fmt::Debug>(r: Result<T>) -> String {
+        match r {
+            Err(Error::Context(m)) => m,
+            other => panic!("expected Error::Context, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn tar_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\nTAG x\nCOPY . /\n");
+        write(root, ".dockerignore", b"secret\n*.log\n!keep.log\nnode_modules\n");
+        write(root, "a.txt", b"hello");
+        write(root, "sub/b.txt", b"world");
+        write(root, "secret", b"password");
+        write(root, "x.log", b"log");
+        write(root, "keep.log", b"kept");
+        write(root, "node_modules/m.js", b"js");
+        write(root, "run.sh", b"#!/bin/sh\n");
+        fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(root.join("emptydir")).unwrap();
+        let long = format!("{}/{}.txt", "d".repeat(80), "f".repeat(60));
+        write(root, &long, b"long");
+
+        let plan = plan(root, "./Dockerfile").unwrap();
+        assert_eq!(plan.files, 7);
+        let stripped = b"FROM scratch\n# TAG x\nCOPY . /\n".to_vec();
+        let chunks = collect(stream(plan, "Dockerfile", stripped.clone()))
+            .await
+            .unwrap();
+        let data: Vec<u8> = chunks.concat();
+        let entries = read_tar(&data);
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                ".dockerignore",
+                "Dockerfile",
+                "a.txt",
+                &format!("{}/", "d".repeat(80)),
+                &long,
+                "emptydir/",
+                "keep.log",
+                "run.sh",
+                "sub/",
+                "sub/b.txt",
+            ]
+        );
+        let get = |n: &str| entries.iter().find(|e| e.0 == n).unwrap();
+        assert_eq!(get("Dockerfile").2, stripped);
+        assert_eq!(get("a.txt").2, b"hello");
+        assert_eq!(get("sub/b.txt").2, b"world");
+        assert_eq!(get(&long).2, b"long");
+        assert_eq!(get("run.sh").3, 0o755);
+        assert_eq!(get("sub/").1, tar::EntryType::Directory);
+        assert!(entries.iter().all(|e| e.4 == 0));
+    }
+
+    #[tokio::test]
+    async fn dockerfile_and_dockerignore_always_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "docker/Dockerfile", b"FROM scratch\n");
+        write(root, "docker/other", b"x");
+        write(root, ".dockerignore", b"docker\n.dockerignore\n");
+        let plan = plan(root, "docker/Dockerfile").unwrap();
+        let names: Vec<&str> = plan.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(names, vec![".dockerignore", "docker/Dockerfile"]);
+        let data = collect(stream(plan, "docker/Dockerfile", b"FROM scratch\n".to_vec()))
+            .await
+            .unwrap()
+            .concat();
+        let entries = read_tar(&data);
+        assert_eq!(entries[1].0, "docker/Dockerfile");
+    }
+
+    #[test]
+    fn escaping_symlinks_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("abs", "/etc/passwd"),
+            ("up", "../x"),
+            ("sub/climb", "../../x"),
+            ("l", "a/../../x"),
+            ("b", "sub/./../.."),
+        ];
+        for (link, target) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("ctx");
+            write(&root, "Dockerfile", b"FROM scratch\n");
+            fs::create_dir_all(root.join("sub")).unwrap();
+            symlink(target, root.join(link)).unwrap();
+            let m = context_err(plan(&root, "Dockerfile"));
+            assert!(m.contains(&format!("symlink '{link}'")), "{m}");
+            assert!(m.contains(&format!("'{target}'")), "{m}");
+            assert!(m.contains("outside the build context"), "{m}");
+        }
+    }
+
+    #[test]
+    fn escaping_through_another_symlink_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ctx");
+        write(&root, "Dockerfile", b"FROM scratch\n");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        // sub/up -> .. is the root itself: fine alone.
+        symlink("..", root.join("sub/up")).unwrap();
+        assert!(plan(&root, "Dockerfile").is_ok());
+        // Lexically sub/up/../x is sub/x, but the kernel goes root/.. = outside.
+        symlink("sub/up/../x", root.join("link")).unwrap();
+        let m = context_err(plan(&root, "Dockerfile"));
+        assert!(m.contains("symlink 'link' points to 'sub/up/../x'"), "{m}");
+        assert!(m.contains("through symlink 'sub/up'"), "{m}");
+
+        // A chain ending in an absolute target (the absolute link itself is not sent).
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\n");
+        write(root, ".dockerignore", b"abs\n");
+        symlink("/tmp", root.join("abs")).unwrap();
+        symlink("abs/file", root.join("chain")).unwrap();
+        let m = context_err(plan(root, "Dockerfile"));
+        assert!(m.contains("symlink 'chain' points to 'abs/file'"), "{m}");
+        assert!(m.contains("through symlink 'abs'"), "{m}");
+
+        // A cycle is refused, not looped on.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\n");
+        symlink("l2", root.join("l1")).unwrap();
+        symlink("l1", root.join("l2")).unwrap();
+        let m = context_err(plan(root, "Dockerfile"));
+        assert!(m.contains("too many levels"), "{m}");
+    }
+
+    #[test]
+    fn excluded_escaping_symlink_is_not_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\n");
+        write(root, ".dockerignore", b"outside\n");
+        symlink("/etc", root.join("outside")).unwrap();
+        let plan = plan(root, "Dockerfile").unwrap();
+        assert!(plan.entries.iter().all(|e| e.path != "outside"));
+    }
+
+    #[tokio::test]
+    async fn inside_symlinks_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\n");
+        write(root, "sub/b.txt", b"b");
+        write(root, "a.txt", b"a");
+        symlink("sub/b.txt", root.join("inlink")).unwrap();
+        symlink("../a.txt", root.join("sub/parent")).unwrap();
+        symlink("nothere", root.join("dangling")).unwrap();
+        symlink("sub/parent", root.join("chain")).unwrap();
+        symlink(".", root.join("self")).unwrap();
+        let plan = plan(root, "Dockerfile").unwrap();
+        let data = collect(stream(plan, "Dockerfile", b"FROM scratch\n".to_vec()))
+            .await
+            .unwrap()
+            .concat();
+        let entries = read_tar(&data);
+        let link = |n: &str| {
+            let e = entries.iter().find(|e| e.0 == n).unwrap();
+            assert_eq!(e.1, tar::EntryType::Symlink, "{n}");
+            String::from_utf8(e.2.clone()).unwrap()
+        };
+        assert_eq!(link("inlink"), "sub/b.txt");
+        assert_eq!(link("sub/parent"), "../a.txt");
+        assert_eq!(link("dangling"), "nothere");
+        assert_eq!(link("chain"), "sub/parent");
+        assert_eq!(link("self"), ".");
+    }
+
+    #[test]
+    fn symlinked_dockerfile_is_sent_as_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "docker/real", b"FROM scratch\n");
+        symlink("docker/real", root.join("Dockerfile")).unwrap();
+        let plan = plan(root, "Dockerfile").unwrap();
+        let e = plan.entries.iter().find(|e| e.path == "Dockerfile").unwrap();
+        assert_eq!(e.kind, EntryKind::File);
+        assert_eq!(e.size, 13);
+    }
+
+    #[test]
+    fn relative_paths_checked() {
+        assert!(check_relative("docker/Dockerfile", "dockerfile").is_ok());
+        assert!(check_relative("./a/..b", "path").is_ok());
+        assert!(check_relative("", "contextDir").is_ok());
+        for (p, what) in [("../Dockerfile", "dockerfile"), ("a/../../b", "contextDir"), ("a/..", "path"), ("..\\x", "path")] {
+            match check_relative(p, what) {
+                Err(Error::InvalidSpec(m)) => {
+                    assert!(m.starts_with(&format!("{what} '{p}'")), "{m}");
+                    assert!(m.contains("'..' is not allowed"), "{m}");
+                }
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+        match check_relative("/etc/Dockerfile", "dockerfile") {
+            Err(Error::InvalidSpec(m)) => assert!(m.contains("absolute"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            plan(dir.path(), "../Dockerfile"),
+            Err(Error::InvalidSpec(_))
+        ));
+    }
+
+    #[test]
+    fn missing_dockerfile() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "other", b"x");
+        assert_eq!(
+            context_err(plan(dir.path(), "Dockerfile")),
+            "Dockerfile 'Dockerfile' not found in the build context"
+        );
+        fs::create_dir(dir.path().join("adir")).unwrap();
+        assert!(context_err(plan(dir.path(), "adir")).contains("not a file"));
+        let m = context_err(plan(&dir.path().join("nope"), "Dockerfile"));
+        assert!(m.contains("cannot open context directory"), "{m}");
+    }
+
+    #[test]
+    fn fifo_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "Dockerfile", b"FROM scratch\n");
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let plan = plan(dir.path(), "Dockerfile").unwrap();
+        assert_eq!(plan.entries.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn large_file_streams_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\n");
+        const SIZE: u64 = 50 * 1024 * 1024;
+        let f = File::create(root.join("big.bin")).unwrap();
+        f.set_len(SIZE).unwrap(); // sparse: no 50 MB written to disk
+        drop(f);
+        let plan = plan(root, "Dockerfile").unwrap();
+        assert_eq!(plan.total_bytes, SIZE + 13);
+
+        let mut s = std::pin::pin!(stream(plan, "Dockerfile", b"FROM scratch\n".to_vec()));
+        let (mut chunks, mut total) = (0usize, 0usize);
+        let mut data = Vec::new();
+        while let Some(c) = s.next().await {
+            let c = c.unwrap();
+            assert!(c.len() <= CHUNK_SIZE);
+            chunks += 1;
+            total += c.len();
+            data.extend_from_slice(&c);
+        }
+        assert_eq!(total, data.len());
+        assert!(chunks >= (SIZE as usize) / CHUNK_SIZE, "{chunks} chunks");
+        // Two headers, padded Dockerfile, the file, and the 1 KiB end marker.
+        assert_eq!(total as u64, 512 + 512 + 512 + SIZE + 1024);
+        let entries = read_tar(&data);
+        let big = entries.iter().find(|e| e.0 == "big.bin").unwrap();
+        assert_eq!(big.2.len() as u64, SIZE);
+    }
+
+    #[tokio::test]
+    async fn file_changing_during_stream_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\n");
+        write(root, "grows", b"abc");
+        write(root, "vanishes", b"abc");
+
+        let p = plan(root, "Dockerfile").unwrap();
+        write(root, "grows", b"abcdef");
+        let err = collect(stream(p, "Dockerfile", vec![])).await.unwrap_err();
+        assert!(err.to_string().contains("'grows' changed size"), "{err}");
+
+        write(root, "grows", b"abc");
+        let p = plan(root, "Dockerfile").unwrap();
+        fs::remove_file(root.join("vanishes")).unwrap();
+        let err = collect(stream(p, "Dockerfile", vec![])).await.unwrap_err();
+        assert!(err.to_string().contains("'vanishes' vanished"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_stops_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", b"FROM scratch\n");
+        File::create(root.join("big"))
+            .unwrap()
+            .set_len(20 * 1024 * 1024)
+            .unwrap();
+        let p = plan(root, "Dockerfile").unwrap();
+        let mut s = Box::pin(stream(p, "Dockerfile", vec![]));
+        assert!(s.next().await.unwrap().is_ok());
+        drop(s);
+        // The blocking writer sees the closed channel and returns; the runtime's
+        // shutdown at the end of the test would hang if it did not.
+    }
+
+    #[test]
+    fn stream_can_be_created_outside_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "Dockerfile", b"FROM scratch\n");
+        let p = plan(dir.path(), "Dockerfile").unwrap();
+        let s = stream(p, "Dockerfile", vec![]);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let chunks = rt.block_on(collect(s)).unwrap();
+        assert!(!chunks.is_empty());
+    }
+}

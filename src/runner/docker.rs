@@ -1,0 +1,454 @@
+//! The runner proper: context → Docker (bollard) → registry.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptions, PushImageOptions, TagImageOptions};
+use futures::StreamExt;
+use tracing::{debug, info, instrument, warn};
+
+use super::{BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, context, directives, fetch};
+use crate::registry::{self, Credentials, error_chain};
+use crate::{Error, Result};
+
+/// Runs builds against one Docker daemon.
+#[derive(Clone)]
+pub struct Runner {
+    docker: Docker,
+    http: reqwest::Client,
+}
+
+/// A context directory, and the temporary directory holding it if it was fetched.
+struct Workspace {
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    revision: Option<String>,
+    source_url: Option<String>,
+}
+
+impl Runner {
+    /// Connects to `docker_host` (`unix://...`, `tcp://...`) or `DOCKER_HOST` or the
+    /// local socket, and agrees on an API version with the daemon.
+    pub async fn connect(docker_host: Option<&str>) -> Result<Self> {
+        let docker = match docker_host {
+            Some(h) => Docker::connect_with_host(h),
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(|e| Error::Docker(e.to_string()))?;
+        let mut docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| Error::Docker(format!("cannot reach the daemon: {e}")))?;
+        // the default 2 minutes would cut off a large context upload
+        docker.set_timeout(Duration::from_secs(24 * 3600));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Registry(e.to_string()))?;
+        Ok(Self { docker, http })
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Runs one build to the end, or until `cancel` fires or the spec's timeout passes.
+    #[instrument(skip_all, fields(build = %req.key))]
+    pub async fn run(&self, req: BuildRequest, events: Events, cancel: Cancel) -> Result<BuildOutcome> {
+        let timeout = req.spec.timeout_seconds;
+        let work = self.run_inner(req, events);
+        tokio::select! {
+            _ = cancel.cancelled() => Err(Error::Cancelled("build cancelled".into())),
+            r = async {
+                match timeout {
+                    Some(s) => tokio::time::timeout(Duration::from_secs(s), work)
+                        .await
+                        .unwrap_or(Err(Error::Timeout(s))),
+                    None => work.await,
+                }
+            } => r,
+        }
+    }
+
+    async fn run_inner(&self, req: BuildRequest, events: Events) -> Result<BuildOutcome> {
+        let spec = &req.spec;
+        crate::api::validate_spec(spec)?;
+        let ws = self.workspace(&req).await?;
+        let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+        context::check_relative(dockerfile, "dockerfile")?;
+        let text = std::fs::read_to_string(ws.dir.join(dockerfile)).map_err(|e| {
+            Error::Context(format!("cannot read Dockerfile '{dockerfile}': {e}"))
+        })?;
+        let (d, stripped) = directives::parse(&text)?;
+        let target = super::resolve(spec, &d)?;
+        let creds = req.auth.credentials_for(&target.registry).cloned();
+
+        // fail fast (and retryably) before a long build when the registry is down
+        self.ping_registry(&target.registry).await?;
+
+        let plan = {
+            let dir = ws.dir.clone();
+            let df = dockerfile.to_string();
+            tokio::task::spawn_blocking(move || context::plan(&dir, &df))
+                .await
+                .map_err(|e| Error::Context(e.to_string()))??
+        };
+        let _ = events.send(BuildEvent::Building {
+            context_bytes: plan.total_bytes,
+            files: plan.files,
+        });
+        info!(files = plan.files, bytes = plan.total_bytes, "sending build context");
+        let body = context::stream(plan, dockerfile, stripped.into_bytes());
+
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        if let Some(u) = &ws.source_url {
+            labels
+                .entry("org.opencontainers.image.source".into())
+                .or_insert_with(|| strip_userinfo(u));
+        }
+        if let Some(r) = &ws.revision {
+            labels
+                .entry("org.opencontainers.image.revision".into())
+                .or_insert_with(|| r.clone());
+        }
+        let refs = target.tag_refs();
+        let options = BuildImageOptions {
+            dockerfile: dockerfile.to_string(),
+            t: refs.first().cloned(),
+            nocache: spec.no_cache,
+            rm: true,
+            forcerm: true,
+            buildargs: (!spec.build_args.is_empty())
+                .then(|| spec.build_args.clone().into_iter().collect()),
+            labels: (!labels.is_empty()).then_some(labels),
+            target: spec.target.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let build_creds = creds
+            .as_ref()
+            .map(|c| HashMap::from([(target.registry.clone(), c.to_docker())]));
+        let image_id = self
+            .build(options, build_creds, body, &events)
+            .await?;
+
+        for tag in &target.tags {
+            self.docker
+                .tag_image(
+                    &image_id,
+                    Some(TagImageOptions {
+                        repo: Some(target.name()),
+                        tag: Some(tag.clone()),
+                    }),
+                )
+                .await
+                .map_err(|e| Error::Docker(format!("tagging {}:{tag}: {e}", target.name())))?;
+        }
+
+        let _ = events.send(BuildEvent::Pushing { tags: refs.clone() });
+        let mut digest = None;
+        for tag in &target.tags {
+            let d = self.push(&target.name(), tag, creds.as_ref(), &events).await?;
+            if digest.as_ref().is_some_and(|prev| prev != &d) {
+                warn!(tag, digest = d, "tags of one image pushed with different digests");
+            }
+            digest.get_or_insert(d);
+        }
+        let pushed = digest.ok_or_else(|| Error::Registry("no tag was pushed".into()))?;
+        // what the daemon said must be what the registry serves
+        let served = registry::manifest_digest(
+            &self.http,
+            &target.registry,
+            &target.repository,
+            &target.tags[0],
+            creds.as_ref(),
+        )
+        .await?;
+        if served != pushed {
+            return Err(Error::Registry(format!(
+                "the daemon pushed {pushed} but the registry serves {served} for {}",
+                refs[0]
+            )));
+        }
+        Ok(BuildOutcome {
+            image: format!("{}@{served}", target.name()),
+            digest: served,
+            pushed_tags: refs,
+            revision: ws.revision,
+        })
+    }
+
+    async fn workspace(&self, req: &BuildRequest) -> Result<Workspace> {
+        let src = &req.spec.source;
+        let base = req.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        if let Some(path) = &src.path {
+            context::check_relative(path, "source.path")?;
+            let dir = base.join(path);
+            if !dir.is_dir() {
+                return Err(Error::Context(format!(
+                    "source.path '{path}' is not a directory (looked in {})",
+                    base.display()
+                )));
+            }
+            return Ok(Workspace {
+                dir,
+                _tmp: None,
+                revision: None,
+                source_url: None,
+            });
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("slipway-ctx-")
+            .tempdir()
+            .map_err(|e| Error::Context(format!("cannot make a temporary directory: {e}")))?;
+        let root = tmp.path().to_path_buf();
+        if let Some(inline) = &src.inline {
+            let file = req.spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+            context::check_relative(file, "dockerfile")?;
+            let p = root.join(file);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&p, &inline.dockerfile)?;
+            return Ok(Workspace {
+                dir: root,
+                _tmp: Some(tmp),
+                revision: None,
+                source_url: None,
+            });
+        }
+        if let Some(git) = &src.git {
+            let fetched = fetch::git(&git.url, git.revision.as_deref(), &root).await?;
+            let dir = match &git.context_dir {
+                Some(c) => {
+                    context::check_relative(c, "source.git.contextDir")?;
+                    root.join(c)
+                }
+                None => root.clone(),
+            };
+            if !dir.is_dir() {
+                return Err(Error::Context(format!(
+                    "contextDir '{}' does not exist in the repository",
+                    git.context_dir.as_deref().unwrap_or("")
+                )));
+            }
+            return Ok(Workspace {
+                dir,
+                _tmp: Some(tmp),
+                revision: fetched.commit,
+                source_url: Some(git.url.clone()),
+            });
+        }
+        if let Some(url) = &src.url {
+            fetch::url(&self.http, url, &root).await?;
+            return Ok(Workspace {
+                dir: root,
+                _tmp: Some(tmp),
+                revision: None,
+                source_url: Some(url.clone()),
+            });
+        }
+        Err(Error::InvalidSpec("spec.source is empty".into()))
+    }
+
+    async fn ping_registry(&self, registry: &str) -> Result<()> {
+        let scheme = if registry::is_loopback(registry) { "http" } else { "https" };
+        // any HTTP answer (401 included) means the registry is there
+        self.http
+            .get(format!("{scheme}://{registry}/v2/"))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e))))
+    }
+
+    async fn build(
+        &self,
+        options: BuildImageOptions,
+        creds: Option<HashMap<String, bollard::auth::DockerCredentials>>,
+        body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+        events: &Events,
+    ) -> Result<String> {
+        let mut stream =
+            self.docker
+                .build_image(options, creds, Some(bollard::body_try_stream(body)));
+        let mut image_id = None;
+        let mut step = String::new();
+        let mut tail: Vec<String> = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(i) => i,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(Error::BuildFailed(failure_message(&step, &error, &tail)));
+                }
+                Err(e) => return Err(classify_docker_error(e)),
+            };
+            if let Some(text) = info.stream {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    if line.starts_with("Step ") {
+                        step = line.to_string();
+                        tail.clear();
+                        let _ = events.send(BuildEvent::Step(line.to_string()));
+                    } else {
+                        tail.push(line.to_string());
+                        if tail.len() > 5 {
+                            tail.remove(0);
+                        }
+                        let _ = events.send(BuildEvent::Log(line.to_string()));
+                    }
+                    debug!(target: "slipway::docker", "{line}");
+                }
+            }
+            if let Some(err) = info.error_detail.and_then(|e| e.message) {
+                return Err(Error::BuildFailed(failure_message(&step, &err, &tail)));
+            }
+            if let Some(id) = info.aux.and_then(|a| a.id) {
+                image_id = Some(id);
+            }
+        }
+        image_id.ok_or_else(|| {
+            Error::BuildFailed(failure_message(
+                &step,
+                "the daemon ended the build without an image ID",
+                &tail,
+            ))
+        })
+    }
+
+    async fn push(
+        &self,
+        name: &str,
+        tag: &str,
+        creds: Option<&Credentials>,
+        events: &Events,
+    ) -> Result<String> {
+        let reference = format!("{name}:{tag}");
+        let mut stream = self.docker.push_image(
+            name,
+            Some(PushImageOptions {
+                tag: Some(tag.to_string()),
+                platform: None,
+            }),
+            creds.map(Credentials::to_docker),
+        );
+        let mut digest = None;
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(i) => i,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(push_error(&reference, &error));
+                }
+                Err(e) => return Err(classify_docker_error(e)),
+            };
+            if let Some(err) = info.error_detail.and_then(|e| e.message) {
+                return Err(push_error(&reference, &err));
+            }
+            if let Some(status) = info.status {
+                // "latest: digest: sha256:... size: 528" ends a push
+                if let Some(d) = status
+                    .split_once("digest: ")
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                {
+                    digest = Some(d.to_string());
+                }
+                let (current, total) = info
+                    .progress_detail
+                    .map(|p| (p.current.unwrap_or(0), p.total.unwrap_or(0)))
+                    .unwrap_or((0, 0));
+                let _ = events.send(BuildEvent::PushProgress {
+                    tag: reference.clone(),
+                    status,
+                    current: current.max(0) as u64,
+                    total: total.max(0) as u64,
+                });
+            }
+        }
+        let digest = digest.ok_or_else(|| {
+            Error::Registry(format!("pushing {reference}: the daemon reported no digest"))
+        })?;
+        let _ = events.send(BuildEvent::Pushed {
+            tag: reference,
+            digest: digest.clone(),
+        });
+        Ok(digest)
+    }
+}
+
+/// "step 3/5 `RUN make` failed: <daemon error>", with the last lines of output.
+fn failure_message(step: &str, error: &str, tail: &[String]) -> String {
+    let mut msg = String::new();
+    if let Some(s) = step.strip_prefix("Step ") {
+        let (n, instr) = s.split_once(" : ").unwrap_or((s, ""));
+        msg.push_str(&format!("step {n} `{instr}` failed: "));
+    }
+    msg.push_str(error.trim());
+    if !tail.is_empty() {
+        msg.push_str("\noutput:\n");
+        msg.push_str(&tail.join("\n"));
+    }
+    msg
+}
+
+/// Registry down → retryable; refused credentials → the user's to fix.
+fn push_error(reference: &str, error: &str) -> Error {
+    let lower = error.to_lowercase();
+    if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("denied")
+    {
+        Error::InvalidSpec(format!(
+            "pushing {reference}: the registry refused the credentials: {error}"
+        ))
+    } else {
+        Error::Registry(format!("pushing {reference}: {error}"))
+    }
+}
+
+fn classify_docker_error(e: bollard::errors::Error) -> Error {
+    Error::Docker(error_chain(&e))
+}
+
+fn strip_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if !userinfo.contains('/') => format!("{scheme}://{host}"),
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_names_the_step_and_its_output() {
+        let msg = failure_message(
+            "Step 2/3 : RUN exit 3",
+            "The command '/bin/sh -c exit 3' returned a non-zero code: 3",
+            &["compiling".into()],
+        );
+        assert_eq!(
+            msg,
+            "step 2/3 `RUN exit 3` failed: The command '/bin/sh -c exit 3' returned a non-zero code: 3\noutput:\ncompiling"
+        );
+    }
+
+    #[test]
+    fn credentials_never_in_source_label() {
+        assert_eq!(
+            strip_userinfo("https://bob:pw@git.example.org/a.git"),
+            "https://git.example.org/a.git"
+        );
+        assert_eq!(strip_userinfo("https://git.example.org/a.git"), "https://git.example.org/a.git");
+    }
+
+    #[test]
+    fn refused_push_is_not_retried() {
+        assert!(!push_error("r/a:1", "unauthorized: authentication required").is_retryable());
+        assert!(push_error("r/a:1", "dial tcp 127.0.0.1:5999: connect: connection refused").is_retryable());
+    }
+}

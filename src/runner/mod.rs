@@ -1,0 +1,73 @@
+//! The build runner, shared by every backend: fetch the context, read and strip the
+//! Dockerfile's directives, build, tag, push, and read the digest back.
+
+pub mod context;
+pub mod directives;
+pub mod dockerignore;
+mod docker;
+pub mod fetch;
+mod resolve;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::DockerBuildSpec;
+use crate::registry::DockerConfig;
+
+pub use docker::Runner;
+pub use resolve::{Resolved, local_dockerfile, resolve};
+
+/// One build to run.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    /// `namespace/name`, for logs and messages.
+    pub key: String,
+    pub spec: DockerBuildSpec,
+    /// Directory `path` sources and config paths are relative to (watch folder, one shot).
+    pub base_dir: Option<PathBuf>,
+    /// Registry credentials, looked up by registry host once it is known.
+    pub auth: Arc<DockerConfig>,
+}
+
+/// What a successful build produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildOutcome {
+    /// `sha256:...` of the pushed manifest, as the registry serves it.
+    pub digest: String,
+    /// `registry/repository@digest`.
+    pub image: String,
+    /// Every `registry/repository:tag` pushed.
+    pub pushed_tags: Vec<String>,
+    /// Git commit built, for git sources.
+    pub revision: Option<String>,
+}
+
+/// What a running build reports while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuildEvent {
+    /// The daemon started building (context sent).
+    Building { context_bytes: u64, files: u64 },
+    /// A Dockerfile step began: `Step 2/5 : RUN make`.
+    Step(String),
+    /// A line of the daemon's output.
+    Log(String),
+    /// Pushing started.
+    Pushing { tags: Vec<String> },
+    /// Progress of one tag's push: a layer's status and bytes.
+    PushProgress {
+        tag: String,
+        status: String,
+        current: u64,
+        total: u64,
+    },
+    /// One tag is in the registry.
+    Pushed { tag: String, digest: String },
+}
+
+pub type Events = mpsc::UnboundedSender<BuildEvent>;
+
+/// Cancels a running build when triggered (file deleted, spec changed).
+pub type Cancel = CancellationToken;

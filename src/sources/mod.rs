@@ -1,0 +1,67 @@
+//! Sources of `DockerBuild` resources. Each turns its own world (a folder of YAML
+//! files; later the Kubernetes API) into the same [`Resource`] values and takes
+//! status back; the reconciler never knows which one it talks to.
+
+pub mod folder;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::Result;
+use crate::api::{DockerBuild, DockerBuildStatus};
+use crate::registry::DockerConfig;
+
+/// A resource as a source delivers it.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub build: DockerBuild,
+    /// Where it came from, for messages (`builds/app.yaml`).
+    pub origin: String,
+    /// Directory that `path` sources and config paths are relative to.
+    pub base_dir: Option<PathBuf>,
+}
+
+impl Resource {
+    pub fn key(&self) -> String {
+        self.build.key()
+    }
+
+    pub fn namespace(&self) -> String {
+        self.build
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into())
+    }
+}
+
+/// What a source reports.
+#[derive(Clone, Debug)]
+pub enum SourceEvent {
+    /// A resource exists in this form (new, changed, or seen again).
+    Applied(Resource),
+    /// A resource is gone; `origin` guards against a resource that merely moved.
+    Deleted { key: String, origin: String },
+    /// Something that claims to be a DockerBuild but cannot be read.
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+    /// Every resource that existed at start has been reported.
+    Synced,
+}
+
+#[async_trait]
+pub trait Source: Send + Sync + 'static {
+    /// Reports every resource, then `Synced`, then changes until the channel closes.
+    async fn run(&self, events: mpsc::Sender<SourceEvent>) -> Result<()>;
+
+    /// Writes `status` into the resource named `key` (of `origin`).
+    async fn write_status(&self, key: &str, origin: &str, status: &DockerBuildStatus) -> Result<()>;
+
+    /// Registry credentials for this resource.
+    async fn auth(&self, res: &Resource) -> Result<DockerConfig>;
+}

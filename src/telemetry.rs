@@ -1,0 +1,17 @@
+//! Logging: human-readable by default, JSON for log collectors.
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// Installs the global subscriber; `RUST_LOG` overrides `level`.
+pub fn init(level: &str, json: bool) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,slipway={level}")));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+    // a second init (tests) keeps the first subscriber
+    let _ = result;
+}
