@@ -118,23 +118,23 @@ start_dockerd() {
   printf '\n==== %s dockerd %s\n' "$(date -u +%FT%TZ)" "${flags[*]}" >>"$LOG"
   # setsid: its own session, so a Ctrl-C in the calling terminal does not kill it.
   "${SUDO[@]}" setsid dockerd "${flags[@]}" >>"$LOG" 2>&1 </dev/null &
-  local launcher=$! waited=0 pid=""
+  local launcher=$! started=$SECONDS pid=""
   while ! docker_answers; do
     if ! alive "$launcher"; then
       tail -n 30 "$LOG" >&2 || true
       die "dockerd exited during startup (log above, full log $LOG)"
     fi
-    if [ "$waited" -ge "$TIMEOUT" ]; then
+    if [ $((SECONDS - started)) -ge "$TIMEOUT" ]; then
       tail -n 30 "$LOG" >&2 || true
-      die "dockerd did not answer within ${TIMEOUT}s (log above, full log $LOG)"
+      "${SUDO[@]}" kill -TERM "$launcher" 2>/dev/null || true
+      die "dockerd did not answer within ${TIMEOUT}s; stopped it (log above, full log $LOG)"
     fi
     sleep 1
-    waited=$((waited + 1))
   done
   # dockerd writes its own pidfile; prefer it over the launcher's pid.
   pid=$(cat /var/run/docker.pid 2>/dev/null || echo "$launcher")
   echo "$pid" >"$OURS"
-  say "dockerd is up (pid $pid, storage driver $(storage_driver), after ${waited}s)"
+  say "dockerd is up (pid $pid, storage driver $(storage_driver), after $((SECONDS - started))s)"
 }
 
 storage_driver() {

@@ -23,3 +23,11 @@ v2_ok() {
   ) 2>/dev/null) || return 1
   case "$status" in "HTTP/1."?" 200"*) return 0 ;; *) return 1 ;; esac
 }
+
+# static_busybox: print the path of the static busybox from Debian's
+# busybox-static package (/bin/busybox on bookworm); fail if it is not installed.
+static_busybox() {
+  local p
+  p=$(dpkg -L busybox-static 2>/dev/null | grep -m1 -E '/s?bin/busybox$') || return 1
+  [ -x "$p" ] && printf '%s\n' "$p"
+}

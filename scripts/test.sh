@@ -17,7 +17,9 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
-export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 export SLIPWAY_STATE=${SLIPWAY_STATE:-/tmp/slipway-dev}
 
 section() { printf '\n==== %s ====\n' "$*"; }
@@ -73,9 +75,8 @@ REGDIR=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test-registry.XXXXXX")
 ADDR=$(bash scripts/registry.sh start --dir "$REGDIR" --port 0 | tail -n 1) ||
   die "the registry did not start"
 export SLIPWAY_TEST_REGISTRY=$ADDR
-BUSYBOX=$(dpkg -L busybox-static 2>/dev/null | grep -m1 -E '/s?bin/busybox$' || true)
-[ -x "${BUSYBOX:-}" ] || die "static busybox not found (package busybox-static)"
-export SLIPWAY_TEST_BUSYBOX=$BUSYBOX
+SLIPWAY_TEST_BUSYBOX=$(static_busybox) || die "static busybox not found (package busybox-static)"
+export SLIPWAY_TEST_BUSYBOX
 echo "SLIPWAY_TEST_REGISTRY=$SLIPWAY_TEST_REGISTRY"
 echo "SLIPWAY_TEST_BUSYBOX=$SLIPWAY_TEST_BUSYBOX"
 

@@ -39,13 +39,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -69,11 +70,17 @@ pub struct DockerfileArgs {
 }
 
 /// The resource a bare Dockerfile and flags describe.
-pub fn spec_from_dockerfile(dockerfile: &Path, args: &DockerfileArgs) -> Result<(DockerBuildSpec, PathBuf)> {
+pub fn spec_from_dockerfile(
+    dockerfile: &Path,
+    args: &DockerfileArgs,
+) -> Result<(DockerBuildSpec, PathBuf)> {
     let dockerfile = std::path::absolute(dockerfile)?;
     let context = match &args.context {
         Some(c) => std::path::absolute(c)?,
-        None => dockerfile.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+        None => dockerfile
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
     };
     let rel = dockerfile.strip_prefix(&context).map_err(|_| {
         Error::InvalidSpec(format!(
@@ -109,7 +116,10 @@ pub fn one_shot_requests(
     df_args: &DockerfileArgs,
     docker_config: Option<&Path>,
 ) -> Result<Vec<BuildRequest>> {
-    let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let is_yaml = matches!(
+        file.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
     if !is_yaml {
         let (spec, context) = spec_from_dockerfile(file, df_args)?;
         let auth = Arc::new(DockerConfig::load(docker_config)?);
@@ -130,10 +140,17 @@ pub fn one_shot_requests(
     for doc in read_docs(&text, &origin) {
         match doc {
             Doc::Build(b) => {
-                let cfg_path = match (&b.spec.output.as_ref().and_then(|o| o.push_secret_ref.clone()), docker_config) {
-                    (Some(r), _) if r.path.is_some() => {
-                        r.path.as_ref().map(|p| base_dir.clone().unwrap_or_default().join(p))
-                    }
+                let cfg_path = match (
+                    &b.spec
+                        .output
+                        .as_ref()
+                        .and_then(|o| o.push_secret_ref.clone()),
+                    docker_config,
+                ) {
+                    (Some(r), _) if r.path.is_some() => r
+                        .path
+                        .as_ref()
+                        .map(|p| base_dir.clone().unwrap_or_default().join(p)),
                     (_, Some(p)) => Some(p.to_path_buf()),
                     _ => None,
                 };

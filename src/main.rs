@@ -82,8 +82,14 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("expected a duration such as 5s, got '{s}'"))?;
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration such as 5s, got '{s}'"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
@@ -104,26 +110,63 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Watch { dir, docker_host, concurrency, max_attempts, retry_backoff, once } => {
+        Command::Watch {
+            dir,
+            docker_host,
+            concurrency,
+            max_attempts,
+            retry_backoff,
+            once,
+        } => {
             let settings = Settings {
-                queue: QueueConfig { concurrency, max_attempts, backoff: retry_backoff },
+                queue: QueueConfig {
+                    concurrency,
+                    max_attempts,
+                    backoff: retry_backoff,
+                },
                 once,
             };
             match commands::watch(&dir, docker_host.as_deref(), settings).await {
                 Ok(s) if once => {
-                    println!("{} succeeded, {} failed, {} not built", s.succeeded, s.failed, s.waiting);
-                    if s.failed + s.waiting > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+                    println!(
+                        "{} succeeded, {} failed, {} not built",
+                        s.succeeded, s.failed, s.waiting
+                    );
+                    if s.failed + s.waiting > 0 {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
                 }
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
         Command::Build {
-            file, context, registry, repository, tags, build_args, target, no_cache,
-            timeout_seconds, docker_config, docker_host,
+            file,
+            context,
+            registry,
+            repository,
+            tags,
+            build_args,
+            target,
+            no_cache,
+            timeout_seconds,
+            docker_config,
+            docker_host,
         } => {
-            let args = DockerfileArgs { context, registry, repository, tags, build_args, target, no_cache, timeout_seconds };
-            let requests = match commands::one_shot_requests(&file, &args, docker_config.as_deref()) {
+            let args = DockerfileArgs {
+                context,
+                registry,
+                repository,
+                tags,
+                build_args,
+                target,
+                no_cache,
+                timeout_seconds,
+            };
+            let requests = match commands::one_shot_requests(&file, &args, docker_config.as_deref())
+            {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
             };
@@ -144,7 +187,11 @@ async fn main() -> ExitCode {
                             }
                         }
                     }
-                    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
                 Err(e) => fail(&e),
             }

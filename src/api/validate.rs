@@ -204,7 +204,12 @@ mod tests {
 
     #[test]
     fn registries() {
-        for ok in ["registry.example.org:5000", "127.0.0.1:5000", "localhost", "[::1]:5000"] {
+        for ok in [
+            "registry.example.org:5000",
+            "127.0.0.1:5000",
+            "localhost",
+            "[::1]:5000",
+        ] {
             assert!(validate_registry(ok).is_ok(), "{ok}");
         }
         for bad in ["http://r:5000", "r:5000/x", "r:port", "r o"] {

@@ -19,7 +19,10 @@ pub async fn show(key: String, mut rx: UnboundedReceiver<BuildEvent>) {
 async fn lines(key: &str, rx: &mut UnboundedReceiver<BuildEvent>) {
     while let Some(ev) = rx.recv().await {
         match ev {
-            BuildEvent::Building { context_bytes, files } => eprintln!(
+            BuildEvent::Building {
+                context_bytes,
+                files,
+            } => eprintln!(
                 "[{key}] sending context: {files} files, {:.1} MiB",
                 context_bytes as f64 / 1048576.0
             ),
@@ -36,18 +39,20 @@ async fn bars(key: &str, rx: &mut UnboundedReceiver<BuildEvent>) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let spinner_style = ProgressStyle::with_template("{spinner} {prefix} {wide_msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    let bar_style = ProgressStyle::with_template(
-        "  {prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let bar_style =
+        ProgressStyle::with_template("  {prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     let main = multi.add(ProgressBar::new_spinner().with_style(spinner_style));
     main.set_prefix(key.to_string());
     main.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut pushes: HashMap<String, ProgressBar> = HashMap::new();
     while let Some(ev) = rx.recv().await {
         match ev {
-            BuildEvent::Building { context_bytes, files } => main.set_message(format!(
+            BuildEvent::Building {
+                context_bytes,
+                files,
+            } => main.set_message(format!(
                 "sending context: {files} files, {:.1} MiB",
                 context_bytes as f64 / 1048576.0
             )),
@@ -58,8 +63,15 @@ async fn bars(key: &str, rx: &mut UnboundedReceiver<BuildEvent>) {
             BuildEvent::Log(l) => {
                 let _ = multi.println(format!("[{key}]   {l}"));
             }
-            BuildEvent::Pushing { tags } => main.set_message(format!("pushing {}", tags.join(", "))),
-            BuildEvent::PushProgress { tag, status, current, total } => {
+            BuildEvent::Pushing { tags } => {
+                main.set_message(format!("pushing {}", tags.join(", ")))
+            }
+            BuildEvent::PushProgress {
+                tag,
+                status,
+                current,
+                total,
+            } => {
                 let bar = pushes.entry(tag.clone()).or_insert_with(|| {
                     let b = multi.add(ProgressBar::new(0).with_style(bar_style.clone()));
                     b.set_prefix(tag.clone());

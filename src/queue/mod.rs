@@ -27,8 +27,16 @@ pub struct Job {
 /// reports (from a cancelled, replaced job) can be told apart.
 #[derive(Debug)]
 pub enum Update {
-    Started { key: String, hash: String, attempt: u32 },
-    Event { key: String, hash: String, event: BuildEvent },
+    Started {
+        key: String,
+        hash: String,
+        attempt: u32,
+    },
+    Event {
+        key: String,
+        hash: String,
+        event: BuildEvent,
+    },
     Retrying {
         key: String,
         hash: String,
@@ -157,7 +165,10 @@ impl Queue {
                     cancel: CancellationToken::new(),
                 },
             );
-            s.pending.entry(job.namespace.clone()).or_default().push_back(job);
+            s.pending
+                .entry(job.namespace.clone())
+                .or_default()
+                .push_back(job);
         }
         self.wake.notify_one();
     }
@@ -207,7 +218,9 @@ impl Queue {
                 let mut s = self.lock();
                 while s.running < cfg.concurrency.max(1) {
                     let Some(job) = s.pop_fair() else { break };
-                    let Some(t) = s.jobs.get(&job.key) else { continue };
+                    let Some(t) = s.jobs.get(&job.key) else {
+                        continue;
+                    };
                     if t.hash != job.spec_hash {
                         continue;
                     }
@@ -296,7 +309,9 @@ async fn run_with_retries(
                 attempt += 1;
             }
             Err(Error::Registry(m)) => {
-                return Err(Error::Registry(format!("gave up after {max} attempts: {m}")));
+                return Err(Error::Registry(format!(
+                    "gave up after {max} attempts: {m}"
+                )));
             }
             Err(Error::Docker(m)) => {
                 return Err(Error::Docker(format!("gave up after {max} attempts: {m}")));
@@ -370,7 +385,10 @@ mod tests {
         })
     }
 
-    async fn finished(rx: &mut mpsc::UnboundedReceiver<Update>, n: usize) -> Vec<(String, Result<BuildOutcome>)> {
+    async fn finished(
+        rx: &mut mpsc::UnboundedReceiver<Update>,
+        n: usize,
+    ) -> Vec<(String, Result<BuildOutcome>)> {
         let mut out = vec![];
         while out.len() < n {
             if let Some(Update::Finished { key, result, .. }) = rx.recv().await {
@@ -384,7 +402,10 @@ mod tests {
     async fn namespaces_take_turns() {
         let rec = recorder(5);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let cfg = QueueConfig { concurrency: 1, ..Default::default() };
+        let cfg = QueueConfig {
+            concurrency: 1,
+            ..Default::default()
+        };
         // submit before the dispatcher can start anything
         let q = Queue::start(rec.clone(), cfg, tx);
         for j in [job("a", "1"), job("a", "2"), job("a", "3"), job("b", "1")] {
@@ -402,7 +423,11 @@ mod tests {
         let rec = recorder(1);
         rec.fail_times.lock().unwrap().insert("a/1".into(), 2);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let cfg = QueueConfig { concurrency: 1, max_attempts: 3, backoff: Duration::from_millis(1) };
+        let cfg = QueueConfig {
+            concurrency: 1,
+            max_attempts: 3,
+            backoff: Duration::from_millis(1),
+        };
         let q = Queue::start(rec.clone(), cfg, tx);
         q.submit(job("a", "1"));
         let mut retries = 0;
@@ -424,7 +449,11 @@ mod tests {
         let rec = recorder(1);
         rec.fail_times.lock().unwrap().insert("a/1".into(), 10);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let cfg = QueueConfig { concurrency: 1, max_attempts: 2, backoff: Duration::from_millis(1) };
+        let cfg = QueueConfig {
+            concurrency: 1,
+            max_attempts: 2,
+            backoff: Duration::from_millis(1),
+        };
         let q = Queue::start(rec.clone(), cfg, tx);
         q.submit(job("a", "1"));
         let (_, result) = finished(&mut rx, 1).await.remove(0);

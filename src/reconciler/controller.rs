@@ -76,7 +76,8 @@ impl Context {
     async fn transition(&self, res: &Resource, spec_hash: Option<&str>, t: Transition<'_>) {
         let fallback = res.build.status.as_ref();
         let generation = res.build.metadata.generation;
-        self.write(&res.key(), &res.origin, fallback, spec_hash, generation, t).await;
+        self.write(&res.key(), &res.origin, fallback, spec_hash, generation, t)
+            .await;
     }
 
     async fn write(
@@ -99,7 +100,11 @@ impl Context {
         {
             info!(build = %key, phase = %p, message = next.message.as_deref().unwrap_or(""), "phase");
         }
-        self.state.lock().await.statuses.insert(key.to_string(), next.clone());
+        self.state
+            .lock()
+            .await
+            .statuses
+            .insert(key.to_string(), next.clone());
         if let Err(e) = self.source.write_status(key, origin, &next).await {
             error!(build = %key, "cannot write status: {e}");
         }
@@ -154,7 +159,8 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     let hash = spec.hash();
     if let Err(e) = validate_spec(spec) {
         ctx.queue.cancel(&key);
-        ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string())).await;
+        ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
+            .await;
         return Ok(Action::AwaitChange);
     }
     let status = ctx.current_status(&res).await;
@@ -172,7 +178,8 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     if let Some(text) = &local {
         let checked = directives::parse(text).and_then(|(d, _)| runner::resolve(spec, &d));
         if let Err(e) = checked {
-            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string())).await;
+            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
+                .await;
             return Ok(Action::AwaitChange);
         }
         let needs = directives::from_images(text, &spec.build_args);
@@ -185,7 +192,8 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
             .collect();
         if !waiting.is_empty() {
             let msg = format!("waiting for base image {}", waiting.join(", "));
-            ctx.transition(&res, Some(&hash), Transition::Waiting(msg)).await;
+            ctx.transition(&res, Some(&hash), Transition::Waiting(msg))
+                .await;
             return Ok(Action::AwaitChange);
         }
     }
@@ -193,7 +201,8 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     let auth = match ctx.source.auth(&res).await {
         Ok(a) => Arc::new(a),
         Err(e) => {
-            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string())).await;
+            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
+                .await;
             return Ok(Action::AwaitChange);
         }
     };
@@ -255,7 +264,12 @@ pub async fn run(
     if source_task.is_finished() {
         match source_task.await {
             Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(Error::Source { path: String::new(), message: e.to_string() }),
+            Err(e) => {
+                return Err(Error::Source {
+                    path: String::new(),
+                    message: e.to_string(),
+                });
+            }
             Ok(Ok(())) => {}
         }
     } else {
@@ -284,7 +298,10 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
                 if let Some(other) = st.resources.get(&key)
                     && other.origin != res.origin
                 {
-                    let msg = format!("{key} is defined twice: in {} and in {}; rename one", other.origin, res.origin);
+                    let msg = format!(
+                        "{key} is defined twice: in {} and in {}; rename one",
+                        other.origin, res.origin
+                    );
                     drop(st);
                     warn!("{msg}");
                     ctx.transition(&res, None, Transition::Invalid(msg)).await;
@@ -311,7 +328,11 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
                 st.invalid.remove(&key);
             }
         }
-        SourceEvent::Invalid { key, origin, message } => {
+        SourceEvent::Invalid {
+            key,
+            origin,
+            message,
+        } => {
             warn!(build = %key, "{message}");
             ctx.queue.cancel(&key);
             {
@@ -319,7 +340,15 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
                 st.invalid.insert(key.clone(), origin.clone());
                 st.resources.remove(&key);
             }
-            ctx.write(&key, &origin, None, None, None, Transition::Invalid(message)).await;
+            ctx.write(
+                &key,
+                &origin,
+                None,
+                None,
+                None,
+                Transition::Invalid(message),
+            )
+            .await;
         }
         SourceEvent::Synced => {}
     }
@@ -340,10 +369,21 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
     let h = Some(hash.as_str());
     match up {
         Update::Started { attempt, .. } => {
-            ctx.transition(&res, h, Transition::Started { attempt, backend: ctx.backend }).await;
+            ctx.transition(
+                &res,
+                h,
+                Transition::Started {
+                    attempt,
+                    backend: ctx.backend,
+                },
+            )
+            .await;
         }
         Update::Event { event, .. } => match event {
-            BuildEvent::Building { context_bytes, files } => {
+            BuildEvent::Building {
+                context_bytes,
+                files,
+            } => {
                 let msg = format!(
                     "building: sent a context of {files} files, {:.1} MiB",
                     context_bytes as f64 / (1024.0 * 1024.0)
@@ -356,13 +396,30 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
             }
             BuildEvent::Log(line) => debug!(build = %key, "{line}"),
             BuildEvent::Pushing { tags } => {
-                ctx.transition(&res, h, Transition::Pushing { tags: tags.len() }).await;
+                ctx.transition(&res, h, Transition::Pushing { tags: tags.len() })
+                    .await;
             }
             BuildEvent::PushProgress { .. } => {}
             BuildEvent::Pushed { tag, digest } => info!(build = %key, %tag, %digest, "pushed"),
         },
-        Update::Retrying { attempt, max_attempts, delay, error, .. } => {
-            ctx.transition(&res, h, Transition::Retrying { attempt, max_attempts, delay, error }).await;
+        Update::Retrying {
+            attempt,
+            max_attempts,
+            delay,
+            error,
+            ..
+        } => {
+            ctx.transition(
+                &res,
+                h,
+                Transition::Retrying {
+                    attempt,
+                    max_attempts,
+                    delay,
+                    error,
+                },
+            )
+            .await;
         }
         Update::Finished { result, .. } => {
             match &result {
@@ -381,7 +438,10 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
                 st.resources
                     .values()
                     .filter(|r| {
-                        st.statuses.get(&r.key()).or(r.build.status.as_ref()).and_then(|s| s.phase)
+                        st.statuses
+                            .get(&r.key())
+                            .or(r.build.status.as_ref())
+                            .and_then(|s| s.phase)
                             == Some(Phase::Pending)
                     })
                     .cloned()

@@ -51,12 +51,27 @@ mod tests {
     #[test]
     fn leaf_finds_its_base() {
         let mut d = Dependencies::default();
-        d.add_producer("ex/base", &["127.0.0.1:5000/ex/base:latest".into(), "127.0.0.1:5000/ex/base:1.0".into()]);
+        d.add_producer(
+            "ex/base",
+            &[
+                "127.0.0.1:5000/ex/base:latest".into(),
+                "127.0.0.1:5000/ex/base:1.0".into(),
+            ],
+        );
         let found = d.producers_of("ex/leaf", &["127.0.0.1:5000/ex/base".into()]);
-        assert_eq!(found, vec![("127.0.0.1:5000/ex/base".to_string(), "ex/base")]);
-        assert!(d.producers_of("ex/leaf", &["127.0.0.1:5000/ex/other:1".into()]).is_empty());
+        assert_eq!(
+            found,
+            vec![("127.0.0.1:5000/ex/base".to_string(), "ex/base")]
+        );
+        assert!(
+            d.producers_of("ex/leaf", &["127.0.0.1:5000/ex/other:1".into()])
+                .is_empty()
+        );
         // a build never waits for itself
-        assert!(d.producers_of("ex/base", &["127.0.0.1:5000/ex/base:1.0".into()]).is_empty());
+        assert!(
+            d.producers_of("ex/base", &["127.0.0.1:5000/ex/base:1.0".into()])
+                .is_empty()
+        );
     }
 
     #[test]

@@ -72,35 +72,58 @@ mod tests {
     #[test]
     fn new_resource_builds() {
         assert_eq!(decide("h1", None, None), Decision::Build);
-        assert_eq!(decide("h1", Some(&DockerBuildStatus::default()), None), Decision::Build);
+        assert_eq!(
+            decide("h1", Some(&DockerBuildStatus::default()), None),
+            Decision::Build
+        );
     }
 
     #[test]
     fn status_only_change_does_nothing() {
         for p in [Phase::Succeeded, Phase::Failed, Phase::Cancelled] {
-            assert_eq!(decide("h1", Some(&status("h1", p)), None), Decision::Nothing);
+            assert_eq!(
+                decide("h1", Some(&status("h1", p)), None),
+                Decision::Nothing
+            );
         }
     }
 
     #[test]
     fn spec_change_rebuilds_even_after_failure() {
-        assert_eq!(decide("h2", Some(&status("h1", Phase::Succeeded)), None), Decision::Build);
-        assert_eq!(decide("h2", Some(&status("h1", Phase::Failed)), None), Decision::Build);
+        assert_eq!(
+            decide("h2", Some(&status("h1", Phase::Succeeded)), None),
+            Decision::Build
+        );
+        assert_eq!(
+            decide("h2", Some(&status("h1", Phase::Failed)), None),
+            Decision::Build
+        );
     }
 
     #[test]
     fn running_build_of_same_spec_is_left_alone() {
-        assert_eq!(decide("h1", Some(&status("h1", Phase::Building)), Some("h1")), Decision::Nothing);
+        assert_eq!(
+            decide("h1", Some(&status("h1", Phase::Building)), Some("h1")),
+            Decision::Nothing
+        );
     }
 
     #[test]
     fn spec_change_mid_build_replaces_it() {
-        assert_eq!(decide("h2", Some(&status("h1", Phase::Building)), Some("h1")), Decision::Replace);
+        assert_eq!(
+            decide("h2", Some(&status("h1", Phase::Building)), Some("h1")),
+            Decision::Replace
+        );
     }
 
     #[test]
     fn build_lost_in_a_restart_starts_again() {
-        for p in [Phase::Queued, Phase::Building, Phase::Pushing, Phase::Pending] {
+        for p in [
+            Phase::Queued,
+            Phase::Building,
+            Phase::Pushing,
+            Phase::Pending,
+        ] {
             assert_eq!(decide("h1", Some(&status("h1", p)), None), Decision::Build);
         }
     }

@@ -15,11 +15,21 @@ pub enum Transition<'a> {
     /// Waiting for another resource (its base image).
     Waiting(String),
     Queued,
-    Started { attempt: u32, backend: &'a str },
+    Started {
+        attempt: u32,
+        backend: &'a str,
+    },
     /// A progress line worth showing (the current Dockerfile step).
     Progress(String),
-    Pushing { tags: usize },
-    Retrying { attempt: u32, max_attempts: u32, delay: Duration, error: String },
+    Pushing {
+        tags: usize,
+    },
+    Retrying {
+        attempt: u32,
+        max_attempts: u32,
+        delay: Duration,
+        error: String,
+    },
     Succeeded(&'a BuildOutcome),
     Failed(&'a Error),
 }
@@ -57,7 +67,12 @@ pub fn next(
             s.image_digest = None;
             s.pushed_tags.clear();
             s.attempts = None;
-            (Phase::Queued, "Unknown", "Queued", "waiting for a build slot".into())
+            (
+                Phase::Queued,
+                "Unknown",
+                "Queued",
+                "waiting for a build slot".into(),
+            )
         }
         Transition::Started { attempt, backend } => {
             s.start_time.get_or_insert_with(|| now.into());
@@ -79,7 +94,12 @@ pub fn next(
             "Pushing",
             format!("pushing {tags} tag{}", if tags == 1 { "" } else { "s" }),
         ),
-        Transition::Retrying { attempt, max_attempts, delay, error } => (
+        Transition::Retrying {
+            attempt,
+            max_attempts,
+            delay,
+            error,
+        } => (
             s.phase.unwrap_or(Phase::Building),
             "Unknown",
             "Retrying",
@@ -167,9 +187,27 @@ mod tests {
         let q = next(None, Some("h"), None, Transition::Queued, T0);
         assert_eq!(q.phase, Some(Phase::Queued));
         assert_eq!(q.conditions[0].status, "Unknown");
-        let b = next(Some(&q), Some("h"), None, Transition::Started { attempt: 1, backend: "local" }, T0);
-        assert_eq!((b.phase, b.start_time.as_deref()), (Some(Phase::Building), Some(T0)));
-        let p = next(Some(&b), Some("h"), None, Transition::Pushing { tags: 2 }, T1);
+        let b = next(
+            Some(&q),
+            Some("h"),
+            None,
+            Transition::Started {
+                attempt: 1,
+                backend: "local",
+            },
+            T0,
+        );
+        assert_eq!(
+            (b.phase, b.start_time.as_deref()),
+            (Some(Phase::Building), Some(T0))
+        );
+        let p = next(
+            Some(&b),
+            Some("h"),
+            None,
+            Transition::Pushing { tags: 2 },
+            T1,
+        );
         assert_eq!(p.message.as_deref(), Some("pushing 2 tags"));
         let out = outcome();
         let s = next(Some(&p), Some("h"), None, Transition::Succeeded(&out), T1);
@@ -179,7 +217,10 @@ mod tests {
         assert_eq!(s.start_time.as_deref(), Some(T0));
         assert_eq!(s.completion_time.as_deref(), Some(T1));
         let ready = &s.conditions[0];
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("Pushed")));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("True", Some("Pushed"))
+        );
         assert_eq!(ready.last_transition_time.as_deref(), Some(T1));
     }
 
@@ -206,7 +247,16 @@ mod tests {
     #[test]
     fn ready_transition_time_moves_only_on_change() {
         let q = next(None, Some("h"), None, Transition::Queued, T0);
-        let b = next(Some(&q), Some("h"), None, Transition::Started { attempt: 1, backend: "local" }, T1);
+        let b = next(
+            Some(&q),
+            Some("h"),
+            None,
+            Transition::Started {
+                attempt: 1,
+                backend: "local",
+            },
+            T1,
+        );
         assert_eq!(b.conditions[0].last_transition_time.as_deref(), Some(T0));
     }
 }

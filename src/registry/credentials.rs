@@ -89,15 +89,14 @@ impl DockerConfig {
                 )));
             }
         };
-        Self::parse(&text).map_err(|e| {
-            Error::InvalidSpec(format!("docker config {}: {e}", path.display()))
-        })
+        Self::parse(&text)
+            .map_err(|e| Error::InvalidSpec(format!("docker config {}: {e}", path.display())))
     }
 
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
         // serde's message would quote the offending value, which may be a secret
-        let file: ConfigFile =
-            serde_json::from_str(text).map_err(|e| format!("not valid JSON (line {})", e.line()))?;
+        let file: ConfigFile = serde_json::from_str(text)
+            .map_err(|e| format!("not valid JSON (line {})", e.line()))?;
         let mut auths = HashMap::new();
         for (key, entry) in file.auths {
             let creds = match (entry.username, entry.password, entry.auth) {
@@ -166,8 +165,14 @@ mod tests {
         )
         .unwrap();
         let c = cfg.credentials_for("r.example.org:5000").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cr3t"));
-        assert_eq!(cfg.credentials_for("other.example.org").unwrap().username, "bob");
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cr3t")
+        );
+        assert_eq!(
+            cfg.credentials_for("other.example.org").unwrap().username,
+            "bob"
+        );
         assert!(cfg.credentials_for("empty.example.org").is_none());
         assert!(cfg.credentials_for("nowhere").is_none());
     }
@@ -183,10 +188,15 @@ mod tests {
 
     #[test]
     fn bad_file_message_does_not_quote_secret() {
-        let err = DockerConfig::parse(r#"{"auths":{"r":{"auth":"hunter2-not-base64!"}}}"#)
-            .unwrap_err();
+        let err =
+            DockerConfig::parse(r#"{"auths":{"r":{"auth":"hunter2-not-base64!"}}}"#).unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
         let missing = DockerConfig::load(Some(Path::new("/nonexistent/config.json")));
-        assert!(missing.unwrap_err().to_string().contains("cannot read docker config"));
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read docker config")
+        );
     }
 }

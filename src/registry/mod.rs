@@ -29,7 +29,11 @@ pub fn is_loopback(registry: &str) -> bool {
 }
 
 fn base_url(registry: &str) -> String {
-    let scheme = if is_loopback(registry) { "http" } else { "https" };
+    let scheme = if is_loopback(registry) {
+        "http"
+    } else {
+        "https"
+    };
     format!("{scheme}://{registry}")
 }
 

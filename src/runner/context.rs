@@ -55,12 +55,30 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct ContextPlan {
     pub root: PathBuf,
+    /// The Dockerfile's path in the context, normalized (`./a//Dockerfile` → `a/Dockerfile`).
+    pub dockerfile: String,
     /// Sorted, parents before children.
     pub entries: Vec<Entry>,
     /// Number of regular files.
     pub files: u64,
     /// Sum of the regular files' sizes.
     pub total_bytes: u64,
+}
+
+impl ContextPlan {
+    /// The Dockerfile's text, read through the plan so that a symlinked Dockerfile is
+    /// only followed after [`plan`] has checked it stays inside the context.
+    pub fn read_dockerfile(&self) -> Result<String> {
+        let bytes = fs::read(self.root.join(&self.dockerfile)).map_err(|e| {
+            Error::Context(format!("cannot read Dockerfile '{}': {e}", self.dockerfile))
+        })?;
+        String::from_utf8(bytes).map_err(|_| {
+            Error::InvalidSpec(format!(
+                "Dockerfile '{}' is not valid UTF-8",
+                self.dockerfile
+            ))
+        })
+    }
 }
 
 /// Refuses absolute paths and any `..` component (what: "contextDir", "dockerfile",
@@ -121,6 +139,14 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
             )));
         }
     }
+    // Checked before reading: a `.dockerignore` linking out of the context would
+    // otherwise be read, and its lines can end up in error messages.
+    let ignore_path = root.join(".dockerignore");
+    if fs::symlink_metadata(&ignore_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        let target = fs::read_link(&ignore_path)
+            .map_err(|e| Error::Context(format!("cannot read symlink '.dockerignore': {e}")))?;
+        check_symlink(root, ".dockerignore", &target)?;
+    }
     let ignore = DockerIgnore::load(root)?;
 
     let mut entries = Vec::new();
@@ -129,10 +155,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     let mut stack: Vec<(String, PathBuf, std::vec::IntoIter<OsString>)> =
         vec![(String::new(), root.to_path_buf(), sorted_names(root)?)];
 
-    loop {
-        let Some((dir_rel, dir_full, names)) = stack.last_mut() else {
-            break;
-        };
+    while let Some((dir_rel, dir_full, names)) = stack.last_mut() {
         let Some(name) = names.next() else {
             stack.pop();
             continue;
@@ -230,6 +253,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     }
     Ok(ContextPlan {
         root: root.to_path_buf(),
+        dockerfile,
         entries,
         files,
         total_bytes,
@@ -263,21 +287,78 @@ fn sorted_names(dir: &Path) -> Result<std::vec::IntoIter<OsString>> {
 /// from the link's directory, following other symlinks met on the way — and refuses it
 /// if the walk ever climbs above the root or meets an absolute target.
 fn check_symlink(root: &Path, rel_link: &str, target: &Path) -> Result<()> {
-    let escape = |via: Option<&Path>| {
-        let how = match via {
-            Some(v) => format!(" (through symlink '{}')", v.display()),
-            None => String::new(),
-        };
-        Error::Context(format!(
-            "symlink '{rel_link}' points to '{}', outside the build context{how}",
-            target.display()
-        ))
+    check_link_target(root, Path::new(rel_link), target, LinkKind::Symbolic)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkKind {
+    /// Target relative to the link's directory.
+    Symbolic,
+    /// Target relative to the root (as in a tar archive).
+    Hard,
+}
+
+/// Refuses a link (already on disk or about to be) whose target resolves outside `root`,
+/// following symlinks that exist under `root`. Shared with the tarball unpacker.
+pub(crate) fn check_link_target(
+    root: &Path,
+    rel_link: &Path,
+    target: &Path,
+    kind: LinkKind,
+) -> Result<()> {
+    let noun = match kind {
+        LinkKind::Symbolic => "symlink",
+        LinkKind::Hard => "hard link",
     };
+    let start = match kind {
+        LinkKind::Symbolic => rel_link.parent().map(Path::to_path_buf).unwrap_or_default(),
+        LinkKind::Hard => PathBuf::new(),
+    };
+    resolve_within(root, start, target)
+        .map(drop)
+        .map_err(|e| match e {
+            Escape::Outside { via } => {
+                let how = match via {
+                    Some(v) => format!(" (through symlink '{}')", v.display()),
+                    None => String::new(),
+                };
+                Error::Context(format!(
+                    "{noun} '{}' points to '{}', outside the build context{how}",
+                    rel_link.display(),
+                    target.display()
+                ))
+            }
+            Escape::Loop => Error::Context(format!(
+                "{noun} '{}' points to '{}': too many levels of symbolic links",
+                rel_link.display(),
+                target.display()
+            )),
+            Escape::Io(e) => e,
+        })
+}
+
+enum Escape {
+    /// Climbed above the root or met an absolute target (in symlink `via`, if not the
+    /// path itself).
+    Outside {
+        via: Option<PathBuf>,
+    },
+    Loop,
+    Io(Error),
+}
+
+/// Resolves `target`, relative to `start` (itself relative to `root`), the way the kernel
+/// would — component by component, following symlinks that exist under `root` — and
+/// returns the resolved path relative to `root`, or how it escapes.
+fn resolve_within(
+    root: &Path,
+    start: PathBuf,
+    target: &Path,
+) -> std::result::Result<PathBuf, Escape> {
     if target.has_root() {
-        return Err(escape(None));
+        return Err(Escape::Outside { via: None });
     }
-    let mut cur = PathBuf::from(rel_link);
-    cur.pop();
+    let mut cur = start;
     let mut pending: VecDeque<OsString> = VecDeque::new();
     push_front_components(&mut pending, target);
     let mut via: Option<PathBuf> = None;
@@ -288,7 +369,7 @@ fn check_symlink(root: &Path, rel_link: &str, target: &Path) -> Result<()> {
         }
         if c == ".." {
             if !cur.pop() {
-                return Err(escape(via.as_deref()));
+                return Err(Escape::Outside { via });
             }
             continue;
         }
@@ -300,22 +381,41 @@ fn check_symlink(root: &Path, rel_link: &str, target: &Path) -> Result<()> {
         }
         hops += 1;
         if hops > MAX_SYMLINK_HOPS {
-            return Err(Error::Context(format!(
-                "symlink '{rel_link}' points to '{}': too many levels of symbolic links",
-                target.display()
-            )));
+            return Err(Escape::Loop);
         }
         let next = fs::read_link(&full).map_err(|e| {
-            Error::Context(format!("cannot read symlink '{}': {e}", cur.display()))
+            Escape::Io(Error::Context(format!(
+                "cannot read symlink '{}': {e}",
+                cur.display()
+            )))
         })?;
         via = Some(cur.clone());
         if next.has_root() {
-            return Err(escape(via.as_deref()));
+            return Err(Escape::Outside { via });
         }
         cur.pop();
         push_front_components(&mut pending, &next);
     }
-    Ok(())
+    Ok(cur)
+}
+
+/// The directory `context_dir` (a resource's `contextDir`) names inside `base` (a Git
+/// checkout, an unpacked tarball), with symlinks resolved: refuses `..` and absolute
+/// paths like [`check_relative`], and also a symlink on the way that leads out of
+/// `base` — which a lexical check cannot see. Empty or "." is `base` itself.
+pub fn resolve_context_dir(base: &Path, context_dir: &str) -> Result<PathBuf> {
+    check_relative(context_dir, "contextDir")?;
+    match resolve_within(base, PathBuf::new(), Path::new(context_dir)) {
+        Ok(rel) => Ok(base.join(rel)),
+        Err(Escape::Outside { via }) => Err(Error::Context(format!(
+            "contextDir '{context_dir}' leads outside the source through symlink '{}'",
+            via.as_deref().unwrap_or(Path::new(context_dir)).display()
+        ))),
+        Err(Escape::Loop) => Err(Error::Context(format!(
+            "contextDir '{context_dir}': too many levels of symbolic links"
+        ))),
+        Err(Escape::Io(e)) => Err(e),
+    }
 }
 
 fn push_front_components(pending: &mut VecDeque<OsString>, path: &Path) {
@@ -452,8 +552,11 @@ impl<'a> ExactFile<'a> {
                 io::Error::new(e.kind(), format!("build context file '{path}': {e}"))
             }
         })?;
+        // The plan saw a regular file; if a symlink has taken its place since, the open
+        // above followed it, possibly out of the context: refuse rather than send that.
+        let swapped = fs::symlink_metadata(root.join(path)).is_ok_and(|m| !m.is_file());
         let len = file.metadata()?.len();
-        if len != entry.size {
+        if swapped || len != entry.size {
             return Err(changed(path));
         }
         Ok(ExactFile {
@@ -467,7 +570,7 @@ impl<'a> ExactFile<'a> {
 fn changed(path: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("build context file '{path}' changed size while it was being sent"),
+        format!("build context file '{path}' changed while it was being sent"),
     )
 }
 
@@ -484,11 +587,12 @@ impl Read for ExactFile<'_> {
                 _ => Err(changed(self.path)),
             };
         }
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self
-            .file
-            .read(&mut buf[..want])
-            .map_err(|e| io::Error::new(e.kind(), format!("build context file '{}': {e}", self.path)))?;
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want]).map_err(|e| {
+            io::Error::new(e.kind(), format!("build context file '{}': {e}", self.path))
+        })?;
         if n == 0 {
             return Err(changed(self.path));
         }
@@ -595,7 +699,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         write(root, "Dockerfile", b"FROM scratch\nTAG x\nCOPY . /\n");
-        write(root, ".dockerignore", b"secret\n*.log\n!keep.log\nnode_modules\n");
+        write(
+            root,
+            ".dockerignore",
+            b"secret\n*.log\n!keep.log\nnode_modules\n",
+        );
         write(root, "a.txt", b"hello");
         write(root, "sub/b.txt", b"world");
         write(root, "secret", b"password");
@@ -652,10 +760,14 @@ mod tests {
         let plan = plan(root, "docker/Dockerfile").unwrap();
         let names: Vec<&str> = plan.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(names, vec![".dockerignore", "docker/Dockerfile"]);
-        let data = collect(stream(plan, "docker/Dockerfile", b"FROM scratch\n".to_vec()))
-            .await
-            .unwrap()
-            .concat();
+        let data = collect(stream(
+            plan,
+            "docker/Dockerfile",
+            b"FROM scratch\n".to_vec(),
+        ))
+        .await
+        .unwrap()
+        .concat();
         let entries = read_tar(&data);
         assert_eq!(entries[1].0, "docker/Dockerfile");
     }
@@ -766,9 +878,63 @@ mod tests {
         write(root, "docker/real", b"FROM scratch\n");
         symlink("docker/real", root.join("Dockerfile")).unwrap();
         let plan = plan(root, "Dockerfile").unwrap();
-        let e = plan.entries.iter().find(|e| e.path == "Dockerfile").unwrap();
+        let e = plan
+            .entries
+            .iter()
+            .find(|e| e.path == "Dockerfile")
+            .unwrap();
         assert_eq!(e.kind, EntryKind::File);
         assert_eq!(e.size, 13);
+    }
+
+    #[test]
+    fn read_dockerfile_through_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "docker/Dockerfile", b"FROM scratch\n");
+        let p = plan(dir.path(), "./docker//Dockerfile").unwrap();
+        assert_eq!(p.dockerfile, "docker/Dockerfile");
+        assert_eq!(p.read_dockerfile().unwrap(), "FROM scratch\n");
+        write(dir.path(), "docker/Dockerfile", b"\xff\xfe");
+        assert!(matches!(p.read_dockerfile(), Err(Error::InvalidSpec(_))));
+    }
+
+    #[test]
+    fn escaping_dockerignore_symlink_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ctx");
+        write(&root, "Dockerfile", b"FROM scratch\n");
+        write(dir.path(), "outside", b"[secret line\n");
+        symlink("../outside", root.join(".dockerignore")).unwrap();
+        let m = context_err(plan(&root, "Dockerfile"));
+        assert!(m.contains("symlink '.dockerignore'"), "{m}");
+        assert!(!m.contains("secret"), "{m}");
+    }
+
+    #[test]
+    fn context_dir_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("src");
+        fs::create_dir_all(base.join("a/b")).unwrap();
+        fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+        symlink("a/b", base.join("inside")).unwrap();
+        symlink("../elsewhere", base.join("out")).unwrap();
+        assert_eq!(resolve_context_dir(&base, "").unwrap(), base);
+        assert_eq!(resolve_context_dir(&base, ".").unwrap(), base);
+        assert_eq!(resolve_context_dir(&base, "a/b").unwrap(), base.join("a/b"));
+        assert_eq!(
+            resolve_context_dir(&base, "inside").unwrap(),
+            base.join("a/b")
+        );
+        let m = context_err(resolve_context_dir(&base, "out"));
+        assert!(m.contains("through symlink 'out'"), "{m}");
+        assert!(matches!(
+            resolve_context_dir(&base, "../src"),
+            Err(Error::InvalidSpec(_))
+        ));
+        assert!(matches!(
+            resolve_context_dir(&base, "/etc"),
+            Err(Error::InvalidSpec(_))
+        ));
     }
 
     #[test]
@@ -776,7 +942,12 @@ mod tests {
         assert!(check_relative("docker/Dockerfile", "dockerfile").is_ok());
         assert!(check_relative("./a/..b", "path").is_ok());
         assert!(check_relative("", "contextDir").is_ok());
-        for (p, what) in [("../Dockerfile", "dockerfile"), ("a/../../b", "contextDir"), ("a/..", "path"), ("..\\x", "path")] {
+        for (p, what) in [
+            ("../Dockerfile", "dockerfile"),
+            ("a/../../b", "contextDir"),
+            ("a/..", "path"),
+            ("..\\x", "path"),
+        ] {
             match check_relative(p, what) {
                 Err(Error::InvalidSpec(m)) => {
                     assert!(m.starts_with(&format!("{what} '{p}'")), "{m}");
@@ -865,7 +1036,18 @@ mod tests {
         let p = plan(root, "Dockerfile").unwrap();
         write(root, "grows", b"abcdef");
         let err = collect(stream(p, "Dockerfile", vec![])).await.unwrap_err();
-        assert!(err.to_string().contains("'grows' changed size"), "{err}");
+        assert!(err.to_string().contains("'grows' changed"), "{err}");
+
+        // Replaced by a symlink to a file of the same size outside the context.
+        write(root, "grows", b"abc");
+        let p = plan(root, "Dockerfile").unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        fs::write(outside.path(), b"xyz").unwrap();
+        fs::remove_file(root.join("grows")).unwrap();
+        symlink(outside.path(), root.join("grows")).unwrap();
+        let err = collect(stream(p, "Dockerfile", vec![])).await.unwrap_err();
+        assert!(err.to_string().contains("'grows' changed"), "{err}");
+        fs::remove_file(root.join("grows")).unwrap();
 
         write(root, "grows", b"abc");
         let p = plan(root, "Dockerfile").unwrap();

@@ -236,7 +236,9 @@ fn parse_registry(line_no: usize, name: &str, arg: &str) -> Result<String> {
     if !ok {
         return Err(invalid(
             line_no,
-            format!("{name} expects a registry host such as registry.example.org:5000, got '{value}'"),
+            format!(
+                "{name} expects a registry host such as registry.example.org:5000, got '{value}'"
+            ),
         ));
     }
     Ok(value.to_string())
@@ -433,7 +435,10 @@ fn instructions(lines: &[PhysicalLine<'_>]) -> Vec<Instruction> {
         }
         let last = i - 1;
         let (keyword, args) = match text.find(char::is_whitespace) {
-            Some(pos) => (text[..pos].to_string(), text[pos..].trim_start().to_string()),
+            Some(pos) => (
+                text[..pos].to_string(),
+                text[pos..].trim_start().to_string(),
+            ),
             None => (text.clone(), String::new()),
         };
         let upper = keyword.to_ascii_uppercase();
@@ -500,10 +505,11 @@ fn split_words(s: &str, escape: char) -> Vec<String> {
                 cur.push(c);
                 if c == q {
                     quote = None;
-                } else if c == escape && q == '"' {
-                    if let Some(n) = chars.next() {
-                        cur.push(n);
-                    }
+                } else if c == escape
+                    && q == '"'
+                    && let Some(n) = chars.next()
+                {
+                    cur.push(n);
                 }
             }
             None if c.is_whitespace() => {
@@ -515,10 +521,10 @@ fn split_words(s: &str, escape: char) -> Vec<String> {
                 cur.push(c);
                 if c == '"' || c == '\'' {
                     quote = Some(c);
-                } else if c == escape {
-                    if let Some(n) = chars.next() {
-                        cur.push(n);
-                    }
+                } else if c == escape
+                    && let Some(n) = chars.next()
+                {
+                    cur.push(n);
                 }
             }
         }
@@ -582,7 +588,9 @@ fn expand_var(
     env: &HashMap<String, String>,
     escape: char,
 ) -> (String, usize) {
-    let is_name = |c: char, first: bool| c == '_' || c.is_ascii_alphabetic() || (!first && c.is_ascii_digit());
+    let is_name = |c: char, first: bool| {
+        c == '_' || c.is_ascii_alphabetic() || (!first && c.is_ascii_digit())
+    };
     if chars.get(start) == Some(&'{') {
         // Find the matching brace, allowing nested `${...}` in the modifier word.
         let mut depth = 1;
@@ -721,14 +729,20 @@ mod tests {
             );
         }
         let m = invalid_msg(parse("BUILD_MEM lots\n"));
-        assert!(m.starts_with("Dockerfile line 1: BUILD_MEM expects a size"), "{m}");
+        assert!(
+            m.starts_with("Dockerfile line 1: BUILD_MEM expects a size"),
+            "{m}"
+        );
     }
 
     #[test]
     fn bad_cpus() {
         for v in ["two", "0", "-1", "NaN", "inf"] {
             let m = invalid_msg(parse(&format!("CPUS {v}\n")));
-            assert!(m.starts_with("Dockerfile line 1: CPUS expects a positive number"), "{m}");
+            assert!(
+                m.starts_with("Dockerfile line 1: CPUS expects a positive number"),
+                "{m}"
+            );
             assert!(m.contains(&format!("'{v}'")), "{m}");
         }
     }
@@ -740,11 +754,17 @@ mod tests {
         let m = invalid_msg(parse("REGISTRY a b\n"));
         assert!(m.contains("REGISTRY takes one value"), "{m}");
         let m = invalid_msg(parse("REPOSITORY Wiki/Gollum\n"));
-        assert!(m.contains("REPOSITORY expects a lowercase repository path"), "{m}");
+        assert!(
+            m.contains("REPOSITORY expects a lowercase repository path"),
+            "{m}"
+        );
         let m = invalid_msg(parse("REPOSITORY wiki//gollum\n"));
         assert!(m.contains("REPOSITORY expects"), "{m}");
         let m = invalid_msg(parse("FROM scratch\nTAG -bad\n"));
-        assert!(m.starts_with("Dockerfile line 2: TAG expects image tags"), "{m}");
+        assert!(
+            m.starts_with("Dockerfile line 2: TAG expects image tags"),
+            "{m}"
+        );
         // Valid repository spellings.
         let (d, _) = parse("REPOSITORY a.b/c__d/e---f/g_h\n").unwrap();
         assert_eq!(d.repository.as_deref(), Some("a.b/c__d/e---f/g_h"));
@@ -767,7 +787,10 @@ mod tests {
             "Dockerfile lines 2 and 4: CPUS and CPUS both set the CPU count; keep one"
         );
         let m = invalid_msg(parse("MEM 1G\nBUILD_MEM 2G\n"));
-        assert!(m.starts_with("Dockerfile lines 1 and 2: MEM and BUILD_MEM"), "{m}");
+        assert!(
+            m.starts_with("Dockerfile lines 1 and 2: MEM and BUILD_MEM"),
+            "{m}"
+        );
         let m = invalid_msg(parse("REGISTRY a\nregistry b\n"));
         assert!(m.contains("lines 1 and 2"), "{m}");
     }

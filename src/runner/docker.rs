@@ -57,7 +57,12 @@ impl Runner {
 
     /// Runs one build to the end, or until `cancel` fires or the spec's timeout passes.
     #[instrument(skip_all, fields(build = %req.key))]
-    pub async fn run(&self, req: BuildRequest, events: Events, cancel: Cancel) -> Result<BuildOutcome> {
+    pub async fn run(
+        &self,
+        req: BuildRequest,
+        events: Events,
+        cancel: Cancel,
+    ) -> Result<BuildOutcome> {
         let timeout = req.spec.timeout_seconds;
         let work = self.run_inner(req, events);
         tokio::select! {
@@ -79,16 +84,7 @@ impl Runner {
         let ws = self.workspace(&req).await?;
         let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
         context::check_relative(dockerfile, "dockerfile")?;
-        let text = std::fs::read_to_string(ws.dir.join(dockerfile)).map_err(|e| {
-            Error::Context(format!("cannot read Dockerfile '{dockerfile}': {e}"))
-        })?;
-        let (d, stripped) = directives::parse(&text)?;
-        let target = super::resolve(spec, &d)?;
-        let creds = req.auth.credentials_for(&target.registry).cloned();
-
-        // fail fast (and retryably) before a long build when the registry is down
-        self.ping_registry(&target.registry).await?;
-
+        // plan first: it refuses a Dockerfile that is a symlink leading outside
         let plan = {
             let dir = ws.dir.clone();
             let df = dockerfile.to_string();
@@ -96,11 +92,23 @@ impl Runner {
                 .await
                 .map_err(|e| Error::Context(e.to_string()))??
         };
+        let text = plan.read_dockerfile()?;
+        let (d, stripped) = directives::parse(&text)?;
+        let target = super::resolve(spec, &d)?;
+        let creds = req.auth.credentials_for(&target.registry).cloned();
+
+        // fail fast (and retryably) before a long build when the registry is down
+        self.ping_registry(&target.registry).await?;
+
         let _ = events.send(BuildEvent::Building {
             context_bytes: plan.total_bytes,
             files: plan.files,
         });
-        info!(files = plan.files, bytes = plan.total_bytes, "sending build context");
+        info!(
+            files = plan.files,
+            bytes = plan.total_bytes,
+            "sending build context"
+        );
         let body = context::stream(plan, dockerfile, stripped.into_bytes());
 
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
@@ -130,9 +138,7 @@ impl Runner {
         let build_creds = creds
             .as_ref()
             .map(|c| HashMap::from([(target.registry.clone(), c.to_docker())]));
-        let image_id = self
-            .build(options, build_creds, body, &events)
-            .await?;
+        let image_id = self.build(options, build_creds, body, &events).await?;
 
         for tag in &target.tags {
             self.docker
@@ -150,9 +156,15 @@ impl Runner {
         let _ = events.send(BuildEvent::Pushing { tags: refs.clone() });
         let mut digest = None;
         for tag in &target.tags {
-            let d = self.push(&target.name(), tag, creds.as_ref(), &events).await?;
+            let d = self
+                .push(&target.name(), tag, creds.as_ref(), &events)
+                .await?;
             if digest.as_ref().is_some_and(|prev| prev != &d) {
-                warn!(tag, digest = d, "tags of one image pushed with different digests");
+                warn!(
+                    tag,
+                    digest = d,
+                    "tags of one image pushed with different digests"
+                );
             }
             digest.get_or_insert(d);
         }
@@ -184,8 +196,7 @@ impl Runner {
         let src = &req.spec.source;
         let base = req.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         if let Some(path) = &src.path {
-            context::check_relative(path, "source.path")?;
-            let dir = base.join(path);
+            let dir = context::resolve_context_dir(&base, path)?;
             if !dir.is_dir() {
                 return Err(Error::Context(format!(
                     "source.path '{path}' is not a directory (looked in {})",
@@ -222,10 +233,7 @@ impl Runner {
         if let Some(git) = &src.git {
             let fetched = fetch::git(&git.url, git.revision.as_deref(), &root).await?;
             let dir = match &git.context_dir {
-                Some(c) => {
-                    context::check_relative(c, "source.git.contextDir")?;
-                    root.join(c)
-                }
+                Some(c) => context::resolve_context_dir(&root, c)?,
                 None => root.clone(),
             };
             if !dir.is_dir() {
@@ -254,7 +262,11 @@ impl Runner {
     }
 
     async fn ping_registry(&self, registry: &str) -> Result<()> {
-        let scheme = if registry::is_loopback(registry) { "http" } else { "https" };
+        let scheme = if registry::is_loopback(registry) {
+            "http"
+        } else {
+            "https"
+        };
         // any HTTP answer (401 included) means the registry is there
         self.http
             .get(format!("{scheme}://{registry}/v2/"))
@@ -366,7 +378,9 @@ impl Runner {
             }
         }
         let digest = digest.ok_or_else(|| {
-            Error::Registry(format!("pushing {reference}: the daemon reported no digest"))
+            Error::Registry(format!(
+                "pushing {reference}: the daemon reported no digest"
+            ))
         })?;
         let _ = events.send(BuildEvent::Pushed {
             tag: reference,
@@ -443,12 +457,21 @@ mod tests {
             strip_userinfo("https://bob:pw@git.example.org/a.git"),
             "https://git.example.org/a.git"
         );
-        assert_eq!(strip_userinfo("https://git.example.org/a.git"), "https://git.example.org/a.git");
+        assert_eq!(
+            strip_userinfo("https://git.example.org/a.git"),
+            "https://git.example.org/a.git"
+        );
     }
 
     #[test]
     fn refused_push_is_not_retried() {
         assert!(!push_error("r/a:1", "unauthorized: authentication required").is_retryable());
-        assert!(push_error("r/a:1", "dial tcp 127.0.0.1:5999: connect: connection refused").is_retryable());
+        assert!(
+            push_error(
+                "r/a:1",
+                "dial tcp 127.0.0.1:5999: connect: connection refused"
+            )
+            .is_retryable()
+        );
     }
 }

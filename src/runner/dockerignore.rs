@@ -114,7 +114,10 @@ impl DockerIgnore {
         match std::fs::read(&path) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::Context(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => Err(Error::Context(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
 
@@ -185,8 +188,7 @@ fn could_match_below(components: &[Component], dir: &[&str]) -> bool {
         let mut k = 0;
         while k < states.len() {
             let s = states[k];
-            if s < n && matches!(components[s], Component::AnyDirs) && !states.contains(&(s + 1))
-            {
+            if s < n && matches!(components[s], Component::AnyDirs) && !states.contains(&(s + 1)) {
                 states.push(s + 1);
             }
             k += 1;

@@ -3,8 +3,8 @@
 
 pub mod context;
 pub mod directives;
-pub mod dockerignore;
 mod docker;
+pub mod dockerignore;
 pub mod fetch;
 mod resolve;
 

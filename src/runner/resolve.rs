@@ -125,7 +125,10 @@ mod tests {
         assert_eq!((r.cpus, r.mem_mib), (Some(0.5), Some(1024)));
         assert_eq!(
             r.tag_refs(),
-            vec!["new.example.org/team/app:latest", "new.example.org/team/app:2024"]
+            vec![
+                "new.example.org/team/app:latest",
+                "new.example.org/team/app:2024"
+            ]
         );
     }
 
@@ -139,7 +142,10 @@ mod tests {
     fn default_tag_is_latest_and_bad_directive_tag_is_refused() {
         let mut d = directives();
         d.tags.clear();
-        assert_eq!(resolve(&DockerBuildSpec::default(), &d).unwrap().tags, vec!["latest"]);
+        assert_eq!(
+            resolve(&DockerBuildSpec::default(), &d).unwrap().tags,
+            vec!["latest"]
+        );
         d.tags = vec!["bad tag".into()];
         assert!(resolve(&DockerBuildSpec::default(), &d).is_err());
     }

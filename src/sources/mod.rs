@@ -60,7 +60,8 @@ pub trait Source: Send + Sync + 'static {
     async fn run(&self, events: mpsc::Sender<SourceEvent>) -> Result<()>;
 
     /// Writes `status` into the resource named `key` (of `origin`).
-    async fn write_status(&self, key: &str, origin: &str, status: &DockerBuildStatus) -> Result<()>;
+    async fn write_status(&self, key: &str, origin: &str, status: &DockerBuildStatus)
+    -> Result<()>;
 
     /// Registry credentials for this resource.
     async fn auth(&self, res: &Resource) -> Result<DockerConfig>;

@@ -119,7 +119,9 @@ impl FolderSource {
                         });
                     }
                     Doc::Other { kind } => {
-                        let first = self.lock_noted().insert((path.to_path_buf(), i, kind.clone()));
+                        let first = self
+                            .lock_noted()
+                            .insert((path.to_path_buf(), i, kind.clone()));
                         if first {
                             info!(file = %origin, document = i + 1, kind = %kind, "not a DockerBuild; ignored");
                         }
@@ -200,10 +202,17 @@ fn read_doc(doc: &str, first_line: usize, origin: &str) -> Doc {
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     if kind != KIND {
         return Doc::Other {
-            kind: if kind.is_empty() { "(no kind)".into() } else { kind.into() },
+            kind: if kind.is_empty() {
+                "(no kind)".into()
+            } else {
+                kind.into()
+            },
         };
     }
-    let api = value.get("apiVersion").and_then(|k| k.as_str()).unwrap_or("");
+    let api = value
+        .get("apiVersion")
+        .and_then(|k| k.as_str())
+        .unwrap_or("");
     let key = key_of(&value).unwrap_or_else(|| format!("{origin}#{first_line}"));
     if api != API_VERSION {
         return Doc::Invalid {
@@ -211,7 +220,11 @@ fn read_doc(doc: &str, first_line: usize, origin: &str) -> Doc {
             message: format!("{origin}: apiVersion is '{api}'; this slipway reads {API_VERSION}"),
         };
     }
-    if value.pointer("/metadata/name").and_then(|n| n.as_str()).is_none() {
+    if value
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .is_none()
+    {
         return Doc::Invalid {
             key,
             message: format!("{origin}: metadata.name is missing"),
@@ -250,7 +263,10 @@ fn guess_key(doc: &str) -> Option<String> {
             .filter(|v| !v.is_empty())
     };
     let name = field("name")?;
-    Some(format!("{}/{name}", field("namespace").unwrap_or_else(|| "default".into())))
+    Some(format!(
+        "{}/{name}",
+        field("namespace").unwrap_or_else(|| "default".into())
+    ))
 }
 
 /// The status block as YAML, two-space indented under `status:`.
@@ -269,7 +285,10 @@ pub fn status_yaml(status: &DockerBuildStatus) -> Result<String> {
 /// rename, so a reader never sees half a file.
 fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}{TMP_SUFFIX}"));
     std::fs::write(&tmp, text)?;
     if let Ok(meta) = std::fs::metadata(path) {
@@ -292,6 +311,8 @@ impl Source for FolderSource {
         let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             match res {
+                // reads are events too (we read files to report them): skip them
+                Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
                 Ok(ev) => {
                     for p in ev.paths {
                         let _ = fs_tx.send(p);
@@ -337,7 +358,10 @@ impl Source for FolderSource {
             let mut rescan = false;
             for p in changed {
                 let rel = p.strip_prefix(&self.root).unwrap_or(&p);
-                if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+                if rel
+                    .components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                {
                     continue; // our temp files, .slipway/, editors' swap files
                 }
                 if is_yaml(&p) {
@@ -359,7 +383,12 @@ impl Source for FolderSource {
         Ok(())
     }
 
-    async fn write_status(&self, key: &str, origin: &str, status: &DockerBuildStatus) -> Result<()> {
+    async fn write_status(
+        &self,
+        key: &str,
+        origin: &str,
+        status: &DockerBuildStatus,
+    ) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         let path = self.root.join(origin);
         let err = |message: String| Error::Source {
@@ -381,7 +410,10 @@ impl Source for FolderSource {
                 Doc::Other { .. } => false,
             }
         }) else {
-            debug!(key, origin, "resource no longer in its file; status not written");
+            debug!(
+                key,
+                origin, "resource no longer in its file; status not written"
+            );
             return Ok(());
         };
         let block = status_yaml(status)?;
@@ -416,7 +448,10 @@ impl Source for FolderSource {
 
 /// Groups keys by file, for tests and the `list` view.
 pub fn keys_by_file(src: &FolderSource) -> BTreeMap<PathBuf, BTreeSet<String>> {
-    src.lock_files().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    src.lock_files()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -436,7 +471,10 @@ apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: broken\n
         match &docs[2] {
             Doc::Invalid { key, message } => {
                 assert_eq!(key, "default/broken");
-                assert!(message.contains("f.yaml: YAML syntax error at line 1"), "{message}");
+                assert!(
+                    message.contains("f.yaml: YAML syntax error at line 1"),
+                    "{message}"
+                );
             }
             d => panic!("{d:?}"),
         }
@@ -449,8 +487,12 @@ apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: broken\n
 apiVersion: slipway.dev/v9\nkind: DockerBuild\nmetadata: {name: b}\nspec: {}\n",
             "f.yaml",
         );
-        assert!(matches!(&docs[0], Doc::Invalid { message, .. } if message.contains("not a valid DockerBuild")));
-        assert!(matches!(&docs[1], Doc::Invalid { key, message } if key == "default/b" && message.contains("apiVersion")));
+        assert!(
+            matches!(&docs[0], Doc::Invalid { message, .. } if message.contains("not a valid DockerBuild"))
+        );
+        assert!(
+            matches!(&docs[1], Doc::Invalid { key, message } if key == "default/b" && message.contains("apiVersion"))
+        );
     }
 
     #[test]

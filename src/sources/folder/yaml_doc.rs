@@ -72,7 +72,12 @@ fn status_block(doc: &str) -> Option<Range<usize>> {
     let s = start?;
     // trailing blank lines and column-0 comments belong to what follows, not to status
     let mut end = doc.len();
-    for line in doc[s..].split_inclusive('\n').collect::<Vec<_>>().into_iter().rev() {
+    for line in doc[s..]
+        .split_inclusive('\n')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
         let t = line.trim_end_matches(['\n', '\r']);
         if end - line.len() > s && (t.trim().is_empty() || t.starts_with('#')) {
             end -= line.len();
@@ -107,7 +112,11 @@ pub fn replace_status(doc: &str, status_yaml: &str) -> String {
             let trimmed_len = content_end(doc);
             let (head, tail) = doc.split_at(trimmed_len);
             let nl = if crlf { "\r\n" } else { "\n" };
-            let sep = if head.is_empty() || head.ends_with('\n') { "" } else { nl };
+            let sep = if head.is_empty() || head.ends_with('\n') {
+                ""
+            } else {
+                nl
+            };
             format!("{head}{sep}{block}{tail}")
         }
     }
@@ -129,7 +138,12 @@ fn content_end(doc: &str) -> usize {
 
 /// The whole file with document `span`'s text replaced by `new_doc`.
 pub fn splice(text: &str, span: &DocSpan, new_doc: &str) -> String {
-    format!("{}{}{}", &text[..span.range.start], new_doc, &text[span.range.end..])
+    format!(
+        "{}{}{}",
+        &text[..span.range.start],
+        new_doc,
+        &text[span.range.end..]
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,243 @@
+//! Shared fixtures for the integration tests: the real Docker daemon and the real
+//! registry that `scripts/test.sh` starts (`SLIPWAY_TEST_REGISTRY`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::CreateImageOptions;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use slipway::api::DockerBuildSpec;
+use slipway::registry::DockerConfig;
+use slipway::runner::{BuildOutcome, BuildRequest, Runner};
+use tokio::sync::OnceCell;
+
+/// The test registry, `127.0.0.1:PORT`.
+pub fn registry() -> String {
+    std::env::var("SLIPWAY_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("SLIPWAY_TEST_REGISTRY is not set: run the tests with scripts/test.sh, which starts dockerd and a registry")
+    })
+}
+
+/// A static busybox binary for base images.
+pub fn busybox() -> PathBuf {
+    PathBuf::from(std::env::var("SLIPWAY_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".into()))
+}
+
+/// `REGISTRY/slipway-test/base:latest`: busybox on scratch, with `sh` and friends.
+pub fn base_image() -> String {
+    format!("{}/slipway-test/base:latest", registry())
+}
+
+static BASE: OnceCell<String> = OnceCell::const_new();
+
+/// Builds and pushes the base image once per test binary.
+pub async fn ensure_base() -> String {
+    BASE.get_or_init(|| async {
+        let fx = Fixture::new()
+            .busybox("busybox")
+            .file("Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n");
+        let spec = spec(&format!(
+            "source: {{path: .}}\noutput: {{registry: '{}', repository: slipway-test/base}}",
+            registry()
+        ));
+        let out = run(&fx, spec).await.expect("base image builds");
+        out.image
+    })
+    .await;
+    base_image()
+}
+
+/// A temporary directory with files in it.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn file(self, rel: &str, content: &str) -> Self {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    pub fn busybox(self, rel: &str) -> Self {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::copy(busybox(), p).expect("copy busybox");
+        self
+    }
+
+    pub fn symlink(self, target: &str, rel: &str) -> Self {
+        std::os::unix::fs::symlink(target, self.path(rel)).unwrap();
+        self
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+}
+
+/// A spec from YAML, as a user would write it.
+pub fn spec(yaml: &str) -> DockerBuildSpec {
+    serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+}
+
+pub async fn runner() -> Runner {
+    Runner::connect(None)
+        .await
+        .expect("docker daemon reachable")
+}
+
+/// Runs one build of `spec` with `fx` as the base directory.
+pub async fn run(fx: &Fixture, spec: DockerBuildSpec) -> slipway::Result<BuildOutcome> {
+    let req = BuildRequest {
+        key: "test/build".into(),
+        spec,
+        base_dir: Some(fx.dir.path().to_path_buf()),
+        auth: Arc::new(DockerConfig::default()),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    runner().await.run(req, tx, Default::default()).await
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Checks what a user would: every tag serves the digest, the manifest's bytes hash
+/// to it, its config is the image the daemon built, and it pulls back by digest.
+pub async fn assert_pushed(out: &BuildOutcome) {
+    let reg = registry();
+    let (name, digest) = out.image.split_once('@').expect("image is name@digest");
+    assert_eq!(digest, out.digest);
+    let repo = name
+        .strip_prefix(&format!("{reg}/"))
+        .expect("image in the test registry");
+    let client = http();
+    for tag_ref in &out.pushed_tags {
+        let tag = tag_ref.rsplit_once(':').unwrap().1;
+        let served = slipway::registry::manifest_digest(&client, &reg, repo, tag, None)
+            .await
+            .expect("registry answers");
+        assert_eq!(served, out.digest, "{tag_ref}");
+    }
+    let manifest = client
+        .get(format!("http://{reg}/v2/{repo}/manifests/{digest}"))
+        .header(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("sha256:{}", hex::encode(Sha256::digest(&manifest))),
+        out.digest
+    );
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let config_digest = m["config"]["digest"].as_str().unwrap().to_string();
+
+    let docker = Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let local = docker.inspect_image(&out.pushed_tags[0]).await.unwrap();
+    assert_eq!(
+        local.id.as_deref(),
+        Some(config_digest.as_str()),
+        "registry holds the built image"
+    );
+
+    let mut pull = docker.create_image(
+        Some(CreateImageOptions {
+            from_image: Some(out.image.clone()),
+            ..Default::default()
+        }),
+        None,
+        None,
+    );
+    while let Some(item) = pull.next().await {
+        item.expect("pull by digest");
+    }
+    let pulled = docker
+        .inspect_image(&out.image)
+        .await
+        .expect("pulled image present");
+    assert_eq!(pulled.id.as_deref(), Some(config_digest.as_str()));
+}
+
+/// Waits until `check` returns Some, or panics after `timeout` with `what`.
+pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `status` of document `name` in a YAML file, as JSON. Read as text, so the
+/// status of a document with broken YAML can be read too.
+pub fn status_in(file: &Path, name: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let doc = text.split("\n---\n").find(|d| {
+        d.lines()
+            .any(|l| l == format!("  name: {name}") || l.contains(&format!("{{name: {name}}}")))
+    })?;
+    let mut block = String::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        if line.starts_with("status:") {
+            inside = true;
+        } else if inside && !line.starts_with(' ') {
+            break;
+        }
+        if inside {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    let v: serde_json::Value = serde_yaml_ng::from_str(&block).ok()?;
+    v.get("status").cloned()
+}
+
+/// The file's text without its `status:` blocks, to compare what the user wrote.
+pub fn without_status(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_status = false;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("status:") {
+            in_status = true;
+            continue;
+        }
+        if in_status && (line.starts_with(' ') || line.trim().is_empty()) {
+            continue;
+        }
+        in_status = false;
+        out.push_str(line);
+    }
+    out
+}

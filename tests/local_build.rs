@@ -1,0 +1,148 @@
+//! The build runner against the real Docker daemon and the real registry.
+
+mod common;
+
+use common::*;
+use slipway::Error;
+
+#[tokio::test]
+async fn builds_pushes_every_tag_and_pulls_back_by_digest() {
+    let base = ensure_base().await;
+    let fx = Fixture::new()
+        .file("ctx/Dockerfile", &format!(
+            "FROM {base}\nARG GREETING=hi\nRUN echo \"$GREETING\" > /greeting\nCOPY app.txt /app.txt\nCMD [\"cat\", \"/greeting\"]\n"
+        ))
+        .file("ctx/app.txt", "payload\n");
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\nbuildArgs: {{GREETING: hello}}\nlabels: {{team: wiki}}\n\
+output: {{registry: '{}', repository: slipway-test/tags, tags: [latest, '1.2', v1]}}",
+        registry()
+    ));
+    let out = run(&fx, spec).await.expect("build succeeds");
+    assert_eq!(out.pushed_tags.len(), 3);
+    assert!(out.pushed_tags[1].ends_with("/slipway-test/tags:1.2"));
+    assert!(out.digest.starts_with("sha256:"));
+    assert_pushed(&out).await;
+
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let img = docker.inspect_image(&out.image).await.unwrap();
+    let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("wiki"));
+}
+
+#[tokio::test]
+async fn dockerfile_directives_name_the_target_and_are_stripped() {
+    let base = ensure_base().await;
+    // Docker itself rejects REGISTRY & co; the build only passes if slipway strips them
+    let fx = Fixture::new().file(
+        "legacy/Dockerfile",
+        &format!(
+            "REGISTRY {}\nREPOSITORY slipway-test/legacy\nTAG 2024\nTAG stable\nCPUS 0.5\nBUILD_MEM 256\nFROM {base}\nRUN touch /built\n",
+            registry()
+        ),
+    );
+    let out = run(&fx, spec("source: {path: legacy}"))
+        .await
+        .expect("build succeeds");
+    let expected: Vec<String> = ["2024", "stable"]
+        .iter()
+        .map(|t| format!("{}/slipway-test/legacy:{t}", registry()))
+        .collect();
+    assert_eq!(out.pushed_tags, expected);
+    assert_pushed(&out).await;
+}
+
+#[tokio::test]
+async fn inline_multistage_target_and_dockerignore() {
+    let base = ensure_base().await;
+    let fx = Fixture::new()
+        .file("ctx/Dockerfile", &format!(
+            "FROM {base} AS build\nCOPY . /src\nRUN test ! -e /src/secret.txt && test -e /src/keep.txt && echo built > /out\n\
+FROM {base} AS runtime\nCOPY --from=build /out /out\nFROM {base} AS debug\nRUN false\n"
+        ))
+        .file("ctx/.dockerignore", "secret.txt\n")
+        .file("ctx/secret.txt", "do not send\n")
+        .file("ctx/keep.txt", "send\n");
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\ntarget: runtime\noutput: {{registry: '{}', repository: slipway-test/target}}",
+        registry()
+    ));
+    let out = run(&fx, spec)
+        .await
+        .expect("runtime stage builds without the debug stage");
+    assert_eq!(
+        out.pushed_tags,
+        vec![format!("{}/slipway-test/target:latest", registry())]
+    );
+    assert_pushed(&out).await;
+
+    let inline = common::spec(&format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo inline > /x\\n\"}}}}\n\
+output: {{registry: '{}', repository: slipway-test/inline}}",
+        registry()
+    ));
+    let out = run(&Fixture::new(), inline).await.expect("inline builds");
+    assert_pushed(&out).await;
+}
+
+#[tokio::test]
+async fn failing_step_is_named_in_the_error() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {base}\nRUN echo compiling\nRUN echo 'cc: error: no input files' && exit 3\n"
+        ),
+    );
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/fails}}",
+        registry()
+    ));
+    let err = run(&fx, spec).await.unwrap_err();
+    assert!(matches!(err, Error::BuildFailed(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("step 3/3"), "{msg}");
+    assert!(msg.contains("non-zero code: 3"), "{msg}");
+    assert!(msg.contains("cc: error: no input files"), "{msg}");
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn unreachable_registry_is_an_infrastructure_failure() {
+    let fx = Fixture::new().file("ctx/Dockerfile", "FROM scratch\n");
+    let spec = spec(
+        "source: {path: ctx}\noutput: {registry: '127.0.0.1:9', repository: slipway-test/nowhere}",
+    );
+    let err = run(&fx, spec).await.unwrap_err();
+    assert!(matches!(err, Error::Registry(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string().contains("cannot reach 127.0.0.1:9"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn context_escaping_its_root_is_refused() {
+    let fx = Fixture::new()
+        .file("ctx/Dockerfile", "FROM scratch\nCOPY . /\n")
+        .symlink("/etc/passwd", "ctx/passwd");
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/escape}}",
+        registry()
+    ));
+    let err = run(&fx, spec).await.unwrap_err();
+    assert!(matches!(err, Error::Context(_)), "{err:?}");
+    assert!(err.to_string().contains("passwd"), "{err}");
+
+    let dotdot = common::spec(&format!(
+        "source: {{path: ../elsewhere}}\noutput: {{registry: '{}', repository: slipway-test/escape}}",
+        registry()
+    ));
+    let err = run(&fx, dotdot).await.unwrap_err();
+    assert!(err.to_string().contains(".."), "{err}");
+}

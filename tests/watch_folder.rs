@@ -1,0 +1,343 @@
+//! `slipway watch DIR` as a user runs it: files in, status written back into them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// A running `slipway watch`, stopped when dropped.
+struct Watcher {
+    child: Child,
+    log: std::path::PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Watcher {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("slipway.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .arg("watch")
+            .arg(dir)
+            .args([
+                "--retry-backoff",
+                "100ms",
+                "--max-attempts",
+                "2",
+                "--concurrency",
+                "3",
+            ])
+            .args(extra)
+            .env("SLIPWAY_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("slipway starts");
+        Self {
+            child,
+            log,
+            _logdir: logdir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn doc(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\n  namespace: tests\nspec:\n{spec}"
+    )
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+async fn phase_of(file: &Path, name: &str, want: &str) -> serde_json::Value {
+    wait_for(
+        &format!("{name} in {} to reach {want}", file.display()),
+        LONG,
+        || status_in(file, name).filter(|s| s["phase"] == want),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn status_is_written_back_and_the_rest_of_the_file_kept() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let text = format!(
+        "# Wiki images. Keep this comment.\n{}\
+# between the documents\n---\n\
+apiVersion: v1   # not ours\nkind: ConfigMap\nmetadata: {{name: unrelated}}\ndata: {{a: b}}\n",
+        doc(
+            "wiki",
+            &indent(&format!(
+                "source:\n  path: wiki   # the context\noutput: {{registry: '{reg}', repository: slipway-test/wiki, tags: [latest, '1.0']}}"
+            ))
+        )
+    );
+    let fx = Fixture::new().file("builds.yaml", &text).file(
+        "wiki/Dockerfile",
+        &format!("FROM {base}\nRUN echo wiki > /index.html\n"),
+    );
+    let file = fx.path("builds.yaml");
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+
+    let status = phase_of(&file, "wiki", "Succeeded").await;
+    let after = fx.read("builds.yaml");
+    assert_eq!(without_status(&after), text, "only status: may change");
+    assert!(after.contains("# between the documents\n---\napiVersion: v1   # not ours"));
+    let digest = status["imageDigest"].as_str().unwrap();
+    assert_eq!(status["image"], format!("{reg}/slipway-test/wiki@{digest}"));
+    assert_eq!(
+        status["pushedTags"][1],
+        format!("{reg}/slipway-test/wiki:1.0")
+    );
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "True");
+    let served =
+        slipway::registry::manifest_digest(&http(), &reg, "slipway-test/wiki", "1.0", None)
+            .await
+            .unwrap();
+    assert_eq!(served, digest);
+    // no temp files left behind
+    let names: Vec<_> = std::fs::read_dir(fx.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    w.stop();
+}
+
+#[tokio::test]
+async fn status_edits_do_not_rebuild_spec_and_token_edits_do() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let spec = format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN date > /built\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/rebuild}}"
+    );
+    let fx = Fixture::new().file("b.yaml", &doc("rebuild", &indent(&spec)));
+    let file = fx.path("b.yaml");
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    let first = phase_of(&file, "rebuild", "Succeeded").await;
+
+    // a hand edit of status alone: nothing is rebuilt
+    let text = fx
+        .read("b.yaml")
+        .replace("message: pushed 1 tag", "message: edited by hand");
+    std::fs::write(&file, &text).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = status_in(&file, "rebuild").unwrap();
+    assert_eq!(now["message"], "edited by hand");
+    assert_eq!(w.log().matches("build started").count(), 1, "{}", w.log());
+
+    // a spec edit (one more tag): rebuilt and pushed
+    let text = fx.read("b.yaml").replace(
+        "repository: slipway-test/rebuild}",
+        "repository: slipway-test/rebuild, tags: [latest, two]}",
+    );
+    std::fs::write(&file, &text).unwrap();
+    let second = wait_for("rebuild after spec edit", LONG, || {
+        status_in(&file, "rebuild").filter(|s| {
+            s["phase"] == "Succeeded" && s["pushedTags"].as_array().map(Vec::len) == Some(2)
+        })
+    })
+    .await;
+    assert_ne!(first["specHash"], second["specHash"]);
+
+    // the rebuild token: same spec otherwise, built again
+    let text = fx
+        .read("b.yaml")
+        .replace("spec:\n", "spec:\n  rebuild: \"1\"\n");
+    std::fs::write(&file, &text).unwrap();
+    wait_for("rebuild after token change", LONG, || {
+        status_in(&file, "rebuild")
+            .filter(|s| s["phase"] == "Succeeded" && s["specHash"] != second["specHash"])
+    })
+    .await;
+    assert_eq!(w.log().matches("build started").count(), 3, "{}", w.log());
+    w.stop();
+}
+
+#[tokio::test]
+async fn bad_inputs_get_clear_statuses_and_good_builds_still_build() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let out =
+        |repo: &str| format!("output: {{registry: '{reg}', repository: slipway-test/{repo}}}");
+    let fx = Fixture::new()
+        .file("good.yaml", &doc("good", &indent(&format!("source: {{path: good}}\n{}", out("good")))))
+        .file("good/Dockerfile", &format!("FROM {base}\nRUN echo ok > /ok\n"))
+        .file("broken.yaml", "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: broken\nspec: {source: [unclosed\n")
+        .file("two.yaml", &doc("two-sources", &indent(&format!("source: {{path: good, url: 'http://127.0.0.1:9/x.tar'}}\n{}", out("two")))))
+        .file("noreg.yaml", &doc("no-registry", &indent("source: {inline: {dockerfile: \"FROM scratch\"}}")))
+        .file("badtag.yaml", &doc("bad-tag", &indent(&format!("source: {{path: good}}\noutput: {{registry: '{reg}', repository: slipway-test/x, tags: ['not ok']}}"))))
+        .file("fails.yaml", &doc("fails", &indent(&format!("source: {{inline: {{dockerfile: \"FROM {base}\\nRUN exit 7\\n\"}}}}\n{}", out("fails")))))
+        .file("escape.yaml", &doc("escape", &indent(&format!("source: {{path: esc}}\n{}", out("escape")))))
+        .file("esc/Dockerfile", "FROM scratch\nCOPY . /\n")
+        .symlink("../../../etc", "esc/etc")
+        .file("down.yaml", &doc("registry-down", &indent("source: {inline: {dockerfile: \"FROM scratch\"}}\noutput: {registry: '127.0.0.1:9', repository: slipway-test/down}")))
+        .file("other.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: not-a-build}\n");
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+
+    phase_of(&fx.path("good.yaml"), "good", "Succeeded").await;
+    let cases = [
+        ("broken.yaml", "broken", "YAML syntax error"),
+        ("two.yaml", "two-sources", "url and path are set"),
+        ("noreg.yaml", "no-registry", "no registry"),
+        ("badtag.yaml", "bad-tag", "invalid tag 'not ok'"),
+        ("fails.yaml", "fails", "`RUN exit 7` failed"),
+        ("escape.yaml", "escape", "etc"),
+        ("down.yaml", "registry-down", "gave up after 2 attempts"),
+    ];
+    for (file, name, want) in cases {
+        let s = phase_of(&fx.path(file), name, "Failed").await;
+        let msg = s["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(want), "{name}: {msg}");
+        assert_eq!(s["conditions"][0]["status"], "False", "{name}");
+    }
+    let s = status_in(&fx.path("down.yaml"), "registry-down").unwrap();
+    assert_eq!(s["attempts"], 2);
+    assert_eq!(
+        fx.read("other.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: not-a-build}\n"
+    );
+    assert!(w.log().contains("not a DockerBuild; ignored"));
+    // still running, still watching: a fix is picked up
+    std::fs::write(
+        fx.path("noreg.yaml"),
+        doc(
+            "no-registry",
+            &indent(&format!("source: {{path: good}}\n{}", out("fixed"))),
+        ),
+    )
+    .unwrap();
+    phase_of(&fx.path("noreg.yaml"), "no-registry", "Succeeded").await;
+    w.stop();
+}
+
+#[tokio::test]
+async fn deleting_a_file_mid_build_cancels_the_build() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let spec = format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 60\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/deleted}}"
+    );
+    let fx = Fixture::new().file("slow.yaml", &doc("slow", &indent(&spec)));
+    let w = Watcher::start(fx.dir.path(), &[]);
+    wait_for("the build to reach RUN sleep", LONG, || {
+        status_in(&fx.path("slow.yaml"), "slow").filter(|s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("RUN sleep 60"))
+        })
+    })
+    .await;
+    std::fs::remove_file(fx.path("slow.yaml")).unwrap();
+    wait_for("the cancel to be logged", LONG, || {
+        w.log()
+            .contains("resource deleted; cancelling its build")
+            .then_some(())
+    })
+    .await;
+    // the daemon stops the build once its client goes: no container keeps sleeping
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let mut still = true;
+    for _ in 0..100 {
+        let running = docker
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .unwrap();
+        still = running.iter().any(|c| {
+            c.command
+                .as_deref()
+                .is_some_and(|cmd| cmd.contains("sleep 60"))
+        });
+        if !still {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!still, "the build container is still running");
+    assert!(
+        !fx.path("slow.yaml").exists(),
+        "status must not recreate a deleted file"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_mid_build_ends_with_the_right_status() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let spec = format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 3\\n\"}}}}\nnoCache: true\noutput: {{registry: '{reg}', repository: slipway-test/restart}}"
+    );
+    let fx = Fixture::new().file("r.yaml", &doc("restart", &indent(&spec)));
+    let file = fx.path("r.yaml");
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    phase_of(&file, "restart", "Building").await;
+    w.stop();
+    let mut w2 = Watcher::start(fx.dir.path(), &[]);
+    let s = phase_of(&file, "restart", "Succeeded").await;
+    assert!(s["imageDigest"].as_str().unwrap().starts_with("sha256:"));
+    w2.stop();
+}
+
+#[tokio::test]
+async fn a_new_file_is_picked_up_and_once_mode_exits_when_done() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let fx = Fixture::new();
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    wait_for("the watcher to sync", LONG, || {
+        w.log().contains("watching for changes").then_some(())
+    })
+    .await;
+    let spec = format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo new > /new\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/new}}"
+    );
+    std::fs::create_dir_all(fx.path("team-a")).unwrap();
+    std::fs::write(fx.path("team-a/new.yml"), doc("new", &indent(&spec))).unwrap();
+    phase_of(&fx.path("team-a/new.yml"), "new", "Succeeded").await;
+    w.stop();
+
+    // --once: everything is already built, so it exits 0 without building
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["watch", "--once"])
+        .arg(fx.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 succeeded, 0 failed, 0 not built"
+    );
+}
