@@ -292,6 +292,7 @@ pub async fn run(
 async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
     match ev {
         SourceEvent::Applied(res) => {
+            let res = *res;
             let key = res.key();
             {
                 let mut st = ctx.state.lock().await;

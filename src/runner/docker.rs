@@ -293,7 +293,7 @@ impl Runner {
             let info = match item {
                 Ok(i) => i,
                 Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(Error::BuildFailed(failure_message(&step, &error, &tail)));
+                    return Err(build_error(&step, &error, &tail));
                 }
                 Err(e) => return Err(classify_docker_error(e)),
             };
@@ -314,7 +314,7 @@ impl Runner {
                 }
             }
             if let Some(err) = info.error_detail.and_then(|e| e.message) {
-                return Err(Error::BuildFailed(failure_message(&step, &err, &tail)));
+                return Err(build_error(&step, &err, &tail));
             }
             if let Some(id) = info.aux.and_then(|a| a.id) {
                 image_id = Some(id);
@@ -405,6 +405,31 @@ fn failure_message(step: &str, error: &str, tail: &[String]) -> String {
     msg
 }
 
+/// A base image that cannot be fetched because its registry is down is an
+/// infrastructure failure (retried); every other failing step is the Dockerfile's.
+fn build_error(step: &str, error: &str, tail: &[String]) -> Error {
+    let msg = failure_message(step, error, tail);
+    let pulling = step
+        .split(" : ")
+        .nth(1)
+        .is_some_and(|i| i.to_uppercase().starts_with("FROM "));
+    let lower = error.to_lowercase();
+    let unreachable = [
+        "connection refused",
+        "i/o timeout",
+        "no such host",
+        "connection reset",
+        "503 service unavailable",
+    ]
+    .iter()
+    .any(|s| lower.contains(s));
+    if pulling && unreachable {
+        Error::Registry(msg)
+    } else {
+        Error::BuildFailed(msg)
+    }
+}
+
 /// Registry down → retryable; refused credentials → the user's to fix.
 fn push_error(reference: &str, error: &str) -> Error {
     let lower = error.to_lowercase();
@@ -461,6 +486,25 @@ mod tests {
             strip_userinfo("https://git.example.org/a.git"),
             "https://git.example.org/a.git"
         );
+    }
+
+    #[test]
+    fn base_image_registry_down_is_retried_but_a_missing_base_is_not() {
+        let step = "Step 1/2 : FROM 127.0.0.1:5000/base:latest";
+        let down = build_error(
+            step,
+            "Get \"http://127.0.0.1:5000/v2/\": dial tcp 127.0.0.1:5000: connect: connection refused",
+            &[],
+        );
+        assert!(down.is_retryable(), "{down:?}");
+        let missing = build_error(
+            step,
+            "manifest for 127.0.0.1:5000/base:latest not found",
+            &[],
+        );
+        assert!(!missing.is_retryable(), "{missing:?}");
+        let run = build_error("Step 2/2 : RUN curl x", "connection refused", &[]);
+        assert!(!run.is_retryable(), "{run:?}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Resource {
 #[derive(Clone, Debug)]
 pub enum SourceEvent {
     /// A resource exists in this form (new, changed, or seen again).
-    Applied(Resource),
+    Applied(Box<Resource>),
     /// A resource is gone; `origin` guards against a resource that merely moved.
     Deleted { key: String, origin: String },
     /// Something that claims to be a DockerBuild but cannot be read.

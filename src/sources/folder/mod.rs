@@ -104,11 +104,11 @@ impl FolderSource {
                 match doc {
                     Doc::Build(build) => {
                         now.insert(build.key());
-                        events.push(SourceEvent::Applied(Resource {
+                        events.push(SourceEvent::Applied(Box::new(Resource {
                             build: *build,
                             origin: origin.clone(),
                             base_dir: path.parent().map(Path::to_path_buf),
-                        }));
+                        })));
                     }
                     Doc::Invalid { key, message } => {
                         now.insert(key.clone());

@@ -18,8 +18,7 @@ pub fn split_documents(text: &str) -> Vec<DocSpan> {
     let mut start = 0;
     let mut start_line = 1;
     let mut pos = 0;
-    let mut line_no = 1;
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1..).zip(text.split_inclusive('\n')) {
         let trimmed = line.trim_end_matches(['\n', '\r']);
         let is_marker = trimmed == "---"
             || trimmed.starts_with("--- ")
@@ -34,7 +33,6 @@ pub fn split_documents(text: &str) -> Vec<DocSpan> {
             start_line = line_no + 1;
         }
         pos += line.len();
-        line_no += 1;
     }
     docs.push(DocSpan {
         range: start..text.len(),

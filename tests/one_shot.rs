@@ -1,0 +1,110 @@
+//! `slipway build`, the ddocker/portainer way: once, with progress, exit code says.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[tokio::test]
+async fn dockerfile_with_flags_builds_pushes_and_prints_the_image() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let fx = Fixture::new()
+        .file(
+            "app/docker/Dockerfile",
+            &format!(
+                "FROM {base}\nARG NAME\nCOPY hello.txt /hello.txt\nRUN echo \"$NAME\" > /name\n"
+            ),
+        )
+        .file("app/hello.txt", "hi\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("build")
+        .arg(fx.path("app/docker/Dockerfile"))
+        .args(["--context"])
+        .arg(fx.path("app"))
+        .args([
+            "--registry",
+            &reg,
+            "--repository",
+            "slipway-test/oneshot",
+            "-t",
+            "a",
+            "--tag",
+            "b",
+        ])
+        .args(["--build-arg", "NAME=gollum"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // not a terminal here: plain progress lines
+    assert!(
+        stderr.contains("Step 4/4 : RUN echo \"$NAME\" > /name"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pushed {reg}/slipway-test/oneshot:b (sha256:")),
+        "{stderr}"
+    );
+    let image = stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_once(": ")
+        .unwrap()
+        .1
+        .to_string();
+    let digest = image.split_once('@').unwrap().1;
+    let served =
+        slipway::registry::manifest_digest(&http(), &reg, "slipway-test/oneshot", "a", None)
+            .await
+            .unwrap();
+    assert_eq!(served, digest);
+    assert!(
+        stdout.contains(&format!("  {reg}/slipway-test/oneshot:b")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn yaml_file_builds_and_a_failure_exits_non_zero() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let fx = Fixture::new().file(
+        "builds.yaml",
+        &format!(
+            "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: ok}}\nspec:\n  source: {{inline: {{dockerfile: \"FROM {base}\\n\"}}}}\n  output: {{registry: '{reg}', repository: slipway-test/yaml-ok}}\n---\n\
+apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: bad}}\nspec:\n  source: {{inline: {{dockerfile: \"FROM {base}\\nRUN exit 4\\n\"}}}}\n  output: {{registry: '{reg}', repository: slipway-test/yaml-bad}}\n"
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("build")
+        .arg(fx.path("builds.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains(&format!("default/ok: {reg}/slipway-test/yaml-ok@sha256:")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("default/bad: build failed: step 2/2 `RUN exit 4` failed"),
+        "{stderr}"
+    );
+    // one shot leaves the file alone
+    assert!(!fx.read("builds.yaml").contains("status:"));
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["build", "/nonexistent/build.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/build.yaml"));
+}
