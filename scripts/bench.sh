@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# slipway's benchmarks against the real Docker daemon and a throw-away registry.
+#
+#   bash scripts/bench.sh            # build_vs_docker (BENCH_RUNS=5) and context
+#
+# Starts what it needs like scripts/test.sh and stops what it started.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
+export SLIPWAY_STATE=${SLIPWAY_STATE:-/tmp/slipway-dev}
+
+STOP_DOCKERD=0
+REGDIR=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench-registry.XXXXXX")
+cleanup() {
+  bash scripts/registry.sh stop --dir "$REGDIR" >/dev/null 2>&1 || true
+  rm -rf "$REGDIR"
+  [ "$STOP_DOCKERD" = 1 ] && bash scripts/ensure-docker.sh stop || true
+}
+trap cleanup EXIT
+bash scripts/ensure-docker.sh status >/dev/null 2>&1 || STOP_DOCKERD=1
+bash scripts/ensure-docker.sh </dev/null || exit 1
+SLIPWAY_TEST_REGISTRY=$(bash scripts/registry.sh start --dir "$REGDIR" --port 0 | tail -n 1) || exit 1
+export SLIPWAY_TEST_REGISTRY
+cargo build --release || exit 1
+cargo bench --bench build_vs_docker && cargo bench --bench context -- --noplot
