@@ -7,7 +7,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, PushImageOptions, TagImageOptions};
 use futures::StreamExt;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, instrument, warn};
 
 use super::{BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, context, directives, fetch};
 use crate::registry::{self, Credentials, error_chain};
@@ -104,7 +104,8 @@ impl Runner {
             context_bytes: plan.total_bytes,
             files: plan.files,
         });
-        info!(
+        // the event above is what people see; this is for debugging
+        debug!(
             files = plan.files,
             bytes = plan.total_bytes,
             "sending build context"
