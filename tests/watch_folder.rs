@@ -19,9 +19,15 @@ struct Watcher {
 
 impl Watcher {
     fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_in(Path::new("."), dir, extra)
+    }
+
+    /// Started from `cwd`, so `dir` may be relative as a user would type it.
+    fn start_in(cwd: &Path, dir: &Path, extra: &[&str]) -> Self {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("slipway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .current_dir(cwd)
             .arg("watch")
             .arg(dir)
             .args([
@@ -312,7 +318,9 @@ async fn a_new_file_is_picked_up_and_once_mode_exits_when_done() {
     let base = ensure_base().await;
     let reg = registry();
     let fx = Fixture::new();
-    let mut w = Watcher::start(fx.dir.path(), &[]);
+    std::fs::create_dir_all(fx.path("builds")).unwrap();
+    // a relative folder, as in `slipway watch builds/`
+    let mut w = Watcher::start_in(fx.dir.path(), Path::new("builds/"), &[]);
     wait_for("the watcher to sync", LONG, || {
         w.log().contains("watching for changes").then_some(())
     })
@@ -320,9 +328,10 @@ async fn a_new_file_is_picked_up_and_once_mode_exits_when_done() {
     let spec = format!(
         "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo new > /new\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/new}}"
     );
-    std::fs::create_dir_all(fx.path("team-a")).unwrap();
-    std::fs::write(fx.path("team-a/new.yml"), doc("new", &indent(&spec))).unwrap();
-    phase_of(&fx.path("team-a/new.yml"), "new", "Succeeded").await;
+    std::fs::create_dir_all(fx.path("builds/team-a")).unwrap();
+    std::fs::write(fx.path("builds/team-a/new.yml"), doc("new", &indent(&spec))).unwrap();
+    phase_of(&fx.path("builds/team-a/new.yml"), "new", "Succeeded").await;
+    assert!(!w.log().contains("defined twice"), "{}", w.log());
     w.stop();
 
     // --once: everything is already built, so it exits 0 without building

@@ -45,8 +45,13 @@ pub enum Doc {
 
 impl FolderSource {
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        // file events name absolute paths; a relative root would never match them
+        let root = std::fs::canonicalize(&root)
+            .or_else(|_| std::path::absolute(&root))
+            .unwrap_or(root);
         Self {
-            root: root.into(),
+            root,
             files: Mutex::new(HashMap::new()),
             noted: Mutex::new(BTreeSet::new()),
             write_lock: tokio::sync::Mutex::new(()),
