@@ -57,16 +57,38 @@ async fn shutdown_signal() {
 }
 
 /// A one-shot build from a bare Dockerfile, the ddocker/portainer way.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct DockerfileArgs {
+    /// Build context for a Dockerfile (default: its directory).
+    #[arg(long)]
     pub context: Option<PathBuf>,
+    /// Registry host[:port] (else the Dockerfile's REGISTRY line).
+    #[arg(long)]
     pub registry: Option<String>,
+    /// Repository in the registry (else the Dockerfile's REPOSITORY line).
+    #[arg(long)]
     pub repository: Option<String>,
+    /// Tag to push; repeat for several.
+    #[arg(long = "tag", short = 't')]
     pub tags: Vec<String>,
+    /// KEY=VALUE build argument; repeat for several.
+    #[arg(long = "build-arg", value_parser = parse_key_value)]
     pub build_args: Vec<(String, String)>,
+    /// Multi-stage target to build.
+    #[arg(long)]
     pub target: Option<String>,
+    /// Build without the daemon's layer cache.
+    #[arg(long)]
     pub no_cache: bool,
+    /// Fail the build after this many seconds.
+    #[arg(long)]
     pub timeout_seconds: Option<u64>,
+}
+
+fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
 }
 
 /// The resource a bare Dockerfile and flags describe.

@@ -46,25 +46,8 @@ enum Command {
     Build {
         /// A .yaml/.yml file of DockerBuilds, or a Dockerfile.
         file: PathBuf,
-        /// Build context for a Dockerfile (default: its directory).
-        #[arg(long)]
-        context: Option<PathBuf>,
-        #[arg(long)]
-        registry: Option<String>,
-        #[arg(long)]
-        repository: Option<String>,
-        /// Tag to push; repeat for several.
-        #[arg(long = "tag", short = 't')]
-        tags: Vec<String>,
-        /// KEY=VALUE build argument; repeat for several.
-        #[arg(long = "build-arg", value_parser = parse_key_value)]
-        build_args: Vec<(String, String)>,
-        #[arg(long)]
-        target: Option<String>,
-        #[arg(long)]
-        no_cache: bool,
-        #[arg(long)]
-        timeout_seconds: Option<u64>,
+        #[command(flatten)]
+        args: DockerfileArgs,
         /// docker config.json with registry credentials (default: ~/.docker/config.json).
         #[arg(long)]
         docker_config: Option<PathBuf>,
@@ -73,12 +56,6 @@ enum Command {
     },
     /// Print the DockerBuild CustomResourceDefinition.
     Crd,
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -144,27 +121,10 @@ async fn main() -> ExitCode {
         }
         Command::Build {
             file,
-            context,
-            registry,
-            repository,
-            tags,
-            build_args,
-            target,
-            no_cache,
-            timeout_seconds,
+            args,
             docker_config,
             docker_host,
         } => {
-            let args = DockerfileArgs {
-                context,
-                registry,
-                repository,
-                tags,
-                build_args,
-                target,
-                no_cache,
-                timeout_seconds,
-            };
             let requests = match commands::one_shot_requests(&file, &args, docker_config.as_deref())
             {
                 Ok(r) => r,

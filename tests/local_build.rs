@@ -24,11 +24,7 @@ output: {{registry: '{}', repository: slipway-test/tags, tags: [latest, '1.2', v
     assert!(out.digest.starts_with("sha256:"));
     assert_pushed(&out).await;
 
-    let docker = bollard::Docker::connect_with_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
+    let docker = docker().await;
     let img = docker.inspect_image(&out.image).await.unwrap();
     let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
     assert_eq!(labels.get("team").map(String::as_str), Some("wiki"));

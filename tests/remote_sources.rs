@@ -52,11 +52,7 @@ output: {{registry: '{}', repository: slipway-test/git}}",
     assert_eq!(out.revision.as_deref(), Some(v1.as_str()));
     assert_pushed(&out).await;
 
-    let docker = bollard::Docker::connect_with_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
+    let docker = docker().await;
     let labels = docker
         .inspect_image(&out.image)
         .await

@@ -267,11 +267,7 @@ async fn deleting_a_file_mid_build_cancels_the_build() {
     })
     .await;
     // the daemon stops the build once its client goes: no container keeps sleeping
-    let docker = bollard::Docker::connect_with_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
+    let docker = docker().await;
     let mut still = true;
     for _ in 0..100 {
         let running = docker

@@ -115,6 +115,15 @@ pub async fn run(fx: &Fixture, spec: DockerBuildSpec) -> slipway::Result<BuildOu
     runner().await.run(req, tx, Default::default()).await
 }
 
+/// The test daemon, as bollard sees it.
+pub async fn docker() -> Docker {
+    Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap()
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
@@ -155,11 +164,7 @@ pub async fn assert_pushed(out: &BuildOutcome) {
     let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let config_digest = m["config"]["digest"].as_str().unwrap().to_string();
 
-    let docker = Docker::connect_with_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
+    let docker = docker().await;
     let local = docker.inspect_image(&out.pushed_tags[0]).await.unwrap();
     assert_eq!(
         local.id.as_deref(),
