@@ -117,17 +117,12 @@ impl Context {
         let mut built = HashMap::new();
         for (key, r) in &st.resources {
             let spec = &r.build.spec;
-            let Some(text) = runner::local_dockerfile(spec, r.base_dir.as_deref()) else {
-                // remote sources: only the spec can say what they push
-                let d = directives::Directives::default();
-                if let Ok(t) = runner::resolve(spec, &d) {
-                    deps.add_producer(key, &t.tag_refs());
-                }
-                continue;
-            };
-            if let Ok((d, _)) = directives::parse(&text)
-                && let Ok(t) = runner::resolve(spec, &d)
-            {
+            // remote sources: only the spec can say what they push
+            let d = runner::local_dockerfile(spec, r.base_dir.as_deref())
+                .and_then(|text| directives::parse(&text).ok())
+                .map(|(d, _)| d)
+                .unwrap_or_default();
+            if let Ok(t) = runner::resolve(spec, &d) {
                 deps.add_producer(key, &t.tag_refs());
             }
             let status = st.statuses.get(key).or(r.build.status.as_ref());

@@ -28,7 +28,8 @@ pub fn is_loopback(registry: &str) -> bool {
         || registry.starts_with("[::1]")
 }
 
-fn base_url(registry: &str) -> String {
+/// `http://` for loopback registries, `https://` for the rest.
+pub fn base_url(registry: &str) -> String {
     let scheme = if is_loopback(registry) {
         "http"
     } else {

@@ -51,10 +51,6 @@ impl Runner {
         Ok(Self { docker, http })
     }
 
-    pub fn docker(&self) -> &Docker {
-        &self.docker
-    }
-
     /// Runs one build to the end, or until `cancel` fires or the spec's timeout passes.
     #[instrument(skip_all, fields(build = %req.key))]
     pub async fn run(
@@ -263,14 +259,9 @@ impl Runner {
     }
 
     async fn ping_registry(&self, registry: &str) -> Result<()> {
-        let scheme = if registry::is_loopback(registry) {
-            "http"
-        } else {
-            "https"
-        };
         // any HTTP answer (401 included) means the registry is there
         self.http
-            .get(format!("{scheme}://{registry}/v2/"))
+            .get(format!("{}/v2/", registry::base_url(registry)))
             .send()
             .await
             .map(|_| ())

@@ -3,7 +3,7 @@
 
 mod yaml_doc;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -449,14 +449,6 @@ impl Source for FolderSource {
             .transpose()?;
         DockerConfig::load(path.as_deref())
     }
-}
-
-/// Groups keys by file, for tests and the `list` view.
-pub fn keys_by_file(src: &FolderSource) -> BTreeMap<PathBuf, BTreeSet<String>> {
-    src.lock_files()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 #[cfg(test)]
