@@ -9,11 +9,17 @@ use kube::CustomResourceExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{BuildSource, DockerBuild, DockerBuildSpec, Output};
-use crate::backends::{Backend, LocalBackend};
+use std::time::Duration;
+
+use crate::backends::{Backend, LocalBackend, MesosBackend, MesosOptions};
+use crate::mesos::http::BasicAuth;
+use crate::mesos::scheduler::{
+    CoreConfig, ExecutorLaunch, FileStore, FrameworkIdStore, FrameworkOptions,
+};
 use crate::reconciler::controller::{self, Settings, Summary};
 use crate::registry::DockerConfig;
 use crate::runner::{BuildOutcome, BuildRequest};
-use crate::sources::folder::{Doc, FolderSource, read_docs};
+use crate::sources::folder::{Doc, FolderSource, STATE_DIR, read_docs};
 use crate::{Error, Result};
 
 /// The CRD generated from the Rust types, as YAML.
@@ -21,9 +27,185 @@ pub fn crd_yaml() -> Result<String> {
     serde_yaml_ng::to_string(&DockerBuild::crd()).map_err(|e| Error::InvalidSpec(e.to_string()))
 }
 
+/// Where builds run, and how to reach it (flags shared by `watch` and `build`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Where builds run: this machine's Docker daemon, or a Mesos cluster.
+    #[arg(long, value_enum, default_value = "local", env = "SLIPWAY_BACKEND")]
+    pub backend: BackendKind,
+    /// Docker daemon (unix:///path or tcp://host:port); DOCKER_HOST otherwise.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    #[command(flatten)]
+    pub mesos: MesosArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    Local,
+    Mesos,
+}
+
+/// The Mesos framework's settings (used with `--backend mesos`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MesosArgs {
+    /// Mesos master host:port (or URL); repeat or separate with commas for HA.
+    #[arg(
+        long = "mesos-master",
+        value_delimiter = ',',
+        env = "SLIPWAY_MESOS_MASTER"
+    )]
+    pub masters: Vec<String>,
+    /// Principal for HTTP basic authentication to the master.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// File holding the principal's secret.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Role whose resources builds use.
+    #[arg(long, default_value = "*")]
+    pub role: String,
+    /// Framework name shown by the master.
+    #[arg(long, default_value = "slipway")]
+    pub framework_name: String,
+    /// User the executor runs as on the agents.
+    #[arg(long, default_value = "root")]
+    pub mesos_user: String,
+    /// How long the master keeps slipway's tasks running while slipway is away.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub failover_timeout: Duration,
+    /// Path of the slipway binary on the agents (default: this binary's path).
+    #[arg(long)]
+    pub executor_path: Option<String>,
+    /// Tarball with `slipway` at its top, fetched by the agents (instead of a path).
+    #[arg(long, conflicts_with = "executor_path")]
+    pub executor_uri: Option<String>,
+    /// Docker image with `slipway` on its PATH to run the executor in (instead of a path).
+    #[arg(long, conflicts_with_all = ["executor_path", "executor_uri"])]
+    pub executor_image: Option<String>,
+    /// The agents' Docker socket, mounted into the executor image.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub executor_docker_socket: String,
+    /// Docker daemon the executor builds on, as seen from the agent.
+    #[arg(long)]
+    pub agent_docker_host: Option<String>,
+    /// CPUs for a build that names none (spec or CPUS line).
+    #[arg(long, default_value_t = 1.0)]
+    pub default_cpus: f64,
+    /// Memory in MiB for a build that names none (spec or MEM line).
+    #[arg(long, default_value_t = 1024.0)]
+    pub default_mem: f64,
+    /// Address the server of `path`-source contexts listens on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub context_listen: std::net::SocketAddr,
+    /// URL agents reach that server at (default: http://<listen address>).
+    #[arg(long)]
+    pub context_url: Option<String>,
+    /// Seconds a declined offer stays away while builds wait.
+    #[arg(long, default_value_t = 5.0)]
+    pub refuse_seconds: f64,
+    /// How often every task is reconciled with the master.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+}
+
+/// `5s`, `500ms`, `10m`, `7d`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration such as 5s, got '{s}'"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        "d" => Ok(Duration::from_secs(n * 86400)),
+        _ => Err(format!("unknown unit in '{s}': use ms, s, m, h or d")),
+    }
+}
+
+/// The backend the flags ask for. `store` keeps the Mesos framework ID between runs.
+pub async fn backend(
+    args: &BackendArgs,
+    store: Arc<dyn FrameworkIdStore>,
+) -> Result<Arc<dyn Backend>> {
+    if args.backend == BackendKind::Local {
+        return Ok(Arc::new(
+            LocalBackend::connect(args.docker_host.as_deref()).await?,
+        ));
+    }
+    let m = &args.mesos;
+    if m.masters.is_empty() {
+        return Err(Error::InvalidSpec(
+            "--backend mesos needs --mesos-master HOST:PORT".into(),
+        ));
+    }
+    let auth = match (&m.principal, &m.secret_file) {
+        (Some(principal), Some(file)) => {
+            let secret = std::fs::read_to_string(file).map_err(|e| {
+                Error::InvalidSpec(format!("cannot read --secret-file {}: {e}", file.display()))
+            })?;
+            Some(BasicAuth {
+                principal: principal.clone(),
+                secret: secret.trim().to_string(),
+            })
+        }
+        (None, None) => None,
+        _ => {
+            return Err(Error::InvalidSpec(
+                "--principal and --secret-file go together".into(),
+            ));
+        }
+    };
+    let executor = match (&m.executor_uri, &m.executor_image, &m.executor_path) {
+        (Some(uri), _, _) => ExecutorLaunch::Uri(uri.clone()),
+        (_, Some(image), _) => ExecutorLaunch::Image {
+            image: image.clone(),
+            docker_socket: m.executor_docker_socket.clone(),
+        },
+        (_, _, Some(path)) => ExecutorLaunch::Path(path.clone()),
+        _ => ExecutorLaunch::Path(
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "slipway".into()),
+        ),
+    };
+    let core = CoreConfig {
+        name: m.framework_name.clone(),
+        user: m.mesos_user.clone(),
+        role: m.role.clone(),
+        principal: m.principal.clone(),
+        failover_timeout: m.failover_timeout,
+        executor,
+        agent_docker_host: m.agent_docker_host.clone(),
+        refuse_seconds: m.refuse_seconds,
+        ..Default::default()
+    };
+    let opts = MesosOptions {
+        framework: FrameworkOptions {
+            masters: m.masters.clone(),
+            auth,
+            core,
+            store,
+            reconcile_interval: m.reconcile_interval,
+        },
+        default_cpus: m.default_cpus,
+        default_mem_mib: m.default_mem,
+        context_listen: m.context_listen,
+        context_url: m.context_url.clone(),
+    };
+    Ok(Arc::new(MesosBackend::start(opts).await?))
+}
+
 /// `slipway watch DIR`: reconcile the folder until stopped (or, `once`, until done).
-pub async fn watch(dir: &Path, docker_host: Option<&str>, settings: Settings) -> Result<Summary> {
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::connect(docker_host).await?);
+pub async fn watch(dir: &Path, args: &BackendArgs, settings: Settings) -> Result<Summary> {
+    // the framework ID lives with the folder's other state
+    let store = Arc::new(FileStore::new(
+        dir.join(STATE_DIR).join("mesos-framework-id"),
+    ));
+    let backend = backend(args, store).await?;
     let source = Arc::new(FolderSource::new(dir));
     let run = controller::run(source, backend, settings);
     tokio::select! {
@@ -150,6 +332,7 @@ pub fn one_shot_requests(
             spec,
             base_dir: Some(context),
             auth,
+            previous: None,
         }]);
     }
     let text = std::fs::read_to_string(file).map_err(|e| Error::Source {
@@ -181,6 +364,7 @@ pub fn one_shot_requests(
                     spec: b.spec.clone(),
                     base_dir: base_dir.clone(),
                     auth: Arc::new(DockerConfig::load(cfg_path.as_deref())?),
+                    previous: None,
                 });
             }
             Doc::Invalid { message, .. } => return Err(Error::InvalidSpec(message)),
@@ -197,9 +381,9 @@ pub fn one_shot_requests(
 /// progress on the terminal. Returns each build's result.
 pub async fn build_once(
     requests: Vec<BuildRequest>,
-    docker_host: Option<&str>,
+    args: &BackendArgs,
 ) -> Result<Vec<(String, Result<BuildOutcome>)>> {
-    let backend = LocalBackend::connect(docker_host).await?;
+    let backend = backend(args, Arc::new(NoStore)).await?;
     let mut results = Vec::new();
     for req in requests {
         let key = req.key.clone();
@@ -215,7 +399,21 @@ pub async fn build_once(
             }
         };
         let _ = shown.await;
+        backend.settled(&key);
         results.push((key, result));
     }
     Ok(results)
+}
+
+/// A one-shot build keeps no framework ID: each run is a new framework.
+struct NoStore;
+
+impl FrameworkIdStore for NoStore {
+    fn load(&self) -> Option<String> {
+        None
+    }
+
+    fn save(&self, _id: Option<&str>) -> Result<()> {
+        Ok(())
+    }
 }

@@ -8,6 +8,8 @@
 pub mod api;
 pub mod backends;
 pub mod commands;
+pub mod executor;
+pub mod mesos;
 pub mod queue;
 pub mod reconciler;
 pub mod registry;
@@ -49,6 +51,15 @@ pub enum Error {
     #[error("timed out after {0} s")]
     Timeout(u64),
 
+    /// A Mesos task was lost with its agent, dropped or gone: not the build's fault.
+    /// Retried on another offer.
+    #[error("task lost: {0}")]
+    TaskLost(String),
+
+    /// The Mesos master could not be reached or refused a call. Retried with backoff.
+    #[error("mesos: {0}")]
+    Mesos(String),
+
     /// A resource file could not be read or written.
     #[error("{path}: {message}")]
     Source { path: String, message: String },
@@ -68,6 +79,8 @@ impl Error {
             Error::Docker(_) => "DockerError",
             Error::Cancelled(_) => "Cancelled",
             Error::Timeout(_) => "Timeout",
+            Error::TaskLost(_) => "TaskLost",
+            Error::Mesos(_) => "MesosError",
             Error::Source { .. } => "SourceError",
             Error::Io(_) => "IoError",
         }
@@ -75,7 +88,40 @@ impl Error {
 
     /// Infrastructure failures are retried; a user's mistake fails once.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Registry(_) | Error::Docker(_))
+        matches!(
+            self,
+            Error::Registry(_) | Error::Docker(_) | Error::TaskLost(_) | Error::Mesos(_)
+        )
+    }
+
+    /// The error a remote build reported by its label and message (the Mesos
+    /// executor's FAILED update), so retry rules apply as if it ran here.
+    pub fn from_label(label: &str, message: String) -> Self {
+        match label {
+            "InvalidSpec" => Error::InvalidSpec(message),
+            "ContextError" => Error::Context(message),
+            "RegistryError" => Error::Registry(message),
+            "DockerError" => Error::Docker(message),
+            "Cancelled" => Error::Cancelled(message),
+            "TaskLost" => Error::TaskLost(message),
+            "MesosError" => Error::Mesos(message),
+            _ => Error::BuildFailed(message),
+        }
+    }
+
+    /// The message without the variant's prefix, for sending to another process.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::InvalidSpec(m)
+            | Error::Context(m)
+            | Error::BuildFailed(m)
+            | Error::Registry(m)
+            | Error::Docker(m)
+            | Error::Cancelled(m)
+            | Error::TaskLost(m)
+            | Error::Mesos(m) => m.clone(),
+            other => other.to_string(),
+        }
     }
 }
 

@@ -210,6 +210,18 @@ pub struct DockerBuildStatus {
     /// What a person should know: progress, or why the build failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The Mesos task that runs (or ran) this build, with the Mesos backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesos: Option<MesosTask>,
+}
+
+/// Where a build runs on Mesos.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MesosTask {
+    pub framework_id: String,
+    pub task_id: String,
+    pub agent_id: String,
 }
 
 /// A Kubernetes-style condition (type Ready).

@@ -31,6 +31,11 @@ async fn lines(key: &str, rx: &mut UnboundedReceiver<BuildEvent>) {
             BuildEvent::Pushing { tags } => eprintln!("[{key}] pushing {}", tags.join(", ")),
             BuildEvent::PushProgress { .. } => {}
             BuildEvent::Pushed { tag, digest } => eprintln!("[{key}] pushed {tag} ({digest})"),
+            other => {
+                if let Some(line) = remote_line(&other) {
+                    eprintln!("[{key}] {line}");
+                }
+            }
         }
     }
 }
@@ -91,7 +96,24 @@ async fn bars(key: &str, rx: &mut UnboundedReceiver<BuildEvent>) {
                     let _ = multi.println(format!("[{key}] pushed {tag} ({digest})"));
                 }
             }
+            other => {
+                if let Some(line) = remote_line(&other) {
+                    main.set_message(line);
+                }
+            }
         }
     }
     main.finish_and_clear();
+}
+
+/// What a remote backend's placement events say.
+fn remote_line(ev: &BuildEvent) -> Option<String> {
+    match ev {
+        BuildEvent::Waiting(m) => Some(m.clone()),
+        BuildEvent::Placed { host, task } => {
+            Some(format!("launched on {host} as Mesos task {}", task.task_id))
+        }
+        BuildEvent::Running { host } => Some(format!("building on {host}")),
+        _ => None,
+    }
 }

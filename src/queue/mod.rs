@@ -127,6 +127,7 @@ impl State {
 pub struct Queue {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
+    backend: Arc<dyn Backend>,
 }
 
 impl Queue {
@@ -139,6 +140,7 @@ impl Queue {
         let q = Self {
             state: Arc::new(Mutex::new(State::default())),
             wake: Arc::new(Notify::new()),
+            backend: backend.clone(),
         };
         let this = q.clone();
         tokio::spawn(async move { this.dispatch(backend, cfg, updates).await });
@@ -195,6 +197,11 @@ impl Queue {
     /// Builds queued or running.
     pub fn busy(&self) -> usize {
         self.lock().jobs.len()
+    }
+
+    /// The final status of `key` is written (see [`Backend::settled`]).
+    pub fn settled(&self, key: &str) {
+        self.backend.settled(key);
     }
 
     /// Cancels everything (shutdown).
@@ -308,13 +315,12 @@ async fn run_with_retries(
                 }
                 attempt += 1;
             }
-            Err(Error::Registry(m)) => {
-                return Err(Error::Registry(format!(
-                    "gave up after {max} attempts: {m}"
-                )));
-            }
-            Err(Error::Docker(m)) => {
-                return Err(Error::Docker(format!("gave up after {max} attempts: {m}")));
+            Err(e) if e.is_retryable() => {
+                let label = e.metric_label();
+                return Err(Error::from_label(
+                    label,
+                    format!("gave up after {max} attempts: {}", e.detail()),
+                ));
             }
             other => return other,
         }
@@ -373,6 +379,7 @@ mod tests {
                 spec: DockerBuildSpec::default(),
                 base_dir: None,
                 auth: Arc::new(DockerConfig::default()),
+                previous: None,
             },
         }
     }

@@ -39,6 +39,7 @@ pub struct Context {
     source: Arc<dyn Source>,
     queue: Queue,
     backend: &'static str,
+    remote: bool,
     state: Mutex<State>,
 }
 
@@ -210,6 +211,11 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
             spec: spec.clone(),
             base_dir: res.base_dir.clone(),
             auth,
+            // a task launched before a restart, for the same spec, may still run
+            previous: status
+                .as_ref()
+                .filter(|s| s.spec_hash.as_deref() == Some(hash.as_str()))
+                .and_then(|s| s.mesos.clone()),
         },
     });
     ctx.transition(&res, Some(&hash), Transition::Queued).await;
@@ -227,11 +233,13 @@ pub async fn run(
     let source_task = tokio::spawn(async move { src.run(src_tx).await });
     let (up_tx, mut up_rx) = mpsc::unbounded_channel();
     let backend_name = backend.name();
+    let remote = backend.places_remotely();
     let queue = Queue::start(backend, settings.queue.clone(), up_tx);
     let ctx = Arc::new(Context {
         source,
         queue: queue.clone(),
         backend: backend_name,
+        remote,
         state: Mutex::new(State::default()),
     });
     let mut synced = false;
@@ -358,8 +366,13 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
         | Update::Finished { key, hash, .. } => (key.clone(), hash.clone()),
     };
     let res = ctx.state.lock().await.resources.get(&key).cloned();
+    // a backend holding results until their status is written may let go after this
+    let settles = matches!(up, Update::Finished { .. } | Update::Retrying { .. });
     let Some(res) = res.filter(|r| r.build.spec.hash() == hash) else {
         debug!(build = %key, "update for a replaced or deleted build ignored");
+        if settles {
+            ctx.queue.settled(&key);
+        }
         return;
     };
     let h = Some(hash.as_str());
@@ -371,6 +384,7 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
                 Transition::Started {
                     attempt,
                     backend: ctx.backend,
+                    remote: ctx.remote,
                 },
             )
             .await;
@@ -397,6 +411,21 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
             }
             BuildEvent::PushProgress { .. } => {}
             BuildEvent::Pushed { tag, digest } => info!(build = %key, %tag, %digest, "pushed"),
+            BuildEvent::Waiting(msg) => {
+                ctx.transition(&res, h, Transition::Unplaced(msg)).await;
+            }
+            BuildEvent::Placed { host, task } => {
+                info!(build = %key, %host, task = %task.task_id, "placed");
+                let t = Transition::Placed {
+                    host: &host,
+                    task: &task,
+                };
+                ctx.transition(&res, h, t).await;
+            }
+            BuildEvent::Running { host } => {
+                ctx.transition(&res, h, Transition::Running { host: &host })
+                    .await;
+            }
         },
         Update::Retrying {
             attempt,
@@ -416,6 +445,7 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
                 },
             )
             .await;
+            ctx.queue.settled(&key);
         }
         Update::Finished { result, .. } => {
             match &result {
@@ -428,6 +458,7 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
                     ctx.transition(&res, h, Transition::Failed(e)).await;
                 }
             }
+            ctx.queue.settled(&key);
             // builds waiting for this one's image may go now
             let waiting: Vec<Resource> = {
                 let st = ctx.state.lock().await;

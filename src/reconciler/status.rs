@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::Error;
-use crate::api::{Condition, DockerBuildStatus, Phase};
+use crate::api::{Condition, DockerBuildStatus, MesosTask, Phase};
 use crate::runner::BuildOutcome;
 
 /// What happened to a resource.
@@ -18,6 +18,19 @@ pub enum Transition<'a> {
     Started {
         attempt: u32,
         backend: &'a str,
+        /// The backend still has to place the build (Mesos): stay Queued until it runs.
+        remote: bool,
+    },
+    /// A remote backend cannot place the build yet, and why.
+    Unplaced(String),
+    /// A remote backend placed the build.
+    Placed {
+        host: &'a str,
+        task: &'a MesosTask,
+    },
+    /// The build began on a remote host.
+    Running {
+        host: &'a str,
     },
     /// A progress line worth showing (the current Dockerfile step).
     Progress(String),
@@ -67,6 +80,7 @@ pub fn next(
             s.image_digest = None;
             s.pushed_tags.clear();
             s.attempts = None;
+            s.mesos = None;
             (
                 Phase::Queued,
                 "Unknown",
@@ -74,7 +88,47 @@ pub fn next(
                 "waiting for a build slot".into(),
             )
         }
-        Transition::Started { attempt, backend } => {
+        Transition::Started {
+            attempt,
+            backend,
+            remote: true,
+        } => {
+            s.attempts = Some(attempt);
+            (
+                Phase::Queued,
+                "Unknown",
+                "Scheduling",
+                format!("handed to {backend}; waiting for resources"),
+            )
+        }
+        Transition::Unplaced(msg) => (Phase::Queued, "Unknown", "Scheduling", msg),
+        Transition::Placed { host, task } => {
+            s.mesos = Some(task.clone());
+            let at = if host.is_empty() {
+                &task.agent_id
+            } else {
+                host
+            };
+            (
+                Phase::Queued,
+                "Unknown",
+                "Launching",
+                format!("launched on {at} as Mesos task {}", task.task_id),
+            )
+        }
+        Transition::Running { host } => {
+            s.start_time.get_or_insert_with(|| now.into());
+            let on = if host.is_empty() { "" } else { " on " };
+            (
+                Phase::Building,
+                "Unknown",
+                "Building",
+                format!("building{on}{host}"),
+            )
+        }
+        Transition::Started {
+            attempt, backend, ..
+        } => {
             s.start_time.get_or_insert_with(|| now.into());
             s.attempts = Some(attempt);
             let msg = if attempt > 1 {
@@ -194,6 +248,7 @@ mod tests {
             Transition::Started {
                 attempt: 1,
                 backend: "local",
+                remote: false,
             },
             T0,
         );
@@ -254,9 +309,64 @@ mod tests {
             Transition::Started {
                 attempt: 1,
                 backend: "local",
+                remote: false,
             },
             T1,
         );
         assert_eq!(b.conditions[0].last_transition_time.as_deref(), Some(T0));
+    }
+
+    #[test]
+    fn a_mesos_build_stays_queued_until_its_task_runs() {
+        let q = next(None, Some("h"), None, Transition::Queued, T0);
+        let started = Transition::Started {
+            attempt: 1,
+            backend: "mesos",
+            remote: true,
+        };
+        let s = next(Some(&q), Some("h"), None, started, T0);
+        assert_eq!(
+            (s.phase, s.start_time.as_deref()),
+            (Some(Phase::Queued), None)
+        );
+        let too_big = "no Mesos offer fits: the build needs 64 CPUs".to_string();
+        let s = next(Some(&s), Some("h"), None, Transition::Unplaced(too_big), T0);
+        assert_eq!(s.phase, Some(Phase::Queued));
+        assert!(s.message.as_deref().unwrap().contains("64 CPUs"));
+        let task = MesosTask {
+            framework_id: "fw".into(),
+            task_id: "t1".into(),
+            agent_id: "a1".into(),
+        };
+        let placed = Transition::Placed {
+            host: "agent-7",
+            task: &task,
+        };
+        let s = next(Some(&s), Some("h"), None, placed, T1);
+        assert_eq!(s.mesos.as_ref(), Some(&task));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("launched on agent-7 as Mesos task t1")
+        );
+        let s = next(
+            Some(&s),
+            Some("h"),
+            None,
+            Transition::Running { host: "agent-7" },
+            T1,
+        );
+        assert_eq!(
+            (s.phase, s.start_time.as_deref()),
+            (Some(Phase::Building), Some(T1))
+        );
+        let out = outcome();
+        let done = next(Some(&s), Some("h"), None, Transition::Succeeded(&out), T1);
+        assert_eq!(
+            done.mesos.as_ref(),
+            Some(&task),
+            "kept: the user can find the task"
+        );
+        let again = next(Some(&done), Some("h2"), None, Transition::Queued, T1);
+        assert_eq!(again.mesos, None);
     }
 }

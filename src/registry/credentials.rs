@@ -125,6 +125,24 @@ impl DockerConfig {
         Ok(Self { auths })
     }
 
+    /// The same credentials as a config.json text, for handing to a remote build
+    /// (a Mesos task's private data); never logged.
+    pub fn to_json(&self) -> String {
+        let auths: serde_json::Map<String, serde_json::Value> = self
+            .auths
+            .iter()
+            .map(|(host, c)| {
+                let entry = serde_json::json!({"username": c.username, "password": c.password});
+                (host.clone(), entry)
+            })
+            .collect();
+        serde_json::json!({ "auths": auths }).to_string()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.auths.is_empty()
+    }
+
     pub fn credentials_for(&self, registry: &str) -> Option<&Credentials> {
         self.auths.get(&normalize(registry))
     }
@@ -175,6 +193,19 @@ mod tests {
         );
         assert!(cfg.credentials_for("empty.example.org").is_none());
         assert!(cfg.credentials_for("nowhere").is_none());
+        // what a remote build receives reads back the same
+        let round = DockerConfig::parse(&cfg.to_json()).unwrap();
+        assert_eq!(
+            round
+                .credentials_for("r.example.org:5000")
+                .unwrap()
+                .password,
+            "s3cr3t"
+        );
+        assert_eq!(
+            round.credentials_for("other.example.org").unwrap().username,
+            "bob"
+        );
     }
 
     #[test]

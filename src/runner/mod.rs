@@ -30,10 +30,14 @@ pub struct BuildRequest {
     pub base_dir: Option<PathBuf>,
     /// Registry credentials, looked up by registry host once it is known.
     pub auth: Arc<DockerConfig>,
+    /// The Mesos task an earlier run of slipway launched for this same spec, to
+    /// re-attach to instead of building twice.
+    pub previous: Option<crate::api::MesosTask>,
 }
 
 /// What a successful build produced.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BuildOutcome {
     /// `sha256:...` of the pushed manifest, as the registry serves it.
     pub digest: String,
@@ -45,8 +49,10 @@ pub struct BuildOutcome {
     pub revision: Option<String>,
 }
 
-/// What a running build reports while it runs.
-#[derive(Clone, Debug, PartialEq)]
+/// What a running build reports while it runs. Serializable: a Mesos executor sends
+/// these to the framework in its status updates.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum BuildEvent {
     /// The daemon started building (context sent).
     Building { context_bytes: u64, files: u64 },
@@ -65,6 +71,15 @@ pub enum BuildEvent {
     },
     /// One tag is in the registry.
     Pushed { tag: String, digest: String },
+    /// A remote backend has not placed the build yet, and says why.
+    Waiting(String),
+    /// A remote backend placed the build (a Mesos task on an agent).
+    Placed {
+        host: String,
+        task: crate::api::MesosTask,
+    },
+    /// The build began on a remote host.
+    Running { host: String },
 }
 
 pub type Events = mpsc::UnboundedSender<BuildEvent>;

@@ -1,0 +1,175 @@
+//! The Mesos backend: each build becomes a task of slipway's framework, run by
+//! `slipway executor` on an agent with the same build runner.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tracing::{info, instrument, warn};
+
+use super::Backend;
+use crate::api::MesosTask;
+use crate::mesos::scheduler::{Framework, FrameworkOptions, TaskSpec, TaskUpdate};
+use crate::mesos::staging::{Staged, Stager};
+use crate::mesos::task::{TaskPayload, task_id};
+use crate::runner::{self, BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, directives};
+use crate::{Error, Result};
+
+pub struct MesosOptions {
+    pub framework: FrameworkOptions,
+    /// Resources of a build that names none (spec or CPUS/MEM lines).
+    pub default_cpus: f64,
+    pub default_mem_mib: f64,
+    /// Where the context server for `path` sources listens, and the URL agents use.
+    pub context_listen: SocketAddr,
+    pub context_url: Option<String>,
+}
+
+pub struct MesosBackend {
+    framework: Framework,
+    stager: Stager,
+    default_cpus: f64,
+    default_mem_mib: f64,
+}
+
+/// How long a killed task may take to report that it stopped.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+impl MesosBackend {
+    pub async fn start(opts: MesosOptions) -> Result<Self> {
+        let stager = Stager::start(opts.context_listen, opts.context_url.as_deref()).await?;
+        Ok(Self {
+            framework: Framework::start(opts.framework)?,
+            stager,
+            default_cpus: opts.default_cpus,
+            default_mem_mib: opts.default_mem_mib,
+        })
+    }
+
+    pub fn framework(&self) -> &Framework {
+        &self.framework
+    }
+
+    /// CPUs and memory the build asks for: the spec, else the Dockerfile's CPUS/MEM
+    /// lines when the Dockerfile can be read here, else the defaults.
+    fn resources(&self, req: &BuildRequest) -> (f64, f64) {
+        let d = runner::local_dockerfile(&req.spec, req.base_dir.as_deref())
+            .and_then(|t| directives::parse(&t).ok())
+            .map(|(d, _)| d)
+            .unwrap_or_default();
+        let r = req.spec.resources.clone().unwrap_or_default();
+        (
+            r.cpus.or(d.cpus).unwrap_or(self.default_cpus),
+            r.mem_mib
+                .or(d.mem_mib)
+                .map(|m| m as f64)
+                .unwrap_or(self.default_mem_mib),
+        )
+    }
+
+    /// The payload for the executor: a `path` source is staged and becomes a URL.
+    async fn payload(&self, req: &BuildRequest) -> Result<(TaskPayload, Option<Staged>)> {
+        let mut spec = req.spec.clone();
+        let mut staged = None;
+        if let Some(path) = spec.source.path.take() {
+            runner::context::check_relative(&path, "path")?;
+            let dir = req
+                .base_dir
+                .as_deref()
+                .unwrap_or(Path::new("."))
+                .join(&path);
+            let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+            let s = self.stager.stage(&dir, dockerfile).await?;
+            spec.source.url = Some(s.url.clone());
+            staged = Some(s);
+        }
+        let docker_config = (!req.auth.is_empty()).then(|| req.auth.to_json());
+        Ok((
+            TaskPayload {
+                key: req.key.clone(),
+                spec,
+                docker_config,
+            },
+            staged,
+        ))
+    }
+}
+
+#[async_trait]
+impl Backend for MesosBackend {
+    #[instrument(skip_all, fields(build = %req.key))]
+    async fn run(&self, req: BuildRequest, events: Events, cancel: Cancel) -> Result<BuildOutcome> {
+        let (cpus, mem_mib) = self.resources(&req);
+        // kept alive until the build ends: the executor downloads from it
+        let (payload, _staged) = self.payload(&req).await?;
+        let hash = req.spec.hash();
+        let spec = TaskSpec {
+            key: req.key.clone(),
+            spec_hash: hash.clone(),
+            task_id: task_id(&req.key, &hash, rand_suffix()),
+            cpus,
+            mem_mib,
+            payload: payload.encode(),
+            previous: req.previous.map(|p| (p.task_id, p.agent_id)),
+        };
+        let mut updates = self.framework.launch(spec);
+        let mut killed_at: Option<tokio::time::Instant> = None;
+        loop {
+            let update = tokio::select! {
+                u = updates.recv() => u,
+                _ = cancel.cancelled(), if killed_at.is_none() => {
+                    info!("cancelled; killing the task");
+                    self.framework.kill(&req.key);
+                    killed_at = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                _ = tokio::time::sleep_until(killed_at.map(|t| t + KILL_WAIT).unwrap_or_else(tokio::time::Instant::now)), if killed_at.is_some() => {
+                    warn!("the killed task did not report within {KILL_WAIT:?}");
+                    return Err(Error::Cancelled("build cancelled (the task did not confirm the kill)".into()));
+                }
+            };
+            let Some(update) = update else {
+                return Err(Error::Mesos("the framework stopped".into()));
+            };
+            let event = match update {
+                TaskUpdate::Done(result) => {
+                    return match result {
+                        Err(e) if killed_at.is_some() && !matches!(e, Error::Cancelled(_)) => {
+                            Err(Error::Cancelled(format!("build cancelled ({e})")))
+                        }
+                        other => other,
+                    };
+                }
+                TaskUpdate::Waiting(msg) => BuildEvent::Waiting(msg),
+                TaskUpdate::Placed(p) => BuildEvent::Placed {
+                    host: p.host,
+                    task: MesosTask {
+                        framework_id: p.framework_id,
+                        task_id: p.task_id,
+                        agent_id: p.agent_id,
+                    },
+                },
+                TaskUpdate::Started { host } => BuildEvent::Running { host },
+                TaskUpdate::Progress(ev) => ev,
+            };
+            let _ = events.send(event);
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "mesos"
+    }
+
+    fn places_remotely(&self) -> bool {
+        true
+    }
+
+    fn settled(&self, key: &str) {
+        self.framework.settled(key);
+    }
+}
+
+fn rand_suffix() -> u32 {
+    (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32
+}
