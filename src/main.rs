@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use slipway::commands::{self, DockerfileArgs};
+use slipway::commands::{self, BackendArgs, DockerfileArgs, parse_duration};
 use slipway::queue::QueueConfig;
 use slipway::reconciler::Settings;
 
@@ -26,10 +26,9 @@ enum Command {
     /// Reconcile every DockerBuild in the YAML files under DIR, writing status back.
     Watch {
         dir: PathBuf,
-        /// Docker daemon (unix:///path or tcp://host:port); DOCKER_HOST otherwise.
-        #[arg(long, env = "DOCKER_HOST")]
-        docker_host: Option<String>,
-        /// Builds running at once.
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Builds running at once (on either backend).
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
         /// Tries per build when the registry or daemon is unreachable.
@@ -51,28 +50,17 @@ enum Command {
         /// docker config.json with registry credentials (default: ~/.docker/config.json).
         #[arg(long)]
         docker_config: Option<PathBuf>,
-        #[arg(long, env = "DOCKER_HOST")]
-        docker_host: Option<String>,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
     /// Print the DockerBuild CustomResourceDefinition.
     Crd,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(
-        s.trim()
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(s.len()),
-    );
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("expected a duration such as 5s, got '{s}'"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("unknown unit in '{s}': use ms, s or m")),
-    }
+    /// Run one build as a Mesos executor (started by a Mesos agent, not by hand).
+    Executor {
+        /// The agent's Docker daemon (unix:///path or tcp://host:port).
+        #[arg(long, env = "DOCKER_HOST")]
+        docker_host: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -87,9 +75,16 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Executor { docker_host } => {
+            let opts = slipway::executor::ExecutorOptions { docker_host };
+            match slipway::executor::run(opts).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Watch {
             dir,
-            docker_host,
+            backend,
             concurrency,
             max_attempts,
             retry_backoff,
@@ -103,7 +98,7 @@ async fn main() -> ExitCode {
                 },
                 once,
             };
-            match commands::watch(&dir, docker_host.as_deref(), settings).await {
+            match commands::watch(&dir, &backend, settings).await {
                 Ok(s) if once => {
                     println!(
                         "{} succeeded, {} failed, {} not built",
@@ -123,14 +118,14 @@ async fn main() -> ExitCode {
             file,
             args,
             docker_config,
-            docker_host,
+            backend,
         } => {
             let requests = match commands::one_shot_requests(&file, &args, docker_config.as_deref())
             {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
             };
-            match commands::build_once(requests, docker_host.as_deref()).await {
+            match commands::build_once(requests, &backend).await {
                 Ok(results) => {
                     let mut ok = true;
                     for (key, r) in results {

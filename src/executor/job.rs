@@ -1,0 +1,107 @@
+//! The one build this executor runs: the task's payload decoded into a build
+//! request, run by the shared runner on a task of its own so the event loop stays
+//! free to talk to the agent.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span};
+
+use crate::mesos::task::TaskPayload;
+use crate::registry::DockerConfig;
+use crate::runner::{BuildEvent, BuildOutcome, BuildRequest, Runner};
+use crate::{Error, Result};
+
+/// What the build tells the event loop.
+#[derive(Debug)]
+pub enum JobMsg {
+    Event(BuildEvent),
+    Done(Result<BuildOutcome>),
+}
+
+/// The build request in a task's data. Errors are the user's (InvalidSpec) and say
+/// what is wrong without quoting the data, which holds credentials.
+pub fn request(data: &[u8]) -> Result<BuildRequest> {
+    if data.is_empty() {
+        return Err(Error::InvalidSpec(
+            "the task carries no build (TaskInfo.data is empty)".into(),
+        ));
+    }
+    let payload = TaskPayload::decode(data)?;
+    let auth = match payload.docker_config.as_deref() {
+        Some(text) => DockerConfig::parse(text)
+            .map_err(|e| Error::InvalidSpec(format!("docker config in the task: {e}")))?,
+        None => DockerConfig::default(),
+    };
+    Ok(BuildRequest {
+        key: payload.key,
+        spec: payload.spec,
+        // a remote build has no directory of its own: `path` sources arrive as URLs
+        base_dir: None,
+        auth: Arc::new(auth),
+        previous: None,
+    })
+}
+
+/// Starts the build; its events and its end arrive on `tx`, the end always last.
+pub fn spawn(
+    req: BuildRequest,
+    docker_host: Option<String>,
+    cancel: CancellationToken,
+    tx: mpsc::UnboundedSender<JobMsg>,
+) -> JoinHandle<()> {
+    let span = info_span!("build", key = %req.key);
+    tokio::spawn(
+        async move {
+            let result = match Runner::connect(docker_host.as_deref()).await {
+                Ok(runner) => {
+                    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+                    let run = runner.run(req, ev_tx, cancel);
+                    tokio::pin!(run);
+                    loop {
+                        tokio::select! {
+                            Some(ev) = ev_rx.recv() => { let _ = tx.send(JobMsg::Event(ev)); }
+                            r = &mut run => {
+                                // events sent just before the end still go first
+                                while let Ok(ev) = ev_rx.try_recv() {
+                                    let _ = tx.send(JobMsg::Event(ev));
+                                }
+                                break r;
+                            }
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(JobMsg::Done(result));
+        }
+        .instrument(span),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_empty_payloads_are_the_users_error() {
+        for data in [&b""[..], b"\xff\xfe not json", b"{\"key\": 1}"] {
+            let e = request(data).unwrap_err();
+            assert_eq!(e.metric_label(), "InvalidSpec", "{e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_docker_config_is_reported_without_its_content() {
+        let data = serde_json::json!({
+            "key": "a/b",
+            "spec": {"source": {"inline": {"dockerfile": "FROM scratch"}}},
+            "dockerConfig": "{\"auths\": {\"r\": {\"auth\": \"hunter2-not-base64!\"}}}"
+        });
+        let e = request(&serde_json::to_vec(&data).unwrap()).unwrap_err();
+        assert_eq!(e.metric_label(), "InvalidSpec");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}

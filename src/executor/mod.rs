@@ -1,0 +1,508 @@
+//! `slipway executor`: the Mesos executor a slipway framework launches on an agent
+//! for each build. It subscribes to its agent over the v1 executor HTTP API, runs
+//! the one build its task carries with the shared runner against the agent's
+//! Docker daemon, and reports through status updates (see [`crate::mesos::task`]
+//! for what they carry). It exits once the agent has acknowledged the task's
+//! terminal update.
+
+mod agent;
+pub mod env;
+mod job;
+mod status;
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, instrument, warn};
+
+use crate::mesos::proto::v1::executor::{Event, event};
+use crate::mesos::proto::v1::{TaskId, TaskInfo, TaskState, TaskStatus};
+use crate::mesos::task::TaskReport;
+use crate::runner::{BuildEvent, BuildOutcome};
+use crate::{Error, Result};
+use agent::{Agent, Events};
+use env::AgentEnv;
+use job::JobMsg;
+
+/// With no LAUNCH this long after subscribing, the agent has nothing for us.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// A cancelled build stops within a moment; if not, TASK_KILLED goes anyway.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// After SHUTDOWN: the agent's own grace period is 5 s by default, so stop the
+/// build sooner and leave before it kills us.
+const SHUTDOWN_KILL_GRACE: Duration = Duration::from_secs(2);
+const SHUTDOWN_EXIT: Duration = Duration::from_secs(3);
+/// The very first SUBSCRIBE may race the agent getting ready; retry that long.
+const FIRST_SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Retries of undelivered updates, and timeouts, are checked this often.
+const TICK: Duration = Duration::from_millis(500);
+
+/// `slipway executor`'s command line.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutorOptions {
+    /// The agent's Docker daemon; `DOCKER_HOST` or the local socket when None.
+    pub docker_host: Option<String>,
+}
+
+/// Runs the executor until its task's end is acknowledged, the agent shuts it down,
+/// or the agent is lost for good. The environment is the one a Mesos agent sets.
+#[instrument(skip_all)]
+pub async fn run(opts: ExecutorOptions) -> Result<()> {
+    let env = AgentEnv::from_env()?;
+    info!(
+        executor = %env.executor_id,
+        framework = %env.framework_id,
+        agent = %env.url,
+        checkpoint = env.checkpoint,
+        "executor starting"
+    );
+    Executor::new(Agent::new(env), opts).run().await
+}
+
+/// The launched task, kept until its terminal update is acknowledged.
+struct Launched {
+    info: TaskInfo,
+    cancel: CancellationToken,
+    build: Option<JoinHandle<()>>,
+    /// KILL or SHUTDOWN: when to report TASK_KILLED at the latest, and why.
+    kill: Option<(Instant, &'static str)>,
+    /// UUID of the terminal update, once made.
+    terminal: Option<Vec<u8>>,
+}
+
+struct Executor {
+    agent: Agent,
+    opts: ExecutorOptions,
+    outbox: status::Outbox,
+    task: Option<Launched>,
+    /// The agent has our subscription: updates can be POSTed.
+    connected: bool,
+    agent_host: Option<String>,
+    first_subscribed: Option<Instant>,
+    shutdown_at: Option<Instant>,
+    jobs: mpsc::UnboundedSender<JobMsg>,
+    jobs_rx: Option<mpsc::UnboundedReceiver<JobMsg>>,
+}
+
+impl Executor {
+    fn new(agent: Agent, opts: ExecutorOptions) -> Self {
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        Self {
+            agent,
+            opts,
+            outbox: status::Outbox::default(),
+            task: None,
+            connected: false,
+            agent_host: None,
+            first_subscribed: None,
+            shutdown_at: None,
+            jobs,
+            jobs_rx: Some(jobs_rx),
+        }
+    }
+
+    fn executor_id(&self) -> &str {
+        &self.agent.env().executor_id
+    }
+
+    /// The event loop: the subscription, the build's messages and a timer, until done.
+    async fn run(mut self) -> Result<()> {
+        let mut jobs_rx = self.jobs_rx.take().expect("run once");
+        let mut events: Option<Events> = None;
+        let mut ever_connected = false;
+        let mut lost_at = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        let mut reconnect_at = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            let step = tokio::select! {
+                ev = next_event(&mut events), if events.is_some() => match ev {
+                    Some(Ok(ev)) => self.on_event(ev).await,
+                    other => {
+                        events = None;
+                        self.connected = false;
+                        let why = match other {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "the agent closed the event stream".to_string(),
+                        };
+                        if !self.agent.env().checkpoint {
+                            break Err(Error::Mesos(format!(
+                                "lost the agent ({why}); the framework does not checkpoint, so the executor stops"
+                            )));
+                        }
+                        warn!(%why, "lost the agent; resubscribing");
+                        lost_at = Instant::now();
+                        backoff = FIRST_BACKOFF;
+                        reconnect_at = lost_at + backoff;
+                        Ok(ControlFlow::Continue(()))
+                    }
+                },
+                _ = tokio::time::sleep_until(reconnect_at), if events.is_none() => {
+                    match self.subscribe().await {
+                        Ok(stream) => {
+                            events = Some(stream);
+                            self.connected = true;
+                            ever_connected = true;
+                            Ok(ControlFlow::Continue(()))
+                        }
+                        Err(e) => {
+                            let env = self.agent.env();
+                            let limit = if ever_connected { env.recovery_timeout } else { FIRST_SUBSCRIBE_TIMEOUT };
+                            if lost_at.elapsed() >= limit {
+                                break Err(Error::Mesos(format!(
+                                    "could not subscribe to the agent within {} s: {e}",
+                                    limit.as_secs()
+                                )));
+                            }
+                            debug!(error = %e, retry_in = ?backoff, "SUBSCRIBE failed");
+                            reconnect_at = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(env.backoff_max.max(FIRST_BACKOFF));
+                            Ok(ControlFlow::Continue(()))
+                        }
+                    }
+                },
+                Some(msg) = jobs_rx.recv() => self.on_job(msg).await,
+                _ = tick.tick() => self.on_tick().await,
+            };
+            match step {
+                Ok(ControlFlow::Continue(())) => {}
+                Ok(ControlFlow::Break(())) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.stop_build().await;
+        result
+    }
+
+    /// SUBSCRIBE with whatever the agent has not acknowledged.
+    async fn subscribe(&mut self) -> Result<Events> {
+        let tasks = self.task.iter().map(|t| t.info.clone()).collect();
+        let updates = self.outbox.hand_over();
+        let stream = self.agent.subscribe(tasks, updates).await;
+        if stream.is_ok() {
+            // everything handed over is delivered; anything left is retried on the tick
+            self.flush().await;
+        }
+        stream
+    }
+
+    async fn on_event(&mut self, ev: Event) -> Result<ControlFlow<()>> {
+        let kind = ev.r#type.and_then(|t| event::Type::try_from(t).ok());
+        match kind {
+            Some(event::Type::Subscribed) => {
+                if let Some(s) = ev.subscribed {
+                    info!(agent = %s.agent_info.hostname, "subscribed");
+                    self.agent_host = Some(s.agent_info.hostname);
+                }
+                self.first_subscribed.get_or_insert_with(Instant::now);
+            }
+            Some(event::Type::Launch) => {
+                if let Some(l) = ev.launch {
+                    self.launch(l.task).await;
+                }
+            }
+            Some(event::Type::LaunchGroup) => {
+                warn!("LAUNCH_GROUP ignored: this executor runs single tasks");
+            }
+            Some(event::Type::Kill) => {
+                if let Some(k) = ev.kill {
+                    self.kill(&k.task_id, KILL_GRACE, "killed by the framework")
+                        .await;
+                }
+            }
+            Some(event::Type::Acknowledged) => {
+                if let Some(a) = ev.acknowledged {
+                    return Ok(self.acknowledged(&a.task_id, &a.uuid));
+                }
+            }
+            Some(event::Type::Shutdown) => return Ok(self.shutdown().await),
+            Some(event::Type::Message) => {
+                debug!("framework message ignored: the framework sends none");
+            }
+            Some(event::Type::Error) => {
+                let msg = ev.error.map(|e| e.message).unwrap_or_default();
+                warn!(error = %msg, "the agent reports an error");
+            }
+            Some(event::Type::Unknown) | None => debug!(kind = ?ev.r#type, "event ignored"),
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    #[instrument(skip_all, fields(task = %task.task_id.value))]
+    async fn launch(&mut self, task: TaskInfo) {
+        if let Some(t) = &self.task {
+            if t.info.task_id == task.task_id {
+                debug!("duplicate LAUNCH ignored");
+                return;
+            }
+            // one build per executor: the framework made a mistake, say so
+            let e = Error::InvalidSpec(format!(
+                "executor {} already runs task {}; one build per executor",
+                self.executor_id(),
+                t.info.task_id.value
+            ));
+            let s = self.status(
+                &task.task_id,
+                TaskState::TaskFailed,
+                e.to_string(),
+                Some(&TaskReport::failed(&e)),
+            );
+            self.send(s).await;
+            return;
+        }
+        info!("launching the build");
+        let id = task.task_id.clone();
+        let data = task.data.clone().unwrap_or_default();
+        self.task = Some(Launched {
+            info: task,
+            cancel: CancellationToken::new(),
+            build: None,
+            kill: None,
+            terminal: None,
+        });
+        let s = self.status(&id, TaskState::TaskStarting, "starting".into(), None);
+        self.send(s).await;
+        let req = match job::request(&data) {
+            Ok(r) => r,
+            Err(e) => return self.finish(Err(e)).await,
+        };
+        let host = self.agent_host.clone().unwrap_or_else(local_hostname);
+        let report = TaskReport::Progress(BuildEvent::Running { host: host.clone() });
+        let s = self.status(
+            &id,
+            TaskState::TaskRunning,
+            format!("building on {host}"),
+            Some(&report),
+        );
+        self.send(s).await;
+        if let Some(t) = &mut self.task {
+            t.build = Some(job::spawn(
+                req,
+                self.opts.docker_host.clone(),
+                t.cancel.clone(),
+                self.jobs.clone(),
+            ));
+        }
+    }
+
+    /// KILL (or SHUTDOWN): cancel the build; TASK_KILLED follows when it has
+    /// stopped, or at `grace` at the latest.
+    async fn kill(&mut self, id: &TaskId, grace: Duration, why: &'static str) {
+        let Some(t) = self.task.as_mut().filter(|t| &t.info.task_id == id) else {
+            warn!(task = %id.value, "KILL for a task this executor does not run; ignored");
+            return;
+        };
+        if t.terminal.is_some() || t.kill.is_some() {
+            debug!(task = %id.value, "KILL after the task ended; ignored");
+            return;
+        }
+        info!(task = %id.value, "{why}; cancelling the build");
+        t.kill = Some((Instant::now() + grace, why));
+        t.cancel.cancel();
+        if t.build.is_none() {
+            self.finish(Err(Error::Cancelled(why.into()))).await;
+        }
+    }
+
+    async fn shutdown(&mut self) -> ControlFlow<()> {
+        info!("the agent shuts the executor down");
+        self.shutdown_at = Some(Instant::now());
+        let Some(t) = &self.task else {
+            return ControlFlow::Break(());
+        };
+        let id = t.info.task_id.clone();
+        self.kill(
+            &id,
+            SHUTDOWN_KILL_GRACE,
+            "killed: the agent shut the executor down",
+        )
+        .await;
+        ControlFlow::Continue(())
+    }
+
+    async fn on_job(&mut self, msg: JobMsg) -> Result<ControlFlow<()>> {
+        match msg {
+            JobMsg::Event(ev) => {
+                let Some(id) = self
+                    .task
+                    .as_ref()
+                    .filter(|t| t.terminal.is_none())
+                    .map(|t| t.info.task_id.clone())
+                else {
+                    return Ok(ControlFlow::Continue(()));
+                };
+                if let Some(message) = status::progress_message(&ev) {
+                    info!("{message}");
+                    let report = TaskReport::Progress(ev);
+                    let s = self.status(&id, TaskState::TaskRunning, message, Some(&report));
+                    self.send(s).await;
+                }
+            }
+            JobMsg::Done(result) => self.finish(result).await,
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The build's end, as the task's terminal update (once).
+    async fn finish(&mut self, result: Result<BuildOutcome>) {
+        let Some(t) = self.task.as_ref().filter(|t| t.terminal.is_none()) else {
+            return;
+        };
+        let id = t.info.task_id.clone();
+        let s = match (result, t.kill) {
+            (Ok(out), _) => {
+                info!(image = %out.image, "build succeeded");
+                let msg = status::finished_message(&out);
+                self.status(
+                    &id,
+                    TaskState::TaskFinished,
+                    msg,
+                    Some(&TaskReport::Finished(out)),
+                )
+            }
+            (Err(_), Some((_, why))) => {
+                let report = TaskReport::failed(&Error::Cancelled(why.into()));
+                self.status(&id, TaskState::TaskKilled, why.into(), Some(&report))
+            }
+            (Err(e), None) => {
+                warn!(error = %e, "build failed");
+                self.status(
+                    &id,
+                    TaskState::TaskFailed,
+                    e.to_string(),
+                    Some(&TaskReport::failed(&e)),
+                )
+            }
+        };
+        if let Some(t) = &mut self.task {
+            t.terminal = s.uuid.clone();
+        }
+        self.send(s).await;
+    }
+
+    /// Drops an acknowledged update; the acknowledged terminal update ends the run.
+    fn acknowledged(&mut self, task: &TaskId, uuid: &[u8]) -> ControlFlow<()> {
+        if !self.outbox.acknowledge(uuid) {
+            debug!(task = %task.value, "acknowledgement of an unknown update");
+        }
+        let done = self
+            .task
+            .as_ref()
+            .is_some_and(|t| t.terminal.as_deref() == Some(uuid));
+        if done {
+            info!(task = %task.value, "terminal update acknowledged; exiting");
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    async fn on_tick(&mut self) -> Result<ControlFlow<()>> {
+        self.flush().await;
+        let now = Instant::now();
+        if let Some(at) = self.shutdown_at
+            && now >= at + SHUTDOWN_EXIT
+        {
+            warn!(
+                unacknowledged = self.outbox.len(),
+                "shutdown grace over; exiting"
+            );
+            return Ok(ControlFlow::Break(()));
+        }
+        if self.task.is_none()
+            && self.shutdown_at.is_none()
+            && self
+                .first_subscribed
+                .is_some_and(|t| now >= t + LAUNCH_TIMEOUT)
+        {
+            return Err(Error::Mesos(format!(
+                "no task was launched within {} s of subscribing",
+                LAUNCH_TIMEOUT.as_secs()
+            )));
+        }
+        let overdue = self.task.as_mut().filter(|t| {
+            t.terminal.is_none() && t.kill.is_some_and(|(deadline, _)| now >= deadline)
+        });
+        if let Some(t) = overdue {
+            warn!("the build did not stop in time; reporting it killed anyway");
+            if let Some(b) = t.build.take() {
+                b.abort();
+            }
+            self.finish(Err(Error::Cancelled("build cancelled".into())))
+                .await;
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    fn status(
+        &self,
+        task: &TaskId,
+        state: TaskState,
+        message: String,
+        report: Option<&TaskReport>,
+    ) -> TaskStatus {
+        status::status(task, self.executor_id(), state, message, report)
+    }
+
+    /// Queues an update and sends what can be sent.
+    async fn send(&mut self, s: TaskStatus) {
+        debug!(
+            state = s.state().as_str_name(),
+            message = s.message(),
+            "status update"
+        );
+        self.outbox.push(s);
+        self.flush().await;
+    }
+
+    /// POSTs queued updates in order while the agent listens; a failure leaves the
+    /// rest for the next tick or the next SUBSCRIBE.
+    async fn flush(&mut self) {
+        while self.connected {
+            let Some(s) = self.outbox.next_unsent() else {
+                return;
+            };
+            let uuid = s.uuid.clone().unwrap_or_default();
+            match self.agent.update(s).await {
+                Ok(()) => self.outbox.mark_sent(&uuid),
+                Err(e) => {
+                    warn!(error = %e, "status update not delivered; will retry");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// On the way out: a build still running is cancelled and given a moment, so
+    /// the Docker daemon sees its client go and removes the build container.
+    async fn stop_build(&mut self) {
+        if let Some(t) = &mut self.task {
+            t.cancel.cancel();
+            if let Some(b) = t.build.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), b).await;
+            }
+        }
+    }
+}
+
+async fn next_event(events: &mut Option<Events>) -> Option<Result<Event>> {
+    match events {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// For the RUNNING message when the agent did not say its name.
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this agent".into())
+}
