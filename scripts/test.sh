@@ -5,13 +5,16 @@
 #
 # 1. installs/starts Docker Engine if needed (scripts/ensure-docker.sh)
 # 2. starts a throw-away registry on a free 127.0.0.1 port (scripts/registry.sh)
-# 3. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
+# 3. builds the real Mesos master once (scripts/ensure-mesos.sh); tests start and
+#    stop their own Mesos clusters on free 127.0.0.1 ports with it
+# 4. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
 # Everything this script started is stopped on exit; a dockerd that was already
 # running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
 #
 # The tests find the real servers through:
 #   SLIPWAY_TEST_REGISTRY  127.0.0.1:PORT of the registry (plain HTTP)
 #   SLIPWAY_TEST_BUSYBOX   path of a static busybox to COPY into FROM-scratch images
+#   SLIPWAY_TEST_MESOS     path of mesos.sh (start/stop a Mesos master + agents)
 #   DOCKER_HOST            left as is; unset means unix:///var/run/docker.sock
 set -uo pipefail
 
@@ -79,6 +82,12 @@ SLIPWAY_TEST_BUSYBOX=$(static_busybox) || die "static busybox not found (package
 export SLIPWAY_TEST_BUSYBOX
 echo "SLIPWAY_TEST_REGISTRY=$SLIPWAY_TEST_REGISTRY"
 echo "SLIPWAY_TEST_BUSYBOX=$SLIPWAY_TEST_BUSYBOX"
+
+section "Mesos"
+SLIPWAY_TEST_MESOS=$(bash scripts/ensure-mesos.sh </dev/null | tail -n 1) ||
+  die "the Mesos master could not be built (scripts/ensure-mesos.sh)"
+export SLIPWAY_TEST_MESOS MESOS_SHIM_HOME=${MESOS_SHIM_HOME:-$SLIPWAY_STATE/mesos-shim}
+echo "SLIPWAY_TEST_MESOS=$SLIPWAY_TEST_MESOS"
 
 declare -a RESULTS=()
 FAILED=0

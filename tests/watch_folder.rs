@@ -3,88 +3,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::watcher::*;
 use common::*;
-
-const LONG: Duration = Duration::from_secs(90);
-
-/// A running `slipway watch`, stopped when dropped.
-struct Watcher {
-    child: Child,
-    log: std::path::PathBuf,
-    _logdir: tempfile::TempDir,
-}
-
-impl Watcher {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        Self::start_in(Path::new("."), dir, extra)
-    }
-
-    /// Started from `cwd`, so `dir` may be relative as a user would type it.
-    fn start_in(cwd: &Path, dir: &Path, extra: &[&str]) -> Self {
-        let logdir = tempfile::tempdir().unwrap();
-        let log = logdir.path().join("slipway.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .current_dir(cwd)
-            .arg("watch")
-            .arg(dir)
-            .args([
-                "--retry-backoff",
-                "100ms",
-                "--max-attempts",
-                "2",
-                "--concurrency",
-                "3",
-            ])
-            .args(extra)
-            .env("SLIPWAY_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("slipway starts");
-        Self {
-            child,
-            log,
-            _logdir: logdir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn doc(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\n  namespace: tests\nspec:\n{spec}"
-    )
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  {l}\n")).collect()
-}
-
-async fn phase_of(file: &Path, name: &str, want: &str) -> serde_json::Value {
-    wait_for(
-        &format!("{name} in {} to reach {want}", file.display()),
-        LONG,
-        || status_in(file, name).filter(|s| s["phase"] == want),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn status_is_written_back_and_the_rest_of_the_file_kept() {

@@ -2,6 +2,10 @@
 //! registry that `scripts/test.sh` starts (`SLIPWAY_TEST_REGISTRY`).
 #![allow(dead_code)]
 
+pub mod mesos;
+pub mod mesos_agent;
+pub mod watcher;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,6 +113,7 @@ pub async fn run(fx: &Fixture, spec: DockerBuildSpec) -> slipway::Result<BuildOu
         spec,
         base_dir: Some(fx.dir.path().to_path_buf()),
         auth: Arc::new(DockerConfig::default()),
+        previous: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });

@@ -1,0 +1,158 @@
+//! A real Apache Mesos master with in-process agents on 127.0.0.1, started with the
+//! shim that `scripts/test.sh` builds (`SLIPWAY_TEST_MESOS` is its mesos.sh).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct MesosCluster {
+    pub port: u16,
+    agents: u32,
+    docker: bool,
+    work: tempfile::TempDir,
+    running: bool,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(std::env::var("SLIPWAY_TEST_MESOS").unwrap_or_else(|_| {
+        panic!("SLIPWAY_TEST_MESOS is not set: run the tests with scripts/test.sh, which builds the Mesos master")
+    }))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl MesosCluster {
+    pub fn start(agents: u32) -> Self {
+        Self::on_port(free_port(), agents, false)
+    }
+
+    /// Agents with the Docker containerizer too (for `--executor-image`).
+    pub fn start_with_docker(agents: u32) -> Self {
+        Self::on_port(free_port(), agents, true)
+    }
+
+    pub fn on_port(port: u16, agents: u32, docker: bool) -> Self {
+        let mut c = Self {
+            port,
+            agents,
+            docker,
+            work: tempfile::tempdir().unwrap(),
+            running: false,
+        };
+        c.up();
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("sh")
+            .arg(script())
+            .args(args)
+            .output()
+            .expect("mesos.sh runs")
+    }
+
+    fn up(&mut self) {
+        let port = self.port.to_string();
+        let agents = self.agents.to_string();
+        let work = self.work.path().join("mesos").display().to_string();
+        let mut args = vec![
+            "start",
+            "--port",
+            &port,
+            "--agents",
+            &agents,
+            "--work-dir",
+            &work,
+        ];
+        if self.docker {
+            args.push("--docker");
+        }
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "mesos did not start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.running = true;
+    }
+
+    pub fn master(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the master and its agents, and the executors they started.
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let port = self.port.to_string();
+        let _ = self.run(&["stop", "--port", &port]);
+        kill_processes_under(self.work.path());
+        self.running = false;
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.up();
+    }
+
+    /// The master's `/state`, as text (to search) and JSON.
+    pub async fn state(&self) -> (String, serde_json::Value) {
+        let text = reqwest::get(format!("http://{}/state", self.master()))
+            .await
+            .expect("master answers")
+            .text()
+            .await
+            .unwrap();
+        let json = serde_json::from_str(&text).unwrap();
+        (text, json)
+    }
+
+    /// Every task of every framework, running or completed: (name, state).
+    pub async fn tasks(&self) -> Vec<(String, String)> {
+        let (_, s) = self.state().await;
+        let mut out = Vec::new();
+        for fw in s["frameworks"].as_array().into_iter().flatten() {
+            for list in ["tasks", "completed_tasks", "unreachable_tasks"] {
+                for t in fw[list].as_array().into_iter().flatten() {
+                    out.push((
+                        t["name"].as_str().unwrap_or("").to_string(),
+                        t["state"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for MesosCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Executors outlive a killed agent; those working under `dir` are ours to stop.
+fn kill_processes_under(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd"))
+            && cwd.starts_with(dir)
+        {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
