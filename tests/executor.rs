@@ -537,3 +537,20 @@ async fn started_by_hand_it_says_what_is_missing() {
     assert!(out.contains("MESOS_FRAMEWORK_ID is not set"), "{out}");
     assert!(out.contains("started by a Mesos agent"), "{out}");
 }
+
+#[tokio::test]
+async fn without_checkpointing_a_lost_agent_ends_the_executor() {
+    let agent = FakeAgent::new().start().await;
+    let mut exec = Executor::start(&agent, "no-task", &[]);
+    wait_for("the subscription", Duration::from_secs(10), || {
+        (!agent.subscribes().is_empty()).then_some(())
+    })
+    .await;
+    agent.restart(Duration::from_secs(1));
+    let status = exec.exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(1), "output:\n{}", exec.output());
+    let out = exec.output();
+    assert!(out.contains("lost the agent"), "{out}");
+    assert!(out.contains("does not checkpoint"), "{out}");
+    assert_eq!(agent.subscribes().len(), 1, "no resubscription");
+}

@@ -82,7 +82,7 @@ impl Agent {
         )
         .await
         .map_err(|_| Error::Mesos(format!("{}: SUBSCRIBE timed out", self.env.url)))??;
-        let resp = http::expect_accepted(resp, "SUBSCRIBE").await?;
+        let resp = accepted(resp, "SUBSCRIBE").await?;
         debug!("subscribed; reading events");
         Ok(Box::new(http::events::<Event>(resp)))
     }
@@ -98,6 +98,17 @@ impl Agent {
         )
         .await
         .map_err(|_| Error::Mesos(format!("{}: UPDATE timed out", self.env.url)))??;
-        http::expect_accepted(resp, "UPDATE").await.map(drop)
+        accepted(resp, "UPDATE").await.map(drop)
     }
+}
+
+/// Like [`http::expect_accepted`], but a 401 here is about the agent's token.
+async fn accepted(resp: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(Error::Mesos(format!(
+            "{what}: the agent refused the executor's credentials (401); \
+             is MESOS_EXECUTOR_AUTHENTICATION_TOKEN the one the agent gave?"
+        )));
+    }
+    http::expect_accepted(resp, what).await
 }

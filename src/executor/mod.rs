@@ -6,7 +6,7 @@
 //! terminal update.
 
 mod agent;
-pub mod env;
+mod env;
 mod job;
 mod status;
 
@@ -52,7 +52,7 @@ pub struct ExecutorOptions {
 
 /// Runs the executor until its task's end is acknowledged, the agent shuts it down,
 /// or the agent is lost for good. The environment is the one a Mesos agent sets.
-#[instrument(skip_all)]
+#[instrument(name = "executor", skip_all)]
 pub async fn run(opts: ExecutorOptions) -> Result<()> {
     let env = AgentEnv::from_env()?;
     info!(
@@ -62,7 +62,10 @@ pub async fn run(opts: ExecutorOptions) -> Result<()> {
         checkpoint = env.checkpoint,
         "executor starting"
     );
-    Executor::new(Agent::new(env), opts).run().await
+    let (jobs, jobs_rx) = mpsc::unbounded_channel();
+    Executor::new(Agent::new(env), opts, jobs)
+        .run(jobs_rx)
+        .await
 }
 
 /// The launched task, kept until its terminal update is acknowledged.
@@ -87,12 +90,10 @@ struct Executor {
     first_subscribed: Option<Instant>,
     shutdown_at: Option<Instant>,
     jobs: mpsc::UnboundedSender<JobMsg>,
-    jobs_rx: Option<mpsc::UnboundedReceiver<JobMsg>>,
 }
 
 impl Executor {
-    fn new(agent: Agent, opts: ExecutorOptions) -> Self {
-        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+    fn new(agent: Agent, opts: ExecutorOptions, jobs: mpsc::UnboundedSender<JobMsg>) -> Self {
         Self {
             agent,
             opts,
@@ -103,7 +104,6 @@ impl Executor {
             first_subscribed: None,
             shutdown_at: None,
             jobs,
-            jobs_rx: Some(jobs_rx),
         }
     }
 
@@ -112,60 +112,32 @@ impl Executor {
     }
 
     /// The event loop: the subscription, the build's messages and a timer, until done.
-    async fn run(mut self) -> Result<()> {
-        let mut jobs_rx = self.jobs_rx.take().expect("run once");
+    async fn run(mut self, mut jobs_rx: mpsc::UnboundedReceiver<JobMsg>) -> Result<()> {
         let mut events: Option<Events> = None;
-        let mut ever_connected = false;
-        let mut lost_at = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
-        let mut reconnect_at = Instant::now();
+        let mut retry = Resubscribe::new(FIRST_SUBSCRIBE_TIMEOUT);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let step = tokio::select! {
                 ev = next_event(&mut events), if events.is_some() => match ev {
                     Some(Ok(ev)) => self.on_event(ev).await,
-                    other => {
+                    lost => {
                         events = None;
                         self.connected = false;
-                        let why = match other {
-                            Some(Err(e)) => e.to_string(),
-                            _ => "the agent closed the event stream".to_string(),
-                        };
-                        if !self.agent.env().checkpoint {
-                            break Err(Error::Mesos(format!(
-                                "lost the agent ({why}); the framework does not checkpoint, so the executor stops"
-                            )));
-                        }
-                        warn!(%why, "lost the agent; resubscribing");
-                        lost_at = Instant::now();
-                        backoff = FIRST_BACKOFF;
-                        reconnect_at = lost_at + backoff;
-                        Ok(ControlFlow::Continue(()))
+                        retry = Resubscribe::new(self.agent.env().recovery_timeout);
+                        self.lost(lost.and_then(Result::err))
                     }
                 },
-                _ = tokio::time::sleep_until(reconnect_at), if events.is_none() => {
+                _ = tokio::time::sleep_until(retry.at), if events.is_none() => {
                     match self.subscribe().await {
                         Ok(stream) => {
                             events = Some(stream);
                             self.connected = true;
-                            ever_connected = true;
                             Ok(ControlFlow::Continue(()))
                         }
-                        Err(e) => {
-                            let env = self.agent.env();
-                            let limit = if ever_connected { env.recovery_timeout } else { FIRST_SUBSCRIBE_TIMEOUT };
-                            if lost_at.elapsed() >= limit {
-                                break Err(Error::Mesos(format!(
-                                    "could not subscribe to the agent within {} s: {e}",
-                                    limit.as_secs()
-                                )));
-                            }
-                            debug!(error = %e, retry_in = ?backoff, "SUBSCRIBE failed");
-                            reconnect_at = Instant::now() + backoff;
-                            backoff = (backoff * 2).min(env.backoff_max.max(FIRST_BACKOFF));
-                            Ok(ControlFlow::Continue(()))
-                        }
+                        Err(e) => retry
+                            .failed(e, self.agent.env().backoff_max)
+                            .map(ControlFlow::Continue),
                     }
                 },
                 Some(msg) = jobs_rx.recv() => self.on_job(msg).await,
@@ -181,16 +153,27 @@ impl Executor {
         result
     }
 
+    /// The event stream ended: resubscribe if the framework checkpoints (the agent
+    /// is restarting and will take us back), else give up as Mesos expects.
+    fn lost(&mut self, error: Option<Error>) -> Result<ControlFlow<()>> {
+        let why = error.map_or_else(
+            || "the agent closed the event stream".to_string(),
+            |e| e.to_string(),
+        );
+        if !self.agent.env().checkpoint {
+            return Err(Error::Mesos(format!(
+                "lost the agent ({why}); the framework does not checkpoint, so the executor stops"
+            )));
+        }
+        warn!(%why, unacknowledged = self.outbox.len(), "lost the agent; resubscribing");
+        Ok(ControlFlow::Continue(()))
+    }
+
     /// SUBSCRIBE with whatever the agent has not acknowledged.
     async fn subscribe(&mut self) -> Result<Events> {
         let tasks = self.task.iter().map(|t| t.info.clone()).collect();
         let updates = self.outbox.hand_over();
-        let stream = self.agent.subscribe(tasks, updates).await;
-        if stream.is_ok() {
-            // everything handed over is delivered; anything left is retried on the tick
-            self.flush().await;
-        }
-        stream
+        self.agent.subscribe(tasks, updates).await
     }
 
     async fn on_event(&mut self, ev: Event) -> Result<ControlFlow<()>> {
@@ -491,6 +474,41 @@ impl Executor {
     }
 }
 
+/// When to try SUBSCRIBE next, and when to stop trying.
+struct Resubscribe {
+    since: Instant,
+    at: Instant,
+    delay: Duration,
+    limit: Duration,
+}
+
+impl Resubscribe {
+    fn new(limit: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            since: now,
+            at: now,
+            delay: FIRST_BACKOFF,
+            limit,
+        }
+    }
+
+    /// After a failed SUBSCRIBE: schedules the next one, doubling the delay up to
+    /// `max`, or gives up once `limit` has passed.
+    fn failed(&mut self, e: Error, max: Duration) -> Result<()> {
+        if self.since.elapsed() >= self.limit {
+            return Err(Error::Mesos(format!(
+                "could not subscribe to the agent within {} s: {e}",
+                self.limit.as_secs()
+            )));
+        }
+        debug!(error = %e, retry_in = ?self.delay, "SUBSCRIBE failed");
+        self.at = Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(max.max(FIRST_BACKOFF));
+        Ok(())
+    }
+}
+
 async fn next_event(events: &mut Option<Events>) -> Option<Result<Event>> {
     match events {
         Some(s) => s.next().await,
@@ -505,4 +523,26 @@ fn local_hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "this agent".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resubscribing_backs_off_up_to_the_max_then_gives_up() {
+        let mut r = Resubscribe::new(Duration::from_secs(60));
+        let max = Duration::from_millis(500);
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            r.failed(Error::Mesos("down".into()), max).unwrap();
+            delays.push(r.delay.as_millis());
+        }
+        assert_eq!(delays, [200, 400, 500, 500, 500]);
+
+        let mut r = Resubscribe::new(Duration::ZERO);
+        let e = r.failed(Error::Mesos("HTTP 503".into()), max).unwrap_err();
+        assert!(e.to_string().contains("could not subscribe"), "{e}");
+        assert!(e.to_string().contains("HTTP 503"), "{e}");
+    }
 }
