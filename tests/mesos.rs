@@ -324,3 +324,84 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-crash}}"
     assert!(msg.contains("executor"), "{msg}");
     assert_eq!(s["conditions"][0]["reason"], "MesosError");
 }
+
+/// An image FROM scratch holding this slipway binary and the libraries it links.
+fn executor_image() -> String {
+    let tag = format!("slipway-test/executor:{}", std::process::id());
+    let ctx = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_slipway");
+    std::fs::create_dir_all(ctx.path().join("root/bin")).unwrap();
+    std::fs::create_dir_all(ctx.path().join("root/tmp")).unwrap();
+    std::fs::copy(bin, ctx.path().join("root/bin/slipway")).unwrap();
+    let ldd = std::process::Command::new("ldd").arg(bin).output().unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let dest = ctx.path().join("root").join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, dest).unwrap();
+    }
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY root /\nENV PATH=/bin\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &tag])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag
+}
+
+#[tokio::test]
+async fn the_executor_runs_inside_an_image_that_mesos_starts() {
+    let image = executor_image();
+    let cluster = MesosCluster::start_with_docker(1);
+    let reg = registry();
+    let fx = Fixture::new().file(
+        "a.yaml",
+        &doc(
+            "in-image",
+            &indent(&format!(
+                "source:\n  inline:\n    dockerfile: |\n      FROM scratch\n      LABEL executor=image\n\
+output: {{registry: '{reg}', repository: slipway-test/mesos-image}}"
+            )),
+        ),
+    );
+    let file = fx.path("a.yaml");
+    let _w = start(
+        fx.dir.path(),
+        &cluster.master(),
+        &["--executor-image", &image],
+    );
+    let s = phase_of(&file, "in-image", "Succeeded").await;
+    assert_pushed(&outcome(&s)).await;
+    // the Docker containerizer ran the executor from the image
+    let ps = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("ancestor={image}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        names.lines().any(|n| n.starts_with("mesos-")),
+        "no executor container: {names}"
+    );
+    drop(cluster);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &image])
+        .output();
+}

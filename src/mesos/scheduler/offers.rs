@@ -136,29 +136,39 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         ),
         ExecutorLaunch::Image { .. } => ("slipway".to_string(), Vec::new()),
     };
-    let mut arguments = vec![program.clone(), "executor".to_string()];
+    // the Mesos containerizer execs value with arguments as argv (argv[0] first);
+    // Docker takes value as the entrypoint and arguments after it
+    let mut arguments = match cfg.executor {
+        ExecutorLaunch::Image { .. } => vec!["executor".to_string()],
+        _ => vec![program.clone(), "executor".to_string()],
+    };
     if let Some(h) = &cfg.agent_docker_host {
         arguments.push("--docker-host".into());
         arguments.push(h.clone());
     }
     // no secrets here: the environment is part of the task's state on the master
-    let variables = ["RUST_LOG", "SLIPWAY_LOG"]
+    let mut variables: Vec<environment::Variable> = ["RUST_LOG", "SLIPWAY_LOG"]
         .iter()
-        .filter_map(|k| {
-            let v = std::env::var(k).ok()?;
-            Some(environment::Variable {
-                name: k.to_string(),
-                value: Some(v),
-                ..Default::default()
-            })
-        })
+        .filter_map(|k| Some(variable(k, &std::env::var(k).ok()?)))
         .collect();
+    if matches!(cfg.executor, ExecutorLaunch::Image { .. }) {
+        // a minimal image may have no /tmp; the sandbox is mapped in and cleaned up
+        variables.push(variable("TMPDIR", "/mnt/mesos/sandbox"));
+    }
     CommandInfo {
         uris,
         environment: Some(Environment { variables }),
         shell: Some(false),
         value: Some(program),
         arguments,
+        ..Default::default()
+    }
+}
+
+fn variable(name: &str, value: &str) -> environment::Variable {
+    environment::Variable {
+        name: name.into(),
+        value: Some(value.into()),
         ..Default::default()
     }
 }
