@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # slipway's benchmarks against the real Docker daemon and a throw-away registry.
 #
-#   bash scripts/bench.sh            # build_vs_docker (BENCH_RUNS=5) and context
+#   bash scripts/bench.sh   # build_vs_docker (BENCH_RUNS=5), context, offers, Mesos file->TASK_RUNNING
 #
 # Starts what it needs like scripts/test.sh and stops what it started.
 set -uo pipefail
@@ -23,4 +23,14 @@ bash scripts/ensure-docker.sh </dev/null || exit 1
 SLIPWAY_TEST_REGISTRY=$(bash scripts/registry.sh start --dir "$REGDIR" --port 0 | tail -n 1) || exit 1
 export SLIPWAY_TEST_REGISTRY
 cargo build --release || exit 1
-cargo bench --bench build_vs_docker && cargo bench --bench context -- --noplot
+cargo bench --bench build_vs_docker && cargo bench --bench context -- --noplot &&
+  cargo bench --bench offers -- --noplot || exit 1
+
+# file landing -> TASK_RUNNING on a real Mesos master
+MESOS=$(bash scripts/ensure-mesos.sh </dev/null | tail -n 1) || exit 1
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sh "$MESOS" start --port "$PORT" --agents 1 >/dev/null || exit 1
+python3 scripts/bench-mesos-running.py "$PORT" "$SLIPWAY_TEST_REGISTRY" target/release/slipway
+rc=$?
+sh "$MESOS" stop --port "$PORT" >/dev/null
+exit $rc
