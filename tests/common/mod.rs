@@ -4,6 +4,7 @@
 
 pub mod mesos;
 pub mod mesos_agent;
+pub mod mesos_double;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};
