@@ -71,48 +71,40 @@ fn queued(cpus: f64) -> (Core, Vec<mpsc::UnboundedReceiver<TaskUpdate>>) {
     (core, rxs)
 }
 
+/// One batch of `OFFERS` offers against `BUILDS` queued builds of `cpus` each, from
+/// the event to the encoded calls.
+fn bench_batch(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    cpus: f64,
+) {
+    c.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                (
+                    queued(cpus),
+                    (0..OFFERS)
+                        .map(|i| offer(i, 4.0, 8192.0))
+                        .collect::<Vec<_>>(),
+                )
+            },
+            |((mut core, _rxs), offers)| {
+                let calls = core.on_offers(offers, Instant::now());
+                let bytes: usize = calls.iter().map(|c| c.encode_to_vec().len()).sum();
+                assert!(bytes > 0);
+                (core, calls)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+}
+
 fn batch(c: &mut Criterion) {
     let mut g = c.benchmark_group("offer_batch");
     // 200 offers of 4 CPUs: three 1-CPU builds (plus executors) each, 600 launched
-    g.bench_function("1000_builds_200_offers_launch", |b| {
-        b.iter_batched(
-            || {
-                (
-                    queued(1.0),
-                    (0..OFFERS)
-                        .map(|i| offer(i, 4.0, 8192.0))
-                        .collect::<Vec<_>>(),
-                )
-            },
-            |((mut core, _rxs), offers)| {
-                let calls = core.on_offers(offers, Instant::now());
-                let bytes: usize = calls.iter().map(|c| c.encode_to_vec().len()).sum();
-                assert!(bytes > 0);
-                (core, calls)
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    bench_batch(&mut g, "1000_builds_200_offers_launch", 1.0);
     // nothing fits: every build is checked against every offer and told why
-    g.bench_function("1000_builds_200_offers_none_fit", |b| {
-        b.iter_batched(
-            || {
-                (
-                    queued(64.0),
-                    (0..OFFERS)
-                        .map(|i| offer(i, 4.0, 8192.0))
-                        .collect::<Vec<_>>(),
-                )
-            },
-            |((mut core, _rxs), offers)| {
-                let calls = core.on_offers(offers, Instant::now());
-                let bytes: usize = calls.iter().map(|c| c.encode_to_vec().len()).sum();
-                assert!(bytes > 0);
-                (core, calls)
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    bench_batch(&mut g, "1000_builds_200_offers_none_fit", 64.0);
     g.finish();
 }
 
