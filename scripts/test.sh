@@ -7,7 +7,12 @@
 # 2. starts a throw-away registry on a free 127.0.0.1 port (scripts/registry.sh)
 # 3. builds the real Mesos master once (scripts/ensure-mesos.sh); tests start and
 #    stop their own Mesos clusters on free 127.0.0.1 ports with it
-# 4. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
+# 4. builds kube-apiserver, etcd and kubectl once (scripts/ensure-kube.sh, minutes
+#    when cold, cached under $SLIPWAY_STATE) and starts ONE shared Kubernetes API
+#    server on 127.0.0.1 (scripts/kube.sh: RBAC on, the CRD applied, the controller's
+#    service account bound to charts/slipway/files/rbac-rules.yaml); tests that must
+#    stop or restart an API server start private ones with the same script
+# 5. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
 # Everything this script started is stopped on exit; a dockerd that was already
 # running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
 #
@@ -15,6 +20,10 @@
 #   SLIPWAY_TEST_REGISTRY  127.0.0.1:PORT of the registry (plain HTTP)
 #   SLIPWAY_TEST_BUSYBOX   path of a static busybox to COPY into FROM-scratch images
 #   SLIPWAY_TEST_MESOS     path of mesos.sh (start/stop a Mesos master + agents)
+#   SLIPWAY_TEST_KUBE      path of scripts/kube.sh (start/stop/grant-own ... --dir D)
+#   SLIPWAY_TEST_KUBE_DIR  the shared cluster's dir: D/admin.kubeconfig (system:masters),
+#                          D/controller.kubeconfig (system:serviceaccount:slipway-system:slipway)
+#   SLIPWAY_KUBE_BIN       dir with kube-apiserver, etcd and kubectl
 #   DOCKER_HOST            left as is; unset means unix:///var/run/docker.sock
 set -uo pipefail
 
@@ -29,6 +38,7 @@ section() { printf '\n==== %s ====\n' "$*"; }
 die() { printf 'test.sh: error: %s\n' "$*" >&2; exit 1; }
 
 REGDIR=""
+KUBEDIR=""
 STOP_DOCKERD=0
 CHILD=""
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -39,8 +49,19 @@ cleanup() {
     kill -TERM -- "-$CHILD" 2>/dev/null || true
     wait "$CHILD" 2>/dev/null || true
   fi
-  if [ -n "$REGDIR" ]; then
+  if [ -n "$REGDIR" ] || [ -n "$KUBEDIR" ]; then
     section "cleanup"
+  fi
+  if [ -n "$KUBEDIR" ]; then
+    local d
+    # private clusters (tests/common/kube.rs) whose test was killed before its Drop
+    for d in "$KUBEDIR"/private/*/; do
+      if [ -d "$d" ]; then bash scripts/kube.sh stop --dir "$d" || true; fi
+    done
+    bash scripts/kube.sh stop --dir "$KUBEDIR" || true
+    rm -rf "$KUBEDIR"
+  fi
+  if [ -n "$REGDIR" ]; then
     bash scripts/registry.sh stop --dir "$REGDIR" || true
     rm -rf "$REGDIR"
   fi
@@ -88,6 +109,19 @@ SLIPWAY_TEST_MESOS=$(bash scripts/ensure-mesos.sh </dev/null | tail -n 1) ||
   die "the Mesos master could not be built (scripts/ensure-mesos.sh)"
 export SLIPWAY_TEST_MESOS MESOS_SHIM_HOME=${MESOS_SHIM_HOME:-$SLIPWAY_STATE/mesos-shim}
 echo "SLIPWAY_TEST_MESOS=$SLIPWAY_TEST_MESOS"
+
+section "Kubernetes"
+command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || export PATH="$PATH:/usr/local/go/bin"
+SLIPWAY_KUBE_BIN=$(bash scripts/ensure-kube.sh </dev/null | tail -n 1) ||
+  die "kube-apiserver, etcd and kubectl could not be built (scripts/ensure-kube.sh)"
+export SLIPWAY_KUBE_BIN
+KUBEDIR=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test-kube.XXXXXX")
+bash scripts/kube.sh start --dir "$KUBEDIR" </dev/null >/dev/null ||
+  die "the Kubernetes API server did not start (scripts/kube.sh, output above)"
+export SLIPWAY_TEST_KUBE=$ROOT/scripts/kube.sh SLIPWAY_TEST_KUBE_DIR=$KUBEDIR
+echo "SLIPWAY_KUBE_BIN=$SLIPWAY_KUBE_BIN"
+echo "SLIPWAY_TEST_KUBE=$SLIPWAY_TEST_KUBE"
+echo "SLIPWAY_TEST_KUBE_DIR=$SLIPWAY_TEST_KUBE_DIR"
 
 declare -a RESULTS=()
 FAILED=0
