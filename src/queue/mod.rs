@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backends::Backend;
+use crate::metrics::metrics;
 use crate::runner::{BuildEvent, BuildOutcome, BuildRequest};
 use crate::{Error, Result};
 
@@ -115,6 +116,12 @@ impl State {
         job
     }
 
+    /// Publishes the queue's size; called after every change to it.
+    fn report(&self) {
+        let depth = self.pending.values().map(VecDeque::len).sum();
+        metrics().queue(depth, self.running);
+    }
+
     fn remove_pending(&mut self, key: &str) {
         for q in self.pending.values_mut() {
             q.retain(|j| j.key != key);
@@ -171,17 +178,21 @@ impl Queue {
                 .entry(job.namespace.clone())
                 .or_default()
                 .push_back(job);
+            s.report();
         }
         self.wake.notify_one();
     }
 
-    /// Stops the key's job, queued or running.
-    pub fn cancel(&self, key: &str) {
+    /// Stops the key's job, queued or running. `None` when there was none;
+    /// `Some(true)` when it was running, so an `Update::Finished` will still follow.
+    pub fn cancel(&self, key: &str) -> Option<bool> {
         let mut s = self.lock();
+        let queued = s.pending.values().any(|q| q.iter().any(|j| j.key == key));
         s.remove_pending(key);
-        if let Some(t) = s.jobs.remove(key) {
-            t.cancel.cancel();
-        }
+        s.report();
+        let t = s.jobs.remove(key)?;
+        t.cancel.cancel();
+        Some(!queued)
     }
 
     /// Spec hash of the key's queued or running job.
@@ -208,6 +219,7 @@ impl Queue {
     pub fn cancel_all(&self) {
         let mut s = self.lock();
         s.pending.clear();
+        s.report();
         for (_, t) in s.jobs.drain() {
             t.cancel.cancel();
         }
@@ -235,6 +247,7 @@ impl Queue {
                     s.running += 1;
                     started.push((job, id, cancel));
                 }
+                s.report();
             }
             for (job, id, cancel) in started {
                 let q = self.clone();
@@ -244,13 +257,17 @@ impl Queue {
                 tokio::spawn(async move {
                     let key = job.key.clone();
                     let hash = job.spec_hash.clone();
+                    let start = Instant::now();
                     let result = run_with_retries(&*backend, job, &cfg, cancel, &updates).await;
+                    // the whole job, retries and their backoff included
+                    metrics().build_finished(&result, start.elapsed());
                     {
                         let mut s = q.lock();
                         s.running -= 1;
                         if s.jobs.get(&key).is_some_and(|t| t.id == id) {
                             s.jobs.remove(&key);
                         }
+                        s.report();
                     }
                     let _ = updates.send(Update::Finished { key, hash, result });
                     q.wake.notify_one();
@@ -467,6 +484,31 @@ mod tests {
         let err = result.unwrap_err().to_string();
         assert!(err.contains("gave up after 2 attempts"), "{err}");
         assert_eq!(rec.order.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_finished_job_is_counted_by_its_final_result() {
+        use crate::metrics::sample;
+        let series = [
+            r#"slipway_builds_total{result="RegistryError"}"#,
+            r#"slipway_build_duration_seconds_count{result="RegistryError"}"#,
+        ];
+        let before = series.map(sample);
+        let rec = recorder(1);
+        rec.fail_times.lock().unwrap().insert("a/1".into(), 10);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let cfg = QueueConfig {
+            concurrency: 1,
+            max_attempts: 2,
+            backoff: Duration::from_millis(1),
+        };
+        let q = Queue::start(rec.clone(), cfg, tx);
+        q.submit(job("a", "1"));
+        finished(&mut rx, 1).await;
+        let after = series.map(sample);
+        // the metrics are process-wide and other tests end builds too: before/after
+        assert!(after[0] - before[0] >= 1.0, "{before:?} {after:?}");
+        assert!(after[1] - before[1] >= 1.0, "{before:?} {after:?}");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use crate::mesos::proto::v1::{
     self, AgentId, FrameworkId, FrameworkInfo, Offer, TaskId, TaskState, TaskStatus, task_status,
 };
 use crate::mesos::task::{TaskReport, parse_task_id};
+use crate::metrics::metrics;
 use crate::runner::{BuildEvent, BuildOutcome};
 use crate::{Error, Result};
 
@@ -437,6 +438,7 @@ impl Core {
     pub fn on_offers(&mut self, offers: Vec<Offer>, now: Instant) -> Vec<Call> {
         let mut calls = Vec::new();
         let mut declined = Vec::new();
+        let (mut used, mut launched) = (0, 0);
         let settling = self.launch_after.is_some_and(|t| now < t);
         let mut largest: Option<(Avail, String)> = None;
         for offer in offers {
@@ -484,6 +486,8 @@ impl Core {
                 declined.push(id);
                 continue;
             }
+            used += 1;
+            launched += tasks.len();
             let mut op = v1::offer::Operation {
                 launch: Some(v1::offer::operation::Launch { task_infos: tasks }),
                 ..Default::default()
@@ -517,6 +521,8 @@ impl Core {
                 tell(p, msg);
             }
         }
+        metrics().offers(used, declined.len());
+        metrics().tasks_launched(launched);
         if !declined.is_empty() {
             let refuse = if self.pending.is_empty() {
                 // nothing waits: keep these away longer (suppress follows)
@@ -822,6 +828,37 @@ mod tests {
         // the same reason is not repeated on every offer
         c.on_offers(vec![offer("o2", "h1", 4.0, 4096.0, "*")], Instant::now());
         assert!(drain(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn offers_used_and_declined_and_tasks_launched_are_counted() {
+        use crate::metrics::sample;
+        let series = [
+            r#"slipway_mesos_offers_total{outcome="used"}"#,
+            r#"slipway_mesos_offers_total{outcome="declined"}"#,
+            "slipway_mesos_tasks_launched_total",
+        ];
+        let before = series.map(sample);
+        let mut c = core();
+        for i in 0..3 {
+            let (tx, _rx) = mpsc::unbounded_channel();
+            c.launch(build(&format!("ns/b{i}"), 0.9), tx);
+        }
+        // o1 holds two builds, o2 the third, o3 is left over
+        c.on_offers(
+            vec![
+                offer("o1", "h1", 2.0, 4096.0, "*"),
+                offer("o2", "h2", 1.0, 4096.0, "*"),
+                offer("o3", "h3", 1.0, 4096.0, "*"),
+            ],
+            Instant::now(),
+        );
+        let after = series.map(sample);
+        // process-wide counters that other tests move too: at least ours
+        let delta: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+        assert!(delta[0] >= 2.0, "{delta:?}");
+        assert!(delta[1] >= 1.0, "{delta:?}");
+        assert!(delta[2] >= 3.0, "{delta:?}");
     }
 
     #[test]

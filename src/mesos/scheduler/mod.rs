@@ -19,6 +19,8 @@ pub use store::{FileStore, FrameworkIdStore};
 
 use super::http::{self, BasicAuth};
 use super::proto::v1::scheduler::{Call, Event, event};
+use crate::health::readiness;
+use crate::metrics::metrics;
 use crate::{Error, Result};
 
 pub struct FrameworkOptions {
@@ -68,6 +70,8 @@ impl Framework {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let (conn_tx, connection) = watch::channel(Connection::Connecting);
+        // not ready to build until subscribed
+        readiness().require(READINESS_CHECK);
         tokio::spawn(run(opts, masters, rx, conn_tx));
         Ok(Self { tx, connection })
     }
@@ -91,6 +95,21 @@ impl Framework {
     pub fn connection(&self) -> watch::Receiver<Connection> {
         self.connection.clone()
     }
+}
+
+/// The name of the framework's check on `/readyz`.
+const READINESS_CHECK: &str = "mesos";
+
+/// Publishes the connection state to the handles, the `slipway_mesos_subscribed`
+/// gauge and `/readyz`.
+fn report(conn: &watch::Sender<Connection>, state: Connection) {
+    match &state {
+        Connection::Subscribed { .. } => readiness().set(READINESS_CHECK, true),
+        Connection::Connecting => readiness().not_ready(READINESS_CHECK, "connecting"),
+        Connection::Failed(why) => readiness().not_ready(READINESS_CHECK, why.as_str()),
+    }
+    metrics().subscribed(matches!(state, Connection::Subscribed { .. }));
+    let _ = conn.send(state);
 }
 
 /// `host:port` or a URL → the scheduler API endpoint.
@@ -139,10 +158,13 @@ async fn run(
                     if let Err(e) = opts.store.save(Some(&framework_id)) {
                         warn!("cannot persist the framework ID: {e}");
                     }
-                    let _ = conn.send(Connection::Subscribed {
-                        framework_id: framework_id.clone(),
-                        master: s.leader.to_string(),
-                    });
+                    report(
+                        &conn,
+                        Connection::Subscribed {
+                            framework_id: framework_id.clone(),
+                            master: s.leader.to_string(),
+                        },
+                    );
                     let calls = core.on_subscribed(framework_id, std::time::Instant::now());
                     backoff = Duration::from_millis(500);
                     session = Some(s);
@@ -156,7 +178,7 @@ async fn run(
                     );
                     warn!("{msg}");
                     core.on_disconnected(&msg);
-                    let _ = conn.send(Connection::Failed(msg));
+                    report(&conn, Connection::Failed(msg));
                     next_master += 1;
                     retry_at = Instant::now() + backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -169,7 +191,11 @@ async fn run(
                 Some(Command::Launch(spec, tx)) => core.launch(*spec, tx),
                 Some(Command::Kill(key)) => core.kill(&key),
                 Some(Command::Settled(key)) => core.settled(&key),
-                None => return,
+                None => {
+                    // every handle is gone: so is the subscription
+                    report(&conn, Connection::Failed("the framework stopped".into()));
+                    return;
+                }
             },
             _ = tokio::time::sleep_until(retry_at), if session.is_none() => Vec::new(),
             _ = tokio::time::sleep_until(settle_until.unwrap_or_else(Instant::now)),
@@ -184,7 +210,7 @@ async fn run(
                     warn!("{msg}");
                     session = None;
                     core.on_disconnected(&msg);
-                    let _ = conn.send(Connection::Failed(msg));
+                    report(&conn, Connection::Failed(msg));
                     held_offers.clear();
                     retry_at = Instant::now() + backoff;
                     Vec::new()
