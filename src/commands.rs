@@ -1,5 +1,6 @@
 //! What each subcommand does; `main.rs` only parses the command line.
 
+pub mod controller;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ use crate::mesos::http::BasicAuth;
 use crate::mesos::scheduler::{
     CoreConfig, ExecutorLaunch, FileStore, FrameworkIdStore, FrameworkOptions,
 };
-use crate::reconciler::controller::{self, Settings, Summary};
+use crate::queue::QueueConfig;
+use crate::reconciler::{self, Settings, Summary};
 use crate::registry::DockerConfig;
 use crate::runner::{BuildOutcome, BuildRequest};
 use crate::sources::folder::{Doc, FolderSource, STATE_DIR, read_docs};
@@ -126,6 +128,34 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     }
 }
 
+/// How many builds run at once and how infrastructure failures are retried
+/// (`watch` and `controller`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueArgs {
+    /// Builds running at once (on either backend).
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Tries per build when the registry or daemon is unreachable.
+    #[arg(long, default_value_t = 4)]
+    pub max_attempts: u32,
+    /// First retry delay (doubles each time), e.g. 5s, 500ms.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+}
+
+impl QueueArgs {
+    pub fn settings(&self, once: bool) -> Settings {
+        Settings {
+            queue: QueueConfig {
+                concurrency: self.concurrency,
+                max_attempts: self.max_attempts,
+                backoff: self.retry_backoff,
+            },
+            once,
+        }
+    }
+}
+
 /// The backend the flags ask for. `store` keeps the Mesos framework ID between runs.
 pub async fn backend(
     args: &BackendArgs,
@@ -207,7 +237,7 @@ pub async fn watch(dir: &Path, args: &BackendArgs, settings: Settings) -> Result
     ));
     let backend = backend(args, store).await?;
     let source = Arc::new(FolderSource::new(dir));
-    let run = controller::run(source, backend, settings);
+    let run = reconciler::run(source, backend, settings);
     tokio::select! {
         r = run => r,
         _ = shutdown_signal() => {

@@ -9,7 +9,9 @@ pub mod api;
 pub mod backends;
 pub mod commands;
 pub mod executor;
+pub mod health;
 pub mod mesos;
+pub mod metrics;
 pub mod queue;
 pub mod reconciler;
 pub mod registry;
@@ -60,6 +62,10 @@ pub enum Error {
     #[error("mesos: {0}")]
     Mesos(String),
 
+    /// The Kubernetes API could not be reached or refused a call. Retried with backoff.
+    #[error("kubernetes: {0}")]
+    Kube(String),
+
     /// A resource file could not be read or written.
     #[error("{path}: {message}")]
     Source { path: String, message: String },
@@ -81,6 +87,7 @@ impl Error {
             Error::Timeout(_) => "Timeout",
             Error::TaskLost(_) => "TaskLost",
             Error::Mesos(_) => "MesosError",
+            Error::Kube(_) => "KubeError",
             Error::Source { .. } => "SourceError",
             Error::Io(_) => "IoError",
         }
@@ -90,7 +97,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Registry(_) | Error::Docker(_) | Error::TaskLost(_) | Error::Mesos(_)
+            Error::Registry(_)
+                | Error::Docker(_)
+                | Error::TaskLost(_)
+                | Error::Mesos(_)
+                | Error::Kube(_)
         )
     }
 
@@ -105,6 +116,7 @@ impl Error {
             "Cancelled" => Error::Cancelled(message),
             "TaskLost" => Error::TaskLost(message),
             "MesosError" => Error::Mesos(message),
+            "KubeError" => Error::Kube(message),
             _ => Error::BuildFailed(message),
         }
     }
@@ -119,7 +131,8 @@ impl Error {
             | Error::Docker(m)
             | Error::Cancelled(m)
             | Error::TaskLost(m)
-            | Error::Mesos(m) => m.clone(),
+            | Error::Mesos(m)
+            | Error::Kube(m) => m.clone(),
             other => other.to_string(),
         }
     }

@@ -1,11 +1,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use slipway::commands::{self, BackendArgs, DockerfileArgs, parse_duration};
-use slipway::queue::QueueConfig;
-use slipway::reconciler::Settings;
+use slipway::commands::controller::ControllerArgs;
+use slipway::commands::{self, BackendArgs, DockerfileArgs, QueueArgs};
 
 /// Builds DockerBuild resources into pushed container images.
 #[derive(Parser)]
@@ -28,15 +26,8 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         backend: BackendArgs,
-        /// Builds running at once (on either backend).
-        #[arg(long, default_value_t = 2)]
-        concurrency: usize,
-        /// Tries per build when the registry or daemon is unreachable.
-        #[arg(long, default_value_t = 4)]
-        max_attempts: u32,
-        /// First retry delay (doubles each time), e.g. 5s, 500ms.
-        #[arg(long, default_value = "5s", value_parser = parse_duration)]
-        retry_backoff: Duration,
+        #[command(flatten)]
+        queue: QueueArgs,
         /// Exit once everything is reconciled and no build runs (exit 1 if any failed).
         #[arg(long)]
         once: bool,
@@ -52,6 +43,15 @@ enum Command {
         docker_config: Option<PathBuf>,
         #[command(flatten)]
         backend: BackendArgs,
+    },
+    /// Reconcile DockerBuilds in a Kubernetes cluster (KUBECONFIG or in-cluster).
+    Controller {
+        #[command(flatten)]
+        args: ControllerArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
+        #[command(flatten)]
+        queue: QueueArgs,
     },
     /// Print the DockerBuild CustomResourceDefinition.
     Crd,
@@ -82,22 +82,21 @@ async fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Controller {
+            args,
+            backend,
+            queue,
+        } => match commands::controller::run(&args, &backend, queue.settings(false)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Watch {
             dir,
             backend,
-            concurrency,
-            max_attempts,
-            retry_backoff,
+            queue,
             once,
         } => {
-            let settings = Settings {
-                queue: QueueConfig {
-                    concurrency,
-                    max_attempts,
-                    backoff: retry_backoff,
-                },
-                once,
-            };
+            let settings = queue.settings(once);
             match commands::watch(&dir, &backend, settings).await {
                 Ok(s) if once => {
                     println!(

@@ -185,7 +185,7 @@ async fn deleting_a_file_mid_build_cancels_the_build() {
     std::fs::remove_file(fx.path("slow.yaml")).unwrap();
     wait_for("the cancel to be logged", LONG, || {
         w.log()
-            .contains("resource deleted; cancelling its build")
+            .contains("the resource was deleted; cancelling its build")
             .then_some(())
     })
     .await;

@@ -17,6 +17,9 @@ pub use validate::{validate_registry, validate_repository, validate_spec, valida
 pub const API_VERSION: &str = "slipway.dev/v1alpha1";
 pub const KIND: &str = "DockerBuild";
 
+/// Why a `path` source cannot be built from the Kubernetes API.
+pub const PATH_IN_KUBERNETES: &str = "spec.source.path names a directory on the machine that reads the file, so it only works in a watch folder or with `slipway build`; in Kubernetes use git, url or inline";
+
 /// A container image to build from a Dockerfile and push to a registry.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -29,7 +32,7 @@ pub const KIND: &str = "DockerBuild";
     category = "slipway",
     doc = "A container image that slipway builds from a Dockerfile and pushes to a registry.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image","priority":1}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image"}"#,
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.imageDigest"}"#,
     printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -75,6 +78,18 @@ fn is_false(b: &bool) -> bool {
 /// Where the build context comes from. Exactly one field is set.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// Admission checks (Kubernetes only: a watch folder has no admission, so the
+// reconciler checks the same things and writes them into the status).
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "[has(self.git), has(self.url), has(self.path), has(self.inline)].filter(x, x).size() == 1",
+        "message": "spec.source needs exactly one of git, url, path, inline",
+    },
+    {
+        "rule": "!has(self.path)",
+        "message": PATH_IN_KUBERNETES,
+    },
+]))]
 pub struct BuildSource {
     /// A Git repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,15 +127,33 @@ pub struct InlineSource {
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// The same grammar as `validate_registry`, `validate_repository` and `validate_tag`.
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": r"!has(self.registry) || self.registry.matches(r'^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$')",
+        "message": "spec.output.registry is host[:port], with no scheme and no path",
+    },
+    {
+        "rule": "!has(self.repository) || self.repository.matches('^[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*$')",
+        "message": "spec.output.repository is lowercase letters and digits, with '.', '_', '__' or '-' between them and '/' between path components",
+    },
+    {
+        "rule": "!has(self.tags) || self.tags.all(t, t.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'))",
+        "message": "each tag in spec.output.tags is 1 to 128 letters, digits, '_', '.' or '-', and does not start with '.' or '-'",
+    },
+]))]
 pub struct Output {
     /// Registry host[:port]; may come from a REGISTRY line in the Dockerfile instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub registry: Option<String>,
     /// Repository inside the registry; may come from a REPOSITORY line instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub repository: Option<String>,
     /// Tags to push, added to the Dockerfile's TAG lines; `latest` when none is given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 128)))]
     pub tags: Vec<String>,
     /// Registry credentials: in Kubernetes a kubernetes.io/dockerconfigjson Secret of the
     /// resource's namespace; in a watch folder, `path` to a docker config.json.

@@ -11,11 +11,13 @@ use tracing::{debug, error, info, instrument, warn};
 use super::deps::Dependencies;
 use super::status::{self, Transition};
 use super::{Decision, decide, is_built};
-use crate::api::{DockerBuildStatus, Phase, validate_spec};
+use crate::api::{DockerBuildStatus, PATH_IN_KUBERNETES, Phase, validate_spec};
 use crate::backends::Backend;
+use crate::health;
+use crate::metrics::metrics;
 use crate::queue::{Job, Queue, QueueConfig, Update};
 use crate::runner::{self, BuildEvent, BuildRequest, directives};
-use crate::sources::{Resource, Source, SourceEvent};
+use crate::sources::{Notice, Resource, Source, SourceEvent};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, Default)]
@@ -41,6 +43,8 @@ pub struct Context {
     backend: &'static str,
     remote: bool,
     state: Mutex<State>,
+    /// Keys to reconcile again later (a Secret that does not exist yet, say).
+    requeue: mpsc::UnboundedSender<String>,
 }
 
 #[derive(Default)]
@@ -50,6 +54,8 @@ struct State {
     statuses: HashMap<String, DockerBuildStatus>,
     /// Origin of each key that could not be read.
     invalid: HashMap<String, String>,
+    /// Deleted resources whose build is still stopping, by key: their origin.
+    releasing: HashMap<String, String>,
 }
 
 /// How the run ended, for `--once` and the one-shot command.
@@ -107,7 +113,33 @@ impl Context {
             .statuses
             .insert(key.to_string(), next.clone());
         if let Err(e) = self.source.write_status(key, origin, &next).await {
+            metrics().reconcile_error(e.metric_label());
             error!(build = %key, "cannot write status: {e}");
+        }
+        if let Some(n) = status::notice(prev.as_ref(), &next) {
+            self.source.notify(key, origin, &n).await;
+        }
+    }
+
+    /// Cancels the key's build; true when a running build will still report its end.
+    async fn cancel(&self, key: &str, origin: &str, why: &str) -> bool {
+        let Some(running) = self.queue.cancel(key) else {
+            return false;
+        };
+        info!(build = %key, "{why}; cancelling its build");
+        let n = Notice {
+            warning: false,
+            reason: "Cancelled",
+            message: format!("{why}; the build was cancelled"),
+        };
+        self.source.notify(key, origin, &n).await;
+        running
+    }
+
+    /// Lets the source forget a deleted resource (its finalizer, in Kubernetes).
+    async fn release(&self, key: &str, origin: &str) {
+        if let Err(e) = self.source.released(key, origin).await {
+            warn!(build = %key, "cannot release the deleted resource: {e}");
         }
     }
 
@@ -147,13 +179,21 @@ fn same_but_times(a: &DockerBuildStatus, b: &DockerBuildStatus) -> bool {
     strip(a) == strip(b)
 }
 
+/// How soon a build whose credentials are missing looks again.
+const AUTH_RETRY: Duration = Duration::from_secs(10);
+
 /// One pass over one resource: decide, and start what must start.
 #[instrument(skip_all, fields(build = %res.key()))]
 pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> {
     let key = res.key();
     let spec = &res.build.spec;
     let hash = spec.hash();
-    if let Err(e) = validate_spec(spec) {
+    let checked = validate_spec(spec).and_then(|()| match &spec.source.path {
+        // only a file on this machine gives a `path` a meaning
+        Some(_) if res.base_dir.is_none() => Err(Error::InvalidSpec(PATH_IN_KUBERNETES.into())),
+        _ => Ok(()),
+    });
+    if let Err(e) = checked {
         ctx.queue.cancel(&key);
         ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
             .await;
@@ -163,8 +203,8 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     match decide(&hash, status.as_ref(), ctx.queue.in_flight(&key).as_deref()) {
         Decision::Nothing => return Ok(Action::AwaitChange),
         Decision::Replace => {
-            info!(build = %key, "spec changed during the build; cancelling it");
-            ctx.queue.cancel(&key);
+            ctx.cancel(&key, &res.origin, "the spec changed during the build")
+                .await;
         }
         Decision::Build => {}
     }
@@ -196,6 +236,13 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
 
     let auth = match ctx.source.auth(&res).await {
         Ok(a) => Arc::new(a),
+        // credentials that may yet appear (a Secret applied after the build): look again
+        Err(e) if e.is_retryable() => {
+            let msg = format!("waiting for registry credentials: {}", e.detail());
+            ctx.transition(&res, Some(&hash), Transition::Waiting(msg))
+                .await;
+            return Ok(Action::Requeue(AUTH_RETRY));
+        }
         Err(e) => {
             ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
                 .await;
@@ -235,12 +282,14 @@ pub async fn run(
     let backend_name = backend.name();
     let remote = backend.places_remotely();
     let queue = Queue::start(backend, settings.queue.clone(), up_tx);
+    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Context {
         source,
         queue: queue.clone(),
         backend: backend_name,
         remote,
         state: Mutex::new(State::default()),
+        requeue: requeue_tx,
     });
     let mut synced = false;
     loop {
@@ -254,6 +303,7 @@ pub async fn run(
                         synced = true;
                         let n = ctx.state.lock().await.resources.len();
                         info!(resources = n, "initial sync done");
+                        health::readiness().set("watch", true);
                         continue;
                     }
                     on_source_event(ev, &ctx).await;
@@ -261,6 +311,12 @@ pub async fn run(
                 None => break,
             },
             Some(up) = up_rx.recv() => on_update(up, &ctx).await,
+            Some(key) = requeue_rx.recv() => {
+                let res = ctx.state.lock().await.resources.get(&key).cloned();
+                if let Some(res) = res {
+                    run_reconcile(res, &ctx).await;
+                }
+            }
         }
     }
     queue.cancel_all();
@@ -314,23 +370,30 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
                 st.invalid.remove(&key);
                 st.resources.insert(key.clone(), res.clone());
             }
-            if let Err(e) = reconcile(Arc::new(res), ctx.clone()).await {
-                warn!(build = %key, "reconcile failed: {e}");
-            }
+            run_reconcile(res, ctx).await;
         }
         SourceEvent::Deleted { key, origin } => {
             let mut st = ctx.state.lock().await;
+            if st.releasing.contains_key(&key) {
+                return; // told again while its build stops
+            }
             if st.resources.get(&key).is_some_and(|r| r.origin == origin) {
                 st.resources.remove(&key);
                 st.statuses.remove(&key);
                 drop(st);
-                if ctx.queue.in_flight(&key).is_some() {
-                    info!(build = %key, "resource deleted; cancelling its build");
+                if ctx.cancel(&key, &origin, "the resource was deleted").await {
+                    // released once the running build reports its end
+                    let mut st = ctx.state.lock().await;
+                    st.releasing.insert(key, origin);
+                    return;
                 }
-                ctx.queue.cancel(&key);
             } else if st.invalid.get(&key) == Some(&origin) {
                 st.invalid.remove(&key);
+                drop(st);
+            } else {
+                drop(st);
             }
+            ctx.release(&key, &origin).await;
         }
         SourceEvent::Invalid {
             key,
@@ -365,6 +428,15 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
         | Update::Retrying { key, hash, .. }
         | Update::Finished { key, hash, .. } => (key.clone(), hash.clone()),
     };
+    if matches!(up, Update::Finished { .. }) {
+        let releasing = ctx.state.lock().await.releasing.remove(&key);
+        if let Some(origin) = releasing {
+            info!(build = %key, "the deleted resource's build has stopped");
+            ctx.queue.settled(&key);
+            ctx.release(&key, &origin).await;
+            return;
+        }
+    }
     let res = ctx.state.lock().await.resources.get(&key).cloned();
     // a backend holding results until their status is written may let go after this
     let settles = matches!(up, Update::Finished { .. } | Update::Retrying { .. });
@@ -475,11 +547,27 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
                     .collect()
             };
             for r in waiting {
-                let k = r.key();
-                if let Err(e) = reconcile(Arc::new(r), ctx.clone()).await {
-                    warn!(build = %k, "reconcile failed: {e}");
-                }
+                run_reconcile(r, ctx).await;
             }
+        }
+    }
+}
+
+/// Reconciles one resource, scheduling the next look when it asks for one.
+async fn run_reconcile(res: Resource, ctx: &Arc<Context>) {
+    let key = res.key();
+    match reconcile(Arc::new(res), ctx.clone()).await {
+        Ok(Action::AwaitChange) => {}
+        Ok(Action::Requeue(after)) => {
+            let tx = ctx.requeue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = tx.send(key);
+            });
+        }
+        Err(e) => {
+            metrics().reconcile_error(e.metric_label());
+            warn!(build = %key, "reconcile failed: {e}");
         }
     }
 }

@@ -6,7 +6,7 @@ pub mod controller;
 mod deps;
 mod status;
 
-pub use controller::{Context, Settings, reconcile, run};
+pub use controller::{Context, Settings, Summary, reconcile, run};
 pub use deps::{Dependencies, normalize_ref};
 pub use status::Transition;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::Error;
 use crate::api::{Condition, DockerBuildStatus, MesosTask, Phase};
 use crate::runner::BuildOutcome;
+use crate::sources::Notice;
 
 /// What happened to a resource.
 #[derive(Debug)]
@@ -198,6 +199,58 @@ fn reason_of(p: Phase) -> &'static str {
         Phase::Queued => "Queued",
         _ => "Building",
     }
+}
+
+/// What a person watching the resource should hear about a status change, if
+/// anything: a new phase, or a retry (the Events `kubectl describe` lists).
+pub fn notice(prev: Option<&DockerBuildStatus>, next: &DockerBuildStatus) -> Option<Notice> {
+    let reason_of = |s: &DockerBuildStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .and_then(|c| c.reason.clone())
+    };
+    let message = next.message.clone().unwrap_or_default();
+    let phase = next.phase?;
+    let same_phase = prev.and_then(|p| p.phase) == Some(phase);
+    let same_spec = prev.is_some_and(|p| p.spec_hash == next.spec_hash);
+    if same_phase && same_spec {
+        let retrying = reason_of(next).as_deref() == Some("Retrying");
+        if retrying && prev.and_then(reason_of).as_deref() != Some("Retrying") {
+            return Some(Notice {
+                warning: true,
+                reason: "Retrying",
+                message,
+            });
+        }
+        return None;
+    }
+    let (warning, reason) = match phase {
+        Phase::Pending => (false, "Waiting"),
+        Phase::Queued => (false, "Queued"),
+        Phase::Building => (false, "Started"),
+        Phase::Pushing => return None,
+        Phase::Succeeded => (false, "Pushed"),
+        Phase::Failed => (true, "Failed"),
+        Phase::Cancelled => (false, "Cancelled"),
+    };
+    let message = match phase {
+        Phase::Succeeded => format!(
+            "pushed {} as {}",
+            next.image.as_deref().unwrap_or("the image"),
+            next.pushed_tags.join(", ")
+        ),
+        Phase::Failed => format!(
+            "{}: {message}",
+            reason_of(next).unwrap_or_else(|| "Failed".into())
+        ),
+        _ => message,
+    };
+    Some(Notice {
+        warning,
+        reason,
+        message,
+    })
 }
 
 /// Updates the Ready condition; its transition time moves only when its status does.

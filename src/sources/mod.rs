@@ -3,6 +3,7 @@
 //! status back; the reconciler never knows which one it talks to.
 
 pub mod folder;
+pub mod kube;
 
 use std::path::PathBuf;
 
@@ -65,4 +66,22 @@ pub trait Source: Send + Sync + 'static {
 
     /// Registry credentials for this resource.
     async fn auth(&self, res: &Resource) -> Result<DockerConfig>;
+
+    /// Something a person watching the resource should hear about (a Kubernetes Event).
+    async fn notify(&self, _key: &str, _origin: &str, _notice: &Notice) {}
+
+    /// The build of a deleted resource has stopped: whatever held the resource for it
+    /// (a Kubernetes finalizer) may let go.
+    async fn released(&self, _key: &str, _origin: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A short account of what happened to a resource, for people (Kubernetes Events).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    /// CamelCase, as `kubectl describe` shows it: Queued, Started, Pushed, Failed…
+    pub reason: &'static str,
+    pub message: String,
 }

@@ -2,6 +2,8 @@
 //! registry that `scripts/test.sh` starts (`SLIPWAY_TEST_REGISTRY`).
 #![allow(dead_code)]
 
+pub mod controller;
+pub mod kube;
 pub mod mesos;
 pub mod mesos_agent;
 pub mod mesos_double;

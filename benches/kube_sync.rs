@@ -1,0 +1,216 @@
+//! 10,000 DockerBuilds already Succeeded and up to date: how long `slipway controller`
+//! takes from its start until every one has been reconciled (without starting a
+//! build or writing a status), and its peak memory. Goals: < 10 s, < 150 MB.
+//!
+//! Needs a real API server: `scripts/kube.sh` (built by scripts/ensure-kube.sh) is
+//! started on 127.0.0.1 for the run. `cargo bench --bench kube_sync` (scripts/bench.sh
+//! runs it with the release binary); `cargo test` skips it.
+//!
+//! Env: BENCH_OBJECTS (default 10000), SLIPWAY_BIN (default target/release/slipway).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+use slipway::api::{DockerBuild, DockerBuildSpec, DockerBuildStatus, Phase};
+
+const NS: &str = "bench";
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("kube_sync: run with `cargo bench --bench kube_sync`");
+        return;
+    }
+    let n: usize = std::env::var("BENCH_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin = std::env::var("SLIPWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/release/slipway"));
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release first",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&root, dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = client(&cluster.admin).await;
+        let t = Instant::now();
+        populate(&client, n).await;
+        println!(
+            "created {n} Succeeded DockerBuilds in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    });
+    measure(&bin, &cluster.controller, n);
+}
+
+struct Cluster {
+    script: PathBuf,
+    dir: PathBuf,
+    admin: PathBuf,
+    controller: PathBuf,
+}
+
+impl Cluster {
+    fn start(root: &Path, dir: &Path) -> Self {
+        let script = root.join("scripts/kube.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["start", "--dir"])
+            .arg(dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("kube.sh runs");
+        assert!(out.status.success(), "kube.sh start failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let var = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| panic!("kube.sh printed no {k}"))
+        };
+        let (admin, controller) = (var("KUBECONFIG_ADMIN"), var("KUBECONFIG_CONTROLLER"));
+        let c = Self {
+            script,
+            dir: dir.to_path_buf(),
+            admin,
+            controller,
+        };
+        c.kube_sh(&["grant-own", "--namespace", NS]);
+        c
+    }
+
+    fn kube_sh(&self, args: &[&str]) {
+        let ok = Command::new("bash")
+            .arg(&self.script)
+            .args(&args[..1])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kube.sh {args:?} failed");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kube_sh(&["stop"]);
+    }
+}
+
+async fn client(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(cfg).unwrap()
+}
+
+/// `n` DockerBuilds whose status says the current spec is built and pushed, each
+/// already holding the controller's finalizer: nothing is left to do for them.
+async fn populate(client: &Client, n: usize) {
+    let api: Api<DockerBuild> = Api::namespaced(client.clone(), NS);
+    stream::iter(0..n)
+        .for_each_concurrent(64, |i| {
+            let api = api.clone();
+            async move {
+                let name = format!("app-{i:05}");
+                let spec: DockerBuildSpec = serde_json::from_value(json!({
+                    "source": {"inline": {"dockerfile": format!("FROM scratch\nLABEL n={i}\n")}},
+                    "output": {"registry": "127.0.0.1:5000", "repository": format!("bench/app-{i}"), "tags": ["v1"]},
+                }))
+                .unwrap();
+                let mut b = DockerBuild::new(&name, spec.clone());
+                b.metadata.finalizers = Some(vec!["slipway.dev/build".into()]);
+                let created = api.create(&PostParams::default(), &b).await.unwrap();
+                let digest = format!("sha256:{:064x}", i);
+                let status = DockerBuildStatus {
+                    phase: Some(Phase::Succeeded),
+                    observed_generation: created.metadata.generation,
+                    spec_hash: Some(spec.hash()),
+                    image_digest: Some(digest.clone()),
+                    image: Some(format!("127.0.0.1:5000/bench/app-{i}@{digest}")),
+                    pushed_tags: vec![format!("127.0.0.1:5000/bench/app-{i}:v1")],
+                    message: Some("pushed 1 tag".into()),
+                    ..Default::default()
+                };
+                let patch = json!({"apiVersion": "slipway.dev/v1alpha1", "kind": "DockerBuild", "status": status});
+                api.patch_status(&name, &PatchParams::apply("slipway").force(), &Patch::Apply(&patch))
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+}
+
+/// Starts the controller, waits for its "initial sync done", samples its memory.
+fn measure(bin: &Path, kubeconfig: &Path, n: usize) {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("controller.log");
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["controller", "--namespace", NS, "--pod-namespace", NS])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", kubeconfig)
+        .env("SLIPWAY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("controller starts");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut synced = None;
+    while start.elapsed() < Duration::from_secs(120) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("initial sync done") {
+            synced = Some(start.elapsed());
+            break;
+        }
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("the controller exited ({s}):\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // a little longer, to see that nothing starts after the sync
+    std::thread::sleep(Duration::from_secs(2));
+    let proc_status = std::fs::read_to_string(&status_path).unwrap_or_default();
+    let kib = |field: &str| {
+        proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (hwm, rss) = (kib("VmHWM:"), kib("VmRSS:"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let synced = synced.unwrap_or_else(|| panic!("no initial sync within 120 s:\n{text}"));
+    let builds = text.matches("build started").count();
+    let writes = text.matches("phase=").count();
+    let line = text
+        .lines()
+        .find(|l| l.contains("initial sync done"))
+        .unwrap_or_default();
+    println!("{line}");
+    println!(
+        "kube_sync: {n} up-to-date DockerBuilds reconciled {:.2} s after start (goal < 10 s); \
+         peak RSS {:.1} MiB (goal < 150 MB), RSS after {:.1} MiB; builds started: {builds}; status changes: {writes}",
+        synced.as_secs_f64(),
+        hwm as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+    assert_eq!(builds, 0, "an up-to-date resource was rebuilt:\n{text}");
+}

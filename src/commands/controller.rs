@@ -1,0 +1,130 @@
+//! `slipway controller`: the DockerBuild controller for a Kubernetes cluster.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use tracing::info;
+
+use super::{BackendArgs, BackendKind, NoStore, backend, parse_duration, shutdown_signal};
+use crate::health;
+use crate::mesos::scheduler::FrameworkIdStore;
+use crate::reconciler::controller::{self, Settings};
+use crate::sources::kube::{ConfigMapStore, KubeSource, Lease, LeaseConfig};
+use crate::{Error, Result};
+
+/// Where the controller runs and how replicas share the work.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Watch DockerBuilds in this namespace only (all namespaces when unset).
+    #[arg(long, env = "SLIPWAY_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The controller's own namespace, for its Lease and the Mesos framework ID
+    /// ConfigMap (default: --namespace, else the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// This replica's name in the Lease and in Events (default: host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Run only while holding the Lease, so replicas never build the same thing twice.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Name of the coordination.k8s.io Lease.
+    #[arg(long, default_value = "slipway-controller")]
+    pub lease_name: String,
+    /// A leader that has not renewed for this long is replaced.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// ConfigMap that keeps the Mesos framework ID (with --backend mesos).
+    #[arg(long, default_value = "slipway-mesos-framework")]
+    pub framework_id_configmap: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+}
+
+/// Runs until stopped, or until this replica loses the Lease (an error: the pod
+/// restarts and stands by).
+pub async fn run(
+    args: &ControllerArgs,
+    backend_args: &BackendArgs,
+    settings: Settings,
+) -> Result<()> {
+    let client = Client::try_default().await.map_err(|e| {
+        Error::Kube(format!(
+            "no cluster to talk to (KUBECONFIG, ~/.kube/config or the pod's service account): {e}"
+        ))
+    })?;
+    let own_namespace = args
+        .pod_namespace
+        .clone()
+        .or_else(|| args.namespace.clone())
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen).await?;
+    info!(
+        "serving /healthz, /readyz and /metrics on {}",
+        listener.local_addr()?
+    );
+    tokio::spawn(health::serve(listener));
+
+    let lease = args.leader_elect.then(|| {
+        Lease::new(
+            client.clone(),
+            LeaseConfig {
+                namespace: own_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity: identity.clone(),
+                duration: args.lease_duration,
+            },
+        )
+    });
+    if let Some(l) = &lease {
+        tokio::select! {
+            r = l.acquire() => r?,
+            _ = shutdown_signal() => return Ok(()),
+        }
+    }
+    // a standby is ready (it serves); the leader once its view is complete
+    health::readiness().not_ready("watch", "listing DockerBuilds");
+
+    let store: Arc<dyn FrameworkIdStore> = if backend_args.backend == BackendKind::Mesos {
+        ConfigMapStore::open(client.clone(), &own_namespace, &args.framework_id_configmap).await?
+    } else {
+        Arc::new(NoStore)
+    };
+    let backend = backend(backend_args, store).await?;
+    let source = Arc::new(KubeSource::new(client, args.namespace.clone(), identity));
+    info!(
+        namespace = args.namespace.as_deref().unwrap_or("(all)"),
+        backend = backend.name(),
+        "controller started"
+    );
+    let lost = async {
+        match &lease {
+            Some(l) => l.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        r = controller::run(source, backend, settings) => r.map(|_| ()),
+        e = lost => Err(e),
+        _ = shutdown_signal() => {
+            info!("stopping; builds under way continue on Mesos or restart under the next leader");
+            Ok(())
+        }
+    };
+    if let (Some(l), Ok(())) = (&lease, &result) {
+        l.release().await;
+    }
+    result
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "slipway".into());
+    format!("{host}-{}", std::process::id())
+}
