@@ -284,6 +284,15 @@ fn invalid_specs_are_refused_at_admission_with_the_reason() {
     }
     let listed = k.kubectl_ok(&["get", "dockerbuilds", "-n", &ns, "-o", "name"]);
     assert!(listed.trim().is_empty(), "{listed}");
+    // the doc comments on the Rust fields are what `kubectl explain` tells
+    let explained = k.kubectl_ok(&["explain", "dockerbuild.spec.output"]);
+    for part in [
+        "Where the image is pushed",
+        "pushSecretRef",
+        "kubernetes.io/dockerconfigjson",
+    ] {
+        assert!(explained.contains(part), "{explained}");
+    }
 }
 
 #[tokio::test]
