@@ -46,9 +46,13 @@ pub enum Update {
         delay: Duration,
         error: String,
     },
+    /// The job ended. It counts as in flight until the receiver calls
+    /// [`Queue::done`] with `job`, so nothing starts it again before its outcome is
+    /// recorded.
     Finished {
         key: String,
         hash: String,
+        job: u64,
         result: Result<BuildOutcome>,
     },
 }
@@ -195,6 +199,15 @@ impl Queue {
         Some(!queued)
     }
 
+    /// The outcome of `job` (from [`Update::Finished`]) is recorded: the key is free.
+    pub fn done(&self, key: &str, job: u64) {
+        let mut s = self.lock();
+        if s.jobs.get(key).is_some_and(|t| t.id == job) {
+            s.jobs.remove(key);
+            s.report();
+        }
+    }
+
     /// Spec hash of the key's queued or running job.
     pub fn in_flight(&self, key: &str) -> Option<String> {
         self.lock().jobs.get(key).map(|t| t.hash.clone())
@@ -264,12 +277,17 @@ impl Queue {
                     {
                         let mut s = q.lock();
                         s.running -= 1;
-                        if s.jobs.get(&key).is_some_and(|t| t.id == id) {
-                            s.jobs.remove(&key);
-                        }
                         s.report();
                     }
-                    let _ = updates.send(Update::Finished { key, hash, result });
+                    let finished = Update::Finished {
+                        key: key.clone(),
+                        hash,
+                        job: id,
+                        result,
+                    };
+                    if updates.send(finished).is_err() {
+                        q.done(&key, id); // nobody listens: nothing to wait for
+                    }
                     q.wake.notify_one();
                 });
             }
@@ -410,12 +428,17 @@ mod tests {
     }
 
     async fn finished(
+        q: &Queue,
         rx: &mut mpsc::UnboundedReceiver<Update>,
         n: usize,
     ) -> Vec<(String, Result<BuildOutcome>)> {
         let mut out = vec![];
         while out.len() < n {
-            if let Some(Update::Finished { key, result, .. }) = rx.recv().await {
+            if let Some(Update::Finished {
+                key, result, job, ..
+            }) = rx.recv().await
+            {
+                q.done(&key, job);
                 out.push((key, result));
             }
         }
@@ -435,7 +458,7 @@ mod tests {
         for j in [job("a", "1"), job("a", "2"), job("a", "3"), job("b", "1")] {
             q.submit(j);
         }
-        finished(&mut rx, 4).await;
+        finished(&q, &mut rx, 4).await;
         let order = rec.order.lock().unwrap().clone();
         // b's single build does not wait behind all of a's
         let pos_b = order.iter().position(|k| k == "b/1").unwrap();
@@ -480,7 +503,7 @@ mod tests {
         };
         let q = Queue::start(rec.clone(), cfg, tx);
         q.submit(job("a", "1"));
-        let (_, result) = finished(&mut rx, 1).await.remove(0);
+        let (_, result) = finished(&q, &mut rx, 1).await.remove(0);
         let err = result.unwrap_err().to_string();
         assert!(err.contains("gave up after 2 attempts"), "{err}");
         assert_eq!(rec.order.lock().unwrap().len(), 2);
@@ -504,7 +527,7 @@ mod tests {
         };
         let q = Queue::start(rec.clone(), cfg, tx);
         q.submit(job("a", "1"));
-        finished(&mut rx, 1).await;
+        finished(&q, &mut rx, 1).await;
         let after = series.map(sample);
         // the metrics are process-wide and other tests end builds too: before/after
         assert!(after[0] - before[0] >= 1.0, "{before:?} {after:?}");
@@ -522,7 +545,7 @@ mod tests {
         }
         assert_eq!(q.in_flight("a/1").as_deref(), Some("h"));
         q.cancel("a/1");
-        let (_, result) = finished(&mut rx, 1).await.remove(0);
+        let (_, result) = finished(&q, &mut rx, 1).await.remove(0);
         assert!(matches!(result, Err(Error::Cancelled(_))));
         assert_eq!(q.in_flight("a/1"), None);
     }

@@ -428,7 +428,9 @@ async fn on_update(up: Update, ctx: &Arc<Context>) {
         | Update::Retrying { key, hash, .. }
         | Update::Finished { key, hash, .. } => (key.clone(), hash.clone()),
     };
-    if matches!(up, Update::Finished { .. }) {
+    if let Update::Finished { job, .. } = &up {
+        // the outcome is recorded below, within this call: the key may build again
+        ctx.queue.done(&key, *job);
         let releasing = ctx.state.lock().await.releasing.remove(&key);
         if let Some(origin) = releasing {
             info!(build = %key, "the deleted resource's build has stopped");
