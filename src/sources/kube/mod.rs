@@ -360,10 +360,13 @@ impl KubeSource {
     }
 }
 
-/// Errors worth trying again: the API server busy, restarting or unreachable.
+/// Errors worth trying again: the API server busy, restarting or unreachable. A
+/// restarted server answers 401/403 until its authentication and RBAC caches have
+/// synced, so those are retried too (a real lack of permission shows up as the
+/// same warning, repeated, and then as the error).
 fn transient(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
+        kube::Error::Api(s) => matches!(s.code, 401 | 403 | 409 | 429) || s.code >= 500,
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
@@ -423,7 +426,11 @@ mod tests {
         };
         assert!(transient(&api(409)));
         assert!(transient(&api(503)));
-        assert!(!transient(&api(403)));
+        assert!(
+            transient(&api(403)),
+            "a restarted server forbids until RBAC syncs"
+        );
+        assert!(!transient(&api(404)));
         assert!(!transient(&api(422)));
     }
 }
