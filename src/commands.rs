@@ -82,7 +82,8 @@ pub struct MesosArgs {
     /// Tarball with `slipway` at its top, fetched by the agents (instead of a path).
     #[arg(long, conflicts_with = "executor_path")]
     pub executor_uri: Option<String>,
-    /// Docker image with `slipway` on its PATH to run the executor in (instead of a path).
+    /// Docker image whose entrypoint is slipway (scripts/image.sh builds one) to run
+    /// the executor in (instead of a path).
     #[arg(long, conflicts_with_all = ["executor_path", "executor_uri"])]
     pub executor_image: Option<String>,
     /// The agents' Docker socket, mounted into the executor image.

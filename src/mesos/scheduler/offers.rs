@@ -137,7 +137,8 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         ExecutorLaunch::Image { .. } => ("slipway".to_string(), Vec::new()),
     };
     // the Mesos containerizer execs value with arguments as argv (argv[0] first);
-    // Docker takes value as the entrypoint and arguments after it
+    // the Docker containerizer runs `docker run IMAGE [value] arguments...`, so an
+    // image gets no value and its ENTRYPOINT (slipway) receives the arguments
     let mut arguments = match cfg.executor {
         ExecutorLaunch::Image { .. } => vec!["executor".to_string()],
         _ => vec![program.clone(), "executor".to_string()],
@@ -159,7 +160,7 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         uris,
         environment: Some(Environment { variables }),
         shell: Some(false),
-        value: Some(program),
+        value: (!matches!(cfg.executor, ExecutorLaunch::Image { .. })).then_some(program),
         arguments,
         ..Default::default()
     }
