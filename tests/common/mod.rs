@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod helm;
 pub mod kube;
 pub mod mesos;
 pub mod mesos_agent;

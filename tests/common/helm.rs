@@ -1,0 +1,255 @@
+//! The Helm chart (charts/slipway) as a user meets it: `helm` (built from its Go module
+//! by scripts/ensure-kube.sh, in `SLIPWAY_KUBE_BIN`), the manifests it renders, and the
+//! controller run exactly as the chart's Deployment would run it, with the token of the
+//! chart's ServiceAccount.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::kube::{Kube, bin_dir};
+use super::wait_for;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn chart_dir() -> PathBuf {
+    root().join("charts/slipway")
+}
+
+pub fn helm_bin() -> PathBuf {
+    let bin = bin_dir().join("helm");
+    assert!(
+        bin.is_file(),
+        "{} not found: scripts/ensure-kube.sh builds helm next to kubectl",
+        bin.display()
+    );
+    bin
+}
+
+/// helm with nothing from the user's environment (no kubeconfig, no repositories).
+pub fn helm(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    Command::new(helm_bin())
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("helm runs")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `helm template RELEASE charts/slipway -n NS ARGS...`: stdout, or stderr on failure.
+pub fn template(release: &str, ns: &str, args: &[&str]) -> Result<String, String> {
+    let chart = chart_dir();
+    let mut all = vec!["template", release, chart.to_str().unwrap(), "-n", ns];
+    all.extend(args);
+    let out = helm(&all);
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// `template`, panicking with helm's message on failure.
+pub fn template_ok(release: &str, ns: &str, args: &[&str]) -> String {
+    template(release, ns, args)
+        .unwrap_or_else(|e| panic!("helm template {} failed:\n{e}", args.join(" ")))
+}
+
+/// The YAML documents of a multi-document stream, as JSON (empty ones dropped).
+pub fn docs(yaml: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("bad YAML ({e}):\n{yaml}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The documents of `kind`.
+pub fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// The one document of `kind` named `name`.
+pub fn one<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} {name} in {docs:#?}");
+    found[0]
+}
+
+/// The Deployment's (only) container.
+pub fn container(deploy: &Value) -> &Value {
+    let cs = deploy["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(cs.len(), 1, "{deploy:#}");
+    &cs[0]
+}
+
+/// The container's args, as strings.
+pub fn args(deploy: &Value) -> Vec<String> {
+    container(deploy)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect()
+}
+
+/// `charts/slipway/files/rbac-rules.yaml` as JSON: `{watched: [...], own: [...]}`.
+pub fn rules_file() -> Value {
+    let text = std::fs::read_to_string(chart_dir().join("files/rbac-rules.yaml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+/// A kubeconfig for the ServiceAccount `sa` of namespace `ns`, with a token from the
+/// TokenRequest API (what a pod of that ServiceAccount gets), in `dir`.
+pub fn service_account_kubeconfig(k: &Kube, ns: &str, sa: &str, dir: &Path) -> PathBuf {
+    let token = k
+        .kubectl_ok(&["create", "token", sa, "-n", ns, "--duration=2h"])
+        .trim()
+        .to_string();
+    assert!(!token.is_empty());
+    let admin = std::fs::read_to_string(k.admin_kubeconfig()).unwrap();
+    let ca = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
+        .expect("CA in the admin kubeconfig")
+        .trim()
+        .to_string();
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    \
+             certificate-authority-data: {ca}\nusers:\n- name: {sa}\n  user:\n    token: {token}\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: {sa}\n    namespace: {ns}\n\
+             current-context: c\n",
+            k.server()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `kubectl auth can-i ARGS` as whoever `kubeconfig` names: "yes" or "no".
+pub fn can_i(k: &Kube, kubeconfig: &Path, args: &[&str]) -> String {
+    let mut all = vec!["auth", "can-i"];
+    all.extend(args);
+    text(&k.kubectl_as(kubeconfig, &all).stdout)
+        .trim()
+        .to_string()
+}
+
+/// Waits (RBAC sees new bindings a moment after they are stored) until `can_i` says yes.
+pub async fn wait_can_i(k: &Kube, kubeconfig: &Path, args: &[&str]) {
+    wait_for(
+        &format!("can-i {} to say yes", args.join(" ")),
+        Duration::from_secs(30),
+        || (can_i(k, kubeconfig, args) == "yes").then_some(()),
+    )
+    .await;
+}
+
+/// `slipway controller` started with exactly the args and the downward-API environment
+/// of the chart's Deployment; only what a test host must change is changed: the metrics
+/// address (a free port on 127.0.0.1) and the Docker socket (the test daemon's).
+pub struct ChartController {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ChartController {
+    pub fn start(deploy: &Value, kubeconfig: &Path, pod_name: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("controller.log");
+        let docker_host = std::env::var("DOCKER_HOST").ok();
+        let mut argv: Vec<String> = args(deploy)
+            .into_iter()
+            .map(|a| {
+                if a.starts_with("--metrics-listen=") {
+                    "--metrics-listen=127.0.0.1:0".into()
+                } else if let (Some(_), Some(h)) = (a.strip_prefix("--docker-host="), &docker_host)
+                {
+                    format!("--docker-host={h}")
+                } else {
+                    a
+                }
+            })
+            .collect();
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let ns = deploy["metadata"]["namespace"].as_str().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(&argv)
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", pod_name)
+            .env("POD_NAMESPACE", ns)
+            .env_remove("SLIPWAY_NAMESPACE")
+            .env_remove("SLIPWAY_LOG")
+            .env_remove("SLIPWAY_BACKEND")
+            .env_remove("SLIPWAY_MESOS_MASTER")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("slipway controller starts");
+        Self {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The port of /healthz, /readyz and /metrics, once the controller logged it.
+    pub async fn metrics_port(&self) -> u16 {
+        wait_for(
+            "the metrics address in the log",
+            Duration::from_secs(30),
+            || {
+                let log = self.log();
+                let at = log.find("/metrics on ")?;
+                let addr: String = log[at + "/metrics on ".len()..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect();
+                addr.rsplit_once(':')?.1.parse().ok()
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for ChartController {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- chart controller log (last lines) ---\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,800 @@
+//! The Helm chart, charts/slipway: `helm lint`, what `helm template` renders for the
+//! default values and for a non-default set, the schema's messages for bad values, the
+//! rendered manifests applied server-side to the real API server, and the controller
+//! run as the chart's Deployment runs it (its args, its ServiceAccount's token, its
+//! RBAC) building a DockerBuild to a pushed digest.
+
+mod common;
+
+use std::time::Duration;
+
+use common::helm::*;
+use common::kube::Kube;
+use common::*;
+use serde_json::{Value, json};
+use slipway::runner::BuildOutcome;
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// Everything the non-default render sets, as a user's values file.
+const CUSTOM: &str = r#"
+backend: mesos
+mesos:
+  masters: [m1.example:5050, m2.example:5050]
+  principal: slipway
+  secret:
+    existingSecret: mesos-auth
+    key: pw
+  role: builds
+  frameworkName: slipway-ci
+  user: builder
+  failoverTimeout: 2d
+  executor:
+    image: registry.example:5000/slipway:0.1.0
+  agentDockerHost: unix:///run/docker.sock
+  defaultResources: {cpus: 2, memMiB: 2048}
+  refuseSeconds: 10
+  reconcileInterval: 1m
+concurrency: 5
+maxAttempts: 3
+retryBackoff: 2s
+watchNamespace: team-a
+replicas: 2
+leaderElection:
+  leaseName: builds-leader
+  leaseDuration: 20s
+log: {level: debug, format: json}
+image:
+  repository: registry.example:5000/slipway
+  tag: "1.2"
+  pullPolicy: Always
+serviceMonitor:
+  enabled: true
+  interval: 15s
+  labels: {release: prom}
+podSecurityContext:
+  runAsNonRoot: true
+  runAsUser: 1000
+nodeSelector: {slipway.dev/builder: "true"}
+tolerations:
+  - {key: dedicated, operator: Equal, value: builds, effect: NoSchedule}
+extraArgs: ["--refuse-seconds=10"]
+"#;
+
+fn values_file(dir: &tempfile::TempDir, name: &str, yaml: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, yaml).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn has_arg(args: &[String], a: &str) -> bool {
+    args.iter().any(|x| x == a)
+}
+
+#[test]
+fn helm_lint_passes_for_default_and_custom_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let custom = values_file(&dir, "custom.yaml", CUSTOM);
+    let chart = chart_dir();
+    for extra in [vec![], vec!["-f", custom.as_str()]] {
+        let mut a = vec!["lint", "--strict", chart.to_str().unwrap()];
+        a.extend(extra.iter().copied());
+        let out = helm(&a);
+        assert!(
+            out.status.success(),
+            "helm {}: {}{}",
+            a.join(" "),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("0 chart(s) failed"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn chart_crds_are_the_top_level_crds_byte_for_byte() {
+    let top = std::fs::read(root().join("crds/dockerbuild.yaml")).unwrap();
+    let chart = std::fs::read(chart_dir().join("crds/dockerbuild.yaml")).unwrap();
+    assert!(
+        top == chart,
+        "charts/slipway/crds/dockerbuild.yaml differs from crds/dockerbuild.yaml: copy it over \
+         (cp crds/dockerbuild.yaml charts/slipway/crds/)"
+    );
+    let files: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, vec!["dockerbuild.yaml".to_string()]);
+}
+
+#[test]
+fn default_values_render_a_cluster_wide_local_controller() {
+    let docs = docs(&template_ok("rel", "slipway-system", &[]));
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    for want in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+    ] {
+        assert!(kinds.contains(&want), "{want} missing from {kinds:?}");
+    }
+    for absent in ["PodDisruptionBudget", "ServiceMonitor", "Secret"] {
+        assert!(!kinds.contains(&absent), "{absent} rendered by default");
+    }
+    // everything namespaced lands in the release namespace
+    for d in &docs {
+        if !d["kind"].as_str().unwrap().starts_with("Cluster") {
+            assert_eq!(d["metadata"]["namespace"], "slipway-system", "{d:#}");
+        }
+    }
+
+    let name = "rel-slipway";
+    let deploy = one(&docs, "Deployment", name);
+    let spec = &deploy["spec"]["template"]["spec"];
+    assert_eq!(deploy["spec"]["replicas"], 1);
+    assert_eq!(spec["serviceAccountName"], name);
+    let c = container(deploy);
+    assert_eq!(c["image"], "slipway:0.1.0", "tag defaults to appVersion");
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    let a = args(deploy);
+    assert_eq!(a[0], "controller");
+    for want in [
+        "--backend=local",
+        "--docker-host=unix:///var/run/docker.sock",
+        "--leader-elect=true",
+        "--lease-name=rel-slipway",
+        "--lease-duration=15s",
+        "--concurrency=2",
+        "--metrics-listen=0.0.0.0:8080",
+        "--log-level=info",
+    ] {
+        assert!(has_arg(&a, want), "{want} not in {a:?}");
+    }
+    assert!(
+        !a.iter()
+            .any(|x| x.starts_with("--namespace") || x.starts_with("--mesos") || x == "--log-json"),
+        "{a:?}"
+    );
+    // the node's Docker socket, mounted where --docker-host points
+    let vol = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "docker-socket")
+        .expect("docker-socket volume");
+    assert_eq!(
+        vol["hostPath"],
+        json!({"path": "/var/run/docker.sock", "type": "Socket"})
+    );
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "docker-socket", "mountPath": "/var/run/docker.sock"}))
+    );
+    // downward API: identity and own namespace
+    let env = c["env"].as_array().unwrap();
+    for (var, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env.iter().find(|e| e["name"] == var).expect(var);
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], field);
+    }
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    // non-root, read-only, no privileges
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(spec["securityContext"]["runAsUser"], 0);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+
+    // RBAC: exactly the rules of files/rbac-rules.yaml, bound to the chart's account
+    let rules = rules_file();
+    assert_eq!(one(&docs, "ClusterRole", name)["rules"], rules["watched"]);
+    assert_eq!(one(&docs, "Role", "rel-slipway-own")["rules"], rules["own"]);
+    for (kind, n) in [
+        ("ClusterRoleBinding", name),
+        ("RoleBinding", "rel-slipway-own"),
+    ] {
+        assert_eq!(
+            one(&docs, kind, n)["subjects"],
+            json!([{"kind": "ServiceAccount", "name": name, "namespace": "slipway-system"}])
+        );
+    }
+    one(&docs, "ServiceAccount", name);
+
+    // the metrics Service selects the pods
+    let svc = one(&docs, "Service", name);
+    let labels = &deploy["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&labels[k], v, "{k}");
+    }
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+}
+
+#[test]
+fn custom_values_render_what_they_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let custom = values_file(&dir, "custom.yaml", CUSTOM);
+    let docs = docs(&template_ok("ci", "build-system", &["-f", &custom]));
+    let name = "ci-slipway";
+    let deploy = one(&docs, "Deployment", name);
+    let spec = &deploy["spec"]["template"]["spec"];
+    let c = container(deploy);
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(c["image"], "registry.example:5000/slipway:1.2");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    let a = args(deploy);
+    for want in [
+        "--backend=mesos",
+        "--mesos-master=m1.example:5050,m2.example:5050",
+        "--principal=slipway",
+        "--secret-file=/etc/slipway/mesos/secret",
+        "--role=builds",
+        "--framework-name=slipway-ci",
+        "--mesos-user=builder",
+        "--failover-timeout=2d",
+        "--framework-id-configmap=ci-slipway-mesos-framework",
+        "--executor-image=registry.example:5000/slipway:0.1.0",
+        "--executor-docker-socket=/var/run/docker.sock",
+        "--agent-docker-host=unix:///run/docker.sock",
+        "--default-cpus=2",
+        "--default-mem=2048",
+        "--reconcile-interval=1m",
+        "--concurrency=5",
+        "--max-attempts=3",
+        "--retry-backoff=2s",
+        "--namespace=team-a",
+        "--leader-elect=true",
+        "--lease-name=builds-leader",
+        "--lease-duration=20s",
+        "--log-level=debug",
+        "--log-json",
+    ] {
+        assert!(has_arg(&a, want), "{want} not in {a:?}");
+    }
+    assert_eq!(
+        a.last().unwrap(),
+        "--refuse-seconds=10",
+        "extraArgs come last"
+    );
+    assert!(
+        !a.iter()
+            .any(|x| x.starts_with("--docker-host") || x.starts_with("--executor-path")),
+        "{a:?}"
+    );
+    // no Docker socket from the node with Mesos
+    let vols = spec["volumes"].as_array().unwrap();
+    assert!(
+        !vols.iter().any(|v| v.get("hostPath").is_some()),
+        "{vols:#?}"
+    );
+    // the secret is a file from the Secret, under the key the values name
+    let secret_vol = vols
+        .iter()
+        .find(|v| v["name"] == "mesos-secret")
+        .expect("mesos-secret volume");
+    assert_eq!(secret_vol["secret"]["secretName"], "mesos-auth");
+    assert_eq!(
+        secret_vol["secret"]["items"],
+        json!([{"key": "pw", "path": "secret"}])
+    );
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "mesos-secret")
+        .expect("mesos-secret mount");
+    assert_eq!(mount["mountPath"], "/etc/slipway/mesos");
+    assert_eq!(mount["readOnly"], true);
+    // ... and never reaches the container through its environment
+    let env = serde_json::to_string(&c["env"]).unwrap();
+    assert!(
+        !env.contains("secretKeyRef") && !env.contains("mesos-auth"),
+        "{env}"
+    );
+    assert!(
+        of_kind(&docs, "Secret").is_empty(),
+        "existingSecret: no Secret of the chart's"
+    );
+
+    // namespace scope: a Role in the watched namespace, no ClusterRole at all
+    assert!(of_kind(&docs, "ClusterRole").is_empty());
+    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    let rules = rules_file();
+    let watched = one(&docs, "Role", name);
+    assert_eq!(watched["metadata"]["namespace"], "team-a");
+    assert_eq!(watched["rules"], rules["watched"]);
+    let binding = one(&docs, "RoleBinding", name);
+    assert_eq!(binding["metadata"]["namespace"], "team-a");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": name, "namespace": "build-system"}])
+    );
+    let own = one(&docs, "Role", "ci-slipway-own");
+    assert_eq!(own["metadata"]["namespace"], "build-system");
+    assert_eq!(own["rules"], rules["own"]);
+
+    // two replicas: a budget that keeps one
+    let pdb = one(&docs, "PodDisruptionBudget", name);
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    // the ServiceMonitor scrapes the Service's metrics port
+    let sm = one(&docs, "ServiceMonitor", name);
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["interval"], "15s");
+    let svc = one(&docs, "Service", name);
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        svc["spec"]["selector"]
+    );
+    assert_eq!(svc["spec"]["ports"][0]["name"], "metrics");
+
+    assert_eq!(spec["securityContext"]["runAsUser"], 1000);
+    assert_eq!(spec["nodeSelector"], json!({"slipway.dev/builder": "true"}));
+    assert_eq!(spec["tolerations"][0]["key"], "dedicated");
+
+    // one replica: no budget (it would make the pod impossible to evict)
+    let single = docs_of(&["-f", &custom, "--set", "replicas=1"]);
+    assert!(of_kind(&single, "PodDisruptionBudget").is_empty());
+}
+
+fn docs_of(args: &[&str]) -> Vec<Value> {
+    docs(&template_ok("ci", "build-system", args))
+}
+
+#[test]
+fn a_secret_given_as_a_value_is_a_secret_mounted_as_a_file() {
+    let pw = "mesos-pw-never-in-args";
+    let set = format!("mesos.secret.value={pw}");
+    let rendered = template_ok(
+        "ci",
+        "build-system",
+        &[
+            "--set",
+            "backend=mesos",
+            "--set",
+            "mesos.masters={m1:5050}",
+            "--set",
+            "mesos.principal=slipway",
+            "--set",
+            &set,
+        ],
+    );
+    let docs = docs(&rendered);
+    let secret = one(&docs, "Secret", "ci-slipway-mesos");
+    use base64::Engine;
+    assert_eq!(
+        secret["data"]["secret"],
+        base64::engine::general_purpose::STANDARD.encode(pw)
+    );
+    let deploy = one(&docs, "Deployment", "ci-slipway");
+    let deploy_text = serde_json::to_string(deploy).unwrap();
+    assert!(!deploy_text.contains(pw), "{deploy_text}");
+    assert!(!rendered.contains(pw), "only base64 in the Secret");
+    let vol = deploy["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "mesos-secret")
+        .unwrap();
+    assert_eq!(vol["secret"]["secretName"], "ci-slipway-mesos");
+    assert!(has_arg(
+        &args(deploy),
+        "--secret-file=/etc/slipway/mesos/secret"
+    ));
+    // a changed secret rolls the pods
+    assert!(
+        deploy["spec"]["template"]["metadata"]["annotations"]["checksum/mesos-secret"].is_string()
+    );
+}
+
+#[test]
+fn bad_values_fail_with_a_message_naming_them() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--set", "backend=docker"],
+            "at '/backend': value must be one of 'local', 'mesos'",
+        ),
+        (
+            &["--set", "concurrency=0"],
+            "at '/concurrency': minimum: got 0, want 1",
+        ),
+        (
+            &["--set", "backend=mesos"],
+            "at '/mesos/masters': minItems: got 0, want 1",
+        ),
+        (
+            &["--set", "image.tag=15"],
+            "at '/image/tag': got number, want string",
+        ),
+        (
+            &["--set", "image.tag=true"],
+            "at '/image/tag': got boolean, want string",
+        ),
+        (
+            &["--set", "replicas=0"],
+            "at '/replicas': minimum: got 0, want 1",
+        ),
+        (
+            &["--set", "log.format=xml"],
+            "at '/log/format': value must be one of 'text', 'json'",
+        ),
+        (
+            &["--set", "retryBackoff=soon"],
+            "at '/retryBackoff': 'soon' does not match pattern",
+        ),
+        (&["--set", "watchNamespace=Team_A"], "at '/watchNamespace'"),
+        (
+            &["--set", "concurency=3"],
+            "additional properties 'concurency' not allowed",
+        ),
+        (
+            &["--set", "image.pullPolicy=Sometimes"],
+            "at '/image/pullPolicy'",
+        ),
+        (
+            &[
+                "--set",
+                "backend=mesos",
+                "--set",
+                "mesos.masters={m:5050}",
+                "--set",
+                "mesos.principal=p",
+            ],
+            "mesos.principal needs its secret",
+        ),
+        (
+            &[
+                "--set",
+                "backend=mesos",
+                "--set",
+                "mesos.masters={m:5050}",
+                "--set",
+                "mesos.executor.uri=http://x/s.tgz",
+                "--set",
+                "mesos.executor.path=/opt/slipway",
+            ],
+            "set at most one of mesos.executor.path, mesos.executor.uri and mesos.executor.image",
+        ),
+        (
+            &[
+                "--set",
+                "replicas=2",
+                "--set",
+                "leaderElection.enabled=false",
+            ],
+            "replicas > 1 needs leaderElection.enabled: true",
+        ),
+    ];
+    for (args, want) in cases {
+        match template("bad", "default", args) {
+            Ok(out) => panic!("helm template {} succeeded:\n{out}", args.join(" ")),
+            Err(e) => assert!(
+                e.contains(want),
+                "helm template {}: want '{want}' in:\n{e}",
+                args.join(" ")
+            ),
+        }
+    }
+    // a numeric tag in a values file, too
+    let dir = tempfile::tempdir().unwrap();
+    let f = values_file(&dir, "v.yaml", "image:\n  tag: 1.5\n");
+    let e = template("bad", "default", &["-f", &f]).unwrap_err();
+    assert!(
+        e.contains("at '/image/tag': got number, want string"),
+        "{e}"
+    );
+}
+
+/// Applies YAML server-side as the admin (documents of kinds the API server does not
+/// serve are the caller's to drop).
+fn apply_server_side(k: &Kube, yaml: &str) -> String {
+    let out = k.kubectl_stdin_as(
+        &k.admin_kubeconfig(),
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=helm-test",
+            "-f",
+            "-",
+        ],
+        yaml,
+    );
+    assert!(
+        out.status.success(),
+        "kubectl apply --server-side failed:\n{}{}\n{yaml}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// helm's output as it is, without the ServiceMonitor unless its CRD is served (the
+/// test cluster has no Prometheus Operator).
+fn applicable(k: &Kube, rendered: &str) -> String {
+    let sm_served = k
+        .kubectl(&["get", "crd", "servicemonitors.monitoring.coreos.com"])
+        .status
+        .success();
+    rendered
+        .split("\n---\n")
+        .filter(|d| sm_served || docs(d).iter().all(|v| v["kind"] != "ServiceMonitor"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[test]
+fn rendered_manifests_apply_server_side() {
+    let k = Kube::shared();
+    // default values, CRDs included (the same CRD the cluster has: no conflict)
+    let ns = k.new_bare_namespace("helm-apply");
+    let rendered = template_ok(&ns, &ns, &["--include-crds"]);
+    assert!(!of_kind(&docs(&rendered), "CustomResourceDefinition").is_empty());
+    let out = apply_server_side(&k, &applicable(&k, &rendered));
+    let full = format!("{ns}-slipway");
+    for want in [
+        format!("deployment.apps/{full} serverside-applied"),
+        format!("clusterrole.rbac.authorization.k8s.io/{full} serverside-applied"),
+        format!("serviceaccount/{full} serverside-applied"),
+        format!("service/{full} serverside-applied"),
+    ] {
+        assert!(out.contains(&want), "{want} not in:\n{out}");
+    }
+    let d = k.get_json(&ns, "deployment", &full);
+    assert_eq!(d["spec"]["template"]["spec"]["serviceAccountName"], full);
+
+    // the custom values (Mesos with a chart-made Secret, namespace scope, two replicas
+    // with a budget, ServiceMonitor): the watched namespace must exist first
+    let ns2 = k.new_bare_namespace("helm-apply-ctl");
+    let team = k.new_bare_namespace("helm-apply-team");
+    let dir = tempfile::tempdir().unwrap();
+    let custom = values_file(&dir, "custom.yaml", CUSTOM);
+    let team_arg = format!("watchNamespace={team}");
+    let rendered2 = template_ok(
+        &ns2,
+        &ns2,
+        &[
+            "-f",
+            &custom,
+            "--set",
+            &team_arg,
+            "--set",
+            "mesos.secret.existingSecret=",
+            "--set",
+            "mesos.secret.value=pw",
+        ],
+    );
+    assert!(rendered2.contains("kind: ServiceMonitor"));
+    let out = apply_server_side(&k, &applicable(&k, &rendered2));
+    let full2 = format!("{ns2}-slipway");
+    for want in [
+        format!("poddisruptionbudget.policy/{full2} serverside-applied"),
+        format!("secret/{full2}-mesos serverside-applied"),
+        format!("role.rbac.authorization.k8s.io/{full2} serverside-applied"),
+        format!("role.rbac.authorization.k8s.io/{full2}-own serverside-applied"),
+    ] {
+        assert!(out.contains(&want), "{want} not in:\n{out}");
+    }
+    assert!(k.try_get_json(&team, "role", &full2).is_some());
+    assert!(k.try_get_json("", "clusterrole", &full2).is_none());
+    // applying again changes nothing and conflicts with nothing
+    apply_server_side(&k, &applicable(&k, &rendered2));
+}
+
+fn build_yaml(name: &str, repo: &str, base: &str) -> String {
+    format!(
+        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  \
+         source:\n    inline:\n      dockerfile: |\n        FROM {base}\n        RUN echo {name} > /built\n  \
+         noCache: true\n  output:\n    registry: '{}'\n    repository: slipway-test/{repo}\n    \
+         tags: [v1]\n    pushSecretRef: {{name: regcred}}\n",
+        registry()
+    )
+}
+
+fn outcome(status: &Value) -> BuildOutcome {
+    BuildOutcome {
+        digest: status["imageDigest"].as_str().unwrap().into(),
+        image: status["image"].as_str().unwrap().into(),
+        pushed_tags: status["pushedTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().into())
+            .collect(),
+        revision: None,
+    }
+}
+
+/// Installs the chart's manifests (rendered with `set`) into `release_ns`, runs the
+/// controller as its Deployment would with its ServiceAccount's token, and builds one
+/// DockerBuild in `watch_ns` to a pushed digest. Returns the SA's kubeconfig.
+async fn build_under_the_chart(
+    k: &Kube,
+    release_ns: &str,
+    watch_ns: &str,
+    set: &[&str],
+    extra_controller_args: &[&str],
+    dir: &tempfile::TempDir,
+) -> std::path::PathBuf {
+    let base = ensure_base().await;
+    let rendered = template_ok(release_ns, release_ns, set);
+    apply_server_side(k, &applicable(k, &rendered));
+    let docs = docs(&rendered);
+    let full = format!("{release_ns}-slipway");
+    let deploy = one(&docs, "Deployment", &full);
+    let sa = deploy["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap();
+    let kubeconfig = service_account_kubeconfig(k, release_ns, sa, dir.path());
+    wait_can_i(
+        k,
+        &kubeconfig,
+        &["watch", "dockerbuilds.slipway.dev", "-n", watch_ns],
+    )
+    .await;
+    wait_can_i(
+        k,
+        &kubeconfig,
+        &["update", "leases.coordination.k8s.io", "-n", release_ns],
+    )
+    .await;
+
+    k.kubectl_ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "-n",
+        watch_ns,
+        &format!("--docker-server={}", registry()),
+        "--docker-username=builder",
+        "--docker-password=pw-of-the-helm-test",
+    ]);
+    let c = ChartController::start(
+        deploy,
+        &kubeconfig,
+        &format!("{full}-0"),
+        extra_controller_args,
+    );
+    let port = c.metrics_port().await;
+    let ready = wait_for_ready(port).await;
+    assert!(ready, "/readyz never answered 200:\n{}", c.log());
+
+    k.apply(watch_ns, &build_yaml("chart", watch_ns, &base));
+    let v = k
+        .wait_json(watch_ns, "dockerbuild", "chart", LONG, |v| {
+            matches!(v["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .await;
+    assert_eq!(v["status"]["phase"], "Succeeded", "{v:#}\n{}", c.log());
+    assert_eq!(
+        v["status"]["observedGeneration"],
+        v["metadata"]["generation"]
+    );
+    let out = outcome(&v["status"]);
+    assert_eq!(
+        out.pushed_tags,
+        vec![format!("{}/slipway-test/{watch_ns}:v1", registry())]
+    );
+    assert_pushed(&out).await;
+    // the Lease of the chart's name, held by the "pod"
+    let lease = k.get_json(release_ns, "lease", &full);
+    assert_eq!(lease["spec"]["holderIdentity"], format!("{full}-0"));
+    assert!(
+        !c.log().contains("forbidden"),
+        "the controller was refused something:\n{}",
+        c.log()
+    );
+    kubeconfig
+}
+
+async fn wait_for_ready(port: u16) -> bool {
+    for _ in 0..300 {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
+            && r.status().as_u16() == 200
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_controller_builds_with_the_chart_cluster_role_and_cannot_list_secrets() {
+    let k = Kube::shared();
+    let ns = k.new_bare_namespace("helm-run");
+    let other = k.new_bare_namespace("helm-run-other");
+    let dir = tempfile::tempdir().unwrap();
+    // The chart's default scope is every namespace; the shared cluster holds other
+    // tests' DockerBuilds, so this run watches its own namespace only (a flag the
+    // ClusterRole covers as well).
+    let ns_flag = format!("--namespace={ns}");
+    let kc = build_under_the_chart(&k, &ns, &ns, &[], &[&ns_flag], &dir).await;
+
+    let all = "--all-namespaces";
+    for (args, want) in [
+        (vec!["list", "secrets", all], "no"),
+        (vec!["watch", "secrets", all], "no"),
+        (vec!["list", "secrets", "-n", &ns], "no"),
+        // pushSecretRef: one named Secret in the DockerBuild's namespace, wherever it is
+        (vec!["get", "secrets", "-n", &ns], "yes"),
+        (vec!["get", "secrets", "-n", &other], "yes"),
+        (vec!["create", "secrets", "-n", &ns], "no"),
+        (vec!["list", "dockerbuilds.slipway.dev", all], "yes"),
+        (
+            vec!["patch", "dockerbuilds.slipway.dev", "-n", &other],
+            "yes",
+        ),
+        (vec!["delete", "dockerbuilds.slipway.dev", "-n", &ns], "no"),
+        (vec!["create", "dockerbuilds.slipway.dev", "-n", &ns], "no"),
+        (vec!["create", "events.events.k8s.io", "-n", &other], "yes"),
+        // its Lease and ConfigMap: in the release namespace only
+        (
+            vec!["update", "leases.coordination.k8s.io", "-n", &ns],
+            "yes",
+        ),
+        (
+            vec!["update", "leases.coordination.k8s.io", "-n", &other],
+            "no",
+        ),
+        (vec!["create", "configmaps", "-n", &other], "no"),
+        (vec!["create", "pods", "-n", &ns], "no"),
+        (vec!["list", "namespaces"], "no"),
+    ] {
+        assert_eq!(can_i(&k, &kc, &args), want, "can-i {}", args.join(" "));
+    }
+}
+
+#[tokio::test]
+async fn the_controller_builds_with_the_chart_namespaced_role_and_nothing_else() {
+    let k = Kube::shared();
+    let ns = k.new_bare_namespace("helm-ctl");
+    let team = k.new_bare_namespace("helm-team");
+    let other = k.new_bare_namespace("helm-other");
+    let dir = tempfile::tempdir().unwrap();
+    let set = format!("watchNamespace={team}");
+    let kc = build_under_the_chart(&k, &ns, &team, &["--set", &set], &[], &dir).await;
+
+    let all = "--all-namespaces";
+    for (args, want) in [
+        (vec!["list", "secrets", all], "no"),
+        (vec!["get", "secrets", "-n", &team], "yes"),
+        (vec!["list", "secrets", "-n", &team], "no"),
+        (vec!["get", "secrets", "-n", &ns], "no"),
+        (vec!["get", "secrets", "-n", &other], "no"),
+        (vec!["list", "dockerbuilds.slipway.dev", all], "no"),
+        (vec!["list", "dockerbuilds.slipway.dev", "-n", &team], "yes"),
+        (vec!["list", "dockerbuilds.slipway.dev", "-n", &other], "no"),
+        (vec!["create", "events.events.k8s.io", "-n", &team], "yes"),
+        (vec!["create", "events.events.k8s.io", "-n", &other], "no"),
+        (
+            vec!["update", "leases.coordination.k8s.io", "-n", &ns],
+            "yes",
+        ),
+        (
+            vec!["update", "leases.coordination.k8s.io", "-n", &team],
+            "no",
+        ),
+    ] {
+        assert_eq!(can_i(&k, &kc, &args), want, "can-i {}", args.join(" "));
+    }
+}
