@@ -7,12 +7,16 @@
 # 2. starts a throw-away registry on a free 127.0.0.1 port (scripts/registry.sh)
 # 3. builds the real Mesos master once (scripts/ensure-mesos.sh); tests start and
 #    stop their own Mesos clusters on free 127.0.0.1 ports with it
-# 4. builds kube-apiserver, etcd and kubectl once (scripts/ensure-kube.sh, minutes
+# 4. builds kube-apiserver, etcd, kubectl and helm once (scripts/ensure-kube.sh, minutes
 #    when cold, cached under $SLIPWAY_STATE) and starts ONE shared Kubernetes API
 #    server on 127.0.0.1 (scripts/kube.sh: RBAC on, the CRD applied, the controller's
 #    service account bound to charts/slipway/files/rbac-rules.yaml); tests that must
 #    stop or restart an API server start private ones with the same script
-# 5. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
+# 5. builds the controller image, slipway-test/controller:ci (scripts/image.sh: a
+#    static release binary FROM scratch, in a target dir of its own under
+#    $SLIPWAY_STATE; minutes when cold); tests run it as the controller and as the
+#    Mesos executor image
+# 6. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
 # Everything this script started is stopped on exit; a dockerd that was already
 # running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
 #
@@ -24,6 +28,7 @@
 #   SLIPWAY_TEST_KUBE_DIR  the shared cluster's dir: D/admin.kubeconfig (system:masters),
 #                          D/controller.kubeconfig (system:serviceaccount:slipway-system:slipway)
 #   SLIPWAY_KUBE_BIN       dir with kube-apiserver, etcd and kubectl
+#   SLIPWAY_TEST_IMAGE     the controller image scripts/image.sh built (a local tag)
 #   DOCKER_HOST            left as is; unset means unix:///var/run/docker.sock
 set -uo pipefail
 
@@ -122,6 +127,12 @@ export SLIPWAY_TEST_KUBE=$ROOT/scripts/kube.sh SLIPWAY_TEST_KUBE_DIR=$KUBEDIR
 echo "SLIPWAY_KUBE_BIN=$SLIPWAY_KUBE_BIN"
 echo "SLIPWAY_TEST_KUBE=$SLIPWAY_TEST_KUBE"
 echo "SLIPWAY_TEST_KUBE_DIR=$SLIPWAY_TEST_KUBE_DIR"
+
+section "controller image"
+SLIPWAY_TEST_IMAGE=$(bash scripts/image.sh --tag slipway-test/controller:ci </dev/null | tail -n 1) ||
+  die "the controller image could not be built (scripts/image.sh, output above)"
+export SLIPWAY_TEST_IMAGE
+echo "SLIPWAY_TEST_IMAGE=$SLIPWAY_TEST_IMAGE"
 
 declare -a RESULTS=()
 FAILED=0

@@ -325,44 +325,20 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-crash}}"
     assert_eq!(s["conditions"][0]["reason"], "MesosError");
 }
 
-/// An image FROM scratch holding this slipway binary and the libraries it links.
+/// slipway's own image (scripts/image.sh; scripts/test.sh builds it and exports
+/// `SLIPWAY_TEST_IMAGE`): the static binary on scratch, root by default, which is what
+/// the executor needs for the agent's Docker socket.
 fn executor_image() -> String {
-    let tag = format!("slipway-test/executor:{}", std::process::id());
-    let ctx = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_slipway");
-    std::fs::create_dir_all(ctx.path().join("root/bin")).unwrap();
-    std::fs::create_dir_all(ctx.path().join("root/tmp")).unwrap();
-    std::fs::copy(bin, ctx.path().join("root/bin/slipway")).unwrap();
-    let ldd = std::process::Command::new("ldd").arg(bin).output().unwrap();
-    for lib in String::from_utf8_lossy(&ldd.stdout)
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
-    {
-        let dest = ctx.path().join("root").join(lib.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(lib, dest).unwrap();
-    }
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY root /\nENV PATH=/bin\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", &tag])
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tag
+    std::env::var("SLIPWAY_TEST_IMAGE").unwrap_or_else(|_| {
+        panic!("SLIPWAY_TEST_IMAGE is not set: run the tests with scripts/test.sh, which builds the image with scripts/image.sh")
+    })
 }
 
 #[tokio::test]
 async fn the_executor_runs_inside_an_image_that_mesos_starts() {
     let image = executor_image();
+    // the image is shared by the test run: only containers started from now on count
+    let before = executor_containers(&image);
     let cluster = MesosCluster::start_with_docker(1);
     let reg = registry();
     let fx = Fixture::new().file(
@@ -384,6 +360,18 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-image}}"
     let s = phase_of(&file, "in-image", "Succeeded").await;
     assert_pushed(&outcome(&s)).await;
     // the Docker containerizer ran the executor from the image
+    let after = executor_containers(&image);
+    assert!(
+        after
+            .iter()
+            .any(|n| n.starts_with("mesos-") && !before.contains(n)),
+        "no new executor container: before {before:?}, after {after:?}"
+    );
+    drop(cluster);
+}
+
+/// The names of the containers (running or not) started from `image`.
+fn executor_containers(image: &str) -> Vec<String> {
     let ps = std::process::Command::new("docker")
         .args([
             "ps",
@@ -395,13 +383,8 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-image}}"
         ])
         .output()
         .unwrap();
-    let names = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        names.lines().any(|n| n.starts_with("mesos-")),
-        "no executor container: {names}"
-    );
-    drop(cluster);
-    let _ = std::process::Command::new("docker")
-        .args(["rmi", "-f", &image])
-        .output();
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
