@@ -1,4 +1,6 @@
-//! The README's examples build, in order (base first), with `slipway watch --once`.
+//! The README's examples build, in order (base first), with `slipway watch --once`;
+//! examples/gitops too (its kustomization.yaml is not a DockerBuild and is skipped:
+//! tests/gitops.rs applies that folder to Kubernetes).
 
 mod common;
 
@@ -53,7 +55,7 @@ fn examples_build_base_first_and_write_their_status() {
     assert!(out.status.success(), "{log}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "5 succeeded, 0 failed, 0 not built"
+        "8 succeeded, 0 failed, 0 not built"
     );
     // the leaves waited for the base instead of failing to find it
     assert!(log.contains("waiting for base image"), "{log}");
@@ -66,4 +68,8 @@ fn examples_build_base_first_and_write_their_status() {
     let checksums = status_in(&dir.join("tools.yaml"), "checksums").unwrap();
     assert_eq!(checksums["phase"], "Succeeded");
     assert_eq!(checksums["pushedTags"].as_array().unwrap().len(), 2);
+    for name in ["motd", "web", "worker"] {
+        let s = status_in(&dir.join(format!("gitops/{name}.yaml")), name).unwrap();
+        assert_eq!(s["phase"], "Succeeded", "gitops/{name}.yaml: {s}");
+    }
 }

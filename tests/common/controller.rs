@@ -112,7 +112,7 @@ impl Drop for Controller {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             eprintln!(
                 "--- controller {} log (last lines) ---\n{}",
