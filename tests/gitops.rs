@@ -10,24 +10,8 @@ use std::time::Duration;
 use common::controller::Controller;
 use common::kube::Kube;
 use common::*;
-use serde_json::Value;
-use slipway::runner::BuildOutcome;
 
 const BUILDS: [&str; 3] = ["motd", "web", "worker"];
-
-fn outcome(status: &Value) -> BuildOutcome {
-    BuildOutcome {
-        digest: status["imageDigest"].as_str().unwrap().into(),
-        image: status["image"].as_str().unwrap().into(),
-        pushed_tags: status["pushedTags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().into())
-            .collect(),
-        revision: None,
-    }
-}
 
 /// A copy of examples/gitops pointed at namespace `ns`, the test registry and the
 /// test's base image: what a team's fork of the folder would change.

@@ -12,7 +12,6 @@ use common::helm::*;
 use common::kube::Kube;
 use common::*;
 use serde_json::{Value, json};
-use slipway::runner::BuildOutcome;
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -609,20 +608,6 @@ fn build_yaml(name: &str, repo: &str, base: &str) -> String {
     )
 }
 
-fn outcome(status: &Value) -> BuildOutcome {
-    BuildOutcome {
-        digest: status["imageDigest"].as_str().unwrap().into(),
-        image: status["image"].as_str().unwrap().into(),
-        pushed_tags: status["pushedTags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().into())
-            .collect(),
-        revision: None,
-    }
-}
-
 /// Installs the chart's manifests (rendered with `set`) into `release_ns`, runs the
 /// controller as its Deployment would with its ServiceAccount's token, and builds one
 /// DockerBuild in `watch_ns` to a pushed digest. Returns the SA's kubeconfig.
@@ -668,7 +653,7 @@ async fn build_under_the_chart(
         "--docker-username=builder",
         "--docker-password=pw-of-the-helm-test",
     ]);
-    let c = ChartController::start(
+    let c = chart_controller(
         deploy,
         &kubeconfig,
         &format!("{full}-0"),

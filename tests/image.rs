@@ -12,7 +12,6 @@ use std::time::Duration;
 use common::kube::Kube;
 use common::*;
 use serde_json::Value;
-use slipway::runner::BuildOutcome;
 
 const SOCKET: &str = "/var/run/docker.sock";
 
@@ -141,20 +140,6 @@ fn build_yaml(name: &str, dockerfile: &str) -> String {
         "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  source:\n    inline:\n      dockerfile: |\n{dockerfile}  noCache: true\n  output:\n    registry: '{}'\n    repository: slipway-test/image-{name}\n    tags: [v1]\n",
         registry()
     )
-}
-
-fn outcome(status: &Value) -> BuildOutcome {
-    BuildOutcome {
-        digest: status["imageDigest"].as_str().unwrap().into(),
-        image: status["image"].as_str().unwrap().into(),
-        pushed_tags: status["pushedTags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().into())
-            .collect(),
-        revision: None,
-    }
 }
 
 /// The controller as a pod with the local backend runs it: the service account's

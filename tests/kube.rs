@@ -12,7 +12,6 @@ use common::controller::Controller;
 use common::kube::Kube;
 use common::*;
 use serde_json::Value;
-use slipway::runner::BuildOutcome;
 
 const LONG: Duration = Duration::from_secs(120);
 const PASSWORD: &str = "pw-that-must-stay-in-the-secret";
@@ -35,20 +34,6 @@ fn slow_yaml(name: &str, base: &str, secs: u32) -> String {
         &format!("FROM {base}\nRUN sleep {secs} && echo {name} > /done"),
         "",
     )
-}
-
-fn outcome(status: &Value) -> BuildOutcome {
-    BuildOutcome {
-        digest: status["imageDigest"].as_str().unwrap().into(),
-        image: status["image"].as_str().unwrap().into(),
-        pushed_tags: status["pushedTags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().into())
-            .collect(),
-        revision: None,
-    }
 }
 
 async fn phase(k: &Kube, ns: &str, name: &str, want: &str) -> Value {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::mesos::{MesosCluster, free_port};
 use common::watcher::*;
 use common::*;
-use slipway::runner::BuildOutcome;
 
 const SECRET: &str = "s3cr3t-only-in-task-data";
 
@@ -36,20 +35,6 @@ fn start(dir: &Path, master: &str, extra: &[&str]) -> Watcher {
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Watcher::start(dir, &args)
-}
-
-fn outcome(status: &serde_json::Value) -> BuildOutcome {
-    BuildOutcome {
-        digest: status["imageDigest"].as_str().unwrap().into(),
-        image: status["image"].as_str().unwrap().into(),
-        pushed_tags: status["pushedTags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().into())
-            .collect(),
-        revision: None,
-    }
 }
 
 /// A build that takes `secs` seconds in a RUN step (never cached).

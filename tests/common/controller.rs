@@ -18,26 +18,37 @@ pub struct Controller {
 impl Controller {
     /// Watches namespace `ns` with its Lease in `ns`; `extra` flags are appended.
     pub fn start(kubeconfig: &Path, ns: &str, identity: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<&str> = vec!["controller", "--namespace", ns, "--pod-namespace", ns];
+        args.extend(["--identity", identity, "--metrics-listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--lease-duration") {
+            args.extend(["--lease-duration", "3s"]);
+        }
+        args.extend(["--retry-backoff", "100ms", "--max-attempts", "2"]);
+        args.extend(["--concurrency", "3"]);
+        args.extend(extra);
+        Self::spawn(&args, kubeconfig, &[("SLIPWAY_LOG", "debug")], identity)
+    }
+
+    /// `slipway ARGS` with `kubeconfig` and `env` only: settings the test host may
+    /// have in its environment are removed first.
+    pub fn spawn(args: &[&str], kubeconfig: &Path, env: &[(&str, &str)], identity: &str) -> Self {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("controller.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .arg("controller")
-            .args(["--namespace", ns, "--pod-namespace", ns])
-            .args(["--identity", identity])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .args(if extra.contains(&"--lease-duration") {
-                &[][..]
-            } else {
-                &["--lease-duration", "3s"][..]
-            })
-            .args(["--retry-backoff", "100ms", "--max-attempts", "2"])
-            .args(["--concurrency", "3"])
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env("SLIPWAY_LOG", "debug")
-            .env_remove("SLIPWAY_NAMESPACE")
-            .env_remove("POD_NAMESPACE")
-            .env_remove("POD_NAME")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        cmd.args(args).env("KUBECONFIG", kubeconfig);
+        for var in [
+            "SLIPWAY_NAMESPACE",
+            "POD_NAMESPACE",
+            "POD_NAME",
+            "SLIPWAY_LOG",
+            "SLIPWAY_BACKEND",
+            "SLIPWAY_MESOS_MASTER",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        let child = cmd
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

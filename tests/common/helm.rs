@@ -5,11 +5,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::controller::Controller;
 use super::kube::{Kube, bin_dir};
 use super::wait_for;
 
@@ -169,87 +170,28 @@ pub async fn wait_can_i(k: &Kube, kubeconfig: &Path, args: &[&str]) {
 /// `slipway controller` started with exactly the args and the downward-API environment
 /// of the chart's Deployment; only what a test host must change is changed: the metrics
 /// address (a free port on 127.0.0.1) and the Docker socket (the test daemon's).
-pub struct ChartController {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl ChartController {
-    pub fn start(deploy: &Value, kubeconfig: &Path, pod_name: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("controller.log");
-        let docker_host = std::env::var("DOCKER_HOST").ok();
-        let mut argv: Vec<String> = args(deploy)
-            .into_iter()
-            .map(|a| {
-                if a.starts_with("--metrics-listen=") {
-                    "--metrics-listen=127.0.0.1:0".into()
-                } else if let (Some(_), Some(h)) = (a.strip_prefix("--docker-host="), &docker_host)
-                {
-                    format!("--docker-host={h}")
-                } else {
-                    a
-                }
-            })
-            .collect();
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        let ns = deploy["metadata"]["namespace"].as_str().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .args(&argv)
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", pod_name)
-            .env("POD_NAMESPACE", ns)
-            .env_remove("SLIPWAY_NAMESPACE")
-            .env_remove("SLIPWAY_LOG")
-            .env_remove("SLIPWAY_BACKEND")
-            .env_remove("SLIPWAY_MESOS_MASTER")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("slipway controller starts");
-        Self {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The port of /healthz, /readyz and /metrics, once the controller logged it.
-    pub async fn metrics_port(&self) -> u16 {
-        wait_for(
-            "the metrics address in the log",
-            Duration::from_secs(30),
-            || {
-                let log = self.log();
-                let at = log.find("/metrics on ")?;
-                let addr: String = log[at + "/metrics on ".len()..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '"')
-                    .collect();
-                addr.rsplit_once(':')?.1.parse().ok()
-            },
-        )
-        .await
-    }
-}
-
-impl Drop for ChartController {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- chart controller log (last lines) ---\n{}",
-                lines[lines.len().saturating_sub(60)..].join("\n")
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+pub fn chart_controller(
+    deploy: &Value,
+    kubeconfig: &Path,
+    pod_name: &str,
+    extra: &[&str],
+) -> Controller {
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let mut argv: Vec<String> = args(deploy)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--metrics-listen=") {
+                "--metrics-listen=127.0.0.1:0".into()
+            } else if let (Some(_), Some(h)) = (a.strip_prefix("--docker-host="), &docker_host) {
+                format!("--docker-host={h}")
+            } else {
+                a
+            }
+        })
+        .collect();
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let ns = deploy["metadata"]["namespace"].as_str().unwrap();
+    let env = [("POD_NAME", pod_name), ("POD_NAMESPACE", ns)];
+    Controller::spawn(&argv, kubeconfig, &env, pod_name)
 }

@@ -199,6 +199,21 @@ pub async fn assert_pushed(out: &BuildOutcome) {
     assert_eq!(pulled.id.as_deref(), Some(config_digest.as_str()));
 }
 
+/// The build a DockerBuild's status reports (`status` as JSON, from a file or the API).
+pub fn outcome(status: &serde_json::Value) -> BuildOutcome {
+    BuildOutcome {
+        digest: status["imageDigest"].as_str().unwrap().into(),
+        image: status["image"].as_str().unwrap().into(),
+        pushed_tags: status["pushedTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().into())
+            .collect(),
+        revision: None,
+    }
+}
+
 /// Waits until `check` returns Some, or panics after `timeout` with `what`.
 pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
