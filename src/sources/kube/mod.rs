@@ -104,7 +104,7 @@ impl KubeSource {
 
     /// Adds or removes our finalizer, guarded by the object's resourceVersion so a
     /// concurrent change of the list is never overwritten.
-    async fn set_finalizer(&self, obj: &DynamicObject, on: bool) -> Result<()> {
+    async fn set_finalizer(&self, obj: &DynamicObject, on: bool) -> kube::Result<()> {
         let mut list: Vec<String> = obj
             .finalizers()
             .iter()
@@ -128,7 +128,6 @@ impl KubeSource {
         )
         .await
         .map(|_| ())
-        .map_err(|e| Error::Kube(e.to_string()))
     }
 
     fn reference(key: &str, uid: &str) -> ObjectReference {
@@ -338,8 +337,8 @@ impl Source for KubeSource {
                     return Ok(());
                 }
                 // someone changed the object meanwhile: read it again
-                Err(Error::Kube(m)) if m.contains("409") || m.contains("onflict") => continue,
-                Err(e) => return Err(e),
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(Error::Kube(e.to_string())),
             }
         }
         Err(Error::Kube(format!(
