@@ -76,15 +76,15 @@ impl DockerIgnore {
                 Some(rest) if !rest.is_empty() => rest.to_string(),
                 _ => cleaned,
             };
-            let glob_text = to_globset_syntax(&cleaned);
-            let bad = |e: globset::Error| {
+            let bad = |e: &dyn std::fmt::Display| {
                 Error::Context(format!(
-                    ".dockerignore line {}: bad pattern '{}': {}",
+                    ".dockerignore line {}: bad pattern '{}': {e}",
                     i + 1,
                     line.trim(),
-                    e.kind()
                 ))
             };
+            let glob_text = to_globset_syntax(&cleaned).map_err(|e| bad(&e))?;
+            let bad = |e: globset::Error| bad(e.kind());
             set.add(build_glob(&glob_text).map_err(bad)?);
             let components = glob_text
                 .split('/')
@@ -248,14 +248,14 @@ fn clean(p: &str) -> String {
 }
 
 /// Adapts a Docker pattern to globset: `{` `}` are literal for Docker (no alternation),
-/// and a `**` that is not a whole component (Docker accepts `a**`) is read as `*`,
-/// which globset would otherwise refuse.
-fn to_globset_syntax(pattern: &str) -> String {
+/// a `**` that is not a whole component (Docker accepts `a**`) is read as `*`, which
+/// globset would otherwise refuse, and character classes follow Go ([`go_class`]).
+fn to_globset_syntax(pattern: &str) -> std::result::Result<String, String> {
     pattern
         .split('/')
         .map(|comp| {
             if comp.len() >= 2 && comp.bytes().all(|b| b == b'*') {
-                return "**".to_string();
+                return Ok("**".to_string());
             }
             let mut out = String::with_capacity(comp.len());
             let mut chars = comp.chars().peekable();
@@ -277,13 +277,98 @@ fn to_globset_syntax(pattern: &str) -> String {
                             chars.next();
                         }
                     }
+                    '[' => out.push_str(&go_class(&mut chars)?),
                     c => out.push(c),
                 }
             }
-            out
+            Ok(out)
         })
-        .collect::<Vec<_>>()
-        .join("/")
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(|comps| comps.join("/"))
+}
+
+/// Reads one character class after its `[` with Go's `filepath.Match` rules — which
+/// Docker validates patterns with — and writes it in globset's syntax. Go differs from
+/// the shell: only `^` negates (`[!a]` is "`!` or `a`"), `\` escapes inside a class,
+/// and an empty class or an unescaped `-` or `]` where a character is due is an error.
+fn go_class(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+) -> std::result::Result<String, String> {
+    const BAD: &str = "syntax error in character class";
+    let negated = chars.next_if_eq(&'^').is_some();
+    let mut ranges: Vec<(char, char)> = Vec::new();
+    let esc = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| match chars.next() {
+        None | Some('-' | ']') => Err(BAD.to_string()),
+        Some('\\') => chars.next().ok_or_else(|| BAD.to_string()),
+        Some(c) => Ok(c),
+    };
+    loop {
+        if !ranges.is_empty() && chars.next_if_eq(&']').is_some() {
+            break;
+        }
+        let lo = esc(chars)?;
+        let hi = if chars.next_if_eq(&'-').is_some() {
+            esc(chars)?
+        } else {
+            lo
+        };
+        ranges.push((lo, hi));
+    }
+    // globset gives `!`/`^` first, `]` not first and `-` not at an end a meaning; take
+    // them out of the ranges and put each where globset reads it literally.
+    // Sorted by code point, for splitting ranges at them.
+    const SPECIAL: [char; 4] = ['!', '-', ']', '^'];
+    let mut has = [false; 4];
+    let mut body = String::new();
+    let push = |body: &mut String, lo: u32, hi: u32| {
+        if let (Some(lo), Some(hi)) = (char::from_u32(lo), char::from_u32(hi))
+            && lo <= hi
+        {
+            body.push_str(&format!("{lo}-{hi}"));
+        }
+    };
+    for (lo, hi) in ranges {
+        let mut start = lo as u32;
+        for (k, s) in SPECIAL.iter().enumerate() {
+            if (lo..=hi).contains(s) {
+                has[k] = true;
+                if start < *s as u32 {
+                    push(&mut body, start, *s as u32 - 1);
+                }
+                start = *s as u32 + 1;
+            }
+        }
+        if start <= hi as u32 {
+            push(&mut body, start, hi as u32);
+        }
+    }
+    let [bang, dash, close, caret] = has;
+    let mut out = String::from(if negated { "[^" } else { "[" });
+    if close {
+        out.push(']');
+    } else if dash {
+        out.push('-');
+    }
+    out.push_str(&body);
+    if !negated && out.len() == 1 && (bang || caret) && !dash {
+        // Only `!`/`^`: a class cannot start with either without negating.
+        return Ok(match (bang, caret) {
+            (true, true) => "{\\!,\\^}".to_string(),
+            (true, false) => "\\!".to_string(),
+            _ => "\\^".to_string(),
+        });
+    }
+    if bang {
+        out.push('!');
+    }
+    if caret {
+        out.push('^');
+    }
+    if close && dash {
+        out.push('-');
+    }
+    out.push(']');
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -439,11 +524,52 @@ mod tests {
 
     #[test]
     fn character_classes() {
-        let d = di("file[0-9]\nx[!a]");
+        let d = di("file[0-9]\nx[^a]");
         assert!(d.is_excluded("file7"));
         assert!(!d.is_excluded("filex"));
         assert!(d.is_excluded("xb"));
         assert!(!d.is_excluded("xa"));
+    }
+
+    /// Go's `filepath.Match` (Docker's) class rules, not the shell's.
+    #[test]
+    fn character_classes_as_go_reads_them() {
+        // (pattern, names excluded, names kept)
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            // `!` is an ordinary member: "`!` or `a`".
+            ("x[!a]", &["xa", "x!"], &["xb"]),
+            ("x[^!a]", &["xb"], &["xa", "x!"]),
+            ("x[!]", &["x!"], &["xa"]),
+            ("x[!^]", &["x!", "x^"], &["xa"]),
+            ("x[^^]", &["xa", "x!"], &["x^"]),
+            ("x[a^]", &["xa", "x^"], &["xb"]),
+            // Escapes work inside a class.
+            ("x[\\]a]", &["x]", "xa"], &["xb"]),
+            ("x[\\-]", &["x-"], &["xa"]),
+            ("x[a\\-z]", &["xa", "x-", "xz"], &["xb"]),
+            ("x[\\!]", &["x!"], &["xa"]),
+            // Ranges, with specials inside them taken literally.
+            ("x[a-c]", &["xa", "xb", "xc"], &["xd", "x-"]),
+            ("x[ -#]", &["x ", "x!", "x\"", "x#"], &["x$"]),
+            ("x[Z-a]", &["xZ", "x^", "x]", "xa"], &["xb", "x!"]),
+            ("x[^ -#]", &["x$", "xa"], &["x!", "x#"]),
+        ];
+        for (pattern, excluded, kept) in cases {
+            let d = di(pattern);
+            for n in *excluded {
+                assert!(d.is_excluded(n), "{pattern} should exclude {n}");
+            }
+            for n in *kept {
+                assert!(!d.is_excluded(n), "{pattern} should keep {n}");
+            }
+        }
+        // Go refuses these; Docker fails the build with "syntax error in pattern".
+        for bad in ["x[]", "x[]a]", "x[-a]", "x[a-]", "x[^]", "x[a", "x[a\\"] {
+            assert!(
+                matches!(DockerIgnore::parse(bad), Err(Error::Context(_))),
+                "{bad} should be refused"
+            );
+        }
     }
 
     #[test]
