@@ -38,6 +38,9 @@ pub struct BackendArgs {
     /// Docker daemon (unix:///path or tcp://host:port); DOCKER_HOST otherwise.
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Most bytes a `url` source may download, and unpack to (local backend).
+    #[arg(long, default_value_t = crate::runner::fetch::DEFAULT_MAX_CONTEXT_BYTES)]
+    pub max_context_bytes: u64,
     #[command(flatten)]
     pub mesos: MesosArgs,
 }
@@ -163,8 +166,14 @@ pub async fn backend(
     store: Arc<dyn FrameworkIdStore>,
 ) -> Result<Arc<dyn Backend>> {
     if args.backend == BackendKind::Local {
+        let limits = crate::runner::fetch::UrlLimits {
+            max_bytes: args.max_context_bytes,
+            ..Default::default()
+        };
         return Ok(Arc::new(
-            LocalBackend::connect(args.docker_host.as_deref()).await?,
+            LocalBackend::connect(args.docker_host.as_deref())
+                .await?
+                .with_url_limits(limits),
         ));
     }
     let m = &args.mesos;

@@ -17,6 +17,13 @@ impl LocalBackend {
             runner: Runner::connect(docker_host).await?,
         })
     }
+
+    /// Caps and stall timeout for `url` sources.
+    pub fn with_url_limits(self, limits: crate::runner::fetch::UrlLimits) -> Self {
+        Self {
+            runner: self.runner.with_url_limits(limits),
+        }
+    }
 }
 
 #[async_trait]

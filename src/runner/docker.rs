@@ -9,6 +9,7 @@ use bollard::query_parameters::{BuildImageOptions, PushImageOptions, TagImageOpt
 use futures::StreamExt;
 use tracing::{debug, instrument, warn};
 
+use super::fetch::UrlLimits;
 use super::{BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, context, directives, fetch};
 use crate::registry::{self, Credentials, error_chain};
 use crate::{Error, Result};
@@ -17,7 +18,11 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct Runner {
     docker: Docker,
+    /// Registry calls: short, so a total timeout suits them.
     http: reqwest::Client,
+    /// `url` sources: no total timeout (the build's own bounds them), see [`UrlLimits`].
+    downloads: reqwest::Client,
+    url_limits: UrlLimits,
 }
 
 /// A context directory, and the temporary directory holding it if it was fetched.
@@ -48,7 +53,22 @@ impl Runner {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Registry(e.to_string()))?;
-        Ok(Self { docker, http })
+        let downloads = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Context(e.to_string()))?;
+        Ok(Self {
+            docker,
+            http,
+            downloads,
+            url_limits: UrlLimits::default(),
+        })
+    }
+
+    /// Caps and stall timeout for `url` sources (`--max-context-bytes`).
+    pub fn with_url_limits(mut self, limits: UrlLimits) -> Self {
+        self.url_limits = limits;
+        self
     }
 
     /// Runs one build to the end, or until `cancel` fires or the spec's timeout passes.
@@ -247,7 +267,7 @@ impl Runner {
             });
         }
         if let Some(url) = &src.url {
-            fetch::url(&self.http, url, &root).await?;
+            fetch::url(&self.downloads, url, &root, self.url_limits).await?;
             return Ok(Workspace {
                 dir: root,
                 _tmp: Some(tmp),

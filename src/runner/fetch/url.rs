@@ -1,195 +1,95 @@
-//! Turning remote sources into a local directory: a Git revision ([`git`]) or a context
-//! tarball served over HTTP(S) ([`url`]).
-//!
-//! Credentials may ride in a URL (`https://user:token@host/...`); they are stripped from
-//! every message ([`redact_credentials`]) and never written into the fetched directory.
+//! A context tarball served over HTTP(S): downloaded to a temporary file, then unpacked
+//! on a blocking thread, both within [`UrlLimits`] and stopping when the build is dropped.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::cell::Cell;
 use std::path::{Component, Path, PathBuf};
-use std::process::Stdio;
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
-use super::context::{LinkKind, check_link_target};
+use super::{error_chain, redact_credentials};
+use crate::runner::context::{LinkKind, check_link_target};
 use crate::{Error, Result};
 
-/// What a fetch produced besides the files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    /// The checked-out commit, for Git sources.
-    pub commit: Option<String>,
+/// Default of `--max-context-bytes`.
+pub const DEFAULT_MAX_CONTEXT_BYTES: u64 = 8 << 30;
+/// Default longest wait for the next bytes of a download.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(60);
+
+/// Bounds on a downloaded context. The total time is the build's own
+/// (`timeoutSeconds`): a slow but steady download is not cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlLimits {
+    /// Most bytes downloaded, and most bytes unpacked (`--max-context-bytes`).
+    pub max_bytes: u64,
+    /// Longest wait for the response or the next bytes of its body.
+    pub stall: Duration,
 }
 
-/// Lines of git's stderr kept in an error message: the cause is at the end.
-const STDERR_TAIL_LINES: usize = 5;
-
-/// Shallow fetch of `revision` (branch, tag or commit sha; default HEAD) of `url` into
-/// `dest` using the `git` CLI (tokio::process; init + fetch --depth 1 + checkout
-/// FETCH_HEAD, falling back to a full fetch when the server refuses a sha),
-/// GIT_TERMINAL_PROMPT=0, and returns the checked-out commit. Errors → Error::Context
-/// with git's stderr (last lines) and never a credential in a URL.
-///
-/// `dest/.git` is removed afterwards, as BuildKit does for Git contexts by default: it
-/// would bloat the context, and its `FETCH_HEAD` records the URL, credentials included.
-/// Dropping the future kills the running git process.
-pub async fn git(url: &str, revision: Option<&str>, dest: &Path) -> Result<Fetched> {
-    let shown = redact_credentials(url);
-    // A leading '-' would be read as an option by git (option injection).
-    if url.is_empty() || url.starts_with('-') {
-        return Err(Error::InvalidSpec(format!("invalid git URL '{shown}'")));
+impl Default for UrlLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_CONTEXT_BYTES,
+            stall: DEFAULT_STALL,
+        }
     }
-    let rev = revision
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .unwrap_or("HEAD");
-    if rev.starts_with('-') || rev.chars().any(char::is_whitespace) {
-        return Err(Error::InvalidSpec(format!("invalid git revision '{rev}'")));
-    }
-    tokio::fs::create_dir_all(dest)
-        .await
-        .map_err(|e| Error::Context(format!("cannot create '{}': {e}", dest.display())))?;
+}
 
-    let fail = |step: &str, stderr: String| {
+impl UrlLimits {
+    fn too_large(&self, what: &str) -> Error {
         Error::Context(format!(
-            "git {step} of '{rev}' from {shown} failed: {stderr}"
+            "{what} more than {} ({} bytes), the limit set by --max-context-bytes",
+            human_bytes(self.max_bytes),
+            self.max_bytes
         ))
-    };
-    run_git(dest, &["init", "--quiet"])
-        .await?
-        .map_err(|e| fail("init", e))?;
-
-    let shallow = run_git(
-        dest,
-        &[
-            "fetch",
-            "--quiet",
-            "--depth",
-            "1",
-            "--no-tags",
-            "--",
-            url,
-            rev,
-        ],
-    )
-    .await?;
-    match shallow {
-        Ok(_) => {
-            run_git(dest, &["checkout", "--quiet", "--detach", "FETCH_HEAD"])
-                .await?
-                .map_err(|e| fail("checkout", e))?;
-        }
-        // Servers may refuse a sha that is not a ref tip (allowAnySHA1InWant off), and
-        // none resolves an abbreviated one: fetch everything and look it up locally.
-        Err(_) if looks_like_sha(rev) => {
-            run_git(
-                dest,
-                &[
-                    "fetch",
-                    "--quiet",
-                    "--",
-                    url,
-                    "+refs/heads/*:refs/remotes/origin/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-            )
-            .await?
-            .map_err(|e| fail("fetch", e))?;
-            let wanted = format!("{rev}^{{commit}}");
-            let resolved = run_git(dest, &["rev-parse", "--verify", "--quiet", &wanted])
-                .await?
-                .map_err(|_| {
-                    Error::Context(format!("git revision '{rev}' not found in {shown}"))
-                })?;
-            run_git(dest, &["checkout", "--quiet", "--detach", resolved.trim()])
-                .await?
-                .map_err(|e| fail("checkout", e))?;
-        }
-        Err(e) => return Err(fail("fetch", e)),
     }
 
-    let commit = run_git(dest, &["rev-parse", "HEAD"])
-        .await?
-        .map_err(|e| fail("rev-parse", e))?
-        .trim()
-        .to_string();
-    tokio::fs::remove_dir_all(dest.join(".git"))
-        .await
-        .map_err(|e| Error::Context(format!("cannot remove {}/.git: {e}", dest.display())))?;
-    Ok(Fetched {
-        commit: Some(commit),
-    })
-}
-
-fn looks_like_sha(rev: &str) -> bool {
-    (4..=64).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Runs git in `dir`. The outer error is "git could not be started"; the inner one is
-/// git's failure, as the redacted tail of its stderr.
-async fn run_git(dir: &Path, args: &[&str]) -> Result<std::result::Result<String, String>> {
-    let output = tokio::process::Command::new("git")
-        .args(["-c", "advice.detachedHead=false"])
-        .args(args)
-        .current_dir(dir)
-        // Never wait for a password nobody will type.
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GCM_INTERACTIVE", "never")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| Error::Context(format!("cannot run git: {e}")))?;
-    if output.status.success() {
-        return Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()));
+    fn stalled(&self, shown: &str, what: &str) -> Error {
+        Error::Context(format!(
+            "download of {shown} stalled: {what} for {} s",
+            self.stall.as_secs_f64()
+        ))
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("; ");
-    let tail = if tail.is_empty() {
-        format!("git exited with {}", output.status)
+}
+
+/// `8 GiB`, `1.5 MiB`, `512 bytes`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = "bytes";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit == "bytes" {
+        format!("{n} bytes")
     } else {
-        tail
-    };
-    Ok(Err(redact_credentials(&tail)))
-}
-
-/// Removes the `user:password@` part of every URL in `text`.
-pub fn redact_credentials(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let (head, tail) = rest.split_at(pos + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| {
-                c == '/' || c.is_whitespace() || matches!(c, '\'' | '"' | '<' | '>' | '(' | ')')
-            })
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) => out.push_str(&authority[at + 1..]),
-            None => out.push_str(authority),
-        }
-        rest = &tail[end..];
+        format!("{} {unit}", (value * 10.0).round() / 10.0)
     }
-    out.push_str(rest);
-    out
 }
 
 /// Downloads a context tarball with reqwest (streamed to a temp file, not memory),
 /// detects plain tar / gzip / zstd by magic bytes, and unpacks it into dest on a blocking
 /// thread, refusing entries with absolute paths or `..`, and symlinks/hardlinks escaping
 /// dest (Error::Context naming the entry). HTTP errors → Error::Context with status;
-/// connection errors → Error::Context too.
-pub async fn url(client: &reqwest::Client, url: &str, dest: &Path) -> Result<()> {
+/// connection errors → Error::Context too. Downloaded and unpacked bytes are each capped
+/// at `limits.max_bytes`; a server silent for `limits.stall` fails the download.
+///
+/// Dropping the future (a cancelled or timed-out build) stops the unpacker too, at its
+/// next read: it would otherwise keep writing into a directory already deleted.
+pub async fn url(
+    client: &reqwest::Client,
+    url: &str,
+    dest: &Path,
+    limits: UrlLimits,
+) -> Result<()> {
     let shown = redact_credentials(url);
     let transfer = |e: reqwest::Error| {
         // reqwest's message embeds the URL, credentials included: drop it, keep causes.
@@ -198,20 +98,36 @@ pub async fn url(client: &reqwest::Client, url: &str, dest: &Path) -> Result<()>
             error_chain(&e.without_url())
         ))
     };
-    let response = client.get(url).send().await.map_err(&transfer)?;
+    let response = tokio::time::timeout(limits.stall, client.get(url).send())
+        .await
+        .map_err(|_| limits.stalled(&shown, "no response"))?
+        .map_err(&transfer)?;
     let status = response.status();
     if !status.is_success() {
         return Err(Error::Context(format!(
             "downloading {shown} failed: HTTP {status}"
         )));
     }
+    let too_large = || limits.too_large(&format!("{shown} is"));
+    if response.content_length().is_some_and(|n| n > limits.max_bytes) {
+        return Err(too_large());
+    }
 
     let temp = tempfile::tempfile()
         .map_err(|e| Error::Context(format!("cannot create a temporary file: {e}")))?;
     let mut file = tokio::fs::File::from_std(temp);
     let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(&transfer)?;
+    let mut received = 0u64;
+    loop {
+        let chunk = match tokio::time::timeout(limits.stall, body.next()).await {
+            Err(_) => return Err(limits.stalled(&shown, "no data")),
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(&transfer)?,
+        };
+        received += chunk.len() as u64;
+        if received > limits.max_bytes {
+            return Err(too_large());
+        }
         file.write_all(&chunk)
             .await
             .map_err(|e| Error::Context(format!("cannot store the download of {shown}: {e}")))?;
@@ -221,8 +137,11 @@ pub async fn url(client: &reqwest::Client, url: &str, dest: &Path) -> Result<()>
         .map_err(|e| Error::Context(format!("cannot store the download of {shown}: {e}")))?;
     let file = file.into_std().await;
 
+    let stop = CancellationToken::new();
+    // Fires when this future is dropped mid-unpack as well as when it returns.
+    let _stop_on_drop = stop.clone().drop_guard();
     let dest = dest.to_path_buf();
-    tokio::task::spawn_blocking(move || unpack(file, &dest))
+    tokio::task::spawn_blocking(move || unpack(file, &dest, limits, &stop))
         .await
         .map_err(|e| Error::Context(format!("unpacking {shown} failed: {e}")))?
         .map_err(|e| match e {
@@ -231,18 +150,44 @@ pub async fn url(client: &reqwest::Client, url: &str, dest: &Path) -> Result<()>
         })
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        // hyper and reqwest often repeat the cause verbatim one level down.
-        if parts.last() != Some(&text) {
-            parts.push(text);
+/// Why [`Guarded`] refused to read on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trip {
+    TooLarge,
+    Stopped,
+}
+
+/// The decompressed archive, read no further than `max` bytes and not at all once `stop`
+/// fires; which of the two happened is kept in `tripped`, as the tar crate rewraps the
+/// reader's errors in its own messages.
+struct Guarded<'a, R> {
+    inner: R,
+    read: &'a Cell<u64>,
+    max: u64,
+    stop: &'a CancellationToken,
+    tripped: &'a Cell<Option<Trip>>,
+}
+
+impl<R: Read> Read for Guarded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let trip = if self.stop.is_cancelled() {
+            Some(Trip::Stopped)
+        } else if self.read.get() > self.max {
+            Some(Trip::TooLarge)
+        } else {
+            None
+        };
+        if let Some(t) = trip {
+            self.tripped.set(Some(t));
+            return Err(io::Error::other(format!("{t:?}")));
         }
-        source = s.source();
+        // Never more than one past the cap, so what lands on disk stays within it.
+        let room = usize::try_from(self.max - self.read.get() + 1).unwrap_or(usize::MAX);
+        let n = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
     }
-    redact_credentials(&parts.join(": "))
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -250,8 +195,9 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
 const BZIP2_MAGIC: &[u8] = b"BZh";
 
-/// Unpacks a (possibly compressed) tar into `dest`. Blocking.
-fn unpack(mut file: File, dest: &Path) -> Result<()> {
+/// Unpacks a (possibly compressed) tar into `dest`, within `limits.max_bytes` of
+/// decompressed data, until `stop` fires. Blocking.
+fn unpack(mut file: File, dest: &Path, limits: UrlLimits, stop: &CancellationToken) -> Result<()> {
     let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}"));
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut magic = [0u8; 6];
@@ -272,11 +218,49 @@ fn unpack(mut file: File, dest: &Path) -> Result<()> {
 
     fs::create_dir_all(dest)
         .map_err(|e| Error::Context(format!("cannot create '{}': {e}", dest.display())))?;
-    let mut archive = tar::Archive::new(reader);
+    let (read, tripped) = (Cell::new(0), Cell::new(None));
+    let reader = Guarded {
+        inner: reader,
+        read: &read,
+        max: limits.max_bytes,
+        stop,
+        tripped: &tripped,
+    };
+    let result = unpack_entries(tar::Archive::new(reader), dest, limits.max_bytes, &read, stop);
+    match tripped.get() {
+        Some(Trip::TooLarge) => Err(limits.too_large("the archive unpacks to")),
+        Some(Trip::Stopped) => Err(stopped()),
+        None => result,
+    }
+}
+
+fn stopped() -> Error {
+    Error::Cancelled("unpacking stopped: the build was cancelled or timed out".into())
+}
+
+fn unpack_entries(
+    mut archive: tar::Archive<impl Read>,
+    dest: &Path,
+    max_bytes: u64,
+    read: &Cell<u64>,
+    stop: &CancellationToken,
+) -> Result<()> {
+    let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}"));
     let mut symlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
     let entries = archive.entries().map_err(io_err)?;
     for entry in entries {
+        if stop.is_cancelled() {
+            return Err(stopped());
+        }
         let mut entry = entry.map_err(io_err)?;
+        // Refused before writing a byte when its header already says it will not fit.
+        if read.get().saturating_add(entry.size()) > max_bytes {
+            return Err(UrlLimits {
+                max_bytes,
+                ..Default::default()
+            }
+            .too_large("the archive unpacks to"));
+        }
         let path = entry.path().map_err(io_err)?.into_owned();
         let name = path.display().to_string();
         let refuse = |why: &str| Error::Context(format!("archive entry '{name}' {why}"));
@@ -379,181 +363,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
     use std::sync::Arc;
-    use tokio::io::AsyncReadExt;
-
-    // ---- git ----
-
-    fn git_cmd(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "init.defaultBranch=main",
-                "-c",
-                "advice.detachedHead=false",
-            ])
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.org")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.org")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    struct Repo {
-        _dir: tempfile::TempDir,
-        url: String,
-        first: String,
-        second: String,
-        feature: String,
-    }
-
-    /// main: "v1" (tag v1, annotated) → "v2"; feature: "v2" → "feature".
-    fn make_repo() -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        fs::create_dir(&repo).unwrap();
-        git_cmd(&repo, &["init", "-q"]);
-        fs::write(repo.join("file"), "v1").unwrap();
-        git_cmd(&repo, &["add", "file"]);
-        git_cmd(&repo, &["commit", "-q", "-m", "one"]);
-        let first = git_cmd(&repo, &["rev-parse", "HEAD"]);
-        git_cmd(&repo, &["tag", "-a", "v1", "-m", "release 1"]);
-        fs::write(repo.join("file"), "v2").unwrap();
-        git_cmd(&repo, &["commit", "-q", "-am", "two"]);
-        let second = git_cmd(&repo, &["rev-parse", "HEAD"]);
-        git_cmd(&repo, &["checkout", "-q", "-b", "feature"]);
-        fs::write(repo.join("file"), "feature").unwrap();
-        git_cmd(&repo, &["commit", "-q", "-am", "three"]);
-        let feature = git_cmd(&repo, &["rev-parse", "HEAD"]);
-        git_cmd(&repo, &["checkout", "-q", "main"]);
-        let url = format!("file://{}", repo.display());
-        Repo {
-            _dir: dir,
-            url,
-            first,
-            second,
-            feature,
-        }
-    }
-
-    async fn fetch(repo: &Repo, rev: Option<&str>) -> (Result<Fetched>, tempfile::TempDir) {
-        let dest = tempfile::tempdir().unwrap();
-        let r = git(&repo.url, rev, &dest.path().join("src")).await;
-        (r, dest)
-    }
-
-    fn content(dest: &tempfile::TempDir) -> String {
-        fs::read_to_string(dest.path().join("src/file")).unwrap()
-    }
-
-    #[tokio::test]
-    async fn git_default_branch_tag_and_sha() {
-        let repo = make_repo();
-
-        let (r, d) = fetch(&repo, None).await;
-        assert_eq!(r.unwrap().commit.as_deref(), Some(repo.second.as_str()));
-        assert_eq!(content(&d), "v2");
-        assert!(!d.path().join("src/.git").exists(), ".git is removed");
-
-        let (r, d) = fetch(&repo, Some("feature")).await;
-        assert_eq!(r.unwrap().commit.as_deref(), Some(repo.feature.as_str()));
-        assert_eq!(content(&d), "feature");
-
-        let (r, d) = fetch(&repo, Some("v1")).await;
-        assert_eq!(r.unwrap().commit.as_deref(), Some(repo.first.as_str()));
-        assert_eq!(content(&d), "v1");
-
-        let (r, d) = fetch(&repo, Some(&repo.first)).await;
-        assert_eq!(r.unwrap().commit.as_deref(), Some(repo.first.as_str()));
-        assert_eq!(content(&d), "v1");
-    }
-
-    #[tokio::test]
-    async fn git_abbreviated_sha_uses_the_full_fetch() {
-        let repo = make_repo();
-        let short = &repo.first[..10];
-        let (r, d) = fetch(&repo, Some(short)).await;
-        assert_eq!(r.unwrap().commit.as_deref(), Some(repo.first.as_str()));
-        assert_eq!(content(&d), "v1");
-    }
-
-    #[tokio::test]
-    async fn git_missing_revision() {
-        let repo = make_repo();
-        let (r, _d) = fetch(&repo, Some("no-such-branch")).await;
-        match r {
-            Err(Error::Context(m)) => {
-                assert!(m.contains("'no-such-branch'"), "{m}");
-                assert!(m.contains("couldn't find remote ref"), "{m}");
-            }
-            other => panic!("{other:?}"),
-        }
-        let (r, _d) = fetch(&repo, Some("deadbeef")).await;
-        match r {
-            Err(Error::Context(m)) => {
-                assert!(
-                    m.starts_with("git revision 'deadbeef' not found in file://"),
-                    "{m}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn git_errors_hide_credentials() {
-        let dest = tempfile::tempdir().unwrap();
-        let r = git(
-            "http://alice:s3cret@127.0.0.1:1/repo.git",
-            Some("main"),
-            dest.path(),
-        )
-        .await;
-        match r {
-            Err(Error::Context(m)) => {
-                assert!(!m.contains("s3cret"), "{m}");
-                assert!(!m.contains("alice"), "{m}");
-                assert!(m.contains("http://127.0.0.1:1/repo.git"), "{m}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn git_option_injection_refused() {
-        let dest = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            git("--upload-pack=touch /tmp/x", None, dest.path()).await,
-            Err(Error::InvalidSpec(_))
-        ));
-        assert!(matches!(
-            git("file:///x", Some("--output=/tmp/x"), dest.path()).await,
-            Err(Error::InvalidSpec(_))
-        ));
-    }
-
-    #[test]
-    fn redaction() {
-        assert_eq!(
-            redact_credentials(
-                "fatal: https://u:p@h.example/x.git and ssh://git@h:22/y 'http://tok@h'"
-            ),
-            "fatal: https://h.example/x.git and ssh://h:22/y 'http://h'"
-        );
-        assert_eq!(redact_credentials("no url here"), "no url here");
-        assert_eq!(redact_credentials("https://h/p@q"), "https://h/p@q");
-    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // ---- url ----
 
@@ -678,9 +489,17 @@ mod tests {
     }
 
     async fn fetch_url(base: &str, path: &str) -> (Result<()>, tempfile::TempDir) {
+        fetch_with(base, path, UrlLimits::default()).await
+    }
+
+    async fn fetch_with(
+        base: &str,
+        path: &str,
+        limits: UrlLimits,
+    ) -> (Result<()>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let client = reqwest::Client::new();
-        let r = url(&client, &format!("{base}{path}"), &dir.path().join("ctx")).await;
+        let r = url(&client, &format!("{base}{path}"), &dir.path().join("ctx"), limits).await;
         (r, dir)
     }
 
@@ -723,7 +542,13 @@ mod tests {
 
         let client = reqwest::Client::new();
         let dir = tempfile::tempdir().unwrap();
-        let m = context_msg(url(&client, "http://bob:hunter2@127.0.0.1:1/c.tar", dir.path()).await);
+        let m = context_msg(url(
+            &client,
+            "http://bob:hunter2@127.0.0.1:1/c.tar",
+            dir.path(),
+            UrlLimits::default(),
+        )
+        .await);
         assert!(
             m.starts_with("cannot download http://127.0.0.1:1/c.tar"),
             "{m}"
@@ -829,7 +654,12 @@ mod tests {
         ]);
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, &data).unwrap();
-        let m = context_msg(unpack(f, &dir.path().join("ctx")));
+        let m = context_msg(unpack(
+            f,
+            &dir.path().join("ctx"),
+            UrlLimits::default(),
+            &CancellationToken::new(),
+        ));
         assert!(m.contains("'b/evil' cannot be unpacked"), "{m}");
         assert!(!dir.path().join("outside/evil").exists());
     }
@@ -841,5 +671,196 @@ mod tests {
         let base = serve(vec![("/c.tar.xz".into(), 200, xz)]).await;
         let m = context_msg(fetch_url(&base, "/c.tar.xz").await.0);
         assert!(m.contains("xz and bzip2 archives are not supported"), "{m}");
+    }
+
+    // ---- limits ----
+
+    const MIB: u64 = 1 << 20;
+
+    /// A tar.gz of `files` files of `size` zero bytes (a multiple of 1 MiB), built from
+    /// one compressed MiB repeated as gzip members: cheap however large it expands.
+    fn zero_bomb(files: usize, size: u64) -> Vec<u8> {
+        let zeros = gzip(&vec![0; MIB as usize]);
+        let mut out = Vec::new();
+        for i in 0..files {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(format!("f{i}")).unwrap();
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            out.extend(gzip(h.as_bytes()));
+            for _ in 0..size / MIB {
+                out.extend_from_slice(&zeros);
+            }
+        }
+        out.extend(gzip(&[0; 1024]));
+        out
+    }
+
+    fn du(dir: &Path) -> u64 {
+        fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => du(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    fn capped(max_bytes: u64) -> UrlLimits {
+        UrlLimits {
+            max_bytes,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn gzip_bomb_is_refused_at_the_cap() {
+        let base = serve(vec![
+            // One entry whose header already says it is too large.
+            ("/one.tar.gz".into(), 200, zero_bomb(1, 64 * MIB)),
+            // Many entries, each small, too large together.
+            ("/many.tar.gz".into(), 200, zero_bomb(40, MIB)),
+        ])
+        .await;
+        for path in ["/one.tar.gz", "/many.tar.gz"] {
+            let (r, dir) = fetch_with(&base, path, capped(4 * MIB)).await;
+            let m = context_msg(r);
+            assert!(
+                m.contains("unpacks to more than 4 MiB (4194304 bytes), the limit set by --max-context-bytes"),
+                "{path}: {m}"
+            );
+            let used = du(dir.path());
+            assert!(used <= 4 * MIB, "{path}: {used} bytes unpacked");
+        }
+    }
+
+    #[tokio::test]
+    async fn download_larger_than_the_cap_is_refused() {
+        let big = zero_bomb(1, 8 * MIB);
+        let base = serve(vec![("/c.tar.gz".into(), 200, big.clone())]).await;
+        let (r, _dir) = fetch_with(&base, "/c.tar.gz", capped(big.len() as u64 / 2)).await;
+        let m = context_msg(r);
+        assert!(m.contains("/c.tar.gz is more than"), "{m}");
+        assert!(m.contains("--max-context-bytes"), "{m}");
+        let (r, dir) = fetch_with(&base, "/c.tar.gz", capped(16 * MIB)).await;
+        r.unwrap();
+        assert_eq!(du(dir.path()), 8 * MIB);
+    }
+
+    /// Serves `body` in `chunk`-byte pieces every `every`, going silent for good after
+    /// `silent_after` bytes.
+    async fn serve_slowly(
+        body: Vec<u8>,
+        chunk: usize,
+        every: Duration,
+        silent_after: Option<usize>,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(body);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    for (i, piece) in body.chunks(chunk).enumerate() {
+                        if silent_after.is_some_and(|n| i * chunk >= n) {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        if sock.write_all(piece).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(every).await;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn tar_with_file(size: usize) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "data", &vec![7u8; size][..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn slow_steady_download_outlasts_the_stall_limit() {
+        // 640 KiB at 200 KiB/s: about 3 s, three times the stall limit.
+        let body = tar_with_file(640 * 1024);
+        let base = serve_slowly(body, 20 * 1024, Duration::from_millis(100), None).await;
+        let limits = UrlLimits {
+            stall: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let (r, dir) = fetch_with(&base, "/slow.tar", limits).await;
+        r.unwrap();
+        assert!(started.elapsed() > 2 * limits.stall, "{:?}", started.elapsed());
+        assert_eq!(fs::metadata(dir.path().join("ctx/data")).unwrap().len(), 640 * 1024);
+    }
+
+    #[tokio::test]
+    async fn stalled_download_fails_with_a_stall_message() {
+        let body = tar_with_file(640 * 1024);
+        let base = serve_slowly(body, 20 * 1024, Duration::from_millis(10), Some(100 * 1024)).await;
+        let limits = UrlLimits {
+            stall: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let (r, _dir) = fetch_with(&base, "/stalls.tar", limits).await;
+        let m = context_msg(r);
+        assert!(m.contains("/stalls.tar stalled: no data for 0.5 s"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_download_stops_the_unpacker() {
+        let base = serve(vec![("/big.tar.gz".into(), 200, zero_bomb(1, 4096 * MIB))]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("ctx");
+        let task = {
+            let dest = dest.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                url(&client, &format!("{base}/big.tar.gz"), &dest, UrlLimits::default()).await
+            })
+        };
+        let file = dest.join("f0");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while fs::metadata(&file).map_or(0, |m| m.len()) == 0 {
+            assert!(std::time::Instant::now() < deadline, "unpacking never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A cancelled or timed-out build drops the future, as abort does.
+        task.abort();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after_stop = fs::metadata(&file).unwrap().len();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let later = fs::metadata(&file).unwrap().len();
+        assert_eq!(after_stop, later, "the unpacker kept writing after the drop");
+        assert!(later < 4096 * MIB);
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_bytes(8 << 30), "8 GiB");
+        assert_eq!(human_bytes(1536 * 1024), "1.5 MiB");
+        assert_eq!(human_bytes(512), "512 bytes");
     }
 }
