@@ -41,9 +41,13 @@ impl Credentials {
 }
 
 #[derive(Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase")]
 struct ConfigFile {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
+    creds_store: Option<String>,
+    #[serde(default)]
+    cred_helpers: HashMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -63,6 +67,13 @@ impl std::fmt::Debug for AuthEntry {
 #[derive(Debug, Default)]
 pub struct DockerConfig {
     auths: HashMap<String, Credentials>,
+    /// Where the credentials were looked for, for telling a user who has none.
+    origin: Option<String>,
+    /// `credsStore` and `credHelpers` (by registry): named, but not run yet.
+    creds_store: Option<String>,
+    cred_helpers: HashMap<String, String>,
+    /// A config was read (as opposed to none found).
+    read: bool,
 }
 
 impl DockerConfig {
@@ -74,13 +85,20 @@ impl DockerConfig {
             Some(p) => (p.to_path_buf(), true),
             None => match default_path() {
                 Some(p) => (p, false),
-                None => return Ok(Self::default()),
+                None => {
+                    return Ok(Self::with_origin(
+                        "no docker config (neither DOCKER_CONFIG nor HOME is set)".into(),
+                    ));
+                }
             },
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::default());
+                return Ok(Self::with_origin(format!(
+                    "no docker config: {} does not exist",
+                    path.display()
+                )));
             }
             Err(e) => {
                 return Err(Error::InvalidSpec(format!(
@@ -89,8 +107,43 @@ impl DockerConfig {
                 )));
             }
         };
-        Self::parse(&text)
-            .map_err(|e| Error::InvalidSpec(format!("docker config {}: {e}", path.display())))
+        let mut config = Self::parse(&text)
+            .map_err(|e| Error::InvalidSpec(format!("docker config {}: {e}", path.display())))?;
+        config.origin = Some(format!("docker config {}", path.display()));
+        Ok(config)
+    }
+
+    fn with_origin(origin: String) -> Self {
+        Self {
+            origin: Some(origin),
+            ..Self::default()
+        }
+    }
+
+    /// Why there are no credentials for `registry`, for a registry that asks for some:
+    /// where slipway looked, and the credential helpers it does not run yet.
+    pub fn missing_credentials(&self, registry: &str) -> String {
+        let looked = self.origin.as_deref().unwrap_or(
+            "no docker config was given (output.pushSecretRef, or --docker-config)",
+        );
+        let mut msg = format!(
+            "{registry} requires credentials and slipway has none for it: looked in {looked}"
+        );
+        if self.read {
+            msg.push_str(&format!(", which has no auths entry for {registry}"));
+        }
+        let key = normalize(registry);
+        if let Some((_, helper)) = self.cred_helpers.iter().find(|(k, _)| normalize(k) == key) {
+            msg.push_str(&format!(
+                "; its credHelpers name \"{helper}\" for {registry}, but slipway does not read credential helpers yet"
+            ));
+        } else if let Some(store) = &self.creds_store {
+            msg.push_str(&format!(
+                "; its credsStore \"{store}\" is not read by slipway yet"
+            ));
+        }
+        msg.push_str(": put the credentials in the config's auths (user and password, or auth)");
+        msg
     }
 
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
@@ -122,7 +175,14 @@ impl DockerConfig {
             };
             auths.insert(normalize(&key), creds);
         }
-        Ok(Self { auths })
+        Ok(Self {
+            auths,
+            // A Kubernetes secret or a remote build's private data; load() names its file.
+            origin: Some("the docker config given to the build".into()),
+            read: true,
+            creds_store: file.creds_store,
+            cred_helpers: file.cred_helpers,
+        })
     }
 
     /// The same credentials as a config.json text, for handing to a remote build
@@ -206,6 +266,35 @@ mod tests {
             round.credentials_for("other.example.org").unwrap().username,
             "bob"
         );
+    }
+
+    #[test]
+    fn missing_credentials_say_where_slipway_looked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"auths":{"other:5000":{"auth":"YTpi"}},"credsStore":"desktop","credHelpers":{"ecr.example.org":"ecr-login"}}"#,
+        )
+        .unwrap();
+        let cfg = DockerConfig::load(Some(&path)).unwrap();
+        let m = cfg.missing_credentials("r.example.org:5000");
+        assert!(m.starts_with("r.example.org:5000 requires credentials"), "{m}");
+        assert!(m.contains(&format!("looked in docker config {}", path.display())), "{m}");
+        assert!(m.contains("no auths entry for r.example.org:5000"), "{m}");
+        assert!(m.contains("credsStore \"desktop\" is not read by slipway yet"), "{m}");
+        let m = cfg.missing_credentials("ecr.example.org");
+        assert!(m.contains("credHelpers name \"ecr-login\""), "{m}");
+
+        let m = DockerConfig::default().missing_credentials("r:5000");
+        assert!(m.contains("no docker config was given"), "{m}");
+        let m = DockerConfig::parse("{}").unwrap().missing_credentials("r:5000");
+        assert!(
+            m.contains("looked in the docker config given to the build, which has no auths entry"),
+            "{m}"
+        );
+        let m = DockerConfig::load(Some(&dir.path().join("nope.json")));
+        assert!(m.is_err(), "a named config that is missing is an error");
     }
 
     #[test]

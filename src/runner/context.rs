@@ -202,6 +202,9 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
             let names = sorted_names(&full)?;
             stack.push((rel, full, names));
         } else if ft.is_file() {
+            // Opened now, as the docker CLI does, so an unreadable file is the user's
+            // error before the build starts, not a broken upload to the daemon later.
+            File::open(&full).map_err(|e| unreadable(&rel, &e))?;
             entry.size = meta.len();
             files += 1;
             total_bytes += meta.len();
@@ -263,6 +266,12 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
 fn dockerfile_missing(dockerfile: &str) -> Error {
     Error::Context(format!(
         "Dockerfile '{dockerfile}' not found in the build context"
+    ))
+}
+
+fn unreadable(rel: &str, e: &io::Error) -> Error {
+    Error::Context(format!(
+        "cannot read '{rel}': {e}; make it readable or add it to .dockerignore"
     ))
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -113,8 +114,14 @@ impl Runner {
         let target = super::resolve(spec, &d)?;
         let creds = req.auth.credentials_for(&target.registry).cloned();
 
-        // fail fast (and retryably) before a long build when the registry is down
-        self.ping_registry(&target.registry).await?;
+        // fail fast (and retryably) before a long build when the registry is down, and
+        // at once (not retried) when it wants credentials nobody gave
+        let wants_auth = self.ping_registry(&target.registry).await?;
+        if wants_auth && creds.is_none() {
+            return Err(Error::InvalidSpec(
+                req.auth.missing_credentials(&target.registry),
+            ));
+        }
 
         let _ = events.send(BuildEvent::Building {
             context_bytes: plan.total_bytes,
@@ -126,7 +133,17 @@ impl Runner {
             bytes = plan.total_bytes,
             "sending build context"
         );
-        let body = context::stream(plan, dockerfile, stripped.into_bytes());
+        // What went wrong reading the context, if anything: the daemon only sees a
+        // broken upload, which alone would pass for a daemon failure and be retried.
+        let context_failure = Arc::new(Mutex::new(None::<String>));
+        let body = {
+            let failure = context_failure.clone();
+            context::stream(plan, dockerfile, stripped.into_bytes()).inspect(move |item| {
+                if let Err(e) = item {
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+            })
+        };
 
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         if let Some(u) = &ws.source_url {
@@ -155,7 +172,13 @@ impl Runner {
         let build_creds = creds
             .as_ref()
             .map(|c| HashMap::from([(target.registry.clone(), c.to_docker())]));
-        let image_id = self.build(options, build_creds, body, &events).await?;
+        let image_id = self
+            .build(options, build_creds, body, &events)
+            .await
+            .map_err(|e| {
+                let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
+                blame_context(e, failure.clone())
+            })?;
 
         for tag in &target.tags {
             self.docker
@@ -175,7 +198,15 @@ impl Runner {
         for tag in &target.tags {
             let d = self
                 .push(&target.name(), tag, creds.as_ref(), &events)
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    // the registry let the ping through but wants credentials to push
+                    Error::InvalidSpec(m) if creds.is_none() => Error::InvalidSpec(format!(
+                        "{m}; {}",
+                        req.auth.missing_credentials(&target.registry)
+                    )),
+                    e => e,
+                })?;
             if digest.as_ref().is_some_and(|prev| prev != &d) {
                 warn!(
                     tag,
@@ -278,13 +309,14 @@ impl Runner {
         Err(Error::InvalidSpec("spec.source is empty".into()))
     }
 
-    async fn ping_registry(&self, registry: &str) -> Result<()> {
-        // any HTTP answer (401 included) means the registry is there
+    /// Whether the registry asks for credentials (401). Any HTTP answer means it is
+    /// there; no answer is a retryable error.
+    async fn ping_registry(&self, registry: &str) -> Result<bool> {
         self.http
             .get(format!("{}/v2/", registry::base_url(registry)))
             .send()
             .await
-            .map(|_| ())
+            .map(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
             .map_err(|e| Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e))))
     }
 
@@ -447,6 +479,7 @@ fn push_error(reference: &str, error: &str) -> Error {
     let lower = error.to_lowercase();
     if lower.contains("unauthorized")
         || lower.contains("authentication required")
+        || lower.contains("no basic auth credentials")
         || lower.contains("denied")
     {
         Error::InvalidSpec(format!(
@@ -454,6 +487,15 @@ fn push_error(reference: &str, error: &str) -> Error {
         ))
     } else {
         Error::Registry(format!("pushing {reference}: {error}"))
+    }
+}
+
+/// A build that broke while the context was being read is the context's fault (an
+/// unreadable or changing file, named in `failure`), not the daemon's: not retried.
+fn blame_context(e: Error, failure: Option<String>) -> Error {
+    match (e, failure) {
+        (Error::Docker(_), Some(f)) => Error::Context(f),
+        (e, _) => e,
     }
 }
 
@@ -520,8 +562,25 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_context_upload_is_the_contexts_fault() {
+        let daemon = || Error::Docker("error in body stream: hyper body error".into());
+        let e = blame_context(
+            daemon(),
+            Some("build context file 'secret.key': Permission denied (os error 13)".into()),
+        );
+        assert!(matches!(&e, Error::Context(m) if m.contains("'secret.key'")), "{e:?}");
+        assert!(!e.is_retryable());
+        // Without a context failure the daemon is to blame, and it is retried.
+        assert!(blame_context(daemon(), None).is_retryable());
+        // A failing step stays the Dockerfile's.
+        let step = blame_context(Error::BuildFailed("x".into()), Some("y".into()));
+        assert!(matches!(step, Error::BuildFailed(_)));
+    }
+
+    #[test]
     fn refused_push_is_not_retried() {
         assert!(!push_error("r/a:1", "unauthorized: authentication required").is_retryable());
+        assert!(!push_error("r/a:1", "no basic auth credentials").is_retryable());
         assert!(
             push_error(
                 "r/a:1",
