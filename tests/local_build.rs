@@ -142,3 +142,113 @@ async fn context_escaping_its_root_is_refused() {
     let err = run(&fx, dotdot).await.unwrap_err();
     assert!(err.to_string().contains(".."), "{err}");
 }
+
+/// Root reads any file; without CAP_DAC_OVERRIDE (as a non-root user) a mode-000 file
+/// is unreadable. The real binary, one shot, must say which file at once.
+#[tokio::test]
+async fn unreadable_context_file_is_a_context_error_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = registry();
+    let fx = Fixture::new()
+        .file("ctx/Dockerfile", "FROM scratch\nCOPY . /\n")
+        .file("ctx/secret.key", "locked\n")
+        .file(
+            "build.yaml",
+            &format!(
+                "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: locked}}\nspec:\n  source: {{path: ctx}}\n  output: {{registry: '{reg}', repository: slipway-test/unreadable}}\n"
+            ),
+        );
+    std::fs::set_permissions(fx.path("ctx/secret.key"), std::fs::Permissions::from_mode(0))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-dac_override,-dac_read_search", "--"])
+        .arg(env!("CARGO_BIN_EXE_slipway"))
+        .arg("build")
+        .arg(fx.path("build.yaml"))
+        .output()
+        .expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("build context: cannot read 'secret.key': Permission denied"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("docker daemon"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// A registry that answers every request 401 with a Basic challenge, as a registry
+/// with htpasswd auth does for a client without credentials.
+async fn registry_wanting_auth() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let body = r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#;
+                let head = format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+            });
+        }
+    });
+    addr.to_string()
+}
+
+#[tokio::test]
+async fn registry_wanting_credentials_nobody_gave_fails_once_saying_where_slipway_looked() {
+    let reg = registry_wanting_auth().await;
+    let fx = Fixture::new()
+        .file("ctx/Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")
+        .file(
+            "config.json",
+            r#"{"auths":{"elsewhere.example.org":{"auth":"YTpi"}},"credsStore":"desktop"}"#,
+        );
+    let build = |auth: slipway::registry::DockerConfig| slipway::runner::BuildRequest {
+        key: "test/auth".into(),
+        spec: spec(&format!(
+            "source: {{path: ctx}}\noutput: {{registry: '{reg}', repository: slipway-test/auth}}"
+        )),
+        base_dir: Some(fx.path("")),
+        auth: std::sync::Arc::new(auth),
+        previous: None,
+    };
+    let run_one = |req| async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        runner().await.run(req, tx, Default::default()).await
+    };
+
+    let config = fx.path("config.json");
+    let err = run_one(build(
+        slipway::registry::DockerConfig::load(Some(&config)).unwrap(),
+    ))
+    .await
+    .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("{reg} requires credentials")), "{msg}");
+    assert!(
+        msg.contains(&format!("looked in docker config {}", config.display())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("credsStore \"desktop\" is not read by slipway yet"),
+        "{msg}"
+    );
+
+    let err = run_one(build(slipway::registry::DockerConfig::default()))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(
+        err.to_string().contains("no docker config was given"),
+        "{err}"
+    );
+}
