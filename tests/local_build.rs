@@ -158,8 +158,11 @@ async fn unreadable_context_file_is_a_context_error_naming_it() {
                 "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: locked}}\nspec:\n  source: {{path: ctx}}\n  output: {{registry: '{reg}', repository: slipway-test/unreadable}}\n"
             ),
         );
-    std::fs::set_permissions(fx.path("ctx/secret.key"), std::fs::Permissions::from_mode(0))
-        .unwrap();
+    std::fs::set_permissions(
+        fx.path("ctx/secret.key"),
+        std::fs::Permissions::from_mode(0),
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     let out = std::process::Command::new("setpriv")
         .args(["--bounding-set", "-dac_override,-dac_read_search", "--"])
@@ -233,7 +236,10 @@ async fn registry_wanting_credentials_nobody_gave_fails_once_saying_where_slipwa
     .unwrap_err();
     assert!(!err.is_retryable(), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("{reg} requires credentials")), "{msg}");
+    assert!(
+        msg.contains(&format!("{reg} requires credentials")),
+        "{msg}"
+    );
     assert!(
         msg.contains(&format!("looked in docker config {}", config.display())),
         "{msg}"

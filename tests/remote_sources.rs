@@ -126,3 +126,95 @@ async fn url_source_builds_a_gzipped_tarball() {
         .expect("tarball build succeeds");
     assert_pushed(&out).await;
 }
+
+/// Serves `head`, then `chunk` over and over, `chunk` bytes every `every`, for ever.
+async fn serve_endlessly(head: Vec<u8>, chunk: Vec<u8>, every: std::time::Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (head, chunk) = (head.clone(), chunk.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = sock.write_all(&head).await;
+                while sock.write_all(&chunk).await.is_ok() {
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, data).unwrap();
+    gz.finish().unwrap()
+}
+
+#[tokio::test]
+async fn url_source_gzip_bomb_is_refused_at_max_context_bytes() {
+    use slipway::runner::fetch::UrlLimits;
+    // A tar entry claiming 1 TiB, then zeros: gzip members of 1 MiB of zeros, for ever.
+    let mut h = tar::Header::new_gnu();
+    h.set_path("big").unwrap();
+    h.set_size(1 << 40);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let zeros = gzip(&vec![0; 1 << 20]);
+    let mut bomb = gzip(h.as_bytes());
+    for _ in 0..200 {
+        bomb.extend_from_slice(&zeros);
+    }
+    let finite = serve(bomb).await;
+    let endless = serve_endlessly(
+        gzip(h.as_bytes()),
+        zeros,
+        std::time::Duration::from_millis(1),
+    )
+    .await;
+    let runner = runner().await.with_url_limits(UrlLimits {
+        max_bytes: 1 << 20,
+        ..Default::default()
+    });
+    for (url, what) in [
+        (
+            format!("{finite}/bomb.tar.gz"),
+            "the archive unpacks to more than",
+        ),
+        (
+            format!("{endless}/endless.tar.gz"),
+            "endless.tar.gz is more than",
+        ),
+    ] {
+        let spec = spec(&format!(
+            "source: {{url: '{url}'}}\ntimeoutSeconds: 120\noutput: {{registry: '{}', repository: slipway-test/bomb}}",
+            registry()
+        ));
+        let req = slipway::runner::BuildRequest {
+            key: "test/bomb".into(),
+            spec,
+            base_dir: None,
+            auth: Default::default(),
+            previous: None,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let err = runner
+            .run(req, tx, Default::default())
+            .await
+            .expect_err("only the cap stops it");
+        assert!(matches!(err, slipway::Error::Context(_)), "{err:?}");
+        assert!(!err.is_retryable());
+        let msg = err.to_string();
+        assert!(msg.contains(what), "{msg}");
+        assert!(
+            msg.contains("more than 1 MiB (1048576 bytes), the limit set by --max-context-bytes"),
+            "{msg}"
+        );
+    }
+}

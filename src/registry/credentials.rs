@@ -123,9 +123,10 @@ impl DockerConfig {
     /// Why there are no credentials for `registry`, for a registry that asks for some:
     /// where slipway looked, and the credential helpers it does not run yet.
     pub fn missing_credentials(&self, registry: &str) -> String {
-        let looked = self.origin.as_deref().unwrap_or(
-            "no docker config was given (output.pushSecretRef, or --docker-config)",
-        );
+        let looked = self
+            .origin
+            .as_deref()
+            .unwrap_or("no docker config was given (output.pushSecretRef, or --docker-config)");
         let mut msg = format!(
             "{registry} requires credentials and slipway has none for it: looked in {looked}"
         );
@@ -279,16 +280,27 @@ mod tests {
         .unwrap();
         let cfg = DockerConfig::load(Some(&path)).unwrap();
         let m = cfg.missing_credentials("r.example.org:5000");
-        assert!(m.starts_with("r.example.org:5000 requires credentials"), "{m}");
-        assert!(m.contains(&format!("looked in docker config {}", path.display())), "{m}");
+        assert!(
+            m.starts_with("r.example.org:5000 requires credentials"),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!("looked in docker config {}", path.display())),
+            "{m}"
+        );
         assert!(m.contains("no auths entry for r.example.org:5000"), "{m}");
-        assert!(m.contains("credsStore \"desktop\" is not read by slipway yet"), "{m}");
+        assert!(
+            m.contains("credsStore \"desktop\" is not read by slipway yet"),
+            "{m}"
+        );
         let m = cfg.missing_credentials("ecr.example.org");
         assert!(m.contains("credHelpers name \"ecr-login\""), "{m}");
 
         let m = DockerConfig::default().missing_credentials("r:5000");
         assert!(m.contains("no docker config was given"), "{m}");
-        let m = DockerConfig::parse("{}").unwrap().missing_credentials("r:5000");
+        let m = DockerConfig::parse("{}")
+            .unwrap()
+            .missing_credentials("r:5000");
         assert!(
             m.contains("looked in the docker config given to the build, which has no auths entry"),
             "{m}"

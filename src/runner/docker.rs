@@ -568,7 +568,10 @@ mod tests {
             daemon(),
             Some("build context file 'secret.key': Permission denied (os error 13)".into()),
         );
-        assert!(matches!(&e, Error::Context(m) if m.contains("'secret.key'")), "{e:?}");
+        assert!(
+            matches!(&e, Error::Context(m) if m.contains("'secret.key'")),
+            "{e:?}"
+        );
         assert!(!e.is_retryable());
         // Without a context failure the daemon is to blame, and it is retried.
         assert!(blame_context(daemon(), None).is_retryable());

@@ -181,7 +181,6 @@ pub fn redact_credentials(text: &str) -> String {
     out
 }
 
-
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
@@ -195,7 +194,6 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     redact_credentials(&parts.join(": "))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -374,5 +372,4 @@ mod tests {
         assert_eq!(redact_credentials("no url here"), "no url here");
         assert_eq!(redact_credentials("https://h/p@q"), "https://h/p@q");
     }
-
 }

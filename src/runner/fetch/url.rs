@@ -1,9 +1,9 @@
 //! A context tarball served over HTTP(S): downloaded to a temporary file, then unpacked
 //! on a blocking thread, both within [`UrlLimits`] and stopping when the build is dropped.
 
+use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::cell::Cell;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -109,7 +109,10 @@ pub async fn url(
         )));
     }
     let too_large = || limits.too_large(&format!("{shown} is"));
-    if response.content_length().is_some_and(|n| n > limits.max_bytes) {
+    if response
+        .content_length()
+        .is_some_and(|n| n > limits.max_bytes)
+    {
         return Err(too_large());
     }
 
@@ -226,7 +229,13 @@ fn unpack(mut file: File, dest: &Path, limits: UrlLimits, stop: &CancellationTok
         stop,
         tripped: &tripped,
     };
-    let result = unpack_entries(tar::Archive::new(reader), dest, limits.max_bytes, &read, stop);
+    let result = unpack_entries(
+        tar::Archive::new(reader),
+        dest,
+        limits.max_bytes,
+        &read,
+        stop,
+    );
     match tripped.get() {
         Some(Trip::TooLarge) => Err(limits.too_large("the archive unpacks to")),
         Some(Trip::Stopped) => Err(stopped()),
@@ -499,7 +508,13 @@ mod tests {
     ) -> (Result<()>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let client = reqwest::Client::new();
-        let r = url(&client, &format!("{base}{path}"), &dir.path().join("ctx"), limits).await;
+        let r = url(
+            &client,
+            &format!("{base}{path}"),
+            &dir.path().join("ctx"),
+            limits,
+        )
+        .await;
         (r, dir)
     }
 
@@ -542,13 +557,15 @@ mod tests {
 
         let client = reqwest::Client::new();
         let dir = tempfile::tempdir().unwrap();
-        let m = context_msg(url(
-            &client,
-            "http://bob:hunter2@127.0.0.1:1/c.tar",
-            dir.path(),
-            UrlLimits::default(),
-        )
-        .await);
+        let m = context_msg(
+            url(
+                &client,
+                "http://bob:hunter2@127.0.0.1:1/c.tar",
+                dir.path(),
+                UrlLimits::default(),
+            )
+            .await,
+        );
         assert!(
             m.starts_with("cannot download http://127.0.0.1:1/c.tar"),
             "{m}"
@@ -812,8 +829,15 @@ mod tests {
         let started = std::time::Instant::now();
         let (r, dir) = fetch_with(&base, "/slow.tar", limits).await;
         r.unwrap();
-        assert!(started.elapsed() > 2 * limits.stall, "{:?}", started.elapsed());
-        assert_eq!(fs::metadata(dir.path().join("ctx/data")).unwrap().len(), 640 * 1024);
+        assert!(
+            started.elapsed() > 2 * limits.stall,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            fs::metadata(dir.path().join("ctx/data")).unwrap().len(),
+            640 * 1024
+        );
     }
 
     #[tokio::test]
@@ -838,13 +862,22 @@ mod tests {
             let dest = dest.clone();
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
-                url(&client, &format!("{base}/big.tar.gz"), &dest, UrlLimits::default()).await
+                url(
+                    &client,
+                    &format!("{base}/big.tar.gz"),
+                    &dest,
+                    UrlLimits::default(),
+                )
+                .await
             })
         };
         let file = dest.join("f0");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while fs::metadata(&file).map_or(0, |m| m.len()) == 0 {
-            assert!(std::time::Instant::now() < deadline, "unpacking never started");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unpacking never started"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // A cancelled or timed-out build drops the future, as abort does.
@@ -853,7 +886,10 @@ mod tests {
         let after_stop = fs::metadata(&file).unwrap().len();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let later = fs::metadata(&file).unwrap().len();
-        assert_eq!(after_stop, later, "the unpacker kept writing after the drop");
+        assert_eq!(
+            after_stop, later,
+            "the unpacker kept writing after the drop"
+        );
         assert!(later < 4096 * MIB);
     }
 
