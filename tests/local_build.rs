@@ -160,7 +160,7 @@ async fn unreadable_context_file_is_a_context_error_naming_it() {
         );
     std::fs::set_permissions(
         fx.path("ctx/secret.key"),
-        std::fs::Permissions::from_mode(0),
+        std::fs::Permissions::from_mode(0o000),
     )
     .unwrap();
     let started = std::time::Instant::now();
