@@ -285,11 +285,19 @@ async fn a_json_document_in_a_yaml_file_gets_its_status_as_json() {
         (v["status"]["phase"] == "Succeeded").then(|| v["status"].clone())
     })
     .await;
-    assert!(status["imageDigest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        status["imageDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     // everything the user wrote is byte for byte where it was; status sits inside
     let after = std::fs::read_to_string(&file).unwrap();
     let body = text.strip_suffix("\n}\n").unwrap();
-    assert!(after.starts_with(&format!("{body},\n  \"status\": {{\n")), "{after}");
+    assert!(
+        after.starts_with(&format!("{body},\n  \"status\": {{\n")),
+        "{after}"
+    );
     assert!(after.ends_with("\n  }\n}\n"), "{after}");
     // and the watcher reads it back as built: no second build
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -350,7 +358,10 @@ async fn concurrent_appends_and_editor_saves_during_builds_lose_no_line() {
         )
     };
     let fx = Fixture::new()
-        .file("appended.yaml", &doc("appended", &indent(&spec("appended"))))
+        .file(
+            "appended.yaml",
+            &doc("appended", &indent(&spec("appended"))),
+        )
         .file("saved.yaml", &doc("saved", &indent(&spec("saved"))));
     let (appended, saved) = (fx.path("appended.yaml"), fx.path("saved.yaml"));
     let w = Watcher::start(fx.dir.path(), &[]);
@@ -364,7 +375,8 @@ async fn concurrent_appends_and_editor_saves_during_builds_lose_no_line() {
             use std::io::Write;
             for i in 0..APPENDS {
                 let mut out = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
-                out.write_all(format!("# appended {i}\n").as_bytes()).unwrap();
+                out.write_all(format!("# appended {i}\n").as_bytes())
+                    .unwrap();
                 if i % 4 == 0 {
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -408,8 +420,39 @@ async fn concurrent_appends_and_editor_saves_during_builds_lose_no_line() {
         "lines lost (appended, saved); phases when the writers finished: {mid:?}"
     );
     assert!(
-        mid.iter().all(|p| p.as_ref().is_some_and(|p| p != "Succeeded")),
+        mid.iter()
+            .all(|p| p.as_ref().is_some_and(|p| p != "Succeeded")),
         "the builds ended before the writers did: {mid:?}"
     );
     drop(w);
+}
+
+#[tokio::test]
+async fn a_flow_document_on_the_marker_line_is_built_and_keeps_its_style() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: before}}\n\
+--- {{apiVersion: slipway.dev/v1alpha1, kind: DockerBuild, metadata: {{name: marker, namespace: tests}},\n  \
+spec: {{source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo m > /m\\n\"}}}}, output: {{registry: '{reg}', repository: slipway-test/marker}}}}}}\n"
+    );
+    let fx = Fixture::new().file("m.yaml", &text);
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    let docs = wait_for("the --- document to succeed", LONG, || {
+        let text = fx.read("m.yaml");
+        let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        (docs.len() == 2 && docs[1]["status"]["phase"] == "Succeeded").then_some(docs)
+    })
+    .await;
+    assert!(docs[0].get("status").is_none());
+    let after = fx.read("m.yaml");
+    let body = text.strip_suffix("}\n").unwrap();
+    assert!(
+        after.starts_with(&format!("{body}, \"status\": {{\"")),
+        "{after}"
+    );
+    assert!(after.ends_with("}}\n"), "{after}");
+    w.stop();
 }

@@ -33,8 +33,7 @@ pub fn write_status(
     };
     let block = status_yaml(status)?;
     let merge = |text: &str| merge_status(text, key, origin, status, &block);
-    replace::update(&real, merge, &mut |_| {})
-        .map_err(|e| err(format!("cannot write status: {e}")))
+    replace::update(&real, merge, &mut |_| {}).map_err(|e| err(format!("cannot write status: {e}")))
 }
 
 /// `text` with `status` in the document defining `key`; None when no document does.
@@ -96,7 +95,10 @@ mod tests {
             format!("{DOC}status:\n  phase: Queued\n")
         );
         // the temp file went to the target's directory, and is gone
-        assert_eq!(std::fs::read_dir(dir.path().join("real")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("real")).unwrap().count(),
+            1
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 

@@ -253,7 +253,10 @@ kind: C
                 "--- !!map\nkind: C\n"
             ]
         );
-        assert_eq!(docs.iter().map(|d| d.first_line).collect::<Vec<_>>(), [1, 4, 5]);
+        assert_eq!(
+            docs.iter().map(|d| d.first_line).collect::<Vec<_>>(),
+            [1, 4, 5]
+        );
         for (part, kind) in parts.iter().zip(["A", "B", "C"]) {
             let v: serde_json::Value = serde_yaml_ng::from_str(part).unwrap();
             assert_eq!(v["kind"], kind);

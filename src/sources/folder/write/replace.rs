@@ -198,7 +198,11 @@ mod tests {
     }
 
     fn only_the_file_left(dir: &Path) {
-        let names: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names, ["f.yaml"]);
     }
 
@@ -213,7 +217,10 @@ mod tests {
             }
         })
         .unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a: 1\n# the user's line\nstatus: ok\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a: 1\n# the user's line\nstatus: ok\n"
+        );
         only_the_file_left(dir.path());
     }
 
@@ -228,7 +235,10 @@ mod tests {
             }
         })
         .unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a: 1\nstatus: ok\n# appended\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a: 1\nstatus: ok\n# appended\n"
+        );
         only_the_file_left(dir.path());
     }
 
@@ -247,7 +257,10 @@ mod tests {
         })
         .unwrap();
         writer.unwrap().join().unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a: 1\nstatus: ok\n# late\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a: 1\nstatus: ok\n# late\n"
+        );
         only_the_file_left(dir.path());
     }
 
@@ -262,7 +275,10 @@ mod tests {
             }
         })
         .unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a: 1\n# edit 3\nstatus: ok\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a: 1\n# edit 3\nstatus: ok\n"
+        );
         only_the_file_left(dir.path());
     }
 

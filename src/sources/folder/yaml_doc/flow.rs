@@ -130,8 +130,7 @@ fn scan(doc: &str) -> Option<Mapping> {
         trailing_comma = Some(end);
         i = end + 1;
     };
-    if skip_blank(b, close + 1) != b.len() && !doc[skip_blank(b, close + 1)..].starts_with("...")
-    {
+    if skip_blank(b, close + 1) != b.len() && !doc[skip_blank(b, close + 1)..].starts_with("...") {
         return None;
     }
     Some(Mapping {
@@ -268,8 +267,14 @@ mod tests {
             "{a: 1, \"status\": {}}"
         );
         let out = replace_status("{\r\n  \"a\": 1\r\n}\r\n", &json!({"p": 1})).unwrap();
-        assert_eq!(out, "{\r\n  \"a\": 1,\r\n  \"status\": {\r\n    \"p\": 1\r\n  }\r\n}\r\n");
-        assert!(replace_status("{\"status\":{\"p\":2}}", &json!({"p": 1})).unwrap() == "{\"status\":{\"p\":1}}");
+        assert_eq!(
+            out,
+            "{\r\n  \"a\": 1,\r\n  \"status\": {\r\n    \"p\": 1\r\n  }\r\n}\r\n"
+        );
+        assert!(
+            replace_status("{\"status\":{\"p\":2}}", &json!({"p": 1})).unwrap()
+                == "{\"status\":{\"p\":1}}"
+        );
     }
 
     #[test]
