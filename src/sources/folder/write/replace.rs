@@ -72,6 +72,8 @@ pub fn update(
         let mut was = Vec::new();
         old.read_to_end(&mut was)?;
         if let Some(added) = was.strip_prefix(&base[..]) {
+            // the old file stays readable through `old`; its name goes at once
+            tmp.close()?;
             append(path, added)?;
             return carry_appends(&mut old, path);
         }
@@ -80,6 +82,7 @@ pub fn update(
             return Err(io::Error::other("cannot swap the file back"));
         }
         let mut ours = File::open(&tmp)?;
+        tmp.close()?;
         let mut got = Vec::new();
         ours.read_to_end(&mut got)?;
         if let Some(added) = got.strip_prefix(new.as_bytes()) {
