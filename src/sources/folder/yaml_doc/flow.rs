@@ -165,7 +165,11 @@ fn skip_node(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
     loop {
         let c = *b.get(i)?;
         match c {
-            b'"' | b'\'' => {
+            // a quote opens a string only where a scalar starts (`it's` is plain)
+            b'"' | b'\''
+                if matches!(b[i - 1], b'{' | b'[' | b',' | b':')
+                    || b[i - 1].is_ascii_whitespace() =>
+            {
                 i = skip_string(b, i)?;
                 content_end = i;
                 continue;
@@ -275,6 +279,18 @@ mod tests {
             replace_status("{\"status\":{\"p\":2}}", &json!({"p": 1})).unwrap()
                 == "{\"status\":{\"p\":1}}"
         );
+    }
+
+    #[test]
+    fn quotes_inside_plain_scalars_are_text() {
+        let doc = "{kind: DockerBuild, note: it's fine, \"q\":\"x\"}";
+        let out = replace_status(doc, &json!({})).unwrap();
+        assert_eq!(
+            out,
+            "{kind: DockerBuild, note: it's fine, \"q\":\"x\", \"status\": {}}"
+        );
+        let v: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+        assert_eq!(v["note"], "it's fine");
     }
 
     #[test]
