@@ -269,3 +269,190 @@ async fn a_new_file_is_picked_up_and_once_mode_exits_when_done() {
         "1 succeeded, 0 failed, 0 not built"
     );
 }
+
+#[tokio::test]
+async fn a_json_document_in_a_yaml_file_gets_its_status_as_json() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let text = format!(
+        "{{\n  \"apiVersion\": \"slipway.dev/v1alpha1\",\n  \"kind\": \"DockerBuild\",\n  \"metadata\": {{\"name\": \"json\", \"namespace\": \"tests\"}},\n  \"spec\": {{\n    \"source\": {{\"inline\": {{\"dockerfile\": \"FROM {base}\\nRUN echo json > /json\\n\"}}}},\n    \"output\": {{\"registry\": \"{reg}\", \"repository\": \"slipway-test/json\"}}\n  }}\n}}\n"
+    );
+    let fx = Fixture::new().file("j.yaml", &text);
+    let file = fx.path("j.yaml");
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    let status = wait_for("the JSON document to succeed", LONG, || {
+        let v: serde_json::Value = serde_json::from_str(&fx.read("j.yaml")).ok()?;
+        (v["status"]["phase"] == "Succeeded").then(|| v["status"].clone())
+    })
+    .await;
+    assert!(
+        status["imageDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    // everything the user wrote is byte for byte where it was; status sits inside
+    let after = std::fs::read_to_string(&file).unwrap();
+    let body = text.strip_suffix("\n}\n").unwrap();
+    assert!(
+        after.starts_with(&format!("{body},\n  \"status\": {{\n")),
+        "{after}"
+    );
+    assert!(after.ends_with("\n  }\n}\n"), "{after}");
+    // and the watcher reads it back as built: no second build
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.log().matches("build started").count(), 1, "{}", w.log());
+    w.stop();
+}
+
+#[tokio::test]
+async fn a_symlinked_resource_file_stays_a_link_and_its_target_gets_the_status() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let spec = format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo linked > /l\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/linked}}"
+    );
+    let text = doc("linked", &indent(&spec));
+    // the target is no `.yaml` of its own: only the link defines the resource
+    let fx = Fixture::new().file("shared/linked.txt", &text);
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    wait_for("the watcher to sync", LONG, || {
+        w.log().contains("watching for changes").then_some(())
+    })
+    .await;
+    std::os::unix::fs::symlink("shared/linked.txt", fx.path("link.yaml")).unwrap();
+    phase_of(&fx.path("shared/linked.txt"), "linked", "Succeeded").await;
+    let link = fx.path("link.yaml");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("shared/linked.txt")
+    );
+    assert_eq!(without_status(&fx.read("shared/linked.txt")), text);
+    let names: Vec<_> = std::fs::read_dir(fx.path("shared"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["linked.txt"], "no temp file left");
+    w.stop();
+}
+
+/// The issue's stress case: while two slow builds run, one file gets 20,000 lines
+/// appended (`>>`, one open per line) and the other 400 editor-style saves (a temp
+/// file renamed over it, each adding a line). Every line must survive the status
+/// writes, and the final status must be there.
+#[tokio::test]
+async fn concurrent_appends_and_editor_saves_during_builds_lose_no_line() {
+    const APPENDS: usize = 20_000;
+    const SAVES: usize = 400;
+    let base = ensure_base().await;
+    let reg = registry();
+    // many steps, each one a status write (its progress message)
+    let steps: String = (0..40)
+        .map(|i| format!("RUN echo {i} > /s{i} && sleep 0.3\\n"))
+        .collect();
+    let spec = |repo: &str| {
+        format!(
+            "source: {{inline: {{dockerfile: \"FROM {base}\\n{steps}\"}}}}\nnoCache: true\noutput: {{registry: '{reg}', repository: slipway-test/{repo}}}"
+        )
+    };
+    let fx = Fixture::new()
+        .file(
+            "appended.yaml",
+            &doc("appended", &indent(&spec("appended"))),
+        )
+        .file("saved.yaml", &doc("saved", &indent(&spec("saved"))));
+    let (appended, saved) = (fx.path("appended.yaml"), fx.path("saved.yaml"));
+    let w = Watcher::start(fx.dir.path(), &[]);
+    for (f, name) in [(&appended, "appended"), (&saved, "saved")] {
+        phase_of(f, name, "Building").await;
+    }
+
+    let appender = {
+        let f = appended.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for i in 0..APPENDS {
+                let mut out = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+                out.write_all(format!("# appended {i}\n").as_bytes())
+                    .unwrap();
+                if i % 4 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    let saver = {
+        let f = saved.clone();
+        std::thread::spawn(move || {
+            let tmp = f.with_file_name(".saved.yaml.swp");
+            for i in 0..SAVES {
+                let mut text = std::fs::read_to_string(&f).unwrap();
+                text.push_str(&format!("# saved {i}\n"));
+                std::fs::write(&tmp, text).unwrap();
+                std::fs::rename(&tmp, &f).unwrap();
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    appender.join().unwrap();
+    saver.join().unwrap();
+    // the writers finish first: builds still running prove the writes overlapped
+    let mid = [("appended", &appended), ("saved", &saved)]
+        .map(|(n, f)| status_in(f, n).map(|s| s["phase"].clone()));
+    let a = phase_of(&appended, "appended", "Succeeded").await;
+    let s = phase_of(&saved, "saved", "Succeeded").await;
+    assert!(a["imageDigest"].is_string() && s["imageDigest"].is_string());
+
+    let lost = |f: &Path, what: &str, n: usize| {
+        let text = std::fs::read_to_string(f).unwrap();
+        let have: std::collections::HashSet<&str> = text.lines().collect();
+        (0..n)
+            .filter(|i| !have.contains(format!("# {what} {i}").as_str()))
+            .count()
+    };
+    let lost_appends = lost(&appended, "appended", APPENDS);
+    let lost_saves = lost(&saved, "saved", SAVES);
+    assert_eq!(
+        (lost_appends, lost_saves),
+        (0, 0),
+        "lines lost (appended, saved); phases when the writers finished: {mid:?}"
+    );
+    assert!(
+        mid.iter()
+            .all(|p| p.as_ref().is_some_and(|p| p != "Succeeded")),
+        "the builds ended before the writers did: {mid:?}"
+    );
+    drop(w);
+}
+
+#[tokio::test]
+async fn a_flow_document_on_the_marker_line_is_built_and_keeps_its_style() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: before}}\n\
+--- {{apiVersion: slipway.dev/v1alpha1, kind: DockerBuild, metadata: {{name: marker, namespace: tests}},\n  \
+spec: {{source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo m > /m\\n\"}}}}, output: {{registry: '{reg}', repository: slipway-test/marker}}}}}}\n"
+    );
+    let fx = Fixture::new().file("m.yaml", &text);
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    let docs = wait_for("the --- document to succeed", LONG, || {
+        let text = fx.read("m.yaml");
+        let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        (docs.len() == 2 && docs[1]["status"]["phase"] == "Succeeded").then_some(docs)
+    })
+    .await;
+    assert!(docs[0].get("status").is_none());
+    let after = fx.read("m.yaml");
+    let body = text.strip_suffix("}\n").unwrap();
+    assert!(
+        after.starts_with(&format!("{body}, \"status\": {{\"")),
+        "{after}"
+    );
+    assert!(after.ends_with("}}\n"), "{after}");
+    w.stop();
+}

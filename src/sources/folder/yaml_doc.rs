@@ -2,10 +2,14 @@
 //! `status:` block while keeping every other byte (comments, key order, other
 //! documents) as the user wrote it. No YAML library keeps formatting, hence by hand.
 
+pub mod flow;
+
 use std::ops::Range;
 
-/// One `---`-separated document: its byte range in the file (marker line excluded)
-/// and the 1-based line its text starts on.
+/// One `---`-separated document: its byte range in the file and the 1-based line
+/// its text starts on. The marker line is excluded, unless the document starts on
+/// it (`--- {kind: DockerBuild, ...}`, `--- !!map`): then the range starts with it,
+/// so the YAML parser judges the whole document as YAML would.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocSpan {
     pub range: Range<usize>,
@@ -29,8 +33,14 @@ pub fn split_documents(text: &str) -> Vec<DocSpan> {
                 range: start..pos,
                 first_line: start_line,
             });
-            start = pos + line.len();
-            start_line = line_no + 1;
+            let after = trimmed[3..].trim_start();
+            if trimmed.starts_with("---") && !after.is_empty() && !after.starts_with('#') {
+                start = pos;
+                start_line = line_no;
+            } else {
+                start = pos + line.len();
+                start_line = line_no + 1;
+            }
         }
         pos += line.len();
     }
@@ -221,5 +231,55 @@ metadata: {name: a}\nspec:\n  source: {path: ctx}   # context\nstatus:\n  phase:
             replace_status(doc, "status:\n  phase: Building\n"),
             "kind: DockerBuild\r\nstatus:\r\n  phase: Building\r\n"
         );
+    }
+
+    #[test]
+    fn a_document_may_start_on_its_marker_line() {
+        let text = "--- {apiVersion: v1, kind: A,
+  metadata: {name: a}}
+--- # just a comment
+kind: B
+--- !!map
+kind: C
+---
+";
+        let docs = split_documents(text);
+        let parts: Vec<_> = docs.iter().map(|d| &text[d.range.clone()]).collect();
+        assert_eq!(
+            parts,
+            [
+                "--- {apiVersion: v1, kind: A,\n  metadata: {name: a}}\n",
+                "kind: B\n",
+                "--- !!map\nkind: C\n"
+            ]
+        );
+        assert_eq!(
+            docs.iter().map(|d| d.first_line).collect::<Vec<_>>(),
+            [1, 4, 5]
+        );
+        for (part, kind) in parts.iter().zip(["A", "B", "C"]) {
+            let v: serde_json::Value = serde_yaml_ng::from_str(part).unwrap();
+            assert_eq!(v["kind"], kind);
+        }
+        // YAML allows no block mapping on the marker line: the parser says so
+        let bad = split_documents("a: 1\n--- kind: B\n");
+        assert_eq!(bad.len(), 2);
+        assert!(serde_yaml_ng::from_str::<serde_json::Value>("--- kind: B\n").is_err());
+    }
+
+    #[test]
+    fn a_flow_document_on_the_marker_line_gets_its_status_inside() {
+        let text = "a: 1\n--- {kind: DockerBuild, metadata: {name: x}}   # mine\n---\nb: 2\n";
+        let docs = split_documents(text);
+        let doc = &text[docs[1].range.clone()];
+        let new = flow::replace_status(doc, &serde_json::json!({"phase": "Queued"})).unwrap();
+        let whole = splice(text, &docs[1], &new);
+        assert_eq!(
+            whole,
+            "a: 1\n--- {kind: DockerBuild, metadata: {name: x}, \"status\": {\"phase\":\"Queued\"}}   # mine\n---\nb: 2\n"
+        );
+        let again = split_documents(&whole);
+        let v: serde_json::Value = serde_yaml_ng::from_str(&whole[again[1].range.clone()]).unwrap();
+        assert_eq!(v["status"]["phase"], "Queued");
     }
 }
