@@ -83,10 +83,20 @@ impl Context {
     async fn transition(&self, res: &Resource, spec_hash: Option<&str>, t: Transition<'_>) {
         let fallback = res.build.status.as_ref();
         let generation = res.build.metadata.generation;
-        self.write(&res.key(), &res.origin, fallback, spec_hash, generation, t)
-            .await;
+        let w = &res.warnings;
+        self.write(
+            &res.key(),
+            &res.origin,
+            fallback,
+            spec_hash,
+            generation,
+            w,
+            t,
+        )
+        .await;
     }
 
+    #[allow(clippy::too_many_arguments)] // each is one fact about the resource
     async fn write(
         &self,
         key: &str,
@@ -94,11 +104,13 @@ impl Context {
         fallback: Option<&DockerBuildStatus>,
         spec_hash: Option<&str>,
         generation: Option<i64>,
+        warnings: &[String],
         t: Transition<'_>,
     ) {
         let prev = self.state.lock().await.statuses.get(key).cloned();
         let prev = prev.or_else(|| fallback.cloned());
         let next = status::next(prev.as_ref(), spec_hash, generation, t, &now());
+        let next = status::with_warnings(next, warnings);
         if prev.as_ref().is_some_and(|p| same_but_times(p, &next)) {
             return;
         }
@@ -413,6 +425,7 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
                 None,
                 None,
                 None,
+                &[],
                 Transition::Invalid(message),
             )
             .await;
