@@ -459,3 +459,26 @@ async fn unknown_fields_are_warned_about_and_duplicate_keys_refused() {
     // only the build with the typo ran
     assert_eq!(w.log().matches("build started").count(), 1, "{}", w.log());
 }
+
+#[tokio::test]
+async fn a_folder_removed_for_good_stops_the_watch_with_an_error() {
+    let fx = Fixture::new();
+    let d = fx.path("D");
+    std::fs::create_dir(&d).unwrap();
+    let mut w = Watcher::start(&d, &[]);
+    wait_for("the watcher to sync", LONG, || {
+        w.log().contains("watching for changes").then_some(())
+    })
+    .await;
+    std::fs::remove_dir_all(&d).unwrap();
+    let status = wait_for("slipway to give up on the folder", LONG, || {
+        w.child.try_wait().unwrap()
+    })
+    .await;
+    assert!(!status.success());
+    let log = w.log();
+    assert!(
+        log.contains("the watched folder was removed and not re-created within 30s"),
+        "{log}"
+    );
+}

@@ -24,7 +24,6 @@ use scan::Resolved;
 use watch::FsEvent;
 
 pub use parse::{Doc, read_docs, status_yaml};
-pub use watch::ROOT_GRACE;
 pub use yaml_doc::{DocSpan, replace_status, split_documents};
 
 /// State kept under the watched folder (the Mesos framework ID, later).

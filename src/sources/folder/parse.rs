@@ -86,7 +86,10 @@ pub(super) fn read_doc_warned(doc: &str, first_line: usize, origin: &str) -> (Do
     let read: std::result::Result<DockerBuild, _> = serde_ignored::deserialize(value, |path| {
         // `?` stands for an Option the path went through: not a field name
         let path = path.to_string().replace(".?", "");
-        unknown.push(format!("unknown field \"{path}\""));
+        // status is written by slipway (maybe another version of it), not the user
+        if !path.starts_with("status.") {
+            unknown.push(format!("unknown field \"{path}\""));
+        }
     });
     match read {
         Ok(mut b) => {
@@ -340,7 +343,7 @@ apiVersion: slipway.dev/v9\nkind: DockerBuild\nmetadata: {name: b}\nspec: {}\n",
     #[test]
     fn unknown_fields_are_warned_about_and_the_build_kept() {
         let doc = format!(
-            "{HEAD}  labels: {{team: a}}\n  colour: blue\nspec:\n  source: {{inline: {{dockerfile: FROM scratch}}}}\n  timeoutSecs: 5\n  output: {{registry: r, repositry: x}}\nextra: 1\n"
+            "{HEAD}  labels: {{team: a}}\n  colour: blue\nspec:\n  source: {{inline: {{dockerfile: FROM scratch}}}}\n  timeoutSecs: 5\n  output: {{registry: r, repositry: x}}\nextra: 1\nstatus: {{phase: Failed, fromANewerSlipway: 1}}\n"
         );
         let (read, warnings) = read_doc_warned(&doc, 1, "f.yaml");
         let Doc::Build(b) = read else {

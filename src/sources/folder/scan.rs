@@ -26,10 +26,7 @@ pub(super) fn resolve(root: &Path, path: &Path) -> Resolved {
         return Resolved::File(real);
     }
     let Ok(rel) = real.strip_prefix(root) else {
-        return Resolved::Refused(format!(
-            "it leads outside the watched folder, to {}",
-            real.display()
-        ));
+        return Resolved::Refused(outside(&real));
     };
     if is_hidden(rel) {
         return Resolved::Refused(format!("it leads to a hidden path, {}", rel.display()));
@@ -61,19 +58,18 @@ pub(super) fn list(root: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(p),
                 Ok(t) if t.is_file() && is_yaml(&p) => files.push(p),
-                Ok(t) if t.is_symlink() => {
-                    // a linked directory inside the folder is read through its real
-                    // path already; one leading outside is refused
-                    let dir = p.is_dir();
-                    if !dir && !is_yaml(&p) {
-                        continue;
-                    }
-                    match resolve(root, &p) {
-                        Resolved::File(f) => files.push(f),
-                        Resolved::Refused(why) if !dir || why.contains("outside") => {
-                            refused.push((p, why))
-                        }
-                        _ => {}
+                Ok(t) if t.is_symlink() && is_yaml(&p) => match resolve(root, &p) {
+                    Resolved::File(f) => files.push(f),
+                    Resolved::Refused(why) => refused.push((p, why)),
+                    Resolved::Gone => {}
+                },
+                // a linked directory is not descended into: inside the folder, its
+                // files are read through their real paths; outside, it is refused
+                Ok(t) if t.is_symlink() && p.is_dir() => {
+                    if let Ok(real) = std::fs::canonicalize(&p)
+                        && !real.starts_with(root)
+                    {
+                        refused.push((p, outside(&real)));
                     }
                 }
                 _ => {}
@@ -83,6 +79,10 @@ pub(super) fn list(root: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
     files.sort();
     files.dedup();
     (files, refused)
+}
+
+fn outside(real: &Path) -> String {
+    format!("it leads outside the watched folder, to {}", real.display())
 }
 
 pub(super) fn is_yaml(p: &Path) -> bool {
