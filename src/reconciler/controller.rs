@@ -304,6 +304,7 @@ pub async fn run(
         requeue: requeue_tx,
     });
     let mut synced = false;
+    let mut source_ended = false;
     loop {
         if settings.once && synced && queue.busy() == 0 && up_rx.is_empty() {
             break;
@@ -320,7 +321,10 @@ pub async fn run(
                     }
                     on_source_event(ev, &ctx).await;
                 }
-                None => break,
+                None => {
+                    source_ended = true;
+                    break;
+                }
             },
             Some(up) = up_rx.recv() => on_update(up, &ctx).await,
             Some(key) = requeue_rx.recv() => {
@@ -332,7 +336,8 @@ pub async fn run(
         }
     }
     queue.cancel_all();
-    if source_task.is_finished() {
+    // its channel closes a moment before the task counts as finished: wait for its error
+    if source_ended || source_task.is_finished() {
         match source_task.await {
             Ok(Err(e)) => return Err(e),
             Err(e) => {
