@@ -382,9 +382,12 @@ pub fn one_shot_requests(
     let origin = file.display().to_string();
     let base_dir = std::path::absolute(file)?.parent().map(Path::to_path_buf);
     let mut out = Vec::new();
-    for doc in read_docs(&text, &origin) {
+    for (doc, warnings) in read_docs(&text, &origin) {
         match doc {
             Doc::Build(b) => {
+                for w in warnings {
+                    tracing::warn!(build = %b.key(), "{origin}: {w}");
+                }
                 let cfg_path = match (
                     &b.spec
                         .output

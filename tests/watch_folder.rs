@@ -310,31 +310,33 @@ async fn a_symlinked_resource_file_stays_a_link_and_its_target_gets_the_status()
     let base = ensure_base().await;
     let reg = registry();
     let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo linked > /l\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/linked}}"
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo linkw > /l\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/linkw}}"
     );
-    let text = doc("linked", &indent(&spec));
-    // the target is no `.yaml` of its own: only the link defines the resource
-    let fx = Fixture::new().file("shared/linked.txt", &text);
+    let text = doc("linkw", &indent(&spec));
+    let fx = Fixture::new().file("shared/target.yaml", &text);
     let mut w = Watcher::start(fx.dir.path(), &[]);
     wait_for("the watcher to sync", LONG, || {
         w.log().contains("watching for changes").then_some(())
     })
     .await;
-    std::os::unix::fs::symlink("shared/linked.txt", fx.path("link.yaml")).unwrap();
-    phase_of(&fx.path("shared/linked.txt"), "linked", "Succeeded").await;
+    // made while watching: the link and its target are one resource, written
+    // through the target, and the link is never replaced by a file
+    std::os::unix::fs::symlink("shared/target.yaml", fx.path("link.yaml")).unwrap();
+    phase_of(&fx.path("shared/target.yaml"), "linkw", "Succeeded").await;
     let link = fx.path("link.yaml");
     assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
     assert_eq!(
         std::fs::read_link(&link).unwrap(),
-        Path::new("shared/linked.txt")
+        Path::new("shared/target.yaml")
     );
-    assert_eq!(without_status(&fx.read("shared/linked.txt")), text);
+    assert_eq!(without_status(&fx.read("shared/target.yaml")), text);
+    assert!(!w.log().contains("defined twice"), "{}", w.log());
     let names: Vec<_> = std::fs::read_dir(fx.path("shared"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert_eq!(names, ["linked.txt"], "no temp file left");
+    assert_eq!(names, ["target.yaml"], "no temp file left");
     w.stop();
 }
 
@@ -455,4 +457,217 @@ spec: {{source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo m > /m\\n\"}}}}
     );
     assert!(after.ends_with("}}\n"), "{after}");
     w.stop();
+}
+
+/// A spec that builds quickly from the test base image into `repo`.
+fn quick_spec(base: &str, repo: &str) -> String {
+    format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo {repo} > /built\\n\"}}}}\noutput: {{registry: '{}', repository: slipway-test/{repo}}}",
+        registry()
+    )
+}
+
+#[tokio::test]
+async fn a_symlink_inside_the_folder_is_its_target_and_one_outside_is_refused() {
+    let base = ensure_base().await;
+    let outside = Fixture::new().file(
+        "secret.yaml",
+        &doc("outside", &indent(&quick_spec(&base, "outside"))),
+    );
+    let outside_file = outside.path("secret.yaml");
+    let outside_text = std::fs::read_to_string(&outside_file).unwrap();
+    let fx = Fixture::new()
+        .file(
+            "real/target.yaml",
+            &doc("linked", &indent(&quick_spec(&base, "linked"))),
+        )
+        .symlink("real/target.yaml", "at-start.yaml")
+        .symlink(outside_file.to_str().unwrap(), "out-at-start.yaml");
+    let target = fx.path("real/target.yaml");
+    let w = Watcher::start(fx.dir.path(), &[]);
+    phase_of(&target, "linked", "Succeeded").await;
+
+    // the same, while watching: a link in, a link out
+    std::os::unix::fs::symlink("real/target.yaml", fx.path("live.yaml")).unwrap();
+    std::os::unix::fs::symlink(&outside_file, fx.path("out-live.yaml")).unwrap();
+    wait_for("the live outside link to be refused", LONG, || {
+        w.log().contains("file=out-live.yaml").then_some(())
+    })
+    .await;
+    // a change to the target through the link is one resource changing
+    let text = std::fs::read_to_string(&target).unwrap();
+    let edited = text.replace(
+        "repository: slipway-test/linked}",
+        "repository: slipway-test/linked, tags: [latest, two]}",
+    );
+    std::fs::write(fx.path("live.yaml"), &edited).unwrap();
+    wait_for("the edit through the link to build", LONG, || {
+        status_in(&target, "linked").filter(|s| {
+            s["phase"] == "Succeeded" && s["pushedTags"].as_array().map(Vec::len) == Some(2)
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let log = w.log();
+    assert!(!log.contains("defined twice"), "{log}");
+    assert_eq!(log.matches("build started").count(), 2, "{log}");
+    for link in ["out-at-start.yaml", "out-live.yaml"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("file={link}")))
+            .unwrap_or_else(|| panic!("no log line for {link}: {log}"));
+        assert!(
+            line.contains("symlink not followed: it leads outside the watched folder"),
+            "{line}"
+        );
+        assert_eq!(
+            log.matches(&format!("file={link}")).count(),
+            1,
+            "logged once: {log}"
+        );
+    }
+    assert!(
+        !log.contains("tests/outside"),
+        "the outside file was read: {log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&outside_file).unwrap(),
+        outside_text
+    );
+    for link in [
+        "at-start.yaml",
+        "live.yaml",
+        "out-at-start.yaml",
+        "out-live.yaml",
+    ] {
+        let meta = std::fs::symlink_metadata(fx.path(link)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{link} is still a link");
+    }
+}
+
+#[tokio::test]
+async fn a_replaced_folder_is_watched_again_in_either_order() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "D/first.yaml",
+        &doc("first", &indent(&quick_spec(&base, "first"))),
+    );
+    let d = fx.path("D");
+    let w = Watcher::start(&d, &[]);
+    phase_of(&d.join("first.yaml"), "first", "Succeeded").await;
+
+    // removed, then made again
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::create_dir(&d).unwrap();
+    // as a slow copy would: a rescan prompted by the removal itself sees nothing yet
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = doc("second", &indent(&quick_spec(&base, "second")));
+    std::fs::write(d.join("second.yaml"), &second).unwrap();
+    phase_of(&d.join("second.yaml"), "second", "Succeeded").await;
+
+    // made first, then moved into place
+    let new = fx.path("D.new");
+    std::fs::create_dir(&new).unwrap();
+    let third = doc("third", &indent(&quick_spec(&base, "third")));
+    std::fs::write(new.join("third.yaml"), &third).unwrap();
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::rename(&new, &d).unwrap();
+    phase_of(&d.join("third.yaml"), "third", "Succeeded").await;
+
+    // and it keeps watching: a file added now builds too
+    let fourth = doc("fourth", &indent(&quick_spec(&base, "fourth")));
+    std::fs::write(d.join("fourth.yaml"), &fourth).unwrap();
+    phase_of(&d.join("fourth.yaml"), "fourth", "Succeeded").await;
+    let log = w.log();
+    assert!(
+        log.contains("the watched folder was removed or replaced"),
+        "{log}"
+    );
+    assert!(!log.contains("defined twice"), "{log}");
+}
+
+#[tokio::test]
+async fn once_counts_a_file_that_cannot_be_read_as_failed() {
+    let mut bytes = doc(
+        "latin1",
+        &indent("source: {inline: {dockerfile: \"FROM scratch\"}}"),
+    )
+    .into_bytes();
+    bytes.extend_from_slice(b"# caf\xe9, saved as Latin-1\n");
+    let fx = Fixture::new();
+    std::fs::write(fx.path("latin1.yaml"), &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["watch", "--once"])
+        .arg(fx.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0 succeeded, 1 failed, 0 not built"
+    );
+    assert!(
+        stderr.contains("latin1.yaml: cannot read the file: it is not UTF-8 text"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(fx.path("latin1.yaml")).unwrap(),
+        bytes,
+        "left as it was"
+    );
+}
+
+#[tokio::test]
+async fn unknown_fields_are_warned_about_and_duplicate_keys_refused() {
+    let base = ensure_base().await;
+    let typo = format!("{}\ntimeoutSecs: 5\n", quick_spec(&base, "typo"));
+    let dup = format!(
+        "{}\ntimeoutSeconds: 5\ntimeoutSeconds: 50\n",
+        quick_spec(&base, "dup")
+    );
+    let fx = Fixture::new()
+        .file("typo.yaml", &doc("typo", &indent(&typo)))
+        .file("dup.yaml", &doc("dup", &indent(&dup)));
+    let w = Watcher::start(fx.dir.path(), &[]);
+
+    let s = phase_of(&fx.path("typo.yaml"), "typo", "Succeeded").await;
+    let msg = s["message"].as_str().unwrap();
+    assert!(msg.contains("unknown field \"spec.timeoutSecs\""), "{msg}");
+    assert!(s["imageDigest"].as_str().unwrap().starts_with("sha256:"));
+
+    let s = phase_of(&fx.path("dup.yaml"), "dup", "Failed").await;
+    assert_eq!(s["conditions"][0]["reason"], "InvalidSpec");
+    let msg = s["message"].as_str().unwrap();
+    // the second timeoutSeconds is the file's line 10
+    assert!(
+        msg.contains("dup.yaml: YAML error at line 10: spec: duplicate key \"timeoutSeconds\""),
+        "{msg}"
+    );
+    // only the build with the typo ran
+    assert_eq!(w.log().matches("build started").count(), 1, "{}", w.log());
+}
+
+#[tokio::test]
+async fn a_folder_removed_for_good_stops_the_watch_with_an_error() {
+    let fx = Fixture::new();
+    let d = fx.path("D");
+    std::fs::create_dir(&d).unwrap();
+    let mut w = Watcher::start(&d, &[]);
+    wait_for("the watcher to sync", LONG, || {
+        w.log().contains("watching for changes").then_some(())
+    })
+    .await;
+    std::fs::remove_dir_all(&d).unwrap();
+    let status = wait_for("slipway to give up on the folder", LONG, || {
+        w.child.try_wait().unwrap()
+    })
+    .await;
+    assert!(!status.success());
+    let log = w.log();
+    assert!(
+        log.contains("the watched folder was removed and not re-created within 30s"),
+        "{log}"
+    );
 }

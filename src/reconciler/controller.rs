@@ -83,10 +83,20 @@ impl Context {
     async fn transition(&self, res: &Resource, spec_hash: Option<&str>, t: Transition<'_>) {
         let fallback = res.build.status.as_ref();
         let generation = res.build.metadata.generation;
-        self.write(&res.key(), &res.origin, fallback, spec_hash, generation, t)
-            .await;
+        let w = &res.warnings;
+        self.write(
+            &res.key(),
+            &res.origin,
+            fallback,
+            spec_hash,
+            generation,
+            w,
+            t,
+        )
+        .await;
     }
 
+    #[allow(clippy::too_many_arguments)] // each is one fact about the resource
     async fn write(
         &self,
         key: &str,
@@ -94,11 +104,13 @@ impl Context {
         fallback: Option<&DockerBuildStatus>,
         spec_hash: Option<&str>,
         generation: Option<i64>,
+        warnings: &[String],
         t: Transition<'_>,
     ) {
         let prev = self.state.lock().await.statuses.get(key).cloned();
         let prev = prev.or_else(|| fallback.cloned());
         let next = status::next(prev.as_ref(), spec_hash, generation, t, &now());
+        let next = status::with_warnings(next, warnings);
         if prev.as_ref().is_some_and(|p| same_but_times(p, &next)) {
             return;
         }
@@ -292,6 +304,7 @@ pub async fn run(
         requeue: requeue_tx,
     });
     let mut synced = false;
+    let mut source_ended = false;
     loop {
         if settings.once && synced && queue.busy() == 0 && up_rx.is_empty() {
             break;
@@ -308,7 +321,10 @@ pub async fn run(
                     }
                     on_source_event(ev, &ctx).await;
                 }
-                None => break,
+                None => {
+                    source_ended = true;
+                    break;
+                }
             },
             Some(up) = up_rx.recv() => on_update(up, &ctx).await,
             Some(key) = requeue_rx.recv() => {
@@ -320,7 +336,8 @@ pub async fn run(
         }
     }
     queue.cancel_all();
-    if source_task.is_finished() {
+    // its channel closes a moment before the task counts as finished: wait for its error
+    if source_ended || source_task.is_finished() {
         match source_task.await {
             Ok(Err(e)) => return Err(e),
             Err(e) => {
@@ -413,6 +430,7 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
                 None,
                 None,
                 None,
+                &[],
                 Transition::Invalid(message),
             )
             .await;

@@ -193,6 +193,25 @@ pub fn next(
     s
 }
 
+/// Adds what the source warned about (unknown fields) to the message and the Ready
+/// condition's, as kubectl's field validation warns: seen, and the build goes on.
+pub fn with_warnings(mut s: DockerBuildStatus, warnings: &[String]) -> DockerBuildStatus {
+    if warnings.is_empty() {
+        return s;
+    }
+    let note = format!(" (warning: {})", warnings.join(", "));
+    let messages = s.message.iter_mut().chain(
+        s.conditions
+            .iter_mut()
+            .filter(|c| c.type_ == "Ready")
+            .filter_map(|c| c.message.as_mut()),
+    );
+    for m in messages {
+        m.push_str(&note);
+    }
+    s
+}
+
 fn reason_of(p: Phase) -> &'static str {
     match p {
         Phase::Pushing => "Pushing",
@@ -330,6 +349,19 @@ mod tests {
             ("True", Some("Pushed"))
         );
         assert_eq!(ready.last_transition_time.as_deref(), Some(T1));
+    }
+
+    #[test]
+    fn warnings_join_the_message_and_keep_the_phase() {
+        let out = outcome();
+        let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
+        let w = vec!["unknown field \"spec.timeoutSecs\"".to_string()];
+        let s = with_warnings(s, &w);
+        let want = "pushed 2 tags (warning: unknown field \"spec.timeoutSecs\")";
+        assert_eq!(s.phase, Some(Phase::Succeeded));
+        assert_eq!(s.message.as_deref(), Some(want));
+        assert_eq!(s.conditions[0].message.as_deref(), Some(want));
+        assert_eq!(with_warnings(s.clone(), &[]), s);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Resource {
     pub origin: String,
     /// Directory that `path` sources and config paths are relative to.
     pub base_dir: Option<PathBuf>,
+    /// What the source read but nothing uses (`unknown field "spec.timeoutSecs"`):
+    /// shown in the status, the build goes on.
+    pub warnings: Vec<String>,
 }
 
 impl Resource {

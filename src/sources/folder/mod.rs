@@ -2,6 +2,8 @@
 //! into the same file, atomically, touching nothing outside `status:`.
 
 mod parse;
+mod scan;
+mod watch;
 mod write;
 mod yaml_doc;
 
@@ -11,7 +13,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -19,6 +20,8 @@ use super::{Resource, Source, SourceEvent};
 use crate::api::DockerBuildStatus;
 use crate::registry::DockerConfig;
 use crate::{Error, Result};
+use scan::Resolved;
+use watch::FsEvent;
 
 pub use parse::{Doc, read_docs, status_yaml};
 pub use yaml_doc::{DocSpan, replace_status, split_documents};
@@ -28,12 +31,18 @@ pub const STATE_DIR: &str = ".slipway";
 
 pub struct FolderSource {
     root: PathBuf,
-    /// Keys each file held when last read, to report deletions.
+    /// Keys each file held when last read (by its real path), to report deletions.
     files: Mutex<HashMap<PathBuf, BTreeSet<String>>>,
-    /// (file, document, kind) already noted as not a DockerBuild, to log once.
-    noted: Mutex<BTreeSet<(PathBuf, usize, String)>>,
+    /// Things already logged that would otherwise be logged on every read.
+    noted: Mutex<BTreeSet<String>>,
     /// Serialises read-modify-write of one file across concurrent status writes.
     write_lock: tokio::sync::Mutex<()>,
+}
+
+/// The key under which a file that cannot be read at all is reported (its
+/// documents, and so their names, are unknown).
+fn unreadable_key(origin: &str) -> String {
+    format!("{origin}#file")
 }
 
 impl FolderSource {
@@ -55,26 +64,20 @@ impl FolderSource {
         &self.root
     }
 
-    /// Every YAML file under the root, sorted, skipping hidden directories.
+    /// Every resource file under the root, sorted, links resolved to their targets.
     pub fn yaml_files(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let p = e.path();
-                let hidden = e.file_name().to_string_lossy().starts_with('.');
-                match e.file_type() {
-                    Ok(t) if t.is_dir() && !hidden => stack.push(p),
-                    Ok(t) if t.is_file() && !hidden && is_yaml(&p) => out.push(p),
-                    _ => {}
-                }
-            }
+        let (files, refused) = scan::list(&self.root);
+        for (link, why) in refused {
+            self.refuse(&link, &why);
         }
-        out.sort();
-        out
+        files
+    }
+
+    fn refuse(&self, link: &Path, why: &str) {
+        let origin = self.origin(link);
+        if self.first_time(format!("{origin}: link: {why}")) {
+            warn!(file = %origin, "symlink not followed: {why}");
+        }
     }
 
     fn origin(&self, path: &Path) -> String {
@@ -84,48 +87,31 @@ impl FolderSource {
             .to_string()
     }
 
-    /// Reads one file and reports what it holds now, including deletions.
+    /// Reads one resource file (a real path, never a link) and reports what it holds
+    /// now, including deletions.
     async fn report_file(&self, path: &Path, tx: &mpsc::Sender<SourceEvent>) {
         let origin = self.origin(path);
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => Some(t),
+        let text = match std::fs::read(path).map(String::from_utf8) {
+            Ok(Ok(t)) => Some(Ok(t)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                warn!(file = %origin, "cannot read: {e}");
-                return;
-            }
+            Err(e) => Some(Err(e.to_string())),
+            Ok(Err(_)) => Some(Err("it is not UTF-8 text".to_string())),
         };
         let mut now = BTreeSet::new();
         let mut events = Vec::new();
-        if let Some(text) = &text {
-            for (i, doc) in read_docs(text, &origin).into_iter().enumerate() {
-                match doc {
-                    Doc::Build(build) => {
-                        now.insert(build.key());
-                        events.push(SourceEvent::Applied(Box::new(Resource {
-                            build: *build,
-                            origin: origin.clone(),
-                            base_dir: path.parent().map(Path::to_path_buf),
-                        })));
-                    }
-                    Doc::Invalid { key, message } => {
-                        now.insert(key.clone());
-                        events.push(SourceEvent::Invalid {
-                            key,
-                            origin: origin.clone(),
-                            message,
-                        });
-                    }
-                    Doc::Other { kind } => {
-                        let first = self
-                            .lock_noted()
-                            .insert((path.to_path_buf(), i, kind.clone()));
-                        if first {
-                            info!(file = %origin, document = i + 1, kind = %kind, "not a DockerBuild; ignored");
-                        }
-                    }
-                }
+        match &text {
+            None => {}
+            // counted as failed (`--once` exits non-zero); nothing is written into it
+            Some(Err(e)) => {
+                let key = unreadable_key(&origin);
+                now.insert(key.clone());
+                events.push(SourceEvent::Invalid {
+                    key,
+                    origin: origin.clone(),
+                    message: format!("{origin}: cannot read the file: {e}"),
+                });
             }
+            Some(Ok(text)) => self.read_text(text, path, &origin, &mut now, &mut events),
         }
         let before = {
             let mut files = self.lock_files();
@@ -148,12 +134,74 @@ impl FolderSource {
         }
     }
 
+    fn read_text(
+        &self,
+        text: &str,
+        path: &Path,
+        origin: &str,
+        now: &mut BTreeSet<String>,
+        events: &mut Vec<SourceEvent>,
+    ) {
+        for (i, (doc, warnings)) in read_docs(text, origin).into_iter().enumerate() {
+            match doc {
+                Doc::Build(build) => {
+                    let key = build.key();
+                    for w in &warnings {
+                        if self.first_time(format!("{origin}#{i}: {key}: {w}")) {
+                            warn!(file = %origin, build = %key, "{w}");
+                        }
+                    }
+                    now.insert(key);
+                    events.push(SourceEvent::Applied(Box::new(Resource {
+                        build: *build,
+                        origin: origin.to_string(),
+                        base_dir: path.parent().map(Path::to_path_buf),
+                        warnings,
+                    })));
+                }
+                Doc::Invalid { key, message } => {
+                    now.insert(key.clone());
+                    events.push(SourceEvent::Invalid {
+                        key,
+                        origin: origin.to_string(),
+                        message,
+                    });
+                }
+                Doc::Other { kind } => {
+                    if self.first_time(format!("{origin}#{i}: {kind}")) {
+                        info!(file = %origin, document = i + 1, kind = %kind, "not a DockerBuild; ignored");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports every key `path` held as deleted, without reading it (it may be gone,
+    /// or now a link that is not followed).
+    async fn forget(&self, path: &Path, tx: &mpsc::Sender<SourceEvent>) {
+        let origin = self.origin(path);
+        let before = self.lock_files().remove(path);
+        for key in before.unwrap_or_default() {
+            let ev = SourceEvent::Deleted {
+                key,
+                origin: origin.clone(),
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    }
+
     fn lock_files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, BTreeSet<String>>> {
         self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_noted(&self) -> std::sync::MutexGuard<'_, BTreeSet<(PathBuf, usize, String)>> {
-        self.noted.lock().unwrap_or_else(|p| p.into_inner())
+    /// True the first time `note` is seen: for log lines a re-read would repeat.
+    fn first_time(&self, note: String) -> bool {
+        self.noted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(note)
     }
 
     /// Files that held resources when last read but are gone from the listing.
@@ -164,49 +212,77 @@ impl FolderSource {
             .cloned()
             .collect()
     }
-}
 
-fn is_yaml(p: &Path) -> bool {
-    matches!(
-        p.extension().and_then(|e| e.to_str()),
-        Some("yaml") | Some("yml")
-    )
+    /// Reads the whole folder again, reporting what changed since the last read.
+    async fn rescan(&self, tx: &mpsc::Sender<SourceEvent>) {
+        let present: BTreeSet<PathBuf> = self.yaml_files().into_iter().collect();
+        for f in self.vanished(&present) {
+            self.forget(&f, tx).await;
+        }
+        for f in present {
+            self.report_file(&f, tx).await;
+        }
+    }
+
+    /// Reports a burst of changed paths: removals first, so a file renamed within
+    /// the folder is not seen as its resource defined twice.
+    async fn report_changes(&self, changed: BTreeSet<PathBuf>, tx: &mpsc::Sender<SourceEvent>) {
+        let mut files = BTreeSet::new();
+        let mut gone = BTreeSet::new();
+        let mut rescan = false;
+        for p in changed {
+            let rel = p.strip_prefix(&self.root).unwrap_or(&p);
+            if scan::is_hidden(rel) {
+                continue; // our temp files, .slipway/, editors' swap files
+            }
+            if scan::is_yaml(&p) && !p.is_dir() {
+                match scan::resolve(&self.root, &p) {
+                    Resolved::File(f) => {
+                        if f != p && self.lock_files().contains_key(&p) {
+                            gone.insert(p); // a file replaced by a link to another
+                        }
+                        files.insert(f);
+                    }
+                    Resolved::Gone => {
+                        gone.insert(p);
+                    }
+                    Resolved::Refused(why) => {
+                        self.refuse(&p, &why);
+                        gone.insert(p);
+                    }
+                }
+            } else if p.is_dir() || !p.exists() {
+                rescan = true; // a directory appeared, moved or vanished
+            }
+        }
+        if rescan {
+            let present: BTreeSet<PathBuf> = self.yaml_files().into_iter().collect();
+            gone.extend(self.vanished(&present));
+            files.extend(present);
+        }
+        for f in gone.difference(&files) {
+            debug!(file = %f.display(), "gone");
+            self.forget(f, tx).await;
+        }
+        for f in files {
+            debug!(file = %f.display(), "changed");
+            self.report_file(&f, tx).await;
+        }
+    }
 }
 
 #[async_trait]
 impl Source for FolderSource {
     async fn run(&self, tx: mpsc::Sender<SourceEvent>) -> Result<()> {
-        if !self.root.is_dir() {
+        let Some(mut id) = watch::identity(&self.root) else {
             return Err(Error::Source {
                 path: self.root.display().to_string(),
                 message: "not a directory".into(),
             });
-        }
+        };
         // watch first, so nothing written during the first scan is missed
-        let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<PathBuf>();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            match res {
-                // reads are events too (we read files to report them): skip them
-                Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
-                Ok(ev) => {
-                    for p in ev.paths {
-                        let _ = fs_tx.send(p);
-                    }
-                }
-                Err(e) => warn!("file watch error: {e}"),
-            }
-        })
-        .map_err(|e| Error::Source {
-            path: self.root.display().to_string(),
-            message: format!("cannot watch: {e}"),
-        })?;
-        watcher
-            .watch(&self.root, RecursiveMode::Recursive)
-            .map_err(|e| Error::Source {
-                path: self.root.display().to_string(),
-                message: format!("cannot watch: {e}"),
-            })?;
-
+        let (fs_tx, mut fs_rx) = mpsc::unbounded_channel();
+        let mut watcher = watch::start(&self.root, fs_tx.clone())?;
         for f in self.yaml_files() {
             self.report_file(&f, &tx).await;
         }
@@ -215,47 +291,56 @@ impl Source for FolderSource {
         }
         info!(dir = %self.root.display(), "watching for changes");
 
-        while let Some(first) = fs_rx.recv().await {
+        let mut check = tokio::time::interval(watch::ROOT_CHECK);
+        loop {
+            let first = tokio::select! {
+                ev = fs_rx.recv() => match ev {
+                    Some(ev) => ev,
+                    None => return Ok(()),
+                },
+                // an event may be missed (the folder replaced by another mount): look too
+                _ = check.tick() => {
+                    if watch::identity(&self.root) == Some(id) {
+                        continue;
+                    }
+                    FsEvent::RootLost
+                }
+            };
             // gather a short burst of events (an editor's save is several)
-            let mut changed = BTreeSet::from([first]);
+            let mut changed = BTreeSet::new();
+            let mut root_lost = false;
+            let mut add = |ev| match ev {
+                FsEvent::Path(p) => {
+                    changed.insert(p);
+                }
+                FsEvent::RootLost => root_lost = true,
+            };
+            add(first);
             let deadline = tokio::time::sleep(Duration::from_millis(50));
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
                     _ = &mut deadline => break,
-                    p = fs_rx.recv() => match p {
-                        Some(p) => { changed.insert(p); }
+                    ev = fs_rx.recv() => match ev {
+                        Some(ev) => add(ev),
                         None => break,
                     }
                 }
             }
-            let mut files = BTreeSet::new();
-            let mut rescan = false;
-            for p in changed {
-                let rel = p.strip_prefix(&self.root).unwrap_or(&p);
-                if rel
-                    .components()
-                    .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
-                {
-                    continue; // our temp files, .slipway/, editors' swap files
-                }
-                if is_yaml(&p) {
-                    files.insert(p);
-                } else if p.is_dir() || !p.exists() {
-                    rescan = true; // a directory appeared, moved or vanished
-                }
+            if !root_lost {
+                self.report_changes(changed, &tx).await;
+                continue;
             }
-            if rescan {
-                let present: BTreeSet<PathBuf> = self.yaml_files().into_iter().collect();
-                files.extend(self.vanished(&present));
-                files.extend(present);
-            }
-            for f in files {
-                debug!(file = %f.display(), "changed");
-                self.report_file(&f, &tx).await;
-            }
+            // the watch died with the folder: watch whatever now has its name
+            warn!(dir = %self.root.display(), "the watched folder was removed or replaced; waiting for it (up to {}s)", watch::ROOT_GRACE.as_secs());
+            drop(watcher);
+            id = watch::wait_for_root(&self.root).await?;
+            // events of the old folder are stale now: the rescan covers everything
+            while fs_rx.try_recv().is_ok() {}
+            watcher = watch::start(&self.root, fs_tx.clone())?;
+            self.rescan(&tx).await;
+            info!(dir = %self.root.display(), "watching the folder again");
         }
-        Ok(())
     }
 
     async fn write_status(
@@ -264,8 +349,23 @@ impl Source for FolderSource {
         origin: &str,
         status: &DockerBuildStatus,
     ) -> Result<()> {
+        if key == unreadable_key(origin) {
+            return Ok(()); // no document to write into
+        }
         let _guard = self.write_lock.lock().await;
-        write::write_status(&self.root.join(origin), key, origin, status)
+        // the write re-reads and may briefly wait out a user's edit: off the runtime
+        let (path, key, origin, status) = (
+            self.root.join(origin),
+            key.to_string(),
+            origin.to_string(),
+            status.clone(),
+        );
+        tokio::task::spawn_blocking(move || write::write_status(&path, &key, &origin, &status))
+            .await
+            .map_err(|e| Error::Source {
+                path: String::new(),
+                message: format!("status writer stopped: {e}"),
+            })?
     }
 
     async fn auth(&self, res: &Resource) -> Result<DockerConfig> {

@@ -1,7 +1,8 @@
 //! Reading a resource file: every document of it as a DockerBuild, something else,
 //! or a broken document keyed by the name it claims.
 
-use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use super::yaml_doc::split_documents;
 use crate::api::{API_VERSION, DockerBuild, DockerBuildStatus, KIND};
@@ -15,39 +16,48 @@ pub enum Doc {
     Invalid { key: String, message: String },
 }
 
-/// Parses every document of a file. A document that cannot be read but looks like a
-/// DockerBuild is reported as invalid (keyed by its name if that can be found).
-pub fn read_docs(text: &str, origin: &str) -> Vec<Doc> {
+/// Parses every document of a file, each with its warnings (unknown fields). A
+/// document that cannot be read but looks like a DockerBuild is reported as invalid
+/// (keyed by its name if that can be found).
+pub fn read_docs(text: &str, origin: &str) -> Vec<(Doc, Vec<String>)> {
     split_documents(text)
         .into_iter()
-        .map(|span| read_doc(&text[span.range.clone()], span.first_line, origin))
+        .map(|span| read_doc_warned(&text[span.range.clone()], span.first_line, origin))
         .collect()
 }
 
+/// One document, without its warnings.
 pub(super) fn read_doc(doc: &str, first_line: usize, origin: &str) -> Doc {
-    let value: serde_json::Value = match serde_yaml_ng::from_str(doc) {
-        Ok(v) => v,
+    read_doc_warned(doc, first_line, origin).0
+}
+
+/// One document, and the fields of it that nothing reads (`unknown field "spec.x"`,
+/// as kubectl's field validation words it): warned about, not refused.
+pub(super) fn read_doc_warned(doc: &str, first_line: usize, origin: &str) -> (Doc, Vec<String>) {
+    let value = match serde_yaml_ng::from_str::<Strict>(doc) {
+        Ok(v) => v.0,
         Err(e) => {
             let line = e.location().map(|l| l.line() + first_line - 1);
             let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
             let msg = e.to_string();
             // serde_yaml_ng appends its own "at line N column M" relative to the document
             let msg = msg.split(" at line ").next().unwrap_or(&msg);
-            return Doc::Invalid {
-                key: guess_key(doc).unwrap_or_else(|| format!("{origin}#{first_line}")),
-                message: format!("{origin}: YAML syntax error{at}: {msg}"),
+            let what = if msg.contains(DUPLICATE) {
+                "YAML error"
+            } else {
+                "YAML syntax error"
             };
+            let doc = Doc::Invalid {
+                key: guess_key(doc).unwrap_or_else(|| format!("{origin}#{first_line}")),
+                message: format!("{origin}: {what}{at}: {msg}"),
+            };
+            return (doc, Vec::new());
         }
     };
     let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     if kind != KIND {
-        return Doc::Other {
-            kind: if kind.is_empty() {
-                "(no kind)".into()
-            } else {
-                kind.into()
-            },
-        };
+        let kind = if kind.is_empty() { "(no kind)" } else { kind };
+        return (Doc::Other { kind: kind.into() }, Vec::new());
     }
     let api = value
         .get("apiVersion")
@@ -55,30 +65,165 @@ pub(super) fn read_doc(doc: &str, first_line: usize, origin: &str) -> Doc {
         .unwrap_or("");
     let key = key_of(&value).unwrap_or_else(|| format!("{origin}#{first_line}"));
     if api != API_VERSION {
-        return Doc::Invalid {
-            key,
-            message: format!("{origin}: apiVersion is '{api}'; this slipway reads {API_VERSION}"),
-        };
+        let message = format!("{origin}: apiVersion is '{api}'; this slipway reads {API_VERSION}");
+        return (Doc::Invalid { key, message }, Vec::new());
     }
     if value
         .pointer("/metadata/name")
         .and_then(|n| n.as_str())
         .is_none()
     {
-        return Doc::Invalid {
-            key,
-            message: format!("{origin}: metadata.name is missing"),
-        };
+        let message = format!("{origin}: metadata.name is missing");
+        return (Doc::Invalid { key, message }, Vec::new());
     }
-    match serde_json::from_value::<DockerBuild>(value) {
+    let mut value = value;
+    if let Some(o) = value.as_object_mut() {
+        // checked above; the derived type does not read them back
+        o.remove("apiVersion");
+        o.remove("kind");
+    }
+    let mut unknown = Vec::new();
+    let read: std::result::Result<DockerBuild, _> = serde_ignored::deserialize(value, |path| {
+        // `?` stands for an Option the path went through: not a field name
+        let path = path.to_string().replace(".?", "");
+        // status is written by slipway (maybe another version of it), not the user
+        if !path.starts_with("status.") {
+            unknown.push(format!("unknown field \"{path}\""));
+        }
+    });
+    match read {
         Ok(mut b) => {
             b.metadata.namespace.get_or_insert_with(|| "default".into());
-            Doc::Build(Box::new(b))
+            (Doc::Build(Box::new(b)), unknown)
         }
-        Err(e) => Doc::Invalid {
-            key,
-            message: format!("{origin}: not a valid DockerBuild: {e}"),
-        },
+        Err(e) => {
+            let message = format!("{origin}: not a valid DockerBuild: {e}");
+            (Doc::Invalid { key, message }, Vec::new())
+        }
+    }
+}
+
+const DUPLICATE: &str = "duplicate key";
+
+/// A YAML document as JSON, refusing a key given twice in one mapping (serde's maps
+/// keep the last one silently). The error carries the key's own line.
+struct Strict(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(out.into())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key_seed(NewKey(&out))? {
+            let Strict(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(out.into())
+    }
+}
+
+/// A mapping key, refused while it is read (so the error points at its line) when
+/// the mapping already holds it.
+struct NewKey<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl<'de> DeserializeSeed<'de> for NewKey<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<String, D::Error> {
+        d.deserialize_string(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NewKey<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<String, E> {
+        if self.0.contains_key(v) {
+            return Err(E::custom(format!("{DUPLICATE} \"{v}\"")));
+        }
+        Ok(v.to_string())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<String, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<String, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<String, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<String, E> {
+        self.visit_str(&v.to_string())
     }
 }
 
@@ -131,7 +276,7 @@ mod tests {
 spec: {source: {inline: {dockerfile: FROM scratch}}}\n---\n\
 apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n\
 apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: broken\nspec: [unclosed\n";
-        let docs = read_docs(text, "f.yaml");
+        let docs: Vec<Doc> = read_docs(text, "f.yaml").into_iter().map(|d| d.0).collect();
         assert_eq!(docs.len(), 3);
         assert!(matches!(&docs[0], Doc::Build(b) if b.key() == "default/a"));
         assert!(matches!(&docs[1], Doc::Other { kind } if kind == "ConfigMap"));
@@ -149,17 +294,76 @@ apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: broken\n
 
     #[test]
     fn wrong_field_types_and_versions_are_invalid() {
-        let docs = read_docs(
+        let docs: Vec<Doc> = read_docs(
             "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {name: a}\nspec: {source: {path: [1]}}\n---\n\
 apiVersion: slipway.dev/v9\nkind: DockerBuild\nmetadata: {name: b}\nspec: {}\n",
             "f.yaml",
-        );
+        )
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
         assert!(
             matches!(&docs[0], Doc::Invalid { message, .. } if message.contains("not a valid DockerBuild"))
         );
         assert!(
             matches!(&docs[1], Doc::Invalid { key, message } if key == "default/b" && message.contains("apiVersion"))
         );
+    }
+
+    const HEAD: &str =
+        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: a\n";
+
+    #[test]
+    fn a_key_given_twice_is_refused_with_its_name_and_line() {
+        // line 9 of the file: the document starts at line 3
+        let doc = format!(
+            "{HEAD}spec:\n  source: {{inline: {{dockerfile: FROM scratch}}}}\n  timeoutSeconds: 5\n  timeoutSeconds: 50\n"
+        );
+        match read_doc(&doc, 3, "f.yaml") {
+            Doc::Invalid { key, message } => {
+                assert_eq!(key, "default/a");
+                assert!(
+                    message.contains("duplicate key \"timeoutSeconds\""),
+                    "{message}"
+                );
+                assert!(message.contains("at line 10"), "{message}");
+                assert!(message.contains("spec"), "{message}");
+            }
+            d => panic!("{d:?}"),
+        }
+        // maps too: a build argument given twice, in flow style
+        let doc = format!(
+            "{HEAD}spec:\n  source: {{inline: {{dockerfile: FROM scratch}}}}\n  buildArgs: {{V: '1', V: '2'}}\n"
+        );
+        assert!(
+            matches!(read_doc(&doc, 1, "f.yaml"), Doc::Invalid { message, .. } if message.contains("duplicate key \"V\"")),
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_warned_about_and_the_build_kept() {
+        let doc = format!(
+            "{HEAD}  labels: {{team: a}}\n  colour: blue\nspec:\n  source: {{inline: {{dockerfile: FROM scratch}}}}\n  timeoutSecs: 5\n  output: {{registry: r, repositry: x}}\nextra: 1\nstatus: {{phase: Failed, fromANewerSlipway: 1}}\n"
+        );
+        let (read, warnings) = read_doc_warned(&doc, 1, "f.yaml");
+        let Doc::Build(b) = read else {
+            panic!("{read:?}")
+        };
+        assert_eq!(b.spec.timeout_seconds, None);
+        let mut warnings = warnings;
+        warnings.sort();
+        assert_eq!(
+            warnings,
+            [
+                "unknown field \"extra\"",
+                "unknown field \"metadata.colour\"",
+                "unknown field \"spec.output.repositry\"",
+                "unknown field \"spec.timeoutSecs\"",
+            ]
+        );
+        // a clean document warns about nothing
+        let clean = format!("{HEAD}spec:\n  source: {{inline: {{dockerfile: FROM scratch}}}}\n");
+        assert!(read_doc_warned(&clean, 1, "f.yaml").1.is_empty());
     }
 
     #[test]

@@ -92,6 +92,8 @@ impl KubeSource {
                 build,
                 origin,
                 base_dir: None,
+                // the API server does its own field validation
+                warnings: Vec::new(),
             })),
             Err(message) => SourceEvent::Invalid {
                 key,
