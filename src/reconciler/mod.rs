@@ -3,11 +3,13 @@
 //! [`decide`] and the status transitions are pure; [`controller`] does the I/O.
 
 pub mod controller;
+mod claims;
 mod deps;
 mod status;
+mod updates;
 
 pub use controller::{Context, Settings, Summary, reconcile, run};
-pub use deps::{Dependencies, normalize_ref};
+pub use deps::{Dependencies, Images, normalize_ref};
 pub use status::Transition;
 
 use crate::api::{DockerBuildStatus, Phase};
