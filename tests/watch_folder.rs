@@ -373,7 +373,11 @@ async fn names_and_namespaces_are_checked_as_kubernetes_does() {
     assert!(!out.status.success());
     for (f, name, want) in [
         ("slash-name.yaml", "b/c", "invalid metadata.name 'b/c'"),
-        ("slash-namespace.yaml", "c", "invalid metadata.namespace 'a/b'"),
+        (
+            "slash-namespace.yaml",
+            "c",
+            "invalid metadata.namespace 'a/b'",
+        ),
     ] {
         let s = status_in(&fx.path(f), name).unwrap_or_else(|| panic!("{f}: no status"));
         assert_eq!(s["phase"], "Failed", "{f}");

@@ -89,13 +89,14 @@ fn is_dns_label(s: &str) -> bool {
 
 fn is_dns_subdomain(s: &str) -> bool {
     // each dot-separated part is a label; the whole has its own limit
-    s.len() <= 253 && s.split('.').all(|part| {
-        let b = part.as_bytes();
-        !b.is_empty()
-            && is_alnum(b[0])
-            && is_alnum(b[b.len() - 1])
-            && b.iter().all(|&c| is_alnum(c) || c == b'-')
-    })
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && is_alnum(b[0])
+                && is_alnum(b[b.len() - 1])
+                && b.iter().all(|&c| is_alnum(c) || c == b'-')
+        })
 }
 
 /// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -260,7 +261,17 @@ mod tests {
             assert!(validate_metadata(ok, "default").is_ok(), "{ok}");
         }
         let long_label = "a".repeat(64);
-        for bad in ["", "b/c", "Web", "-a", "a-", "a..b", ".a", "a_b", &"a".repeat(254)] {
+        for bad in [
+            "",
+            "b/c",
+            "Web",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a_b",
+            &"a".repeat(254),
+        ] {
             let err = validate_metadata(bad, "default").unwrap_err();
             assert!(matches!(err, Error::InvalidSpec(_)), "{bad}");
             assert!(err.to_string().contains("metadata.name"), "{err}");

@@ -143,10 +143,7 @@ mod tests {
         assert_eq!(c.holder("ns/a").unwrap().origin, "one.yaml");
         assert_eq!(c.failed(), 1);
         // the duplicate's file goes: nothing changes for the holder
-        assert!(matches!(
-            c.withdraw("ns/a", "two.yaml"),
-            Withdrawn::Nothing
-        ));
+        assert!(matches!(c.withdraw("ns/a", "two.yaml"), Withdrawn::Nothing));
         assert_eq!(c.failed(), 0);
         assert_eq!(c.holder("ns/a").unwrap().origin, "one.yaml");
     }

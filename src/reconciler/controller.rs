@@ -95,7 +95,12 @@ impl Context {
     }
 
     /// Applies a transition and writes the status, unless nothing but times would change.
-    pub(super) async fn transition(&self, res: &Resource, spec_hash: Option<&str>, t: Transition<'_>) {
+    pub(super) async fn transition(
+        &self,
+        res: &Resource,
+        spec_hash: Option<&str>,
+        t: Transition<'_>,
+    ) {
         let fallback = res.build.status.as_ref();
         let generation = res.build.metadata.generation;
         self.write(&res.key(), &res.origin, fallback, spec_hash, generation, t)
@@ -123,11 +128,7 @@ impl Context {
         {
             info!(build = %key, phase = %p, message = next.message.as_deref().unwrap_or(""), "phase");
         }
-        self.state
-            .lock()
-            .await
-            .statuses
-            .insert(slot, next.clone());
+        self.state.lock().await.statuses.insert(slot, next.clone());
         if let Err(e) = self.source.write_status(key, origin, &next).await {
             metrics().reconcile_error(e.metric_label());
             error!(build = %key, "cannot write status: {e}");

@@ -2,8 +2,8 @@
 //! covers the rebuild token) with what the status says was built, and decides.
 //! [`decide`] and the status transitions are pure; [`controller`] does the I/O.
 
-pub mod controller;
 mod claims;
+pub mod controller;
 mod deps;
 mod status;
 mod updates;
