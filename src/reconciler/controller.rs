@@ -337,12 +337,18 @@ pub async fn run(
                     if matches!(ev, SourceEvent::Synced) {
                         synced = true;
                         // every resource is known now, bases included: decide for each
-                        let mut all: Vec<Resource> =
-                            ctx.state.lock().await.claims.holders().cloned().collect();
-                        all.sort_by(|a, b| a.origin.cmp(&b.origin));
+                        // by key, in file order: one resource copied at a time
+                        let mut all: Vec<(String, String)> = {
+                            let st = ctx.state.lock().await;
+                            st.claims.holders().map(|r| (r.origin.clone(), r.key())).collect()
+                        };
+                        all.sort();
                         let n = all.len();
-                        for res in all {
-                            run_reconcile(res, &ctx).await;
+                        for (_, key) in all {
+                            let res = ctx.state.lock().await.claims.holder(&key).cloned();
+                            if let Some(res) = res {
+                                run_reconcile(res, &ctx).await;
+                            }
                         }
                         info!(resources = n, "initial sync done");
                         health::readiness().set("watch", true);
