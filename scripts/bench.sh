@@ -3,6 +3,7 @@
 #
 #   bash scripts/bench.sh   # build_vs_docker (BENCH_RUNS=5), context, offers, Mesos file->TASK_RUNNING,
 #                           # kube_sync (10,000 up-to-date DockerBuilds: controller start -> all reconciled)
+#                           # watch_sync (10,000 files: first sync of `slipway watch --once`)
 #
 # Starts what it needs like scripts/test.sh and stops what it started.
 set -uo pipefail
@@ -25,7 +26,7 @@ SLIPWAY_TEST_REGISTRY=$(bash scripts/registry.sh start --dir "$REGDIR" --port 0 
 export SLIPWAY_TEST_REGISTRY
 cargo build --release || exit 1
 cargo bench --bench build_vs_docker && cargo bench --bench context -- --noplot &&
-  cargo bench --bench offers -- --noplot || exit 1
+  cargo bench --bench offers -- --noplot && cargo bench --bench watch_sync || exit 1
 
 # file landing -> TASK_RUNNING on a real Mesos master
 MESOS=$(bash scripts/ensure-mesos.sh </dev/null | tail -n 1) || exit 1

@@ -671,3 +671,120 @@ async fn a_folder_removed_for_good_stops_the_watch_with_an_error() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_broken_file_claiming_a_building_name_leaves_that_build_alone() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let spec = format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 4\\n\"}}}}\nnoCache: true\noutput: {{registry: '{reg}', repository: slipway-test/victim}}"
+    );
+    let fx = Fixture::new().file("victim.yaml", &doc("victim", &indent(&spec)));
+    let victim = fx.path("victim.yaml");
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    phase_of(&victim, "victim", "Building").await;
+
+    // another file, unparseable, claiming the same name
+    let broken = fx.path("broken.yaml");
+    std::fs::write(
+        &broken,
+        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: victim\n  namespace: tests\nspec: {source: [unclosed\n",
+    )
+    .unwrap();
+    let s = phase_of(&broken, "victim", "Failed").await;
+    let msg = s["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("YAML syntax error"), "{msg}");
+    let done = phase_of(&victim, "victim", "Succeeded").await;
+
+    // removing the broken file changes nothing for the victim
+    std::fs::remove_file(&broken).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status_in(&victim, "victim").unwrap(), done);
+    assert_eq!(w.log().matches("build started").count(), 1, "{}", w.log());
+    w.stop();
+}
+
+#[tokio::test]
+async fn a_duplicate_name_fails_in_its_own_file_only() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let spec = format!(
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo dup > /dup\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/dup}}"
+    );
+    // file names sort the holder first, as a restart reads them in order
+    let fx = Fixture::new().file("a-owner.yaml", &doc("dup", &indent(&spec)));
+    let owner = fx.path("a-owner.yaml");
+    let copy = fx.path("b-copy.yaml");
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    let built = phase_of(&owner, "dup", "Succeeded").await;
+
+    std::fs::write(&copy, doc("dup", &indent(&spec))).unwrap();
+    let s = phase_of(&copy, "dup", "Failed").await;
+    let msg = s["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("tests/dup is defined twice: in a-owner.yaml and in b-copy.yaml"),
+        "{msg}"
+    );
+    // a comment in the holder's file: nothing to build, its status is kept
+    let text = format!("# a comment\n{}", fx.read("a-owner.yaml"));
+    std::fs::write(&owner, text).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status_in(&owner, "dup").unwrap(), built);
+    assert_eq!(w.log().matches("build started").count(), 1, "{}", w.log());
+    w.stop();
+
+    // --once counts the duplicate as failed
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["watch", "--once"])
+        .arg(fx.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 succeeded, 1 failed, 0 not built",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert_eq!(status_in(&owner, "dup").unwrap(), built);
+}
+
+#[tokio::test]
+async fn names_and_namespaces_are_checked_as_kubernetes_does() {
+    let reg = registry();
+    let file = |ns: &str, name: &str| {
+        format!(
+            "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  source: {{inline: {{dockerfile: \"FROM scratch\\nLABEL a=b\\n\"}}}}\n  output: {{registry: '{reg}', repository: slipway-test/names}}\n"
+        )
+    };
+    // both would be `a/b/c` if names went unchecked
+    let fx = Fixture::new()
+        .file("slash-name.yaml", &file("a", "b/c"))
+        .file("slash-namespace.yaml", &file("a/b", "c"));
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["watch", "--once"])
+        .arg(fx.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0 succeeded, 2 failed, 0 not built",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    for (f, name, want) in [
+        ("slash-name.yaml", "b/c", "invalid metadata.name 'b/c'"),
+        (
+            "slash-namespace.yaml",
+            "c",
+            "invalid metadata.namespace 'a/b'",
+        ),
+    ] {
+        let s = status_in(&fx.path(f), name).unwrap_or_else(|| panic!("{f}: no status"));
+        assert_eq!(s["phase"], "Failed", "{f}");
+        assert_eq!(s["conditions"][0]["reason"], "InvalidSpec", "{f}");
+        let msg = s["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(want), "{f}: {msg}");
+    }
+}

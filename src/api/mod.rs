@@ -12,7 +12,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use validate::{validate_registry, validate_repository, validate_spec, validate_tag};
+pub use validate::{
+    validate_metadata, validate_registry, validate_repository, validate_spec, validate_tag,
+};
 
 pub const API_VERSION: &str = "slipway.dev/v1alpha1";
 pub const KIND: &str = "DockerBuild";

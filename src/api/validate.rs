@@ -61,6 +61,44 @@ pub fn validate_spec(spec: &DockerBuildSpec) -> Result<()> {
     Ok(())
 }
 
+/// `metadata.name` and `metadata.namespace` as the Kubernetes API server checks them
+/// (a DNS subdomain and a DNS label, RFC 1123): a watch folder reads names no API
+/// server has seen, and `ns/name` keys must not collide (`a` + `b/c` vs `a/b` + `c`).
+pub fn validate_metadata(name: &str, namespace: &str) -> Result<()> {
+    if !is_dns_subdomain(name) {
+        return Err(Error::InvalidSpec(format!(
+            "invalid metadata.name '{name}': a name is at most 253 lowercase letters, digits, '-' and '.', and starts and ends with a letter or digit (an RFC 1123 subdomain, as in Kubernetes)"
+        )));
+    }
+    if !is_dns_label(namespace) {
+        return Err(Error::InvalidSpec(format!(
+            "invalid metadata.namespace '{namespace}': a namespace is at most 63 lowercase letters, digits and '-', and starts and ends with a letter or digit (an RFC 1123 label, as in Kubernetes)"
+        )));
+    }
+    Ok(())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && is_alnum(b[0])
+        && is_alnum(b[b.len() - 1])
+        && b.iter().all(|&c| is_alnum(c) || c == b'-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    // each dot-separated part is a label; the whole has its own limit
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && is_alnum(b[0])
+                && is_alnum(b[b.len() - 1])
+                && b.iter().all(|&c| is_alnum(c) || c == b'-')
+        })
+}
+
 /// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<()> {
     let ok = !tag.is_empty()
@@ -215,6 +253,35 @@ mod tests {
         for bad in ["http://r:5000", "r:5000/x", "r:port", "r o"] {
             assert!(validate_registry(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn names_and_namespaces_as_kubernetes_checks_them() {
+        for ok in ["a", "web-1", "team.app", "x0", &"a".repeat(253)] {
+            assert!(validate_metadata(ok, "default").is_ok(), "{ok}");
+        }
+        let long_label = "a".repeat(64);
+        for bad in [
+            "",
+            "b/c",
+            "Web",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a_b",
+            &"a".repeat(254),
+        ] {
+            let err = validate_metadata(bad, "default").unwrap_err();
+            assert!(matches!(err, Error::InvalidSpec(_)), "{bad}");
+            assert!(err.to_string().contains("metadata.name"), "{err}");
+        }
+        // a namespace is a label: no dots, at most 63
+        for bad in ["a/b", "a.b", "", "A", long_label.as_str()] {
+            let err = validate_metadata("c", bad).unwrap_err().to_string();
+            assert!(err.contains("metadata.namespace"), "{bad}: {err}");
+        }
+        assert!(validate_metadata("c", &"a".repeat(63)).is_ok());
     }
 
     #[test]

@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc};
-use tracing::{debug, error, info, instrument, warn};
+use tracing::{error, info, instrument, warn};
 
-use super::deps::Dependencies;
+use super::claims::{Claimed, Claims, Withdrawn};
+use super::deps::{Dependencies, Images};
 use super::status::{self, Transition};
+use super::updates::on_update;
 use super::{Decision, decide, is_built};
-use crate::api::{DockerBuildStatus, PATH_IN_KUBERNETES, Phase, validate_spec};
+use crate::api::{DockerBuildStatus, PATH_IN_KUBERNETES, Phase, validate_metadata, validate_spec};
 use crate::backends::Backend;
 use crate::health;
 use crate::metrics::metrics;
-use crate::queue::{Job, Queue, QueueConfig, Update};
-use crate::runner::{self, BuildEvent, BuildRequest, directives};
+use crate::queue::{Job, Queue, QueueConfig};
+use crate::runner::{self, BuildRequest, directives};
 use crate::sources::{Notice, Resource, Source, SourceEvent};
 use crate::{Error, Result};
 
@@ -39,23 +41,40 @@ pub enum Action {
 /// Shared by every reconcile: the source (for status), the queue, what is known.
 pub struct Context {
     source: Arc<dyn Source>,
-    queue: Queue,
-    backend: &'static str,
-    remote: bool,
-    state: Mutex<State>,
+    pub(super) queue: Queue,
+    pub(super) backend: &'static str,
+    pub(super) remote: bool,
+    pub(super) state: Mutex<State>,
     /// Keys to reconcile again later (a Secret that does not exist yet, say).
     requeue: mpsc::UnboundedSender<String>,
 }
 
 #[derive(Default)]
-struct State {
-    resources: HashMap<String, Resource>,
-    /// Statuses this process wrote: newer than what a file may still show.
-    statuses: HashMap<String, DockerBuildStatus>,
-    /// Origin of each key that could not be read.
-    invalid: HashMap<String, String>,
+pub(super) struct State {
+    /// Which resource holds each name; duplicates and broken documents.
+    pub(super) claims: Claims,
+    /// Statuses this process wrote, by (key, origin): newer than what a file may
+    /// still show. By origin too, so a duplicate's status never becomes the holder's.
+    pub(super) statuses: HashMap<(String, String), DockerBuildStatus>,
+    /// What each holder's Dockerfile resolves to, and who waits for whom.
+    pub(super) deps: Dependencies,
     /// Deleted resources whose build is still stopping, by key: their origin.
-    releasing: HashMap<String, String>,
+    pub(super) releasing: HashMap<String, String>,
+}
+
+impl State {
+    fn status_of<'a>(&'a self, res: &'a Resource) -> Option<&'a DockerBuildStatus> {
+        self.statuses
+            .get(&(res.key(), res.origin.clone()))
+            .or(res.build.status.as_ref())
+    }
+
+    /// True when the image of the resource holding `key` is in the registry.
+    fn is_built(&self, key: &str) -> bool {
+        self.claims
+            .holder(key)
+            .is_some_and(|r| is_built(self.status_of(r), &r.build.spec.hash()))
+    }
 }
 
 /// How the run ended, for `--once` and the one-shot command.
@@ -72,15 +91,16 @@ fn now() -> String {
 
 impl Context {
     async fn current_status(&self, res: &Resource) -> Option<DockerBuildStatus> {
-        let st = self.state.lock().await;
-        st.statuses
-            .get(&res.key())
-            .cloned()
-            .or_else(|| res.build.status.clone())
+        self.state.lock().await.status_of(res).cloned()
     }
 
     /// Applies a transition and writes the status, unless nothing but times would change.
-    async fn transition(&self, res: &Resource, spec_hash: Option<&str>, t: Transition<'_>) {
+    pub(super) async fn transition(
+        &self,
+        res: &Resource,
+        spec_hash: Option<&str>,
+        t: Transition<'_>,
+    ) {
         let fallback = res.build.status.as_ref();
         let generation = res.build.metadata.generation;
         let w = &res.warnings;
@@ -107,7 +127,8 @@ impl Context {
         warnings: &[String],
         t: Transition<'_>,
     ) {
-        let prev = self.state.lock().await.statuses.get(key).cloned();
+        let slot = (key.to_string(), origin.to_string());
+        let prev = self.state.lock().await.statuses.get(&slot).cloned();
         let prev = prev.or_else(|| fallback.cloned());
         let next = status::next(prev.as_ref(), spec_hash, generation, t, &now());
         let next = status::with_warnings(next, warnings);
@@ -119,11 +140,7 @@ impl Context {
         {
             info!(build = %key, phase = %p, message = next.message.as_deref().unwrap_or(""), "phase");
         }
-        self.state
-            .lock()
-            .await
-            .statuses
-            .insert(key.to_string(), next.clone());
+        self.state.lock().await.statuses.insert(slot, next.clone());
         if let Err(e) = self.source.write_status(key, origin, &next).await {
             metrics().reconcile_error(e.metric_label());
             error!(build = %key, "cannot write status: {e}");
@@ -149,31 +166,57 @@ impl Context {
     }
 
     /// Lets the source forget a deleted resource (its finalizer, in Kubernetes).
-    async fn release(&self, key: &str, origin: &str) {
+    pub(super) async fn release(&self, key: &str, origin: &str) {
         if let Err(e) = self.source.released(key, origin).await {
             warn!(build = %key, "cannot release the deleted resource: {e}");
         }
     }
 
-    /// Image references each known resource will push, for base/leaf ordering.
-    async fn dependencies(&self) -> (Dependencies, HashMap<String, bool>) {
-        let st = self.state.lock().await;
-        let mut deps = Dependencies::default();
-        let mut built = HashMap::new();
-        for (key, r) in &st.resources {
-            let spec = &r.build.spec;
-            // remote sources: only the spec can say what they push
-            let d = runner::local_dockerfile(spec, r.base_dir.as_deref())
-                .and_then(|text| directives::parse(&text).ok())
-                .map(|(d, _)| d)
-                .unwrap_or_default();
-            if let Ok(t) = runner::resolve(spec, &d) {
-                deps.add_producer(key, &t.tag_refs());
-            }
-            let status = st.statuses.get(key).or(r.build.status.as_ref());
-            built.insert(key.clone(), is_built(status, &spec.hash()));
+    /// The base images `res` waits for (`image (built by key)`), registering it as
+    /// a waiter of their producers; or why its Dockerfile cannot be built.
+    async fn blockers(&self, res: &Resource) -> std::result::Result<Vec<String>, String> {
+        let key = res.key();
+        let mut st = self.state.lock().await;
+        if st.deps.images(&key).is_none() {
+            st.deps.set(&key, images_of(res));
         }
-        (deps, built)
+        if let Some(msg) = st.deps.images(&key).and_then(|i| i.invalid.clone()) {
+            st.deps.wait(&key, Vec::new());
+            return Err(msg);
+        }
+        let blockers = st.deps.blockers(&key, |p| st.is_built(p));
+        st.deps
+            .wait(&key, blockers.iter().map(|(_, p)| p.clone()).collect());
+        Ok(blockers
+            .into_iter()
+            .map(|(image, producer)| format!("{image} (built by {producer})"))
+            .collect())
+    }
+}
+
+/// What `res` pushes and, from its local Dockerfile (read here, once per version of
+/// the resource), the base images it needs and whether its directives are sound.
+fn images_of(res: &Resource) -> Images {
+    let spec = &res.build.spec;
+    // remote sources: only the spec can say what they push
+    let local = runner::local_dockerfile(spec, res.base_dir.as_deref());
+    let parsed = local.as_deref().map(directives::parse);
+    let d = match &parsed {
+        Some(Ok((d, _))) => d.clone(),
+        _ => Default::default(),
+    };
+    let resolved = runner::resolve(spec, &d);
+    let invalid = match (parsed, &resolved) {
+        (Some(Err(e)), _) => Some(e.to_string()),
+        (Some(Ok(_)), Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    Images {
+        pushes: resolved.map(|t| t.tag_refs()).unwrap_or_default(),
+        needs: local
+            .map(|text| directives::from_images(&text, &spec.build_args))
+            .unwrap_or_default(),
+        invalid,
     }
 }
 
@@ -207,6 +250,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     });
     if let Err(e) = checked {
         ctx.queue.cancel(&key);
+        ctx.state.lock().await.deps.wait(&key, Vec::new());
         ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
             .await;
         return Ok(Action::AwaitChange);
@@ -222,28 +266,19 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     }
 
     // what can be checked without fetching anything is checked before queueing
-    let local = runner::local_dockerfile(spec, res.base_dir.as_deref());
-    if let Some(text) = &local {
-        let checked = directives::parse(text).and_then(|(d, _)| runner::resolve(spec, &d));
-        if let Err(e) = checked {
-            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
+    match ctx.blockers(&res).await {
+        Err(msg) => {
+            ctx.transition(&res, Some(&hash), Transition::Invalid(msg))
                 .await;
             return Ok(Action::AwaitChange);
         }
-        let needs = directives::from_images(text, &spec.build_args);
-        let (deps, built) = ctx.dependencies().await;
-        let waiting: Vec<String> = deps
-            .producers_of(&key, &needs)
-            .into_iter()
-            .filter(|(_, producer)| !built.get(*producer).copied().unwrap_or(false))
-            .map(|(image, producer)| format!("{image} (built by {producer})"))
-            .collect();
-        if !waiting.is_empty() {
+        Ok(waiting) if !waiting.is_empty() => {
             let msg = format!("waiting for base image {}", waiting.join(", "));
             ctx.transition(&res, Some(&hash), Transition::Waiting(msg))
                 .await;
             return Ok(Action::AwaitChange);
         }
+        Ok(_) => {}
     }
 
     let auth = match ctx.source.auth(&res).await {
@@ -314,12 +349,25 @@ pub async fn run(
                 Some(ev) => {
                     if matches!(ev, SourceEvent::Synced) {
                         synced = true;
-                        let n = ctx.state.lock().await.resources.len();
+                        // every resource is known now, bases included: decide for each
+                        // by key, in file order: one resource copied at a time
+                        let mut all: Vec<(String, String)> = {
+                            let st = ctx.state.lock().await;
+                            st.claims.holders().map(|r| (r.origin.clone(), r.key())).collect()
+                        };
+                        all.sort();
+                        let n = all.len();
+                        for (_, key) in all {
+                            let res = ctx.state.lock().await.claims.holder(&key).cloned();
+                            if let Some(res) = res {
+                                run_reconcile(res, &ctx).await;
+                            }
+                        }
                         info!(resources = n, "initial sync done");
                         health::readiness().set("watch", true);
                         continue;
                     }
-                    on_source_event(ev, &ctx).await;
+                    on_source_event(ev, &ctx, synced).await;
                 }
                 None => {
                     source_ended = true;
@@ -328,7 +376,7 @@ pub async fn run(
             },
             Some(up) = up_rx.recv() => on_update(up, &ctx).await,
             Some(key) = requeue_rx.recv() => {
-                let res = ctx.state.lock().await.resources.get(&key).cloned();
+                let res = ctx.state.lock().await.claims.holder(&key).cloned();
                 if let Some(res) = res {
                     run_reconcile(res, &ctx).await;
                 }
@@ -353,62 +401,68 @@ pub async fn run(
     }
     let st = ctx.state.lock().await;
     let mut summary = Summary::default();
-    for (key, r) in &st.resources {
-        let s = st.statuses.get(key).or(r.build.status.as_ref());
-        match s.and_then(|s| s.phase) {
+    for r in st.claims.holders() {
+        match st.status_of(r).and_then(|s| s.phase) {
             Some(Phase::Succeeded) => summary.succeeded += 1,
             Some(Phase::Failed) | Some(Phase::Cancelled) => summary.failed += 1,
             _ => summary.waiting += 1,
         }
     }
-    summary.failed += st.invalid.len();
+    // duplicates and unreadable documents are failures of their own files
+    summary.failed += st.claims.failed();
     Ok(summary)
 }
 
-async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
+/// `synced`: the first listing is complete; before that, resources are only recorded
+/// (a leaf must not build before its base, listed later, is known).
+async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>, synced: bool) {
     match ev {
         SourceEvent::Applied(res) => {
             let res = *res;
             let key = res.key();
-            {
-                let mut st = ctx.state.lock().await;
-                if let Some(other) = st.resources.get(&key)
-                    && other.origin != res.origin
-                {
-                    let msg = format!(
-                        "{key} is defined twice: in {} and in {}; rename one",
-                        other.origin, res.origin
-                    );
-                    drop(st);
-                    warn!("{msg}");
-                    ctx.transition(&res, None, Transition::Invalid(msg)).await;
-                    return;
-                }
-                st.invalid.remove(&key);
-                st.resources.insert(key.clone(), res.clone());
+            let name = res.build.metadata.name.as_deref().unwrap_or_default();
+            if let Err(e) = validate_metadata(name, &res.namespace()) {
+                // such a key may even collide with a valid one (`a`+`b/c`, `a/b`+`c`)
+                broken(ctx, &key, &res.origin, synced).await;
+                ctx.transition(&res, None, Transition::Invalid(e.to_string()))
+                    .await;
+                return;
             }
-            run_reconcile(res, ctx).await;
+            let claimed = ctx.state.lock().await.claims.apply(res.clone());
+            match claimed {
+                Claimed::Holds => hold(res, ctx, synced).await,
+                Claimed::Duplicate { holder } => {
+                    let msg = format!(
+                        "{key} is defined twice: in {holder} and in {}; rename one",
+                        res.origin
+                    );
+                    warn!("{msg}");
+                    // no spec hash: it builds once it holds the name
+                    ctx.transition(&res, None, Transition::Invalid(msg)).await;
+                }
+            }
         }
         SourceEvent::Deleted { key, origin } => {
             let mut st = ctx.state.lock().await;
             if st.releasing.contains_key(&key) {
                 return; // told again while its build stops
             }
-            if st.resources.get(&key).is_some_and(|r| r.origin == origin) {
-                st.resources.remove(&key);
-                st.statuses.remove(&key);
-                drop(st);
-                if ctx.cancel(&key, &origin, "the resource was deleted").await {
+            st.statuses.remove(&(key.clone(), origin.clone()));
+            let withdrawn = st.claims.withdraw(&key, &origin);
+            drop(st);
+            if let Withdrawn::Holder { next } = withdrawn {
+                let running = ctx.cancel(&key, &origin, "the resource was deleted").await;
+                let waiters = ctx.state.lock().await.deps.remove(&key);
+                match next {
+                    Some(next) => hold(*next, ctx, synced).await,
+                    None => wake(waiters, ctx, synced).await,
+                }
+                if running {
                     // released once the running build reports its end
                     let mut st = ctx.state.lock().await;
                     st.releasing.insert(key, origin);
                     return;
                 }
-            } else if st.invalid.get(&key) == Some(&origin) {
-                st.invalid.remove(&key);
-                drop(st);
-            } else {
-                drop(st);
             }
             ctx.release(&key, &origin).await;
         }
@@ -418,12 +472,7 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
             message,
         } => {
             warn!(build = %key, "{message}");
-            ctx.queue.cancel(&key);
-            {
-                let mut st = ctx.state.lock().await;
-                st.invalid.insert(key.clone(), origin.clone());
-                st.resources.remove(&key);
-            }
+            broken(ctx, &key, &origin, synced).await;
             ctx.write(
                 &key,
                 &origin,
@@ -439,136 +488,49 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>) {
     }
 }
 
-async fn on_update(up: Update, ctx: &Arc<Context>) {
-    let (key, hash) = match &up {
-        Update::Started { key, hash, .. }
-        | Update::Event { key, hash, .. }
-        | Update::Retrying { key, hash, .. }
-        | Update::Finished { key, hash, .. } => (key.clone(), hash.clone()),
+/// `res` holds its name (new, changed, or taking over from a holder that went).
+async fn hold(res: Resource, ctx: &Arc<Context>, synced: bool) {
+    let key = res.key();
+    let images = images_of(&res);
+    let waiters = {
+        let mut st = ctx.state.lock().await;
+        let mut waiters = st.deps.set(&key, images);
+        // its image may be in the registry now (a status read back from its file)
+        if st.is_built(&key) {
+            waiters.extend(st.deps.take_waiters(&key));
+        }
+        waiters
     };
-    if let Update::Finished { job, .. } = &up {
-        // the outcome is recorded below, within this call: the key may build again
-        ctx.queue.done(&key, *job);
-        let releasing = ctx.state.lock().await.releasing.remove(&key);
-        if let Some(origin) = releasing {
-            info!(build = %key, "the deleted resource's build has stopped");
-            ctx.queue.settled(&key);
-            ctx.release(&key, &origin).await;
-            return;
+    if synced {
+        run_reconcile(res, ctx).await;
+    }
+    wake(waiters, ctx, synced).await;
+}
+
+/// The document of `origin` claiming `key` cannot be built: only its own file's
+/// resource is affected. If it held the name, its build stops and a duplicate of
+/// another file, if any, takes over.
+async fn broken(ctx: &Arc<Context>, key: &str, origin: &str, synced: bool) {
+    let withdrawn = ctx.state.lock().await.claims.broken(key, origin);
+    if let Withdrawn::Holder { next } = withdrawn {
+        ctx.queue.cancel(key);
+        let waiters = ctx.state.lock().await.deps.remove(key);
+        match next {
+            Some(next) => hold(*next, ctx, synced).await,
+            None => wake(waiters, ctx, synced).await,
         }
     }
-    let res = ctx.state.lock().await.resources.get(&key).cloned();
-    // a backend holding results until their status is written may let go after this
-    let settles = matches!(up, Update::Finished { .. } | Update::Retrying { .. });
-    let Some(res) = res.filter(|r| r.build.spec.hash() == hash) else {
-        debug!(build = %key, "update for a replaced or deleted build ignored");
-        if settles {
-            ctx.queue.settled(&key);
-        }
-        return;
-    };
-    let h = Some(hash.as_str());
-    match up {
-        Update::Started { attempt, .. } => {
-            ctx.transition(
-                &res,
-                h,
-                Transition::Started {
-                    attempt,
-                    backend: ctx.backend,
-                    remote: ctx.remote,
-                },
-            )
-            .await;
-        }
-        Update::Event { event, .. } => match event {
-            BuildEvent::Building {
-                context_bytes,
-                files,
-            } => {
-                let msg = format!(
-                    "building: sent a context of {files} files, {:.1} MiB",
-                    context_bytes as f64 / (1024.0 * 1024.0)
-                );
-                ctx.transition(&res, h, Transition::Progress(msg)).await;
-            }
-            BuildEvent::Step(s) => {
-                info!(build = %key, "{s}");
-                ctx.transition(&res, h, Transition::Progress(s)).await;
-            }
-            BuildEvent::Log(line) => debug!(build = %key, "{line}"),
-            BuildEvent::Pushing { tags } => {
-                ctx.transition(&res, h, Transition::Pushing { tags: tags.len() })
-                    .await;
-            }
-            BuildEvent::PushProgress { .. } => {}
-            BuildEvent::Pushed { tag, digest } => info!(build = %key, %tag, %digest, "pushed"),
-            BuildEvent::Waiting(msg) => {
-                ctx.transition(&res, h, Transition::Unplaced(msg)).await;
-            }
-            BuildEvent::Placed { host, task } => {
-                info!(build = %key, %host, task = %task.task_id, "placed");
-                let t = Transition::Placed {
-                    host: &host,
-                    task: &task,
-                };
-                ctx.transition(&res, h, t).await;
-            }
-            BuildEvent::Running { host } => {
-                ctx.transition(&res, h, Transition::Running { host: &host })
-                    .await;
-            }
-        },
-        Update::Retrying {
-            attempt,
-            max_attempts,
-            delay,
-            error,
-            ..
-        } => {
-            ctx.transition(
-                &res,
-                h,
-                Transition::Retrying {
-                    attempt,
-                    max_attempts,
-                    delay,
-                    error,
-                },
-            )
-            .await;
-            ctx.queue.settled(&key);
-        }
-        Update::Finished { result, .. } => {
-            match &result {
-                Ok(out) => {
-                    info!(build = %key, image = %out.image, "succeeded");
-                    ctx.transition(&res, h, Transition::Succeeded(out)).await;
-                }
-                Err(e) => {
-                    warn!(build = %key, reason = e.metric_label(), "failed: {e}");
-                    ctx.transition(&res, h, Transition::Failed(e)).await;
-                }
-            }
-            ctx.queue.settled(&key);
-            // builds waiting for this one's image may go now
-            let waiting: Vec<Resource> = {
-                let st = ctx.state.lock().await;
-                st.resources
-                    .values()
-                    .filter(|r| {
-                        st.statuses
-                            .get(&r.key())
-                            .or(r.build.status.as_ref())
-                            .and_then(|s| s.phase)
-                            == Some(Phase::Pending)
-                    })
-                    .cloned()
-                    .collect()
-            };
-            for r in waiting {
-                run_reconcile(r, ctx).await;
-            }
+}
+
+/// Reconciles the resources that waited for an image whose producer changed.
+pub(super) async fn wake(keys: Vec<String>, ctx: &Arc<Context>, synced: bool) {
+    if !synced {
+        return; // all are reconciled once the listing is complete
+    }
+    for key in keys {
+        let res = ctx.state.lock().await.claims.holder(&key).cloned();
+        if let Some(res) = res {
+            run_reconcile(res, ctx).await;
         }
     }
 }

@@ -2,32 +2,138 @@
 //! waits until that image is pushed, so a folder holding a base and its leaves builds
 //! in the right order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-/// Which resource produces which image reference, and which references each needs.
-#[derive(Debug, Default, Clone)]
+/// What one resource's Dockerfile resolves to, read once per version of the resource
+/// (re-reading every Dockerfile on every reconcile made a first sync quadratic).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Images {
+    /// References the resource pushes.
+    pub pushes: Vec<String>,
+    /// Base images its local Dockerfile's `FROM` lines name (none when remote).
+    pub needs: Vec<String>,
+    /// Why its local Dockerfile cannot be built as written.
+    pub invalid: Option<String>,
+}
+
+/// Which resource produces which image, and which resources wait for which producer.
+#[derive(Debug, Default)]
 pub struct Dependencies {
-    producers: HashMap<String, String>,
+    images: HashMap<String, Images>,
+    /// Normalised reference -> resources pushing it.
+    producers: HashMap<String, BTreeSet<String>>,
+    /// Producer -> resources waiting for its image.
+    waiters: HashMap<String, BTreeSet<String>>,
+    /// Waiting resource -> producers it waits for.
+    waiting_for: HashMap<String, BTreeSet<String>>,
 }
 
 impl Dependencies {
-    pub fn add_producer(&mut self, key: &str, image_refs: &[String]) {
-        for r in image_refs {
-            self.producers.insert(normalize_ref(r), key.to_string());
+    /// Records what `key` pushes and needs. Returns the resources waiting for `key`
+    /// when what it pushes changed: they must look again.
+    pub fn set(&mut self, key: &str, images: Images) -> Vec<String> {
+        let old = self.images.get(key);
+        if old == Some(&images) {
+            return Vec::new();
+        }
+        let changed = old.is_some_and(|o| o.pushes != images.pushes);
+        self.unpublish(key);
+        for r in &images.pushes {
+            self.producers
+                .entry(normalize_ref(r))
+                .or_default()
+                .insert(key.to_string());
+        }
+        self.images.insert(key.to_string(), images);
+        if changed {
+            self.take_waiters(key)
+        } else {
+            Vec::new()
         }
     }
 
-    /// Resources (other than `key`) that produce one of `needs`, with the reference.
-    pub fn producers_of<'a>(&'a self, key: &str, needs: &[String]) -> Vec<(String, &'a str)> {
-        let mut out = Vec::new();
-        for n in needs {
-            if let Some(p) = self.producers.get(&normalize_ref(n))
-                && p != key
-            {
-                out.push((n.clone(), p.as_str()));
+    /// Forgets `key`; returns the resources that waited for it.
+    pub fn remove(&mut self, key: &str) -> Vec<String> {
+        self.unpublish(key);
+        self.images.remove(key);
+        self.wait(key, Vec::new());
+        self.take_waiters(key)
+    }
+
+    fn unpublish(&mut self, key: &str) {
+        let Some(old) = self.images.get(key) else {
+            return;
+        };
+        for r in &old.pushes {
+            let n = normalize_ref(r);
+            if let Some(set) = self.producers.get_mut(&n) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.producers.remove(&n);
+                }
             }
         }
-        out
+    }
+
+    pub fn images(&self, key: &str) -> Option<&Images> {
+        self.images.get(key)
+    }
+
+    /// The base images `key` needs that another resource builds and `is_built` says
+    /// are not built yet, each with its producer.
+    pub fn blockers(&self, key: &str, is_built: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+        let Some(images) = self.images.get(key) else {
+            return Vec::new();
+        };
+        images
+            .needs
+            .iter()
+            .filter_map(|n| {
+                // a build never waits for itself
+                let p = self
+                    .producers
+                    .get(&normalize_ref(n))?
+                    .iter()
+                    .find(|p| *p != key)?;
+                (!is_built(p)).then(|| (n.clone(), p.clone()))
+            })
+            .collect()
+    }
+
+    /// `key` now waits for exactly `producers` (none: it waits for nothing).
+    pub fn wait(&mut self, key: &str, producers: Vec<String>) {
+        for p in self.waiting_for.remove(key).unwrap_or_default() {
+            if let Some(set) = self.waiters.get_mut(&p) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.waiters.remove(&p);
+                }
+            }
+        }
+        if producers.is_empty() {
+            return;
+        }
+        for p in &producers {
+            self.waiters
+                .entry(p.clone())
+                .or_default()
+                .insert(key.to_string());
+        }
+        self.waiting_for
+            .insert(key.to_string(), producers.into_iter().collect());
+    }
+
+    /// The resources waiting for `producer`, which stop waiting (they look again).
+    pub fn take_waiters(&mut self, producer: &str) -> Vec<String> {
+        let keys: Vec<String> = self
+            .waiters
+            .get(producer)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for k in &keys {
+            self.wait(k, Vec::new());
+        }
+        keys
     }
 }
 
@@ -48,30 +154,63 @@ pub fn normalize_ref(r: &str) -> String {
 mod tests {
     use super::*;
 
+    fn images(pushes: &[&str], needs: &[&str]) -> Images {
+        Images {
+            pushes: pushes.iter().map(|s| s.to_string()).collect(),
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            invalid: None,
+        }
+    }
+
+    const BASE: &str = "127.0.0.1:5000/ex/base";
+
     #[test]
-    fn leaf_finds_its_base() {
+    fn leaf_waits_for_its_base_until_built() {
         let mut d = Dependencies::default();
-        d.add_producer(
+        d.set(
             "ex/base",
-            &[
-                "127.0.0.1:5000/ex/base:latest".into(),
-                "127.0.0.1:5000/ex/base:1.0".into(),
-            ],
+            images(&[&format!("{BASE}:latest"), &format!("{BASE}:1.0")], &[]),
         );
-        let found = d.producers_of("ex/leaf", &["127.0.0.1:5000/ex/base".into()]);
+        d.set("ex/leaf", images(&["r/leaf:latest"], &[BASE]));
+        d.set("ex/other", images(&["r/other:latest"], &["r/elsewhere:1"]));
         assert_eq!(
-            found,
-            vec![("127.0.0.1:5000/ex/base".to_string(), "ex/base")]
+            d.blockers("ex/leaf", |_| false),
+            vec![(BASE.to_string(), "ex/base".to_string())]
         );
-        assert!(
-            d.producers_of("ex/leaf", &["127.0.0.1:5000/ex/other:1".into()])
-                .is_empty()
-        );
+        assert!(d.blockers("ex/leaf", |p| p == "ex/base").is_empty());
+        assert!(d.blockers("ex/other", |_| false).is_empty());
         // a build never waits for itself
-        assert!(
-            d.producers_of("ex/base", &["127.0.0.1:5000/ex/base:1.0".into()])
-                .is_empty()
-        );
+        d.set("ex/self", images(&["r/self:1"], &["r/self:1"]));
+        assert!(d.blockers("ex/self", |_| false).is_empty());
+    }
+
+    #[test]
+    fn a_finished_base_wakes_only_its_own_waiters() {
+        let mut d = Dependencies::default();
+        d.set("b1", images(&["r/b1:latest"], &[]));
+        d.set("b2", images(&["r/b2:latest"], &[]));
+        d.wait("l1", vec!["b1".into()]);
+        d.wait("l2", vec!["b1".into(), "b2".into()]);
+        d.wait("l3", vec!["b2".into()]);
+        assert_eq!(d.take_waiters("b1"), vec!["l1", "l2"]);
+        // l2 stopped waiting altogether: it looks again and registers anew if need be
+        assert_eq!(d.take_waiters("b2"), vec!["l3"]);
+        assert!(d.take_waiters("b1").is_empty());
+    }
+
+    #[test]
+    fn waiters_look_again_when_their_producer_changes_or_goes() {
+        let mut d = Dependencies::default();
+        d.set("b", images(&["r/b:1"], &[]));
+        d.wait("l", vec!["b".into()]);
+        // the same images again (a status write re-read the file): nobody wakes
+        assert!(d.set("b", images(&["r/b:1"], &[])).is_empty());
+        assert_eq!(d.set("b", images(&["r/b:2"], &[])), vec!["l"]);
+        assert!(d.blockers("l", |_| false).is_empty(), "l has no images");
+        d.set("l", images(&[], &["r/b:2"]));
+        d.wait("l", vec!["b".into()]);
+        assert_eq!(d.remove("b"), vec!["l"]);
+        assert!(d.blockers("l", |_| false).is_empty(), "nobody builds r/b:2");
     }
 
     #[test]

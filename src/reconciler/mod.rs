@@ -2,12 +2,14 @@
 //! covers the rebuild token) with what the status says was built, and decides.
 //! [`decide`] and the status transitions are pure; [`controller`] does the I/O.
 
+mod claims;
 pub mod controller;
 mod deps;
 mod status;
+mod updates;
 
 pub use controller::{Context, Settings, Summary, reconcile, run};
-pub use deps::{Dependencies, normalize_ref};
+pub use deps::{Dependencies, Images, normalize_ref};
 pub use status::Transition;
 
 use crate::api::{DockerBuildStatus, Phase};
