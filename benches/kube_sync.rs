@@ -8,6 +8,8 @@
 //!
 //! Env: BENCH_OBJECTS (default 10000), SLIPWAY_BIN (default target/release/slipway).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,23 +24,11 @@ use slipway::api::{DockerBuild, DockerBuildSpec, DockerBuildStatus, Phase};
 const NS: &str = "bench";
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("kube_sync: run with `cargo bench --bench kube_sync`");
+    let Some(n) = support::size("kube_sync", "BENCH_OBJECTS", 10_000) else {
         return;
-    }
-    let n: usize = std::env::var("BENCH_OBJECTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = std::env::var("SLIPWAY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/release/slipway"));
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --release first",
-        bin.display()
-    );
+    let bin = support::release_bin();
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(&root, dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();

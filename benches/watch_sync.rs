@@ -12,7 +12,9 @@
 //!
 //! Env: BENCH_FILES (default 10000), SLIPWAY_BIN (default target/release/slipway).
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,23 +24,10 @@ const BASES: usize = 10;
 const REGISTRY: &str = "127.0.0.1:5000";
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("watch_sync: run with `cargo bench --bench watch_sync`");
+    let Some(n) = support::size("watch_sync", "BENCH_FILES", 10_000) else {
         return;
-    }
-    let n: usize = std::env::var("BENCH_FILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = std::env::var("SLIPWAY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/release/slipway"));
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --release first",
-        bin.display()
-    );
+    };
+    let bin = support::release_bin();
     for up_to_date in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         populate(dir.path(), n, up_to_date);
