@@ -249,11 +249,33 @@ cmd_start() {
   die "buildkitd did not answer within ${TIMEOUT}s; stopped it (log above, full log $LOG)"
 }
 
-# stop_daemon PID: TERM it, KILL it if it lingers, then whatever is left of its
-# session (runc and build steps), then unmount what it left mounted under D.
+# build_containers: ids of the runc containers whose bundle is under D. buildkitd runs
+# them through runc's default state dir, shared with any other runc user, and each
+# build step sits in a session of its own: the bundle is what tells ours apart.
+build_containers() {
+  command -v runc >/dev/null 2>&1 || return 0
+  runc list 2>/dev/null | awk -v d="$DIR/" 'NR > 1 && index($4, d) == 1 { print $1 }'
+}
+
+# reap: what a buildkitd of D left behind, once it is gone or going: its build
+# containers, the rest of its session (runc), and mounts under D (deepest first;
+# mountinfo escapes spaces as \040, which D does not hold).
+reap() {
+  local sid=${1:-} id p m
+  for id in $(build_containers); do runc delete --force "$id" >/dev/null 2>&1 || true; done
+  if [ -n "$sid" ]; then
+    for p in $(session_pids "$sid"); do kill -KILL "$p" 2>/dev/null || true; done
+  fi
+  awk -v d="$DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+}
+
+# stop_daemon PID: TERM it and kill its build steps at once (it would otherwise wait
+# for running builds to end), KILL it if it lingers, then reap.
 stop_daemon() {
-  local pid=$1 _ p
+  local pid=$1 id _
   kill -TERM "$pid" 2>/dev/null || true
+  for id in $(build_containers); do runc kill "$id" KILL >/dev/null 2>&1 || true; done
   for _ in $(seq 1 100); do # 10 s
     alive "$pid" || break
     sleep 0.1
@@ -262,22 +284,19 @@ stop_daemon() {
     say "buildkitd (pid $pid) still alive after 10s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  for p in $(session_pids "$pid"); do kill -KILL "$p" 2>/dev/null || true; done
-  # Deepest first; mountinfo escapes spaces as \040, which D does not hold (mktemp).
-  awk -v d="$DIR/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  reap "$pid"
 }
 
 cmd_stop() {
   local pid
-  if ! pid=$(running_pid); then
-    rm -f "$PIDF" "$PORTF"
+  if pid=$(running_pid); then
+    stop_daemon "$pid"
+    say "stopped (pid $pid, dir $DIR)"
+  else
+    reap # a buildkitd that died may have left build steps running
     say "no buildkitd running from $DIR"
-    return 0
   fi
-  stop_daemon "$pid"
   rm -f "$PIDF" "$PORTF" "$SOCK"
-  say "stopped (pid $pid, dir $DIR)"
 }
 
 cmd_status() {
