@@ -32,13 +32,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 say() { printf 'buildkitd: %s\n' "$*" >&2; }
 die() { printf 'buildkitd: error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,29p' "$0" >&2; exit 2; }
+usage() { sed -n '2,27p' "$0" >&2; exit 2; }
 
 TIMEOUT=${SLIPWAY_BUILDKIT_TIMEOUT:-60}
 GC=${SLIPWAY_BUILDKIT_GC:-512,10240,4096}
 
 CMD=${1:-}
-[ -n "$CMD" ] || usage
+case "$CMD" in '' | -h | --help | help) usage ;; esac
 shift
 PORT=0
 DIR=""
