@@ -12,11 +12,14 @@
 #    server on 127.0.0.1 (scripts/kube.sh: RBAC on, the CRD applied, the controller's
 #    service account bound to charts/slipway/files/rbac-rules.yaml); tests that must
 #    stop or restart an API server start private ones with the same script
-# 5. builds the controller image, slipway-test/controller:ci (scripts/image.sh: a
+# 5. builds buildkitd and buildctl once (scripts/ensure-buildkit.sh, minutes when cold,
+#    cached under $SLIPWAY_STATE; installs Debian's runc) and starts ONE buildkitd on
+#    127.0.0.1 with mutual TLS (scripts/buildkitd.sh)
+# 6. builds the controller image, slipway-test/controller:ci (scripts/image.sh: a
 #    static release binary FROM scratch, in a target dir of its own under
 #    $SLIPWAY_STATE; minutes when cold); tests run it as the controller and as the
 #    Mesos executor image
-# 6. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
+# 7. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
 # Everything this script started is stopped on exit; a dockerd that was already
 # running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
 #
@@ -28,6 +31,10 @@
 #   SLIPWAY_TEST_KUBE_DIR  the shared cluster's dir: D/admin.kubeconfig (system:masters),
 #                          D/controller.kubeconfig (system:serviceaccount:slipway-system:slipway)
 #   SLIPWAY_KUBE_BIN       dir with kube-apiserver, etcd and kubectl
+#   SLIPWAY_TEST_BUILDKIT_ADDR  tcp://127.0.0.1:PORT of the shared buildkitd (mutual TLS)
+#   SLIPWAY_TEST_BUILDKIT_DIR   its dir: D/ca.pem, D/cert.pem, D/key.pem for buildctl's
+#                          --tlscacert/--tlscert/--tlskey; D/buildkitd.sock (no TLS)
+#   SLIPWAY_BUILDKIT_BIN   dir with buildkitd and buildctl (scripts/buildkitd.sh uses it)
 #   SLIPWAY_TEST_IMAGE     the controller image scripts/image.sh built (a local tag)
 #   DOCKER_HOST            left as is; unset means unix:///var/run/docker.sock
 set -uo pipefail
@@ -44,6 +51,7 @@ die() { printf 'test.sh: error: %s\n' "$*" >&2; exit 1; }
 
 REGDIR=""
 KUBEDIR=""
+BKDIR=""
 STOP_DOCKERD=0
 CHILD=""
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -54,8 +62,12 @@ cleanup() {
     kill -TERM -- "-$CHILD" 2>/dev/null || true
     wait "$CHILD" 2>/dev/null || true
   fi
-  if [ -n "$REGDIR" ] || [ -n "$KUBEDIR" ]; then
+  if [ -n "$REGDIR" ] || [ -n "$KUBEDIR" ] || [ -n "$BKDIR" ]; then
     section "cleanup"
+  fi
+  if [ -n "$BKDIR" ]; then
+    bash scripts/buildkitd.sh stop --dir "$BKDIR" || true
+    rm -rf "$BKDIR"
   fi
   if [ -n "$KUBEDIR" ]; then
     local d
@@ -127,6 +139,18 @@ export SLIPWAY_TEST_KUBE=$ROOT/scripts/kube.sh SLIPWAY_TEST_KUBE_DIR=$KUBEDIR
 echo "SLIPWAY_KUBE_BIN=$SLIPWAY_KUBE_BIN"
 echo "SLIPWAY_TEST_KUBE=$SLIPWAY_TEST_KUBE"
 echo "SLIPWAY_TEST_KUBE_DIR=$SLIPWAY_TEST_KUBE_DIR"
+
+section "BuildKit"
+SLIPWAY_BUILDKIT_BIN=$(bash scripts/ensure-buildkit.sh </dev/null | tail -n 1) ||
+  die "buildkitd and buildctl could not be built (scripts/ensure-buildkit.sh)"
+export SLIPWAY_BUILDKIT_BIN
+BKDIR=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test-buildkit.XXXXXX")
+SLIPWAY_TEST_BUILDKIT_ADDR=$(bash scripts/buildkitd.sh start --dir "$BKDIR" </dev/null | tail -n 1) ||
+  die "buildkitd did not start (scripts/buildkitd.sh, output above)"
+export SLIPWAY_TEST_BUILDKIT_ADDR SLIPWAY_TEST_BUILDKIT_DIR=$BKDIR
+echo "SLIPWAY_BUILDKIT_BIN=$SLIPWAY_BUILDKIT_BIN"
+echo "SLIPWAY_TEST_BUILDKIT_ADDR=$SLIPWAY_TEST_BUILDKIT_ADDR"
+echo "SLIPWAY_TEST_BUILDKIT_DIR=$SLIPWAY_TEST_BUILDKIT_DIR"
 
 section "controller image"
 SLIPWAY_TEST_IMAGE=$(bash scripts/image.sh --tag slipway-test/controller:ci </dev/null | tail -n 1) ||
