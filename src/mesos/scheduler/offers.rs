@@ -147,6 +147,10 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         arguments.push("--docker-host".into());
         arguments.push(h.clone());
     }
+    if cfg.builder != crate::runner::Builder::Auto {
+        arguments.push("--builder".into());
+        arguments.push(cfg.builder.as_arg().into());
+    }
     // no secrets here: the environment is part of the task's state on the master
     let mut variables: Vec<environment::Variable> = ["RUST_LOG", "SLIPWAY_LOG"]
         .iter()
