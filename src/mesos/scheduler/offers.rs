@@ -255,3 +255,25 @@ pub mod tests {
         assert!(a.exhausted());
     }
 }
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+    use crate::runner::Builder;
+
+    #[test]
+    fn the_builder_choice_reaches_the_executor() {
+        let args = |builder| {
+            command(&CoreConfig {
+                builder,
+                ..Default::default()
+            })
+            .arguments
+        };
+        assert_eq!(args(Builder::Auto), vec!["slipway", "executor"]);
+        assert_eq!(
+            args(Builder::Classic),
+            vec!["slipway", "executor", "--builder", "classic"]
+        );
+    }
+}

@@ -89,8 +89,8 @@ pub(super) struct Progress {
 
 impl Progress {
     /// The events one status message means: a Step when a Dockerfile step starts
-    /// (`[2/3] RUN make`), a Log for cached steps, BuildKit's own housekeeping and
-    /// every line of output.
+    /// (`[2/3] RUN make`) or is found cached (`CACHED [2/3] RUN make`), a Log for
+    /// BuildKit's own housekeeping and every line of output.
     pub(super) fn update(&mut self, status: &StatusResponse) -> Vec<BuildEvent> {
         let mut out = Vec::new();
         for v in &status.vertexes {
@@ -106,8 +106,14 @@ impl Progress {
                 continue;
             }
             if v.cached {
+                // a step still shows, as the classic builder's `Step 2/3` does
                 self.announced.insert(v.digest.clone());
-                out.push(BuildEvent::Log(format!("CACHED {}", v.name)));
+                let line = format!("CACHED {}", v.name);
+                out.push(if is_step(&v.name) {
+                    BuildEvent::Step(line)
+                } else {
+                    BuildEvent::Log(line)
+                });
             } else if v.started.is_some() {
                 self.announced.insert(v.digest.clone());
                 if is_step(&v.name) {
@@ -232,7 +238,7 @@ mod tests {
         };
         assert_eq!(
             p.update(&status(vec![cached], vec![])),
-            vec![BuildEvent::Log("CACHED [1/3] FROM base".into())]
+            vec![BuildEvent::Step("CACHED [1/3] FROM base".into())]
         );
     }
 
