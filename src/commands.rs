@@ -38,6 +38,10 @@ pub struct BackendArgs {
     /// Docker daemon (unix:///path or tcp://host:port); DOCKER_HOST otherwise.
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Builder on the daemon, for every backend: its BuildKit when it has one (auto),
+    /// or one named (buildkitd is not available yet).
+    #[arg(long, value_enum, default_value = "auto", env = "SLIPWAY_BUILDER")]
+    pub builder: crate::runner::Builder,
     /// Most bytes a `url` source may download, and unpack to (local backend).
     #[arg(long, default_value_t = crate::runner::fetch::DEFAULT_MAX_CONTEXT_BYTES)]
     pub max_context_bytes: u64,
@@ -171,7 +175,7 @@ pub async fn backend(
             ..Default::default()
         };
         return Ok(Arc::new(
-            LocalBackend::connect(args.docker_host.as_deref())
+            LocalBackend::connect(args.docker_host.as_deref(), args.builder)
                 .await?
                 .with_url_limits(limits),
         ));
@@ -220,6 +224,7 @@ pub async fn backend(
         failover_timeout: m.failover_timeout,
         executor,
         agent_docker_host: m.agent_docker_host.clone(),
+        builder: args.builder,
         refuse_seconds: m.refuse_seconds,
         ..Default::default()
     };

@@ -60,6 +60,9 @@ enum Command {
         /// The agent's Docker daemon (unix:///path or tcp://host:port).
         #[arg(long, env = "DOCKER_HOST")]
         docker_host: Option<String>,
+        /// Builder on the agent's daemon.
+        #[arg(long, value_enum, default_value = "auto")]
+        builder: slipway::runner::Builder,
     },
 }
 
@@ -75,8 +78,14 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Executor { docker_host } => {
-            let opts = slipway::executor::ExecutorOptions { docker_host };
+        Command::Executor {
+            docker_host,
+            builder,
+        } => {
+            let opts = slipway::executor::ExecutorOptions {
+                docker_host,
+                builder,
+            };
             match slipway::executor::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),

@@ -4,17 +4,18 @@ use async_trait::async_trait;
 
 use super::Backend;
 use crate::Result;
-use crate::runner::{BuildOutcome, BuildRequest, Cancel, Events, Runner};
+use crate::runner::{BuildOutcome, BuildRequest, Builder, Cancel, Events, Runner};
 
 pub struct LocalBackend {
     runner: Runner,
 }
 
 impl LocalBackend {
-    /// Connects to `docker_host`, or `DOCKER_HOST`, or the local socket.
-    pub async fn connect(docker_host: Option<&str>) -> Result<Self> {
+    /// Connects to `docker_host`, or `DOCKER_HOST`, or the local socket, building
+    /// with the daemon's builder `builder` picks.
+    pub async fn connect(docker_host: Option<&str>, builder: Builder) -> Result<Self> {
         Ok(Self {
-            runner: Runner::connect(docker_host).await?,
+            runner: Runner::connect(docker_host, builder).await?,
         })
     }
 

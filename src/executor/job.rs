@@ -11,7 +11,7 @@ use tracing::{Instrument, info_span};
 
 use crate::mesos::task::TaskPayload;
 use crate::registry::DockerConfig;
-use crate::runner::{BuildEvent, BuildOutcome, BuildRequest, Runner};
+use crate::runner::{BuildEvent, BuildOutcome, BuildRequest, Builder, Runner};
 use crate::{Error, Result};
 
 /// What the build tells the event loop.
@@ -49,13 +49,14 @@ pub fn request(data: &[u8]) -> Result<BuildRequest> {
 pub fn spawn(
     req: BuildRequest,
     docker_host: Option<String>,
+    builder: Builder,
     cancel: CancellationToken,
     tx: mpsc::UnboundedSender<JobMsg>,
 ) -> JoinHandle<()> {
     let span = info_span!("build", key = %req.key);
     tokio::spawn(
         async move {
-            let result = match Runner::connect(docker_host.as_deref()).await {
+            let result = match Runner::connect(docker_host.as_deref(), builder).await {
                 Ok(runner) => {
                     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
                     let run = runner.run(req, ev_tx, cancel);

@@ -48,6 +48,8 @@ const TICK: Duration = Duration::from_millis(500);
 pub struct ExecutorOptions {
     /// The agent's Docker daemon; `DOCKER_HOST` or the local socket when None.
     pub docker_host: Option<String>,
+    /// The builder on the agent's daemon (`--builder`, passed on by the framework).
+    pub builder: crate::runner::Builder,
 }
 
 /// Runs the executor until its task's end is acknowledged, the agent shuts it down,
@@ -269,6 +271,7 @@ impl Executor {
             t.build = Some(job::spawn(
                 req,
                 self.opts.docker_host.clone(),
+                self.opts.builder,
                 t.cancel.clone(),
                 self.jobs.clone(),
             ));

@@ -14,14 +14,19 @@ use super::fetch::UrlLimits;
 use super::{BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, context, directives, fetch};
 use crate::registry::{self, Credentials, error_chain};
 
+mod buildkit;
+mod classic;
 mod errors;
+use super::engine::{self, Builder, Engine};
 use crate::{Error, Result};
-use errors::{blame_context, build_error, classify_docker_error, failure_message, push_error};
+use errors::{blame_context, classify_docker_error, push_error};
 
 /// Runs builds against one Docker daemon.
 #[derive(Clone)]
 pub struct Runner {
     docker: Docker,
+    /// The builder every build of this runner uses, chosen once at connect.
+    engine: Engine,
     /// Registry calls: short, so a total timeout suits them.
     http: reqwest::Client,
     /// `url` sources: no total timeout (the build's own bounds them), see [`UrlLimits`].
@@ -39,8 +44,9 @@ struct Workspace {
 
 impl Runner {
     /// Connects to `docker_host` (`unix://...`, `tcp://...`) or `DOCKER_HOST` or the
-    /// local socket, and agrees on an API version with the daemon.
-    pub async fn connect(docker_host: Option<&str>) -> Result<Self> {
+    /// local socket, agrees on an API version with the daemon, and picks the builder
+    /// `builder` asks for (see [`engine::choose`]).
+    pub async fn connect(docker_host: Option<&str>, builder: Builder) -> Result<Self> {
         let docker = match docker_host {
             Some(h) => Docker::connect_with_host(h),
             None => Docker::connect_with_defaults(),
@@ -52,6 +58,22 @@ impl Runner {
             .map_err(|e| Error::Docker(format!("cannot reach the daemon: {e}")))?;
         // the default 2 minutes would cut off a large context upload
         docker.set_timeout(Duration::from_secs(24 * 3600));
+        let engine = match builder {
+            Builder::Classic => Engine::Classic,
+            _ => {
+                let v = docker
+                    .version()
+                    .await
+                    .map_err(|e| Error::Docker(format!("cannot reach the daemon: {e}")))?;
+                let (engine, fallback) =
+                    engine::choose(builder, v.os.as_deref(), v.api_version.as_deref())?;
+                if let Some(why) = fallback {
+                    warn!("{why}");
+                }
+                engine
+            }
+        };
+        debug!(?engine, "builder");
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
@@ -63,10 +85,16 @@ impl Runner {
             .map_err(|e| Error::Context(e.to_string()))?;
         Ok(Self {
             docker,
+            engine,
             http,
             downloads,
             url_limits: UrlLimits::default(),
         })
+    }
+
+    /// The builder this runner uses.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Caps and stall timeout for `url` sources (`--max-context-bytes`).
@@ -175,13 +203,18 @@ impl Runner {
         let build_creds = creds
             .as_ref()
             .map(|c| HashMap::from([(target.registry.clone(), c.to_docker())]));
-        let image_id = self
-            .build(options, build_creds, body, &events)
-            .await
-            .map_err(|e| {
-                let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
-                blame_context(e, failure.clone())
-            })?;
+        let built = match self.engine {
+            Engine::BuildkitDaemon => {
+                buildkit::build(&self.docker, options, build_creds, body, &events).await
+            }
+            Engine::Classic => {
+                classic::build(&self.docker, options, build_creds, body, &events).await
+            }
+        };
+        let image_id = built.map_err(|e| {
+            let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
+            blame_context(e, failure.clone())
+        })?;
 
         for tag in &target.tags {
             self.docker
@@ -321,59 +354,6 @@ impl Runner {
             .await
             .map(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
             .map_err(|e| Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e))))
-    }
-
-    async fn build(
-        &self,
-        options: BuildImageOptions,
-        creds: Option<HashMap<String, bollard::auth::DockerCredentials>>,
-        body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
-        events: &Events,
-    ) -> Result<String> {
-        let mut stream =
-            self.docker
-                .build_image(options, creds, Some(bollard::body_try_stream(body)));
-        let mut image_id = None;
-        let mut step = String::new();
-        let mut tail: Vec<String> = Vec::new();
-        while let Some(item) = stream.next().await {
-            let info = match item {
-                Ok(i) => i,
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(build_error(&step, &error, &tail));
-                }
-                Err(e) => return Err(classify_docker_error(e)),
-            };
-            if let Some(text) = info.stream {
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    if line.starts_with("Step ") {
-                        step = line.to_string();
-                        tail.clear();
-                        let _ = events.send(BuildEvent::Step(line.to_string()));
-                    } else {
-                        tail.push(line.to_string());
-                        if tail.len() > 5 {
-                            tail.remove(0);
-                        }
-                        let _ = events.send(BuildEvent::Log(line.to_string()));
-                    }
-                    debug!(target: "slipway::docker", "{line}");
-                }
-            }
-            if let Some(err) = info.error_detail.and_then(|e| e.message) {
-                return Err(build_error(&step, &err, &tail));
-            }
-            if let Some(id) = info.aux.and_then(|a| a.id) {
-                image_id = Some(id);
-            }
-        }
-        image_id.ok_or_else(|| {
-            Error::BuildFailed(failure_message(
-                &step,
-                "the daemon ended the build without an image ID",
-                &tail,
-            ))
-        })
     }
 
     async fn push(

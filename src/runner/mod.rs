@@ -5,6 +5,7 @@ pub mod context;
 pub mod directives;
 mod docker;
 pub mod dockerignore;
+pub mod engine;
 pub mod fetch;
 mod resolve;
 
@@ -18,6 +19,7 @@ use crate::api::DockerBuildSpec;
 use crate::registry::DockerConfig;
 
 pub use docker::Runner;
+pub use engine::{Builder, Engine};
 pub use resolve::{Resolved, local_dockerfile, resolve};
 
 /// One build to run.

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use slipway::api::DockerBuildSpec;
 use slipway::registry::DockerConfig;
-use slipway::runner::{BuildOutcome, BuildRequest, Runner};
+use slipway::runner::{BuildOutcome, BuildRequest, Builder, Runner};
 use tokio::sync::OnceCell;
 
 /// The test registry, `127.0.0.1:PORT`.
@@ -104,8 +104,18 @@ pub fn spec(yaml: &str) -> DockerBuildSpec {
     serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
 }
 
+/// The builder tests use: `SLIPWAY_BUILDER` (as the binary reads it), else auto.
+pub fn builder() -> Builder {
+    std::env::var("SLIPWAY_BUILDER")
+        .map(|b| {
+            b.parse()
+                .expect("SLIPWAY_BUILDER is auto, buildkit-daemon or classic")
+        })
+        .unwrap_or_default()
+}
+
 pub async fn runner() -> Runner {
-    Runner::connect(None)
+    Runner::connect(None, builder())
         .await
         .expect("docker daemon reachable")
 }

@@ -43,6 +43,8 @@ pub struct CoreConfig {
     pub executor: ExecutorLaunch,
     /// Docker daemon the executor builds on (`--docker-host` on the agent).
     pub agent_docker_host: Option<String>,
+    /// Builder the executor uses on the agent's daemon (`--builder`).
+    pub builder: crate::runner::Builder,
     /// What the executor itself takes besides the build.
     pub executor_cpus: f64,
     pub executor_mem_mib: f64,
@@ -62,6 +64,7 @@ impl Default for CoreConfig {
             failover_timeout: Duration::from_secs(7 * 24 * 3600),
             executor: ExecutorLaunch::Path("slipway".into()),
             agent_docker_host: None,
+            builder: crate::runner::Builder::Auto,
             executor_cpus: 0.1,
             executor_mem_mib: 32.0,
             refuse_seconds: 5.0,

@@ -147,6 +147,10 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         arguments.push("--docker-host".into());
         arguments.push(h.clone());
     }
+    if cfg.builder != crate::runner::Builder::Auto {
+        arguments.push("--builder".into());
+        arguments.push(cfg.builder.as_arg().into());
+    }
     // no secrets here: the environment is part of the task's state on the master
     let mut variables: Vec<environment::Variable> = ["RUST_LOG", "SLIPWAY_LOG"]
         .iter()
@@ -249,5 +253,27 @@ pub mod tests {
         assert!(!a.fits(0.701, 512.0));
         a.take("cpus", 0.7);
         assert!(a.exhausted());
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+    use crate::runner::Builder;
+
+    #[test]
+    fn the_builder_choice_reaches_the_executor() {
+        let args = |builder| {
+            command(&CoreConfig {
+                builder,
+                ..Default::default()
+            })
+            .arguments
+        };
+        assert_eq!(args(Builder::Auto), vec!["slipway", "executor"]);
+        assert_eq!(
+            args(Builder::Classic),
+            vec!["slipway", "executor", "--builder", "classic"]
+        );
     }
 }

@@ -5,13 +5,19 @@ use crate::Error;
 use crate::registry::error_chain;
 
 /// "step 3/5 `RUN make` failed: <daemon error>", with the last lines of output.
+/// `step` is the classic builder's `Step 3/5 : RUN make` or BuildKit's
+/// `[build 3/5] RUN make`.
 pub(super) fn failure_message(step: &str, error: &str, tail: &[String]) -> String {
     let mut msg = String::new();
-    if let Some(s) = step.strip_prefix("Step ") {
-        let (n, instr) = s.split_once(" : ").unwrap_or((s, ""));
-        msg.push_str(&format!("step {n} `{instr}` failed: "));
+    match split_step(step) {
+        Some((n, instr)) => msg.push_str(&format!("step {n} `{instr}` failed: ")),
+        None if !step.is_empty() => msg.push_str(&format!("step `{step}` failed: ")),
+        None => {}
     }
     msg.push_str(error.trim());
+    if error.contains("requires BuildKit") {
+        msg.push_str(" (build with --builder auto or buildkit-daemon)");
+    }
     if !tail.is_empty() {
         msg.push_str("\noutput:\n");
         msg.push_str(&tail.join("\n"));
@@ -19,14 +25,19 @@ pub(super) fn failure_message(step: &str, error: &str, tail: &[String]) -> Strin
     msg
 }
 
+/// (number, instruction) of a step as either builder names it.
+fn split_step(step: &str) -> Option<(&str, &str)> {
+    if let Some(s) = step.strip_prefix("Step ") {
+        return Some(s.split_once(" : ").unwrap_or((s, "")));
+    }
+    step.strip_prefix('[')?.split_once("] ")
+}
+
 /// A base image that cannot be fetched because its registry is down is an
 /// infrastructure failure (retried); every other failing step is the Dockerfile's.
 pub(super) fn build_error(step: &str, error: &str, tail: &[String]) -> Error {
     let msg = failure_message(step, error, tail);
-    let pulling = step
-        .split(" : ")
-        .nth(1)
-        .is_some_and(|i| i.to_uppercase().starts_with("FROM "));
+    let pulling = split_step(step).is_some_and(|(_, i)| i.to_uppercase().starts_with("FROM "));
     let lower = error.to_lowercase();
     let unreachable = [
         "connection refused",
@@ -88,6 +99,40 @@ mod tests {
             msg,
             "step 2/3 `RUN exit 3` failed: The command '/bin/sh -c exit 3' returned a non-zero code: 3\noutput:\ncompiling"
         );
+    }
+
+    #[test]
+    fn buildkit_steps_are_named_like_classic_ones() {
+        let msg = failure_message(
+            "[stage-1 2/2] RUN exit 3",
+            "executor failed running [/bin/sh -c exit 3]: exit code: 3",
+            &["compiling".into()],
+        );
+        assert!(
+            msg.starts_with("step stage-1 2/2 `RUN exit 3` failed: executor failed"),
+            "{msg}"
+        );
+        assert!(msg.ends_with("output:\ncompiling"), "{msg}");
+        assert!(
+            failure_message("exporting to image", "disk full", &[])
+                .starts_with("step `exporting to image` failed: disk full")
+        );
+        let from = build_error(
+            "[1/2] FROM 127.0.0.1:5000/base:latest",
+            "dial tcp 127.0.0.1:5000: connect: connection refused",
+            &[],
+        );
+        assert!(from.is_retryable(), "{from:?}");
+    }
+
+    #[test]
+    fn mount_on_the_classic_builder_says_which_builder_to_use() {
+        let msg = failure_message(
+            "",
+            "the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/",
+            &[],
+        );
+        assert!(msg.contains("--builder auto or buildkit-daemon"), "{msg}");
     }
 
     #[test]

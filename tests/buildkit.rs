@@ -1,0 +1,175 @@
+//! The runner on the Docker daemon's embedded BuildKit (`--builder buildkit-daemon`)
+//! and on the classic builder, against the real daemon and registry.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use slipway::Error;
+use slipway::registry::DockerConfig;
+use slipway::runner::{BuildEvent, BuildOutcome, BuildRequest, Builder, Runner};
+
+/// Runs one build on `builder`, returning its result and every event it sent.
+async fn run_on(
+    builder: Builder,
+    fx: &Fixture,
+    spec: slipway::api::DockerBuildSpec,
+) -> (slipway::Result<BuildOutcome>, Vec<BuildEvent>) {
+    let runner = Runner::connect(None, builder)
+        .await
+        .expect("docker daemon reachable");
+    let req = BuildRequest {
+        key: "test/buildkit".into(),
+        spec,
+        base_dir: Some(fx.dir.path().to_path_buf()),
+        auth: Arc::new(DockerConfig::default()),
+        previous: None,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let collect = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        events
+    });
+    let out = runner.run(req, tx, Default::default()).await;
+    (out, collect.await.unwrap())
+}
+
+fn lines(events: &[BuildEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::Step(s) => Some(format!("STEP {s}")),
+            BuildEvent::Log(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const SLEEP: u64 = 4;
+
+/// Two independent stages that each sleep, an unused stage that would fail, and a
+/// final stage that needs both.
+fn multi_stage(base: &str) -> String {
+    format!(
+        "REGISTRY {reg}\nREPOSITORY slipway-test/multistage\nTAG bk\n\
+FROM {base} AS one\nRUN sleep {SLEEP} && echo one > /one\n\
+FROM {base} AS two\nRUN sleep {SLEEP} && echo two > /two\n\
+FROM {base} AS unused\nRUN echo never-runs && exit 1\n\
+FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
+        reg = registry()
+    )
+}
+
+#[tokio::test]
+async fn buildkit_runs_stages_in_parallel_and_skips_unused_ones() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file("ctx/Dockerfile", &multi_stage(&base));
+    let started = Instant::now();
+    let (out, events) = run_on(
+        Builder::BuildkitDaemon,
+        &fx,
+        spec("source: {path: ctx}\nnoCache: true"),
+    )
+    .await;
+    let took = started.elapsed();
+    let out = out.expect("multi-stage build succeeds on BuildKit");
+    // the directive lines were stripped and still name the target
+    assert_eq!(
+        out.pushed_tags,
+        vec![format!("{}/slipway-test/multistage:bk", registry())]
+    );
+    assert_pushed(&out).await;
+    // one after the other, the two stages alone would take 2 × SLEEP
+    assert!(
+        took < Duration::from_secs(2 * SLEEP),
+        "stages did not overlap: {took:?}"
+    );
+    let lines = lines(&events);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("STEP [one 2/2] RUN sleep")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("STEP [two 2/2] RUN sleep")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("never-runs")),
+        "the unused stage ran: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn run_mount_cache_needs_buildkit_and_says_so_on_classic() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!("FROM {base}\nRUN --mount=type=cache,target=/root/.cache touch /root/.cache/x && echo cached > /out\n"),
+    );
+    let spec = || {
+        common::spec(&format!(
+            "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/mount}}",
+            registry()
+        ))
+    };
+    let (out, _) = run_on(Builder::BuildkitDaemon, &fx, spec()).await;
+    assert_pushed(&out.expect("RUN --mount builds on BuildKit")).await;
+
+    let (out, _) = run_on(Builder::Classic, &fx, spec()).await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, Error::BuildFailed(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("requires BuildKit"), "{msg}");
+    assert!(msg.contains("--builder auto or buildkit-daemon"), "{msg}");
+}
+
+#[tokio::test]
+async fn failing_step_on_buildkit_is_named_with_its_output() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {base}\nRUN echo compiling\nRUN echo 'cc: error: no input files' && exit 3\n"
+        ),
+    );
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\nnoCache: true\noutput: {{registry: '{}', repository: slipway-test/bk-fails}}",
+        registry()
+    ));
+    let (out, events) = run_on(Builder::BuildkitDaemon, &fx, spec).await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, Error::BuildFailed(_)), "{err:?}");
+    assert!(!err.is_retryable());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("step 3/3 `RUN echo 'cc: error: no input files' && exit 3` failed"),
+        "{msg}"
+    );
+    assert!(msg.contains("exit code: 3"), "{msg}");
+    assert!(msg.contains("output:\ncc: error: no input files"), "{msg}");
+    // the progress named the step while it ran
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Step(s) if s.starts_with("[3/3] RUN echo"))),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn buildkitd_is_refused_clearly_for_now() {
+    let err = Runner::connect(None, Builder::Buildkitd)
+        .await
+        .err()
+        .expect("buildkitd is not there yet");
+    assert!(err.to_string().contains("not available yet"), "{err}");
+}
