@@ -174,39 +174,6 @@ async fn buildkitd_is_refused_clearly_for_now() {
     assert!(err.to_string().contains("not available yet"), "{err}");
 }
 
-/// The processes whose command line contains `marker`, with their descendants, as
-/// (PID, command line): build steps run under dockerd on this machine, so they show in
-/// its /proc.
-fn processes_with(marker: &str) -> Vec<(u32, String)> {
-    let cmdline = |pid: u32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .ok()
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-    };
-    let mut found: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != std::process::id())
-        .filter(|&pid| cmdline(pid).is_some_and(|c| c.contains(marker)))
-        .collect();
-    let mut i = 0;
-    while i < found.len() {
-        let pid = found[i];
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
-        found.extend(
-            children
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
-        i += 1;
-    }
-    found
-        .into_iter()
-        .filter_map(|pid| Some((pid, cmdline(pid)?)))
-        .collect()
-}
-
 #[tokio::test]
 async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
     let base = ensure_base().await;
@@ -236,35 +203,19 @@ async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
         async move { runner.run(req, tx, cancel).await }
     });
     // the step's shell and its `sleep 30`
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut step = processes_with(&marker);
-    while !step.iter().any(|(_, c)| c.starts_with("sleep 30")) {
-        assert!(
-            Instant::now() < deadline,
-            "the RUN step never started: {step:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        step = processes_with(&marker);
-    }
+    let step = wait_for("the RUN step to start", Duration::from_secs(60), || {
+        let p = processes_with(&marker);
+        p.iter()
+            .any(|(_, c)| c.starts_with("sleep 30"))
+            .then_some(p)
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     cancel.cancel();
     let out = build.await.unwrap();
     assert!(matches!(out, Err(Error::Cancelled(_))), "{out:?}");
     // left alone, the step would sleep for 27 s more
-    let still = || -> Vec<(u32, String)> {
-        step.iter()
-            .filter(|(pid, c)| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|now| String::from_utf8_lossy(&now).replace('\0', " ") == *c)
-            })
-            .cloned()
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !still().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let left = still();
+    let left = still_running(&step, Duration::from_secs(10)).await;
     assert!(
         left.is_empty(),
         "the daemon kept building after the cancel: {left:?} still run"

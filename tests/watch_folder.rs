@@ -169,8 +169,10 @@ async fn bad_inputs_get_clear_statuses_and_good_builds_still_build() {
 async fn deleting_a_file_mid_build_cancels_the_build() {
     let base = ensure_base().await;
     let reg = registry();
+    // unique, so the step's processes are this test's alone (BuildKit runs no container)
+    let marker = format!("slipway-deleted-{}", uuid::Uuid::new_v4().simple());
     let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 60\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/deleted}}"
+        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 60 && touch /{marker}\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/deleted}}"
     );
     let fx = Fixture::new().file("slow.yaml", &doc("slow", &indent(&spec)));
     let w = Watcher::start(fx.dir.path(), &[]);
@@ -180,6 +182,13 @@ async fn deleting_a_file_mid_build_cancels_the_build() {
                 .as_str()
                 .is_some_and(|m| m.contains("RUN sleep 60"))
         })
+    })
+    .await;
+    let step = wait_for("the step's processes", LONG, || {
+        let p = processes_with(&marker);
+        p.iter()
+            .any(|(_, c)| c.starts_with("sleep 60"))
+            .then_some(p)
     })
     .await;
     std::fs::remove_file(fx.path("slow.yaml")).unwrap();
@@ -208,6 +217,11 @@ async fn deleting_a_file_mid_build_cancels_the_build() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!still, "the build container is still running");
+    let left = still_running(&step, Duration::from_secs(10)).await;
+    assert!(
+        left.is_empty(),
+        "the daemon kept building: {left:?} still run"
+    );
     assert!(
         !fx.path("slow.yaml").exists(),
         "status must not recreate a deleted file"

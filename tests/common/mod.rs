@@ -280,3 +280,56 @@ pub fn without_status(text: &str) -> String {
     }
     out
 }
+
+/// The processes whose command line contains `marker`, with their descendants, as
+/// (PID, command line): build steps run under dockerd on this machine, so they show in
+/// its /proc.
+pub fn processes_with(marker: &str) -> Vec<(u32, String)> {
+    let cmdline = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+    };
+    let mut found: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id())
+        .filter(|&pid| cmdline(pid).is_some_and(|c| c.contains(marker)))
+        .collect();
+    let mut i = 0;
+    while i < found.len() {
+        let pid = found[i];
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+        found.extend(
+            children
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+        i += 1;
+    }
+    found
+        .into_iter()
+        .filter_map(|pid| Some((pid, cmdline(pid)?)))
+        .collect()
+}
+
+/// Which of `procs` (from [`processes_with`]) still run after waiting up to `within`
+/// for them to end (a PID counts only while it runs the same command line).
+pub async fn still_running(procs: &[(u32, String)], within: Duration) -> Vec<(u32, String)> {
+    let alive = || -> Vec<(u32, String)> {
+        procs
+            .iter()
+            .filter(|(pid, c)| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|now| String::from_utf8_lossy(&now).replace('\0', " ") == *c)
+            })
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + within;
+    while !alive().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    alive()
+}
