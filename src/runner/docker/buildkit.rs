@@ -36,6 +36,10 @@ pub(super) async fn build(
         networkmode: Some("host".into()),
         ..options
     };
+    // Dropping this stream (cancel, timeout, the process killed) closes the request, and
+    // dockerd solves under the request's context, so the build stops with it (checked
+    // by tests/buildkit.rs). `POST /build/cancel` is not needed, and could not work:
+    // it finds builds by the `buildid` parameter, which bollard does not send.
     let mut stream = docker.build_image(options, creds, Some(bollard::body_try_stream(body)));
     let mut progress = Progress::default();
     let mut image_id = None;
