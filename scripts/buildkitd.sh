@@ -106,45 +106,14 @@ answers() {
 ensure_pki() {
   [ -s "$DIR/ca.pem" ] && [ -s "$DIR/cert.pem" ] && [ -s "$DIR/key.pem" ] &&
     [ -s "$PKI/server.pem" ] && [ -s "$PKI/server-key.pem" ] && return 0
-  command -v openssl >/dev/null 2>&1 || die "openssl not found (apt-get install openssl)"
+  ensure_openssl
   mkdir -p "$PKI"
   (
     cd "$PKI"
     umask 077
-    cat >openssl.cnf <<'EOF'
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign, digitalSignature
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-EOF
-    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-    openssl req -config openssl.cnf -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 3650 \
-      -subj /CN=slipway-test-buildkit-ca -extensions ca
-    # sign NAME CN EXTENSIONS: NAME.pem and NAME-key.pem, signed by the CA.
-    sign() {
-      openssl req -config openssl.cnf -new "${ec[@]}" -keyout "$1-key.pem" -out "$1.csr" -subj "/CN=$2"
-      openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
-        -days 3650 -out "$1.pem" -extfile openssl.cnf -extensions "$3"
-      rm -f "$1.csr"
-    }
-    sign server buildkitd server
-    sign client slipway-test client
+    pki_ca ca.pem ca.key slipway-test-buildkit-ca
+    pki_sign server.pem server-key.pem buildkitd server ca.pem ca.key
+    pki_sign client.pem client-key.pem slipway-test client ca.pem ca.key
     cp ca.pem "$DIR/ca.pem"
     cp client.pem "$DIR/cert.pem"
     cp client-key.pem "$DIR/key.pem"

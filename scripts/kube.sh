@@ -151,21 +151,6 @@ bind_failed() { tail -c +"$(($2 + 1))" "$1" 2>/dev/null | grep -q 'address alrea
 
 # --- certificates, tokens, kubeconfigs --------------------------------------------
 
-ensure_openssl() {
-  command -v openssl >/dev/null 2>&1 && return 0
-  say "installing openssl"
-  local sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
-  {
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update &&
-      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
-        install -y --no-install-recommends openssl
-  } >"$DIR/apt.log" 2>&1 </dev/null || {
-    tail -n 20 "$DIR/apt.log" >&2
-    die "apt-get install openssl failed (log above)"
-  }
-}
-
 # A CA, a serving certificate for 127.0.0.1/localhost and the service-account key
 # pair (RSA), made once per dir.
 ensure_pki() {
@@ -175,32 +160,10 @@ ensure_pki() {
   (
     cd "$PKI"
     umask 077
-    cat >openssl.cnf <<'EOF'
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign, digitalSignature
-subjectKeyIdentifier = hash
-[serving]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-authorityKeyIdentifier = keyid
-EOF
-    openssl req -config openssl.cnf -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -nodes -keyout ca.key -out ca.crt -days 3650 -subj /CN=slipway-test-ca -extensions ca
-    openssl req -config openssl.cnf -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
-      -days 3650 -out apiserver.crt -extfile openssl.cnf -extensions serving
+    pki_ca ca.crt ca.key slipway-test-ca
+    pki_sign apiserver.crt apiserver.key kube-apiserver server ca.crt ca.key
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
     openssl pkey -in sa.key -pubout -out sa.pub
-    rm -f apiserver.csr
   ) >"$DIR/openssl.log" 2>&1 || {
     cat "$DIR/openssl.log" >&2
     die "openssl failed (output above)"
