@@ -14,7 +14,10 @@
 #   SLIPWAY_DOCKERD_FLAGS    extra dockerd flags (word-split), appended to the defaults
 #   SLIPWAY_STORAGE_DRIVER   force a storage driver (default: let dockerd choose;
 #                            overlay2 on ext4/xfs, vfs as the last resort)
-#   SLIPWAY_DOCKERD_TIMEOUT  seconds to wait for the daemon (default 60)
+#   SLIPWAY_DOCKERD_TIMEOUT  seconds dockerd may go silent while starting (default 60):
+#                            a daemon still writing its log (cleaning up after one
+#                            that was killed, say) is working, not hung
+#   SLIPWAY_DOCKERD_MAX_WAIT seconds to wait for the daemon in all (default 900)
 #   DOCKER                   docker client to use (default: `docker` on PATH)
 #
 # The daemon is started for builds only: no bridge network, no iptables rules, no
@@ -30,6 +33,8 @@ LOG=$DSTATE/dockerd.log
 OURS=$DSTATE/started-by-slipway.pid # exists only while a dockerd we started runs
 SOCK=/var/run/docker.sock
 TIMEOUT=${SLIPWAY_DOCKERD_TIMEOUT:-60}
+MAX_WAIT=${SLIPWAY_DOCKERD_MAX_WAIT:-900}
+PIDFILE=$DSTATE/dockerd.pid
 DOCKER=${DOCKER:-docker}
 PACKAGES=(docker.io docker-registry busybox-static git)
 
@@ -107,6 +112,7 @@ start_dockerd() {
     --iptables=false    # no iptables/nftables rules on the host
     --ip-forward=false  # do not touch net.ipv4.ip_forward
     --ip-masq=false
+    --pidfile "$PIDFILE"
   )
   if [ -n "${SLIPWAY_STORAGE_DRIVER:-}" ]; then
     flags+=(--storage-driver "$SLIPWAY_STORAGE_DRIVER")
@@ -118,21 +124,29 @@ start_dockerd() {
   printf '\n==== %s dockerd %s\n' "$(date -u +%FT%TZ)" "${flags[*]}" >>"$LOG"
   # setsid: its own session, so a Ctrl-C in the calling terminal does not kill it.
   "${SUDO[@]}" setsid dockerd "${flags[@]}" >>"$LOG" 2>&1 </dev/null &
-  local launcher=$! started=$SECONDS pid=""
+  local launcher=$! started=$SECONDS pid="" size last_size=-1 last_change=$SECONDS last_note=$SECONDS
   while ! docker_answers; do
     if ! alive "$launcher"; then
       tail -n 30 "$LOG" >&2 || true
       die "dockerd exited during startup (log above, full log $LOG)"
     fi
-    if [ $((SECONDS - started)) -ge "$TIMEOUT" ]; then
+    # A dockerd that was killed leaves network sandboxes that the next one removes
+    # one by one before it answers (about 8 a second): wait while the log grows.
+    size=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
+    if [ "$size" != "$last_size" ]; then last_size=$size last_change=$SECONDS; fi
+    if [ $((SECONDS - last_change)) -ge "$TIMEOUT" ] || [ $((SECONDS - started)) -ge "$MAX_WAIT" ]; then
       tail -n 30 "$LOG" >&2 || true
       "${SUDO[@]}" kill -TERM "$launcher" 2>/dev/null || true
-      die "dockerd did not answer within ${TIMEOUT}s; stopped it (log above, full log $LOG)"
+      die "dockerd did not answer: silent for $((SECONDS - last_change))s, $((SECONDS - started))s since start; stopped it (log above, full log $LOG)"
+    fi
+    if [ $((SECONDS - last_note)) -ge 20 ]; then
+      last_note=$SECONDS
+      say "still starting after $((SECONDS - started))s: $(tail -n 1 "$LOG" | cut -c1-160)"
     fi
     sleep 1
   done
   # dockerd writes its own pidfile; prefer it over the launcher's pid.
-  pid=$(cat /var/run/docker.pid 2>/dev/null || echo "$launcher")
+  pid=$(cat "$PIDFILE" 2>/dev/null || echo "$launcher")
   echo "$pid" >"$OURS"
   say "dockerd is up (pid $pid, storage driver $(storage_driver), after $((SECONDS - started))s)"
 }
@@ -166,12 +180,14 @@ cmd_stop() {
   say "stopping dockerd (pid $pid)"
   "${SUDO[@]}" kill -TERM "$pid"
   local _
-  for _ in $(seq 1 60); do
+  # A killed dockerd leaves its sandboxes for the next start to clean up: give a
+  # clean shutdown its time.
+  for _ in $(seq 1 240); do
     alive "$pid" || break
     sleep 0.5
   done
   if alive "$pid"; then
-    say "dockerd still alive after 30s; sending SIGKILL"
+    say "dockerd still alive after 120s; sending SIGKILL"
     "${SUDO[@]}" kill -KILL "$pid" || true
   fi
   # Another run may have started a new dockerd meanwhile: keep its record.
