@@ -378,6 +378,7 @@ pub fn one_shot_requests(
             base_dir: Some(context),
             auth,
             previous: None,
+            secrets: Default::default(),
         }]);
     }
     let text = std::fs::read_to_string(file).map_err(|e| Error::Source {
@@ -413,6 +414,7 @@ pub fn one_shot_requests(
                     base_dir: base_dir.clone(),
                     auth: Arc::new(DockerConfig::load(cfg_path.as_deref())?),
                     previous: None,
+                    secrets: Default::default(),
                 });
             }
             Doc::Invalid { message, .. } => return Err(Error::InvalidSpec(message)),

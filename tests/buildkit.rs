@@ -26,6 +26,7 @@ async fn run_on(
         base_dir: Some(fx.dir.path().to_path_buf()),
         auth: Arc::new(DockerConfig::default()),
         previous: None,
+        secrets: Default::default(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let collect = tokio::spawn(async move {
@@ -192,6 +193,7 @@ async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
         base_dir: Some(fx.dir.path().to_path_buf()),
         auth: Arc::new(DockerConfig::default()),
         previous: None,
+        secrets: Default::default(),
     };
     let runner = Runner::connect(None, Builder::BuildkitDaemon)
         .await

@@ -225,6 +225,7 @@ async fn registry_wanting_credentials_nobody_gave_fails_once_saying_where_slipwa
         base_dir: Some(fx.path("")),
         auth: std::sync::Arc::new(auth),
         previous: None,
+        secrets: Default::default(),
     };
     let run_one = |req| async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

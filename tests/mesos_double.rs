@@ -167,6 +167,7 @@ async fn assert_status_pushed(status: &serde_json::Value) {
             .map(|t| t.as_str().unwrap().to_string())
             .collect(),
         revision: None,
+        ..Default::default()
     };
     assert!(!out.pushed_tags.is_empty(), "{status}");
     assert_pushed(&out).await;

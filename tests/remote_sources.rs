@@ -201,6 +201,7 @@ async fn url_source_gzip_bomb_is_refused_at_max_context_bytes() {
             base_dir: None,
             auth: Default::default(),
             previous: None,
+            secrets: Default::default(),
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move { while rx.recv().await.is_some() {} });

@@ -3,6 +3,7 @@
 //! The CRD in `crds/` is generated from these types (`slipway crd`); doc comments on
 //! fields become the descriptions `kubectl explain` shows.
 
+mod buildkit;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use buildkit::{
+    AttestSpec, Attestation, BuildSecret, CacheMode, CacheSpec, PlatformImage, ProvenanceMode,
+    SecretKeyRef, StageStep,
+};
 pub use validate::{
     validate_metadata, validate_registry, validate_repository, validate_spec, validate_tag,
 };
@@ -71,6 +76,20 @@ pub struct DockerBuildSpec {
     /// Change this value to rebuild an unchanged spec (a new base image, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<String>,
+    /// A layer cache in a registry, exported after the build and imported before it
+    /// (BuildKit engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
+    /// Secrets for `RUN --mount=type=secret` (standalone buildkitd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<BuildSecret>,
+    /// Attestations to push with the image (standalone buildkitd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attest: Option<AttestSpec>,
+    /// Platforms to build, e.g. `[linux/amd64, linux/386]`: one image each under one
+    /// index (standalone buildkitd). The engine's own platform when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -248,6 +267,15 @@ pub struct DockerBuildStatus {
     /// The Mesos task that runs (or ran) this build, with the Mesos backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesos: Option<MesosTask>,
+    /// Each platform's image when `imageDigest` is a multi-platform index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformImage>,
+    /// Attestation manifests pushed with the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
+    /// The build's steps: name, cached or not, duration (BuildKit engines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStep>,
 }
 
 /// Where a build runs on Mesos.

@@ -42,6 +42,7 @@ pub fn request(data: &[u8]) -> Result<BuildRequest> {
         base_dir: None,
         auth: Arc::new(auth),
         previous: None,
+        secrets: Default::default(),
     })
 }
 

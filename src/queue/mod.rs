@@ -397,6 +397,7 @@ mod tests {
                 image: "r/x@sha256:1".into(),
                 pushed_tags: vec![],
                 revision: None,
+                ..Default::default()
             })
         }
         fn name(&self) -> &'static str {
@@ -415,6 +416,7 @@ mod tests {
                 base_dir: None,
                 auth: Arc::new(DockerConfig::default()),
                 previous: None,
+                secrets: Default::default(),
             },
         }
     }

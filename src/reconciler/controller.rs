@@ -310,6 +310,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
                 .as_ref()
                 .filter(|s| s.spec_hash.as_deref() == Some(hash.as_str()))
                 .and_then(|s| s.mesos.clone()),
+            secrets: Default::default(),
         },
     });
     ctx.transition(&res, Some(&hash), Transition::Queued).await;

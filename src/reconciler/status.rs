@@ -305,6 +305,7 @@ mod tests {
             image: "r/a@sha256:ab".into(),
             pushed_tags: vec!["r/a:1".into(), "r/a:latest".into()],
             revision: None,
+            ..Default::default()
         }
     }
 

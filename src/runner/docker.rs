@@ -273,6 +273,7 @@ impl Runner {
             digest: served,
             pushed_tags: refs,
             revision: ws.revision,
+            ..Default::default()
         })
     }
 

@@ -35,10 +35,23 @@ pub struct BuildRequest {
     /// The Mesos task an earlier run of slipway launched for this same spec, to
     /// re-attach to instead of building twice.
     pub previous: Option<crate::api::MesosTask>,
+    /// Values of `spec.secrets`, by id, read by the source (a Kubernetes Secret or a
+    /// file). Never logged: `Debug` prints the ids only.
+    pub secrets: BuildSecrets,
+}
+
+/// Secret values for a build, by id. Its `Debug` shows ids, never values.
+#[derive(Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BuildSecrets(pub std::collections::BTreeMap<String, Vec<u8>>);
+
+impl std::fmt::Debug for BuildSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// What a successful build produced.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildOutcome {
     /// `sha256:...` of the pushed manifest, as the registry serves it.
@@ -49,6 +62,15 @@ pub struct BuildOutcome {
     pub pushed_tags: Vec<String>,
     /// Git commit built, for git sources.
     pub revision: Option<String>,
+    /// Each platform's manifest when `digest` is a multi-platform index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<crate::api::PlatformImage>,
+    /// Attestation manifests pushed with the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<crate::api::Attestation>,
+    /// The steps BuildKit ran or took from its cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::api::StageStep>,
 }
 
 /// What a running build reports while it runs. Serializable: a Mesos executor sends

@@ -128,6 +128,7 @@ pub async fn run(fx: &Fixture, spec: DockerBuildSpec) -> slipway::Result<BuildOu
         base_dir: Some(fx.dir.path().to_path_buf()),
         auth: Arc::new(DockerConfig::default()),
         previous: None,
+        secrets: Default::default(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -221,6 +222,7 @@ pub fn outcome(status: &serde_json::Value) -> BuildOutcome {
             .map(|t| t.as_str().unwrap().into())
             .collect(),
         revision: None,
+        ..Default::default()
     }
 }
 

@@ -923,6 +923,7 @@ mod tests {
             image: "r/a@sha256:ab".into(),
             pushed_tags: vec!["r/a:latest".into()],
             revision: None,
+            ..Default::default()
         };
         let mut fin = status(&id, TaskState::TaskFinished, Some(b"u2"));
         fin.data = Some(TaskReport::Finished(out.clone()).encode());
