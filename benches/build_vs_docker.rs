@@ -1,13 +1,28 @@
-//! slipway build vs `docker build && docker push` on the same ~200 MB context, cold
-//! and warm, against the real daemon and registry (run `scripts/bench.sh`).
+//! slipway build vs the tools people use directly, on each builder engine, against
+//! the real daemon, buildkitd and registry (run `scripts/bench.sh`).
 //!
-//! cold: `--no-cache` and a changed file, so every layer is built and pushed anew.
-//! warm: nothing changed, so the daemon's cache and the registry's blobs are reused.
-//! Reports medians, their ratio, and slipway's peak RSS (VmHWM) over the run.
+//! Engines and their reference tool:
+//! - classic: `DOCKER_BUILDKIT=0 docker build` + `docker push`
+//! - buildkit-daemon: `DOCKER_BUILDKIT=1 docker build --network host` + `docker push`
+//! - buildkitd (when SLIPWAY_TEST_BUILDKIT_ADDR is set): `buildctl build` pushing
+//!
+//! Scenarios (P1 of issue 11):
+//! - cold: ~200 MiB single-stage context, `--no-cache` and a changed file
+//! - warm: the same context unchanged: caches and registry blobs reused
+//! - multistage: two independent `RUN sleep 3` stages and an unused one, `--no-cache`
+//! - rebuild: the multi-stage Dockerfile again, nothing changed
+//!
+//! and P1c on buildkitd: a second, empty buildkitd importing the registry cache the
+//! first exported, against a warm local rebuild and a cold build.
+//! Reports medians, ratios, and slipway's peak RSS (VmHWM).
+
+#[path = "build_vs_docker/tools.rs"]
+mod tools;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use tools::{Buildkitd, Engine, median, run, run_measured};
 
 const FILES: usize = 200;
 const FILE_BYTES: usize = 1024 * 1024;
@@ -23,76 +38,157 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    let slipway = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/slipway");
+    let slipway = std::env::var_os("SLIPWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/slipway")
+        });
     assert!(slipway.exists(), "build it first: cargo build --release");
+    let buildkitd = Buildkitd::from_env();
+    let mut engines = vec![Engine::Classic, Engine::BuildkitDaemon];
+    if let Some(b) = &buildkitd {
+        engines.push(Engine::Buildkitd(b.clone()));
+    }
+    if let Ok(only) = std::env::var("BENCH_ENGINES") {
+        engines.retain(|e| only.split(',').any(|o| o == e.name()));
+    }
 
     let dir = tempfile::tempdir().unwrap();
-    let ctx = dir.path();
-    make_context(ctx);
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /ctx\n").unwrap();
+    let big = dir.path().join("big");
+    make_context(&big);
+    std::fs::write(big.join("Dockerfile"), "FROM scratch\nCOPY . /ctx\n").unwrap();
+    let base = push_base(&registry, dir.path());
+    let multi = dir.path().join("multi");
+    std::fs::create_dir_all(&multi).unwrap();
+    std::fs::write(multi.join("Dockerfile"), multi_stage(&base)).unwrap();
     println!(
-        "context: {FILES} files of {} KiB = {} MiB",
+        "context: {FILES} files of {} KiB = {} MiB; {runs} runs each",
         FILE_BYTES / 1024,
         FILES * FILE_BYTES / 1048576
     );
 
-    for mode in ["cold", "warm"] {
-        let mut docker_times = Vec::new();
-        let mut slipway_times = Vec::new();
-        let mut peak_kib = 0u64;
-        for i in 0..runs {
-            if mode == "cold" {
-                // a new layer each time: nothing cached, everything pushed
-                std::fs::write(
-                    ctx.join("nonce"),
-                    format!("{mode}-{i}-{:?}", Instant::now()),
-                )
-                .unwrap();
-            }
-            let no_cache = mode == "cold";
-            let tag = format!("{mode}{i}");
+    for engine in &engines {
+        for scenario in ["cold", "warm", "multistage", "rebuild"] {
+            let ctx = if scenario == "cold" || scenario == "warm" {
+                &big
+            } else {
+                &multi
+            };
+            let no_cache = scenario == "cold" || scenario == "multistage";
+            let (mut theirs, mut ours, mut peak) = (Vec::new(), Vec::new(), 0u64);
+            for i in 0..runs {
+                if scenario == "cold" {
+                    // a new layer each time: nothing cached, everything pushed
+                    std::fs::write(ctx.join("nonce"), format!("{i}-{:?}", Instant::now())).unwrap();
+                }
+                let tag = format!("{}-{scenario}{i}", engine.name());
+                let image = format!("{registry}/bench/reference:{tag}");
+                let t = Instant::now();
+                for mut cmd in engine.reference(ctx, &image, no_cache) {
+                    run(&mut cmd);
+                }
+                theirs.push(t.elapsed());
 
-            let image = format!("{registry}/bench/docker:{tag}");
-            let mut build = Command::new("docker");
-            build
-                .env("DOCKER_BUILDKIT", "0")
-                .args(["build", "-q", "-t", &image]);
-            if no_cache {
-                build.arg("--no-cache");
+                let mut cmd = engine.slipway(&slipway, &ctx.join("Dockerfile"));
+                cmd.args([
+                    "--registry",
+                    &registry,
+                    "--repository",
+                    "bench/slipway",
+                    "--tag",
+                    &tag,
+                ]);
+                if no_cache {
+                    cmd.arg("--no-cache");
+                }
+                let t = Instant::now();
+                peak = peak.max(run_measured(&mut cmd));
+                ours.push(t.elapsed());
             }
-            build.arg(ctx);
-            let t = Instant::now();
-            run(&mut build);
-            run(Command::new("docker").args(["push", "-q", &image]));
-            docker_times.push(t.elapsed());
-
-            let mut cmd = Command::new(&slipway);
-            cmd.arg("build").arg(ctx.join("Dockerfile")).args([
-                "--registry",
-                &registry,
-                "--repository",
-                "bench/slipway",
-                "--tag",
-                &tag,
-            ]);
-            if no_cache {
-                cmd.arg("--no-cache");
-            }
-            let t = Instant::now();
-            let peak = run_measured(&mut cmd);
-            slipway_times.push(t.elapsed());
-            peak_kib = peak_kib.max(peak);
+            report(engine.name(), scenario, &mut theirs, &mut ours, peak);
         }
-        let d = median(&mut docker_times);
-        let s = median(&mut slipway_times);
-        println!(
-            "{mode}: docker build+push median {:.2}s, slipway build median {:.2}s, ratio {:.3} ({runs} runs each); slipway peak RSS {:.1} MiB",
-            d.as_secs_f64(),
-            s.as_secs_f64(),
-            s.as_secs_f64() / d.as_secs_f64(),
-            peak_kib as f64 / 1024.0
-        );
     }
+    if let Some(b) = &buildkitd {
+        cache_import(b, &slipway, &registry, &multi, runs);
+    }
+}
+
+fn report(engine: &str, scenario: &str, theirs: &mut [Duration], ours: &mut [Duration], peak: u64) {
+    let (d, s) = (median(theirs), median(ours));
+    println!(
+        "{engine:>15} {scenario:>10}: reference median {:6.2}s, slipway median {:6.2}s, ratio {:.3}; slipway peak RSS {:.1} MiB",
+        d.as_secs_f64(),
+        s.as_secs_f64(),
+        s.as_secs_f64() / d.as_secs_f64(),
+        peak as f64 / 1024.0
+    );
+}
+
+/// P1c: a second machine's first build with the registry cache imported, against a
+/// warm rebuild on the machine that exported it and a cold build.
+fn cache_import(first: &Buildkitd, slipway: &Path, registry: &str, ctx: &Path, runs: usize) {
+    let (mut warm, mut imported, mut cold) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        // a new cache ref per run, so each second machine starts from nothing
+        let cache = format!("{registry}/bench/cache:run{i}");
+        let yaml = |tag: &str, no_cache: bool| {
+            format!(
+                "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: p1c}}\nspec:\n  source: {{path: .}}\n  noCache: {no_cache}\n  output: {{registry: '{registry}', repository: bench/p1c, tags: [{tag}]}}\n  cache: {{ref: '{cache}', mode: max}}\n"
+            )
+        };
+        let file = ctx.join("p1c.yaml");
+        let build = |b: &Buildkitd, tag: &str, no_cache: bool| {
+            std::fs::write(&file, yaml(tag, no_cache)).unwrap();
+            let mut cmd = Engine::Buildkitd(b.clone()).slipway(slipway, &file);
+            let t = Instant::now();
+            run_measured(&mut cmd);
+            t.elapsed()
+        };
+        cold.push(build(first, &format!("cold{i}"), true)); // exports the cache
+        warm.push(build(first, &format!("warm{i}"), false));
+        let second = Buildkitd::start_empty();
+        imported.push(build(&second, &format!("imported{i}"), false));
+        second.stop();
+    }
+    let (w, m, c) = (median(&mut warm), median(&mut imported), median(&mut cold));
+    println!(
+        "P1c buildkitd: cache imported on an empty buildkitd {:.2}s vs warm local rebuild {:.2}s (ratio {:.2}) vs cold build {:.2}s (ratio {:.2})",
+        m.as_secs_f64(),
+        w.as_secs_f64(),
+        m.as_secs_f64() / w.as_secs_f64(),
+        c.as_secs_f64(),
+        m.as_secs_f64() / c.as_secs_f64()
+    );
+}
+
+/// Two independent stages that each sleep, an unused stage that would fail, and a
+/// final stage that needs both.
+fn multi_stage(base: &str) -> String {
+    format!(
+        "FROM {base} AS one\nRUN sleep 3 && echo one > /one\n\
+FROM {base} AS two\nRUN sleep 3 && echo two > /two\n\
+FROM {base} AS unused\nRUN echo never-runs && exit 1\n\
+FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n"
+    )
+}
+
+/// A busybox base image in the registry, for RUN steps on every engine.
+fn push_base(registry: &str, dir: &Path) -> String {
+    let ctx = dir.join("base");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let busybox = std::env::var("SLIPWAY_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".into());
+    std::fs::copy(busybox, ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+    )
+    .unwrap();
+    let image = format!("{registry}/bench/base:latest");
+    run(std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &image])
+        .arg(&ctx));
+    run(std::process::Command::new("docker").args(["push", "-q", &image]));
+    image
 }
 
 /// Files of pseudo-random bytes (incompressible, like real binaries).
@@ -110,48 +206,4 @@ fn make_context(dir: &Path) {
         }
         std::fs::write(sub.join(format!("f{i}.bin")), buf).unwrap();
     }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs and returns the child's peak resident set (VmHWM, KiB), sampled until exit.
-fn run_measured(cmd: &mut Command) -> u64 {
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak = peak.max(kib);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{cmd:?} failed");
-            return peak;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # slipway's benchmarks against the real Docker daemon and a throw-away registry.
 #
-#   bash scripts/bench.sh   # build_vs_docker (BENCH_RUNS=5), context, offers, Mesos file->TASK_RUNNING,
+#   bash scripts/bench.sh   # build_vs_docker (BENCH_RUNS=5, BENCH_ENGINES=classic,buildkit-daemon,buildkitd), context, offers, Mesos file->TASK_RUNNING,
 #                           # kube_sync (10,000 up-to-date DockerBuilds: controller start -> all reconciled)
 #                           # watch_sync (10,000 files: first sync of `slipway watch --once`)
 #
@@ -14,9 +14,11 @@ export SLIPWAY_STATE=${SLIPWAY_STATE:-/tmp/slipway-dev}
 
 STOP_DOCKERD=0
 REGDIR=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench-registry.XXXXXX")
+BKDIR=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench-buildkitd.XXXXXX")
 cleanup() {
   bash scripts/registry.sh stop --dir "$REGDIR" >/dev/null 2>&1 || true
-  rm -rf "$REGDIR"
+  bash scripts/buildkitd.sh stop --dir "$BKDIR" >/dev/null 2>&1 || true
+  rm -rf "$REGDIR" "$BKDIR"
   [ "$STOP_DOCKERD" = 1 ] && bash scripts/ensure-docker.sh stop || true
 }
 trap cleanup EXIT
@@ -24,6 +26,10 @@ bash scripts/ensure-docker.sh status >/dev/null 2>&1 || STOP_DOCKERD=1
 bash scripts/ensure-docker.sh </dev/null || exit 1
 SLIPWAY_TEST_REGISTRY=$(bash scripts/registry.sh start --dir "$REGDIR" --port 0 | tail -n 1) || exit 1
 export SLIPWAY_TEST_REGISTRY
+# build_vs_docker compares the buildkitd engine with buildctl on this one
+SLIPWAY_BUILDKIT_BIN=$(bash scripts/ensure-buildkit.sh </dev/null | tail -n 1) || exit 1
+SLIPWAY_TEST_BUILDKIT_ADDR=$(bash scripts/buildkitd.sh start --dir "$BKDIR" </dev/null | tail -n 1) || exit 1
+export SLIPWAY_BUILDKIT_BIN SLIPWAY_TEST_BUILDKIT_ADDR SLIPWAY_TEST_BUILDKIT_DIR=$BKDIR
 cargo build --release || exit 1
 cargo bench --bench build_vs_docker && cargo bench --bench context -- --noplot &&
   cargo bench --bench offers -- --noplot && cargo bench --bench watch_sync || exit 1
