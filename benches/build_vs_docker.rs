@@ -116,7 +116,7 @@ fn main() {
 fn report(engine: &str, scenario: &str, theirs: &mut [Duration], ours: &mut [Duration], peak: u64) {
     let (d, s) = (median(theirs), median(ours));
     println!(
-        "{engine:>15} {scenario:>10}: reference median {:6.2}s, slipway median {:6.2}s, ratio {:.3}; slipway peak RSS {:.1} MiB",
+        "{engine:<15} {scenario:<10}: reference median {:6.2}s, slipway median {:6.2}s, ratio {:.3}; slipway peak RSS {:.1} MiB",
         d.as_secs_f64(),
         s.as_secs_f64(),
         s.as_secs_f64() / d.as_secs_f64(),
@@ -161,13 +161,13 @@ fn cache_import(first: &Buildkitd, slipway: &Path, registry: &str, ctx: &Path, r
     );
 }
 
-/// Two independent stages that each sleep, an unused stage that would fail, and a
+/// Two independent stages that each sleep, an unused one (the classic builder runs it), and a
 /// final stage that needs both.
 fn multi_stage(base: &str) -> String {
     format!(
         "FROM {base} AS one\nRUN sleep 3 && echo one > /one\n\
 FROM {base} AS two\nRUN sleep 3 && echo two > /two\n\
-FROM {base} AS unused\nRUN echo never-runs && exit 1\n\
+FROM {base} AS unused\nRUN sleep 3 && echo unused > /unused\n\
 FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n"
     )
 }
@@ -184,10 +184,10 @@ fn push_base(registry: &str, dir: &Path) -> String {
     )
     .unwrap();
     let image = format!("{registry}/bench/base:latest");
-    run(std::process::Command::new("docker")
+    run(std::process::Command::new(tools::docker_client())
         .args(["build", "-q", "-t", &image])
         .arg(&ctx));
-    run(std::process::Command::new("docker").args(["push", "-q", &image]));
+    run(std::process::Command::new(tools::docker_client()).args(["push", "-q", &image]));
     image
 }
 

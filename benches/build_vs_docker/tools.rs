@@ -80,7 +80,7 @@ impl Engine {
     /// What a person would run by hand to build `ctx` and push `image`.
     pub fn reference(&self, ctx: &Path, image: &str, no_cache: bool) -> Vec<Command> {
         let docker = |buildkit: &str| {
-            let mut build = Command::new("docker");
+            let mut build = Command::new(docker_client());
             build
                 .env("DOCKER_BUILDKIT", buildkit)
                 .args(["build", "-q", "-t", image]);
@@ -91,7 +91,7 @@ impl Engine {
                 build.arg("--no-cache");
             }
             build.arg(ctx);
-            let mut push = Command::new("docker");
+            let mut push = Command::new(docker_client());
             push.args(["push", "-q", image]);
             vec![build, push]
         };
@@ -140,6 +140,21 @@ impl Engine {
         }
         c
     }
+}
+
+/// Debian's docker.io client (20.10): it builds with BuildKit without buildx, which
+/// a newer client earlier on PATH refuses to do. BENCH_DOCKER overrides.
+pub fn docker_client() -> PathBuf {
+    std::env::var_os("BENCH_DOCKER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let debian = PathBuf::from("/usr/bin/docker");
+            if debian.exists() {
+                debian
+            } else {
+                "docker".into()
+            }
+        })
 }
 
 pub fn run(cmd: &mut Command) {
