@@ -46,6 +46,9 @@ pub struct Entry {
     pub mode: u32,
     /// Seconds since the Unix epoch.
     pub mtime: i64,
+    /// Nanoseconds past `mtime` (BuildKit's file sync compares mtimes to the
+    /// nanosecond to tell a changed file).
+    pub mtime_nsec: u32,
     /// The symlink's target, as stored in the link.
     pub link_target: Option<String>,
 }
@@ -194,6 +197,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
             size: 0,
             mode: meta.mode() & 0o7777,
             mtime: meta.mtime(),
+            mtime_nsec: nsec(&meta),
             link_target: None,
         };
         if ft.is_dir() {
@@ -223,6 +227,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
                 entry.size = meta.len();
                 entry.mode = meta.mode() & 0o7777;
                 entry.mtime = meta.mtime();
+                entry.mtime_nsec = nsec(&meta);
                 files += 1;
                 total_bytes += meta.len();
             } else {
@@ -261,6 +266,10 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
         files,
         total_bytes,
     })
+}
+
+fn nsec(meta: &fs::Metadata) -> u32 {
+    u32::try_from(meta.mtime_nsec()).unwrap_or(0)
 }
 
 fn dockerfile_missing(dockerfile: &str) -> Error {
@@ -541,15 +550,16 @@ fn write_tar(
 }
 
 /// Reads exactly the planned number of bytes of a context file, failing (with the file's
-/// name) if it is shorter or longer: the tar header already promised that size.
-struct ExactFile<'a> {
+/// name) if it is shorter or longer: the tar header (or a file sync stat) already
+/// promised that size.
+pub(crate) struct ExactFile<'a> {
     file: File,
     remaining: u64,
     path: &'a str,
 }
 
 impl<'a> ExactFile<'a> {
-    fn open(root: &Path, entry: &'a Entry) -> io::Result<Self> {
+    pub(crate) fn open(root: &Path, entry: &'a Entry) -> io::Result<Self> {
         let path = entry.path.as_str();
         let file = File::open(root.join(path)).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {

@@ -7,6 +7,7 @@ mod docker;
 pub mod dockerignore;
 pub mod engine;
 pub mod fetch;
+pub(crate) mod filesync;
 mod resolve;
 
 use std::path::PathBuf;
