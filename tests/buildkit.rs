@@ -167,12 +167,12 @@ async fn failing_step_on_buildkit_is_named_with_its_output() {
 }
 
 #[tokio::test]
-async fn buildkitd_is_refused_clearly_for_now() {
+async fn buildkitd_without_an_address_is_refused_clearly() {
     let err = Runner::connect(None, Builder::Buildkitd)
         .await
         .err()
-        .expect("buildkitd is not there yet");
-    assert!(err.to_string().contains("not available yet"), "{err}");
+        .expect("buildkitd needs an address");
+    assert!(err.to_string().contains("--buildkit-addr"), "{err}");
 }
 
 #[tokio::test]

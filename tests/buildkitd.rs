@@ -1,0 +1,351 @@
+//! The runner on a standalone buildkitd (`--builder buildkitd`), against the real
+//! buildkitd (`SLIPWAY_TEST_BUILDKIT_ADDR`, mutual TLS with the certificates in
+//! `SLIPWAY_TEST_BUILDKIT_DIR`) and the real registry.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::Digest;
+use slipway::Error;
+use slipway::registry::DockerConfig;
+use slipway::runner::{
+    BuildEvent, BuildOutcome, BuildRequest, BuildSecrets, Builder, BuildkitdArgs, Runner,
+};
+
+/// The shared test buildkitd, over TCP with mutual TLS.
+fn buildkitd() -> BuildkitdArgs {
+    let addr = std::env::var("SLIPWAY_TEST_BUILDKIT_ADDR").unwrap_or_else(|_| {
+        panic!("SLIPWAY_TEST_BUILDKIT_ADDR is not set: run the tests with scripts/test.sh, which starts buildkitd")
+    });
+    tls_for(&addr, &PathBuf::from(std::env::var("SLIPWAY_TEST_BUILDKIT_DIR").unwrap_or_else(|_| {
+        panic!("SLIPWAY_TEST_BUILDKIT_DIR (ca.pem, cert.pem, key.pem) is not set: run the tests with scripts/test.sh")
+    })))
+}
+
+/// `addr` with the client certificates scripts/buildkitd.sh left in `dir`.
+fn tls_for(addr: &str, dir: &std::path::Path) -> BuildkitdArgs {
+    BuildkitdArgs {
+        addr: Some(addr.into()),
+        ca: Some(dir.join("ca.pem")),
+        cert: Some(dir.join("cert.pem")),
+        key: Some(dir.join("key.pem")),
+    }
+}
+
+fn request(
+    fx: &Fixture,
+    spec: slipway::api::DockerBuildSpec,
+    secrets: BuildSecrets,
+) -> BuildRequest {
+    BuildRequest {
+        key: "test/buildkitd".into(),
+        spec,
+        base_dir: Some(fx.dir.path().to_path_buf()),
+        auth: Arc::new(DockerConfig::default()),
+        previous: None,
+        secrets,
+    }
+}
+
+/// Runs one build on `bk` (and no Docker daemon: its address leads nowhere),
+/// returning its result and every event it sent.
+async fn run_with(
+    bk: &BuildkitdArgs,
+    req: BuildRequest,
+) -> (slipway::Result<BuildOutcome>, Vec<BuildEvent>) {
+    let runner = Runner::connect_with(Some(NO_DOCKER), Builder::Buildkitd, bk)
+        .await
+        .expect("buildkitd settings accepted");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let collect = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(e) = rx.recv().await {
+            events.push(e);
+        }
+        events
+    });
+    let out = runner.run(req, tx, Default::default()).await;
+    (out, collect.await.unwrap())
+}
+
+async fn run_bk(
+    fx: &Fixture,
+    spec: slipway::api::DockerBuildSpec,
+) -> (slipway::Result<BuildOutcome>, Vec<BuildEvent>) {
+    run_with(&buildkitd(), request(fx, spec, Default::default())).await
+}
+
+/// A Docker daemon address that does not exist.
+const NO_DOCKER: &str = "unix:///nonexistent/slipway-test/docker.sock";
+
+fn lines(events: &[BuildEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::Step(s) => Some(format!("STEP {s}")),
+            BuildEvent::Log(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `output:` for a test repository.
+fn output(repo: &str) -> String {
+    format!(
+        "output: {{registry: '{}', repository: slipway-test/{repo}}}",
+        registry()
+    )
+}
+
+const SLEEP: u64 = 3;
+
+#[tokio::test]
+async fn stages_run_in_parallel_and_unused_ones_never_run() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!(
+            "REGISTRY {reg}\nREPOSITORY slipway-test/bkd-multistage\nTAG bkd\n\
+FROM {base} AS one\nRUN sleep {SLEEP} && echo one > /one\n\
+FROM {base} AS two\nRUN sleep {SLEEP} && echo two > /two\n\
+FROM {base} AS unused\nRUN echo never-runs && exit 1\n\
+FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
+            reg = registry()
+        ),
+    );
+    let started = Instant::now();
+    let (out, events) = run_bk(&fx, spec("source: {path: ctx}\nnoCache: true")).await;
+    let took = started.elapsed();
+    let out = out.expect("multi-stage build succeeds on buildkitd");
+    // the directive lines were stripped and still name the target
+    assert_eq!(
+        out.pushed_tags,
+        vec![format!("{}/slipway-test/bkd-multistage:bkd", registry())]
+    );
+    assert_in_registry(&out).await;
+    assert!(
+        took < Duration::from_secs(2 * SLEEP),
+        "stages did not overlap: {took:?}"
+    );
+    let lines = lines(&events);
+    for stage in ["one", "two"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("STEP [{stage} 2/2] RUN sleep"))),
+            "{lines:#?}"
+        );
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("never-runs")),
+        "the unused stage ran: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn heredocs_and_cache_mounts_work() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {base}\n\
+RUN <<EOF\necho line-one > /heredoc\necho line-two >> /heredoc\nEOF\n\
+RUN --mount=type=cache,target=/root/.cache touch /root/.cache/x && echo cached > /out\n"
+        ),
+    );
+    let (out, _) = run_bk(
+        &fx,
+        spec(&format!("source: {{path: ctx}}\n{}", output("bkd-heredoc"))),
+    )
+    .await;
+    let out = out.expect("heredoc and RUN --mount build on buildkitd");
+    assert_in_registry(&out).await;
+    let text = run_in_image(&out.image, "cat /heredoc /out").await;
+    assert_eq!(text, "line-one\nline-two\ncached\n");
+}
+
+/// Checks what a user would: every tag serves the digest and the manifest's bytes
+/// hash to it (buildkitd pushes OCI manifests, which the Docker daemon never held).
+async fn assert_in_registry(out: &BuildOutcome) {
+    let reg = registry();
+    let (name, digest) = out.image.split_once('@').expect("image is name@digest");
+    assert_eq!(digest, out.digest);
+    let repo = name
+        .strip_prefix(&format!("{reg}/"))
+        .expect("test registry");
+    for tag_ref in &out.pushed_tags {
+        let tag = tag_ref.rsplit_once(':').unwrap().1;
+        let served = slipway::registry::manifest_digest(&http(), &reg, repo, tag, None)
+            .await
+            .expect("registry answers");
+        assert_eq!(served, out.digest, "{tag_ref}");
+    }
+    let manifest = slipway::registry::manifest(&http(), &reg, repo, digest, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&manifest))),
+        out.digest
+    );
+}
+
+/// What `sh -c script` prints in a container of `image` (pulled by the daemon).
+async fn run_in_image(image: &str, script: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("docker run");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_step_is_named_with_its_output() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {base}\nRUN echo compiling\nRUN echo 'cc: error: no input files' && exit 3\n"
+        ),
+    );
+    let (out, events) = run_bk(
+        &fx,
+        spec(&format!(
+            "source: {{path: ctx}}\nnoCache: true\n{}",
+            output("bkd-fails")
+        )),
+    )
+    .await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, Error::BuildFailed(_)), "{err:?}");
+    assert!(!err.is_retryable());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("step 3/3 `RUN echo 'cc: error: no input files' && exit 3` failed"),
+        "{msg}"
+    );
+    assert!(msg.contains("exit code: 3"), "{msg}");
+    assert!(msg.contains("output:\ncc: error: no input files"), "{msg}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Step(s) if s.starts_with("[3/3] RUN echo"))),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_stops_the_step_in_buildkitd() {
+    let base = ensure_base().await;
+    // unique, so the step is never cached and its processes are this test's alone
+    let marker = format!("slipway-cancel-{}", uuid::Uuid::new_v4().simple());
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!("FROM {base}\nRUN sleep 30 && touch /{marker}\n"),
+    );
+    let req = request(
+        &fx,
+        spec(&format!("source: {{path: ctx}}\n{}", output("bkd-cancel"))),
+        Default::default(),
+    );
+    let runner = Runner::connect_with(Some(NO_DOCKER), Builder::Buildkitd, &buildkitd())
+        .await
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let build = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { runner.run(req, tx, cancel).await }
+    });
+    let step = wait_for("the RUN step to start", Duration::from_secs(60), || {
+        let p = processes_with(&marker);
+        p.iter()
+            .any(|(_, c)| c.starts_with("sleep 30"))
+            .then_some(p)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cancel.cancel();
+    let out = build.await.unwrap();
+    assert!(matches!(out, Err(Error::Cancelled(_))), "{out:?}");
+    // left alone, the step would sleep for 28 s more
+    let left = still_running(&step, Duration::from_secs(10)).await;
+    assert!(
+        left.is_empty(),
+        "buildkitd kept building after the cancel: {left:?} still run"
+    );
+}
+
+#[tokio::test]
+async fn no_docker_daemon_is_needed() {
+    // nothing here comes from the Docker daemon: the base is busybox from the context
+    let fx = Fixture::new().busybox("ctx/busybox").file(
+        "ctx/Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo built > /built\"]\n",
+    );
+    let (out, _) = run_bk(
+        &fx,
+        spec(&format!(
+            "source: {{path: ctx}}\n{}",
+            output("bkd-nodocker")
+        )),
+    )
+    .await;
+    let out = out.expect("builds without a Docker daemon");
+    assert!(out.digest.starts_with("sha256:"), "{out:?}");
+    let served = slipway::registry::manifest_digest(
+        &http(),
+        &registry(),
+        "slipway-test/bkd-nodocker",
+        "latest",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(served, out.digest);
+    // and the Docker address really leads nowhere
+    let classic = Runner::connect_with(Some(NO_DOCKER), Builder::Classic, &buildkitd()).await;
+    assert!(
+        matches!(classic, Err(Error::Docker(_))),
+        "{:?}",
+        classic.err()
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_buildkitd_is_retried_and_named() {
+    let fx = Fixture::new().file("ctx/Dockerfile", "FROM scratch\n");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("tcp://127.0.0.1:{port}");
+    let mut bk = buildkitd();
+    bk.addr = Some(addr.clone());
+    let (out, _) = run_with(
+        &bk,
+        request(
+            &fx,
+            spec(&format!("source: {{path: ctx}}\n{}", output("bkd-down"))),
+            Default::default(),
+        ),
+    )
+    .await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, Error::Buildkit(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains(&addr), "{err}");
+}
