@@ -20,6 +20,7 @@ mod classic;
 use super::buildkitd::{self, Buildkitd};
 use super::engine::{self, Builder, BuildkitdArgs, Engine};
 use super::errors::{blame_context, classify_docker_error, push_error};
+use super::filesync::LocalDirs;
 use crate::{Error, Result};
 
 /// Runs builds against one Docker daemon or one buildkitd.
@@ -178,18 +179,6 @@ impl Runner {
             bytes = plan.total_bytes,
             "sending build context"
         );
-        // What went wrong reading the context, if anything: the daemon only sees a
-        // broken upload, which alone would pass for a daemon failure and be retried.
-        let context_failure = Arc::new(Mutex::new(None::<String>));
-        let body = {
-            let failure = context_failure.clone();
-            context::stream(plan, dockerfile, stripped.into_bytes()).inspect(move |item| {
-                if let Err(e) = item {
-                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                }
-            })
-        };
-
         let mut labels: BTreeMap<String, String> = spec.labels.clone();
         if let Some(u) = &ws.source_url {
             labels
@@ -204,10 +193,16 @@ impl Runner {
         let refs = target.tag_refs();
         let docker = match (&self.docker, &self.buildkitd) {
             (_, Some(bk)) => {
+                let dirs = tokio::task::spawn_blocking(move || {
+                    LocalDirs::for_build(plan, stripped.into_bytes())
+                })
+                .await
+                .map_err(|e| Error::Context(e.to_string()))??;
+                let context_failure = dirs.failure();
                 let job = buildkitd::Job {
                     spec,
-                    dockerfile,
-                    context: body.boxed(),
+                    context: dirs,
+                    context_key: &req.key,
                     labels: &labels,
                     target: &target,
                     creds: creds.clone(),
@@ -216,11 +211,7 @@ impl Runner {
                 };
                 let built = bk.build(job, &events).await.map_err(|e| {
                     // a context that broke while being read explains the failure
-                    match context_failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                    {
+                    match context_failure.get() {
                         Some(f) => Error::Context(f),
                         None => e,
                     }
@@ -231,6 +222,17 @@ impl Runner {
             }
             (Some(d), None) => d,
             (None, None) => return Err(Error::Docker("no Docker daemon connected".into())),
+        };
+        // What went wrong reading the context, if anything: the daemon only sees a
+        // broken upload, which alone would pass for a daemon failure and be retried.
+        let context_failure = Arc::new(Mutex::new(None::<String>));
+        let body = {
+            let failure = context_failure.clone();
+            context::stream(plan, dockerfile, stripped.into_bytes()).inspect(move |item| {
+                if let Err(e) = item {
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+            })
         };
         let options = BuildImageOptions {
             dockerfile: dockerfile.to_string(),

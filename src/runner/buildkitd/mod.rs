@@ -25,6 +25,7 @@ use tonic::transport::Channel;
 use tracing::debug;
 
 use super::engine::BuildkitdArgs;
+use super::filesync::LocalDirs;
 use super::progress::Progress;
 use super::{BuildEvent, BuildSecrets, Events, Resolved};
 use crate::api::DockerBuildSpec;
@@ -50,10 +51,11 @@ pub(crate) struct Buildkitd {
 /// One build, prepared by the runner.
 pub(crate) struct Job<'a> {
     pub spec: &'a DockerBuildSpec,
-    /// The Dockerfile's path inside the context.
-    pub dockerfile: &'a str,
-    /// The context's tar, with the directive-stripped Dockerfile.
-    pub context: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    /// The context and the directive-stripped Dockerfile, served by file sync.
+    pub context: LocalDirs,
+    /// Names the context for buildkitd, which keeps the copy of the last build with
+    /// this key and asks only for what changed since (the resource's key).
+    pub context_key: &'a str,
     pub labels: &'a BTreeMap<String, String>,
     pub target: &'a Resolved,
     pub creds: Option<Credentials>,
@@ -85,10 +87,10 @@ impl Buildkitd {
     pub(crate) async fn build(&self, job: Job<'_>, events: &Events) -> Result<String> {
         let session_id = uuid::Uuid::new_v4().simple().to_string();
         let build_ref = uuid::Uuid::new_v4().simple().to_string();
-        let upload = uuid::Uuid::new_v4().simple().to_string();
+        let dockerfile = job.context.dockerfile_name().to_string();
         let provided = session::Provided {
             context: job.context,
-            context_path: format!("/{upload}"),
+            shared_key: shared_key(job.context_key),
             auth: job.creds.map(|c| (job.target.registry.clone(), c)),
             secrets: job.secrets,
             http: job.http,
@@ -101,8 +103,7 @@ impl Buildkitd {
         let req = request::solve_request(&request::Solve {
             build_ref: &build_ref,
             session: &session_id,
-            context: &format!("http://buildkit-session/{upload}"),
-            dockerfile: job.dockerfile,
+            dockerfile: &dockerfile,
             spec: job.spec,
             labels: job.labels,
             tag_refs: &tag_refs,
@@ -180,6 +181,14 @@ impl Buildkitd {
         }
         Ok(digest)
     }
+}
+
+/// The session's shared key for a context: buildkitd files its copy of a context
+/// under it (with the local's name), so it must stay the same from one build of a
+/// resource to the next; hashed, as it goes in a header.
+fn shared_key(context_key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("slipway:{context_key}")))
 }
 
 /// Refuses a Dockerfile that mounts a secret the build was not given: BuildKit would

@@ -15,10 +15,9 @@ pub(super) struct Solve<'a> {
     pub build_ref: &'a str,
     /// The session serving the context, credentials and secrets.
     pub session: &'a str,
-    /// The context's upload URL (`http://buildkit-session/ID`): buildkitd pulls the
-    /// tar through the session and unpacks it.
-    pub context: &'a str,
-    /// The Dockerfile's path inside the context.
+    /// The Dockerfile's name in the session's `dockerfile` directory; the context is
+    /// the session's `context` directory (no `context` attribute: the frontend then
+    /// syncs both from the session).
     pub dockerfile: &'a str,
     pub spec: &'a DockerBuildSpec,
     pub labels: &'a BTreeMap<String, String>,
@@ -30,10 +29,7 @@ pub(super) struct Solve<'a> {
 /// exporting an image pushed under every tag.
 pub(super) fn solve_request(s: &Solve) -> SolveRequest {
     let spec = s.spec;
-    let mut attrs = HashMap::from([
-        ("context".to_string(), s.context.to_string()),
-        ("filename".to_string(), s.dockerfile.to_string()),
-    ]);
+    let mut attrs = HashMap::from([("filename".to_string(), s.dockerfile.to_string())]);
     for (k, v) in &spec.build_args {
         attrs.insert(format!("build-arg:{k}"), v.clone());
     }
@@ -143,8 +139,7 @@ mod tests {
         solve_request(&Solve {
             build_ref: "ref1",
             session: "sess1",
-            context: "http://buildkit-session/ctx1",
-            dockerfile: "sub/Dockerfile",
+            dockerfile: "Dockerfile.app",
             spec,
             labels: &labels,
             tag_refs: &tags,
@@ -160,8 +155,9 @@ mod tests {
         assert_eq!(r.session, "sess1");
         assert_eq!(r.frontend, "dockerfile.v0");
         let a = &r.frontend_attrs;
-        assert_eq!(a["context"], "http://buildkit-session/ctx1");
-        assert_eq!(a["filename"], "sub/Dockerfile");
+        // the context and the Dockerfile come from the session by file sync
+        assert!(!a.contains_key("context"));
+        assert_eq!(a["filename"], "Dockerfile.app");
         assert_eq!(a["build-arg:V"], "1.2");
         assert_eq!(a["label:org.opencontainers.image.revision"], "abc");
         assert_eq!(a["target"], "runtime");

@@ -8,7 +8,7 @@
 //! (`x-docker-expose-session-grpc-method`); buildkitd calls nothing else.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
 use bollard_buildkit_proto::health::{
@@ -25,33 +25,30 @@ use bollard_buildkit_proto::moby::filesync::v1::{
     GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
     VerifyTokenAuthorityResponse,
 };
-use bollard_buildkit_proto::moby::upload::v1::BytesMessage as UploadBytes;
-use bollard_buildkit_proto::moby::upload::v1::upload_server::{Upload, UploadServer};
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tonic::server::NamedService;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::registry::Credentials;
 use crate::runner::BuildSecrets;
+use crate::runner::filesync::{FileSyncServer, LocalDirs};
 
 /// Room for the tunnel's bytes in each direction.
 const TUNNEL_BUFFER: usize = 256 * 1024;
-/// buildkitd refuses gRPC messages over 16 MiB; the context goes in smaller pieces.
+/// buildkitd refuses gRPC messages over 16 MiB (secrets go in one message).
 const MAX_MESSAGE: usize = 16 << 20;
-
-type ContextStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// What the session serves for one build.
 pub(super) struct Provided {
-    /// The context's tar, streamed as it is read: buildkitd pulls it once.
-    pub context: ContextStream,
-    /// The upload's path, as the `context` frontend attribute names it.
-    pub context_path: String,
+    /// The `context` and `dockerfile` directories, sent by file sync: buildkitd
+    /// asks only for the files that changed since its copy of the last build's.
+    pub context: LocalDirs,
+    /// Where buildkitd keeps that copy (see [`super::shared_key`]).
+    pub shared_key: String,
     /// Credentials for the target registry (`host`, and what to answer).
     pub auth: Option<(String, Credentials)>,
     pub secrets: BuildSecrets,
@@ -69,11 +66,7 @@ pub(super) async fn start(
     id: &str,
     provided: Provided,
 ) -> Result<Session, Status> {
-    let upload = UploadServer::new(ContextUpload {
-        path: provided.context_path,
-        stream: Mutex::new(Some(provided.context)),
-    })
-    .max_encoding_message_size(MAX_MESSAGE);
+    let files = FileSyncServer::new(provided.context);
     let auth = AuthServer::new(RegistryAuth {
         creds: provided.auth,
         http: provided.http,
@@ -93,7 +86,7 @@ pub(super) async fn start(
                 "VerifyTokenAuthority",
             ][..],
         ),
-        (UploadServer::<ContextUpload>::NAME, &["Pull"][..]),
+        (FileSyncServer::<LocalDirs>::NAME, &["DiffCopy"][..]),
         (
             SecretsServer::<BuildSecretsService>::NAME,
             &["GetSecret"][..],
@@ -115,7 +108,10 @@ pub(super) async fn start(
     };
     md.insert("x-docker-expose-session-uuid", ascii(id)?);
     md.insert("x-docker-expose-session-name", ascii("slipway")?);
-    md.insert("x-docker-expose-session-sharedkey", ascii(id)?);
+    md.insert(
+        "x-docker-expose-session-sharedkey",
+        ascii(&provided.shared_key)?,
+    );
     for (service, names) in methods {
         for m in names {
             md.append(
@@ -142,7 +138,7 @@ pub(super) async fn start(
         let served = tonic::transport::Server::builder()
             .add_service(health)
             .add_service(auth)
-            .add_service(upload)
+            .add_service(files)
             .add_service(secrets)
             .serve_with_incoming(conn)
             .await;
@@ -181,46 +177,6 @@ impl Health for Healthy {
         _: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         Err(Status::unimplemented("watch"))
-    }
-}
-
-/// The build context as the tar the runner streams: memory stays bounded by the
-/// stream's own buffer. buildkitd reads it once per build (the http source it feeds
-/// is solved once); a second pull is refused rather than served empty.
-struct ContextUpload {
-    path: String,
-    stream: Mutex<Option<ContextStream>>,
-}
-
-#[tonic::async_trait]
-impl Upload for ContextUpload {
-    type PullStream = Pin<Box<dyn Stream<Item = Result<UploadBytes, Status>> + Send + 'static>>;
-
-    async fn pull(
-        &self,
-        req: Request<Streaming<UploadBytes>>,
-    ) -> Result<Response<Self::PullStream>, Status> {
-        let path = req
-            .metadata()
-            .get("urlpath")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if path != self.path {
-            return Err(Status::not_found(format!("no upload at {path}")));
-        }
-        let stream = self
-            .stream
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| Status::failed_precondition("the build context was already sent"))?;
-        // a failed read ends the upload with its error, which names the file
-        let out = stream.map(|chunk| {
-            chunk
-                .map(|b| UploadBytes { data: b.to_vec() })
-                .map_err(|e| Status::data_loss(e.to_string()))
-        });
-        Ok(Response::new(Box::pin(out)))
     }
 }
 

@@ -52,6 +52,24 @@ pub(crate) struct LocalDir {
 /// The FileSync service of one build's session: its local directories by name.
 pub(crate) struct LocalDirs {
     dirs: HashMap<String, Arc<LocalDir>>,
+    failure: Failure,
+}
+
+/// Why reading the context failed, if it did (a file changed or vanished while it
+/// was sent): buildkitd only reports a failed transfer, which alone would pass for
+/// its own failure.
+#[derive(Clone, Default)]
+pub(crate) struct Failure(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Failure {
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, message: &str) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| message.to_string());
+    }
 }
 
 impl LocalDirs {
@@ -100,7 +118,13 @@ impl LocalDirs {
                 (CONTEXT.to_string(), Arc::new(context)),
                 (DOCKERFILE.to_string(), Arc::new(dockerfile_dir)),
             ]),
+            failure: Failure::default(),
         })
+    }
+
+    /// Where a failure to read the context is kept, for after the build.
+    pub(crate) fn failure(&self) -> Failure {
+        self.failure.clone()
     }
 
     /// The `Dockerfile`'s name inside the `dockerfile` directory (the frontend's
@@ -216,7 +240,12 @@ impl FileSync for LocalDirs {
             select::Filter::new(&dir.items, &opts, &dir.keep).map_err(Status::invalid_argument)?;
         let chosen = select::select(&dir.items, &filter);
         tracing::debug!(dir = name, entries = chosen.len(), "file sync");
-        Ok(Response::new(send::serve(dir, chosen, req.into_inner())))
+        Ok(Response::new(send::serve(
+            dir,
+            chosen,
+            req.into_inner(),
+            self.failure.clone(),
+        )))
     }
 
     type TarStreamStream = send::PacketStream;

@@ -13,8 +13,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tonic::Status;
 
-use super::LocalDir;
 use super::select::{self, go_mode};
+use super::{Failure, LocalDir};
 use crate::runner::context::ExactFile;
 
 pub(crate) use bollard_buildkit_proto::fsutil::types::Packet;
@@ -30,12 +30,17 @@ const QUEUE: usize = 64;
 
 /// Serves `chosen` (indexes into `dir`'s items, in send order) to the receiver
 /// whose packets are `incoming`.
-pub(super) fn serve<S>(dir: Arc<LocalDir>, chosen: Vec<usize>, incoming: S) -> PacketStream
+pub(super) fn serve<S>(
+    dir: Arc<LocalDir>,
+    chosen: Vec<usize>,
+    incoming: S,
+    failure: Failure,
+) -> PacketStream
 where
     S: Stream<Item = Result<Packet, Status>> + Send + Unpin + 'static,
 {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(dir, chosen, incoming, tx));
+    tokio::spawn(run(dir, chosen, incoming, tx, failure));
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
@@ -48,7 +53,7 @@ fn packet(kind: PacketType) -> Packet {
     }
 }
 
-async fn run<S>(dir: Arc<LocalDir>, chosen: Vec<usize>, mut incoming: S, tx: Tx)
+async fn run<S>(dir: Arc<LocalDir>, chosen: Vec<usize>, mut incoming: S, tx: Tx, failure: Failure)
 where
     S: Stream<Item = Result<Packet, Status>> + Send + Unpin + 'static,
 {
@@ -111,12 +116,14 @@ where
                             return;
                         };
                         let (dir, tx, id) = (dir.clone(), tx.clone(), p.id);
+                        let failure = failure.clone();
                         tasks.spawn(async move {
                             let sent = tokio::task::spawn_blocking(move || {
                                 let _permit = permit;
                                 send_file(&dir, item, id, &tx)
                             });
-                            sent.await.map_err(|e| e.to_string())?
+                            let sent = sent.await.map_err(|e| e.to_string())?;
+                            sent.inspect_err(|m| failure.set(m))
                         });
                     }
                     Ok(PacketType::PacketFin) => {
