@@ -349,3 +349,53 @@ async fn an_unreachable_buildkitd_is_retried_and_named() {
     assert!(err.is_retryable());
     assert!(err.to_string().contains(&addr), "{err}");
 }
+
+/// The context goes by file sync, and buildkitd keeps the last build's copy: what
+/// the image holds must still follow the context from one build to the next (a
+/// file changed, one removed), keep `.dockerignore`'d files out (also below an
+/// excluded directory with a `!` exception), symlinks as links, and the Dockerfile
+/// with its directives commented out, as the tar carried it.
+#[tokio::test]
+async fn the_context_follows_changes_between_builds() {
+    let base = ensure_base().await;
+    let fx = Fixture::new()
+        .file(
+            "ctx/Dockerfile",
+            &format!("TAG filesync\nFROM {base}\nCOPY . /ctx\n"),
+        )
+        .file("ctx/.dockerignore", "secret\nsub\n!sub/keep\n")
+        .file("ctx/a.txt", "one")
+        .file("ctx/gone", "x")
+        .file("ctx/secret", "s")
+        .file("ctx/sub/keep", "k")
+        .file("ctx/sub/drop", "d")
+        .symlink("a.txt", "ctx/link");
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\n{}",
+        output("bkd-filesync")
+    ));
+    let script =
+        "cd /ctx && find . | sort && cat a.txt && echo && readlink link && head -1 Dockerfile";
+    let (out, _) = run_bk(&fx, spec.clone()).await;
+    let out = out.expect("first build");
+    assert_eq!(
+        run_in_image(&out.image, script).await,
+        format!(
+            ".\n./.dockerignore\n./Dockerfile\n./a.txt\n./gone\n./link\n./sub\n./sub/keep\n\
+one\na.txt\n# TAG filesync\n"
+        )
+    );
+
+    // same size, other bytes: only the stat (mtime) tells it changed
+    std::fs::write(fx.path("ctx/a.txt"), "two").unwrap();
+    std::fs::remove_file(fx.path("ctx/gone")).unwrap();
+    let (out, _) = run_bk(&fx, spec).await;
+    let out = out.expect("second build");
+    assert_eq!(
+        run_in_image(&out.image, script).await,
+        format!(
+            ".\n./.dockerignore\n./Dockerfile\n./a.txt\n./link\n./sub\n./sub/keep\n\
+two\na.txt\n# TAG filesync\n"
+        )
+    );
+}
