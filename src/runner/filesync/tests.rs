@@ -235,13 +235,19 @@ async fn a_file_changed_since_its_stat_fails_the_sync_naming_it() {
     let root = dir.path();
     write(root, "Dockerfile", b"FROM scratch\n");
     write(root, "grows", b"abc");
-    let mut c = client(build_dirs(root)).await;
+    let dirs = build_dirs(root);
+    let failure = dirs.failure();
+    let mut c = client(dirs).await;
     write(root, "grows", b"abcdef");
     let err = receive(&mut c, &[("dir-name", "context")], is_file)
         .await
         .err()
         .unwrap();
     assert!(err.contains("'grows' changed"), "{err}");
+    // kept for the runner, which reports it as the context's fault (not retried)
+    // rather than as whatever buildkitd makes of a broken transfer
+    let kept = failure.get().expect("the failure is kept");
+    assert!(kept.contains("'grows' changed"), "{kept}");
 }
 
 #[tokio::test]
