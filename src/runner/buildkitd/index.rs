@@ -53,11 +53,14 @@ impl Platform {
     }
 }
 
-/// An index's images by platform, and its attestation manifests with the platform
-/// of the image each describes. None when `json` is a single image manifest.
+/// An attestation manifest's digest, and the platform of the image it describes.
+type AttestationRef = (String, Option<String>);
+
+/// An index's images by platform, and its attestation manifests. None when `json`
+/// is a single image manifest.
 pub(super) fn parse_index(
     json: &[u8],
-) -> Result<Option<(Vec<PlatformImage>, Vec<(String, Option<String>)>)>> {
+) -> Result<Option<(Vec<PlatformImage>, Vec<AttestationRef>)>> {
     let m: Manifest = serde_json::from_slice(json)
         .map_err(|e| Error::Registry(format!("the pushed index is not JSON: {e}")))?;
     let Some(entries) = m.manifests else {
