@@ -350,6 +350,277 @@ async fn an_unreachable_buildkitd_is_retried_and_named() {
     assert!(err.to_string().contains(&addr), "{err}");
 }
 
+/// The uncompressed tars of `image`'s layers (`name@digest`, one platform).
+async fn layers(image: &str) -> Vec<Vec<u8>> {
+    let reg = registry();
+    let (name, digest) = image.split_once('@').unwrap();
+    let repo = name.strip_prefix(&format!("{reg}/")).unwrap();
+    let manifest = slipway::registry::manifest(&http(), &reg, repo, digest, None)
+        .await
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let mut out = Vec::new();
+    for l in m["layers"].as_array().expect("an image manifest") {
+        let blob = http()
+            .get(format!(
+                "http://{reg}/v2/{repo}/blobs/{}",
+                l["digest"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut tar)
+            .expect("gzip layer");
+        out.push(tar);
+    }
+    out
+}
+
+/// The content of `path` in the last layer of `tars` that holds it.
+fn file_in(tars: &[Vec<u8>], path: &str) -> Option<String> {
+    let mut found = None;
+    for t in tars {
+        let mut a = tar::Archive::new(&t[..]);
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_string_lossy().trim_start_matches("./") == path {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+                found = Some(s);
+            }
+        }
+    }
+    found
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn a_secret_is_mounted_for_its_step_and_lands_nowhere() {
+    let base = ensure_base().await;
+    let value = format!("s3cret-{}", uuid::Uuid::new_v4().simple());
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {base}\nRUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha256\n"
+        ),
+    );
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\nsecrets: [{{id: tok, file: tok.txt}}]\n{}",
+        output("bkd-secret")
+    ));
+    let secrets = BuildSecrets([("tok".to_string(), value.clone().into_bytes())].into());
+    let (out, events) = run_with(&buildkitd(), request(&fx, spec.clone(), secrets)).await;
+    let out = out.expect("a build with a secret succeeds");
+    assert_in_registry(&out).await;
+    let tars = layers(&out.image).await;
+    assert_eq!(
+        file_in(&tars, "tok.sha256").expect("the step wrote the hash"),
+        format!("{}\n", hex::encode(sha2::Sha256::digest(value.as_bytes())))
+    );
+    for (i, t) in tars.iter().enumerate() {
+        assert!(!contains(t, value.as_bytes()), "the secret is in layer {i}");
+    }
+    let outcome = serde_json::to_string(&out).unwrap();
+    assert!(!outcome.contains(&value), "{outcome}");
+    let log = format!("{events:?}");
+    assert!(!log.contains(&value), "the secret is in the events");
+
+    // a secret the Dockerfile mounts but the build was not given is refused by id
+    let (out, _) = run_with(&buildkitd(), request(&fx, spec, Default::default())).await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+    assert!(err.to_string().contains("'tok'"), "{err}");
+}
+
+/// A buildkitd of the test's own, stopped when dropped.
+struct OwnBuildkitd {
+    dir: tempfile::TempDir,
+    args: BuildkitdArgs,
+}
+
+impl OwnBuildkitd {
+    fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-bk-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = std::process::Command::new("bash")
+            .args(["scripts/buildkitd.sh", "start", "--dir"])
+            .arg(dir.path())
+            .args(["--port", &port.to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("scripts/buildkitd.sh runs");
+        assert!(out.status.success(), "buildkitd did not start: {out:?}");
+        let addr = String::from_utf8(out.stdout).unwrap();
+        let addr = addr.lines().last().unwrap().trim().to_string();
+        let args = tls_for(&addr, dir.path());
+        Self { dir, args }
+    }
+}
+
+impl Drop for OwnBuildkitd {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .args(["scripts/buildkitd.sh", "stop", "--dir"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_registry_cache_lets_another_buildkitd_skip_every_step() {
+    let base = ensure_base().await;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {base}\nRUN echo {marker} > /marker && sleep 1\nRUN echo second > /second\n"
+        ),
+    );
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\ncache: {{ref: '{}/slipway-test/bkd-cache:buildcache', mode: max}}\n{}",
+        registry(),
+        output("bkd-cache")
+    ));
+    let (first, events) = run_bk(&fx, spec.clone()).await;
+    let first = first.expect("the first build exports its cache");
+    let steps = |events: &[BuildEvent]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                BuildEvent::Step(s) if s.contains(" RUN ") => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // the marker makes the first build run its steps
+    assert!(
+        steps(&events).iter().all(|s| !s.starts_with("CACHED")),
+        "{events:#?}"
+    );
+
+    let other = OwnBuildkitd::start();
+    let (second, events) = run_with(&other.args, request(&fx, spec, Default::default())).await;
+    let second = second.expect("the second buildkitd builds with the imported cache");
+    let steps = steps(&events);
+    assert_eq!(steps.len(), 2, "{events:#?}");
+    assert!(
+        steps.iter().all(|s| s.starts_with("CACHED")),
+        "steps ran on the second buildkitd: {steps:#?}"
+    );
+    assert_eq!(
+        second.digest, first.digest,
+        "the same image, from the cache"
+    );
+}
+
+#[tokio::test]
+async fn platforms_make_an_index_with_each_platform() {
+    let bb386 = std::env::var("SLIPWAY_TEST_BUSYBOX_386").unwrap_or_else(|_| {
+        panic!("SLIPWAY_TEST_BUSYBOX_386 is not set: scripts/test.sh sets it (scripts/ensure-busybox-386.sh)")
+    });
+    let fx = Fixture::new().busybox("ctx/busybox-amd64").file(
+        "ctx/Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY busybox-$TARGETARCH /bin/busybox\n\
+RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $TARGETARCH > /arch\"]\n",
+    );
+    std::fs::copy(&bb386, fx.path("ctx/busybox-386")).unwrap();
+    let (out, _) = run_bk(
+        &fx,
+        spec(&format!(
+            "source: {{path: ctx}}\nplatforms: [linux/amd64, linux/386]\nattest: {{provenance: max}}\n{}",
+            output("bkd-platforms")
+        )),
+    )
+    .await;
+    let out = out.expect("a two-platform build with provenance succeeds");
+    assert_in_registry(&out).await;
+    let platforms: Vec<&str> = out.platforms.iter().map(|p| p.platform.as_str()).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/386"], "{out:?}");
+    // each platform's image is in the registry; its step ran its own busybox
+    let name = out.image.split_once('@').unwrap().0;
+    for (p, arch) in out.platforms.iter().zip(["amd64", "386"]) {
+        let tars = layers(&format!("{name}@{}", p.digest)).await;
+        assert_eq!(
+            file_in(&tars, "arch").as_deref(),
+            Some(&*format!("{arch}\n")),
+            "{p:?}"
+        );
+    }
+    // one provenance attestation per platform, in the index
+    assert_eq!(out.attestations.len(), 2, "{out:?}");
+    for a in &out.attestations {
+        assert!(a.predicate_type.contains("slsa.dev/provenance"), "{a:?}");
+        assert!(a.platform.is_some(), "{a:?}");
+    }
+    // and Docker runs the 386 image
+    let pulled = std::process::Command::new("docker")
+        .args(["pull", "--platform", "linux/386", &out.image])
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{pulled:?}");
+    let ran = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--platform",
+            "linux/386",
+            &out.image,
+            "/bin/busybox",
+            "cat",
+            "/arch",
+        ])
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "386\n");
+}
+
+#[tokio::test]
+async fn provenance_is_pushed_with_a_single_platform_image() {
+    let base = ensure_base().await;
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!("FROM {base}\nRUN echo hi > /hi\n"),
+    );
+    let (out, _) = run_bk(
+        &fx,
+        spec(&format!(
+            "source: {{path: ctx}}\nattest: {{provenance: min}}\n{}",
+            output("bkd-provenance")
+        )),
+    )
+    .await;
+    let out = out.expect("a build with provenance succeeds");
+    assert_in_registry(&out).await;
+    assert_eq!(out.platforms.len(), 1, "{out:?}");
+    assert_eq!(out.attestations.len(), 1, "{out:?}");
+    let a = &out.attestations[0];
+    assert!(
+        a.predicate_type.starts_with("https://slsa.dev/provenance/"),
+        "{a:?}"
+    );
+    assert_eq!(
+        a.platform.as_deref(),
+        Some(out.platforms[0].platform.as_str())
+    );
+}
+
 /// The context goes by file sync, and buildkitd keeps the last build's copy: what
 /// the image holds must still follow the context from one build to the next (a
 /// file changed, one removed), keep `.dockerignore`'d files out (also below an

@@ -232,3 +232,32 @@ fn failure(progress: &Progress, message: &str) -> Error {
         e => e,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mounted_secret_nobody_gave_is_refused_by_id() {
+        let df = "FROM x\nRUN --mount=type=secret,id=tok --mount=type=secret,id=npm make\n";
+        let given = BuildSecrets([("tok".to_string(), b"v".to_vec())].into());
+        let e = check_secrets(df, &given).unwrap_err();
+        assert!(matches!(e, Error::InvalidSpec(_)), "{e:?}");
+        assert!(e.to_string().contains("secret 'npm'"), "{e}");
+        assert!(!e.to_string().contains("'tok'"), "{e}");
+        let both = BuildSecrets([("tok".to_string(), vec![]), ("npm".to_string(), vec![])].into());
+        check_secrets(df, &both).unwrap();
+    }
+
+    #[test]
+    fn a_push_the_registry_could_not_take_is_retried() {
+        let p = Progress::default();
+        let down = failure(&p, "failed to push r/a:1: dial tcp: connection refused");
+        assert!(matches!(down, Error::Registry(_)), "{down:?}");
+        let step = failure(
+            &p,
+            "process \"/bin/sh -c make\" did not complete successfully: exit code: 2",
+        );
+        assert!(matches!(step, Error::BuildFailed(_)), "{step:?}");
+    }
+}
