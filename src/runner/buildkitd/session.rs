@@ -39,6 +39,8 @@ use crate::runner::filesync::{FileSyncServer, LocalDirs};
 
 /// Room for the tunnel's bytes in each direction.
 const TUNNEL_BUFFER: usize = 256 * 1024;
+/// Largest tunnel message sent to buildkitd.
+const TUNNEL_MESSAGE: usize = 128 * 1024;
 /// buildkitd refuses gRPC messages over 16 MiB (secrets go in one message).
 const MAX_MESSAGE: usize = 16 << 20;
 
@@ -96,7 +98,9 @@ pub(super) async fn start(
     // our end of the tunnel is `served`; `pump` carries its bytes to and from the stream
     let (served, pump) = tokio::io::duplex(TUNNEL_BUFFER);
     let (pump_read, mut pump_write) = tokio::io::split(pump);
-    let outgoing = tokio_util::io::ReaderStream::new(pump_read)
+    // the context's file data goes this way: messages far larger than the reader's
+    // default 4 KiB keep the per-message cost off a large transfer
+    let outgoing = tokio_util::io::ReaderStream::with_capacity(pump_read, TUNNEL_MESSAGE)
         .take_while(|r| futures::future::ready(r.is_ok()))
         .filter_map(|r| futures::future::ready(r.ok()))
         .map(|b| BytesMessage { data: b.to_vec() });
