@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -104,8 +105,6 @@ fn modes_are_go_file_modes() {
     assert_eq!(got["tmp"], 0x8000_0000 | (1 << 20) | 0o777);
     assert_eq!(got["link"], 0x0800_0000 | 0o777);
 }
-
-use std::collections::HashMap;
 
 #[test]
 fn stat_fields_match_fsutils() {
