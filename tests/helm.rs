@@ -66,10 +66,6 @@ fn values_file(dir: &tempfile::TempDir, name: &str, yaml: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-fn has_arg(args: &[String], a: &str) -> bool {
-    args.iter().any(|x| x == a)
-}
-
 #[test]
 fn helm_lint_passes_for_default_and_custom_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,7 +162,7 @@ fn default_values_render_a_cluster_wide_local_controller() {
         "--metrics-listen=0.0.0.0:8080",
         "--log-level=info",
     ] {
-        assert!(has_arg(&a, want), "{want} not in {a:?}");
+        assert!(has(&a, want), "{want} not in {a:?}");
     }
     assert!(
         !a.iter().any(|x| x.starts_with("--namespace")
@@ -268,7 +264,7 @@ fn custom_values_render_what_they_promise() {
         "--log-level=debug",
         "--log-json",
     ] {
-        assert!(has_arg(&a, want), "{want} not in {a:?}");
+        assert!(has(&a, want), "{want} not in {a:?}");
     }
     assert_eq!(
         a.last().unwrap(),
@@ -406,7 +402,7 @@ fn a_secret_given_as_a_value_is_a_secret_mounted_as_a_file() {
         .find(|v| v["name"] == "mesos-secret")
         .unwrap();
     assert_eq!(vol["secret"]["secretName"], "ci-slipway-mesos");
-    assert!(has_arg(
+    assert!(has(
         &args(deploy),
         "--secret-file=/etc/slipway/mesos/secret"
     ));

@@ -4,6 +4,7 @@
 //! chart's ServiceAccount.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -250,4 +251,64 @@ pub fn chart_controller(
     let ns = deploy["metadata"]["namespace"].as_str().unwrap();
     let env = [("POD_NAME", pod_name), ("POD_NAMESPACE", ns)];
     Controller::spawn(&argv, kubeconfig, &env, pod_name)
+}
+
+/// `helm template rel charts/slipway -n builds ARGS`, as JSON documents.
+pub fn render(args: &[&str]) -> Vec<Value> {
+    docs(&template_ok("rel", "builds", args))
+}
+
+/// `args` holds exactly `a`.
+pub fn has(args: &[String], a: &str) -> bool {
+    args.iter().any(|x| x == a)
+}
+
+/// The Deployment's pod spec.
+pub fn pod_spec(deploy: &Value) -> &Value {
+    &deploy["spec"]["template"]["spec"]
+}
+
+/// The pod's volume `name`.
+pub fn volume<'a>(deploy: &'a Value, name: &str) -> &'a Value {
+    pod_spec(deploy)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("volume {name} in {deploy:#}"))
+}
+
+/// The container's mounts, mountPath -> volume name.
+pub fn mounts(c: &Value) -> BTreeMap<String, String> {
+    c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_string(),
+                m["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The pod's hostPath volumes.
+pub fn host_paths(deploy: &Value) -> Vec<&Value> {
+    pod_spec(deploy)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.get("hostPath").is_some())
+        .collect()
+}
+
+/// The keys a Secret volume takes from its Secret.
+pub fn secret_items(v: &Value) -> Vec<String> {
+    v["secret"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_string())
+        .collect()
 }
