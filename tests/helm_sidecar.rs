@@ -131,8 +131,14 @@ fn buildctl(bin: &Path, args: &[String]) -> std::process::Output {
 /// arguments with the real buildkitd, pod paths replaced by local dirs holding what the
 /// pod would mount (the certificates from `secret_data`, or from the rendered Secret),
 /// and checks that the controller's certificates reach it over TCP, that a client
-/// without one cannot, and that the sidecar's readiness probe passes.
-fn run_the_sidecar(set: &[&str], secret_data: Option<serde_json::Map<String, Value>>) {
+/// without one cannot, that the sidecar's readiness probe passes, and (with `build`)
+/// that a RUN step builds. `launcher` comes before buildkitd on the command line.
+fn run_the_sidecar(
+    set: &[&str],
+    secret_data: Option<serde_json::Map<String, Value>>,
+    launcher: &[&str],
+    build: bool,
+) {
     assert!(
         is_root(),
         "buildkitd runs as root here, as scripts/buildkitd.sh runs it"
@@ -169,7 +175,16 @@ fn run_the_sidecar(set: &[&str], secret_data: Option<serde_json::Map<String, Val
     );
     let log = root.path().join("buildkitd.log");
     let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bin.join("buildkitd"))
+    let buildkitd = bin.join("buildkitd");
+    let mut cmd = match launcher.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&buildkitd);
+            c
+        }
+        None => Command::new(&buildkitd),
+    };
+    let child = cmd
         .args(&daemon_args)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -252,6 +267,45 @@ fn run_the_sidecar(set: &[&str], secret_data: Option<serde_json::Map<String, Val
         "readiness probe {probe:?}: {}",
         text(&out.stderr)
     );
+
+    if !build {
+        return;
+    }
+    // and it builds: a RUN step (runc, the state dir, the pod's network), over TCP with
+    // the controller's certificates
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(common::busybox(), ctx.path().join("busybox")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo built > /built\"]\n",
+    )
+    .unwrap();
+    let local = |name: &str| format!("{name}={}", ctx.path().display());
+    let out = Command::new(bin.join("buildctl"))
+        .args(&client)
+        .args([
+            "build",
+            "--frontend",
+            "dockerfile.v0",
+            "--progress",
+            "plain",
+        ])
+        .args([
+            "--local",
+            &local("context"),
+            "--local",
+            &local("dockerfile"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "buildctl build: {}\nbuildkitd:\n{}",
+        text(&out.stderr),
+        daemon.log()
+    );
     drop(daemon);
 }
 
@@ -274,7 +328,29 @@ fn args_of_controller(deploy: &Value, name: &str) -> String {
 
 #[test]
 fn the_sidecar_arguments_run_with_the_certificates_the_chart_generates() {
-    run_the_sidecar(&[], None);
+    run_the_sidecar(&[], None, &[], true);
+}
+
+#[test]
+fn the_rootless_sidecar_arguments_run_in_a_user_namespace() {
+    // What the rootless image's rootlesskit gives buildkitd: a user namespace (and a
+    // mount namespace) in which it is the mapped root; buildkitd then runs rootless,
+    // which --oci-worker-no-process-sandbox requires. unshare maps one id only (no
+    // newuidmap ranges here), too few for a build step's /dev/pts (gid 5): serving
+    // with these flags over mutual TLS is what this checks, not building.
+    run_the_sidecar(
+        &["builder.sidecar.rootless=true"],
+        None,
+        &[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--fork",
+            "--kill-child=SIGTERM",
+        ],
+        false,
+    );
 }
 
 #[test]
@@ -311,5 +387,10 @@ fn the_sidecar_arguments_run_with_certificates_made_by_the_readme_openssl_recipe
                 .into(),
         );
     }
-    run_the_sidecar(&["builder.tls.existingSecret=buildkit-tls"], Some(data));
+    run_the_sidecar(
+        &["builder.tls.existingSecret=buildkit-tls"],
+        Some(data),
+        &[],
+        true,
+    );
 }
