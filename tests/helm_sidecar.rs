@@ -89,10 +89,18 @@ impl Buildkitd {
 
 impl Drop for Buildkitd {
     fn drop(&mut self) {
-        // TERM first: buildkitd then closes its state database cleanly
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // TERM first: buildkitd then closes its state database cleanly. It is our child,
+        // or the child of a launcher (unshare), which would not pass the signal on.
+        let pid = self.child.id();
+        let mut pids = vec![pid.to_string()];
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        pids.extend(
+            std::fs::read_to_string(children)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let _ = Command::new("kill").arg("-TERM").args(&pids).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
