@@ -114,6 +114,7 @@ fn remote_line(ev: &BuildEvent) -> Option<String> {
             Some(format!("launched on {host} as Mesos task {}", task.task_id))
         }
         BuildEvent::Running { host } => Some(format!("building on {host}")),
+        BuildEvent::Stages(steps) => Some(crate::runner::stages::summary(steps)),
         _ => None,
     }
 }

@@ -115,4 +115,22 @@ mod tests {
         let user = Error::from_label("BuildFailed", "step 2 failed".into());
         assert!(!user.is_retryable());
     }
+
+    #[test]
+    fn steps_cross_the_wire_on_success_and_failure() {
+        use crate::api::StageStep;
+        let steps = vec![StageStep {
+            name: "[2/2] RUN make".into(),
+            duration_seconds: Some(0.3),
+            failed: true,
+            ..Default::default()
+        }];
+        let progress = TaskReport::Progress(BuildEvent::Stages(steps.clone()));
+        assert_eq!(TaskReport::decode(&progress.encode()).unwrap(), progress);
+        let done = TaskReport::Finished(BuildOutcome {
+            stages: steps,
+            ..Default::default()
+        });
+        assert_eq!(TaskReport::decode(&done.encode()).unwrap(), done);
+    }
 }

@@ -8,6 +8,7 @@ pub mod dockerignore;
 pub mod engine;
 pub mod fetch;
 mod resolve;
+pub mod stages;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,6 +105,9 @@ pub enum BuildEvent {
     },
     /// The build began on a remote host.
     Running { host: String },
+    /// The steps BuildKit ran or took from its cache, sent when the build step ends,
+    /// whether it succeeded or failed: a failure's status lists them too.
+    Stages(Vec<crate::api::StageStep>),
 }
 
 pub type Events = mpsc::UnboundedSender<BuildEvent>;
