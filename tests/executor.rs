@@ -111,6 +111,7 @@ fn task(name: &str, spec_yaml: &str, docker_config: Option<String>) -> (String, 
         key: format!("test/{name}"),
         spec: spec(spec_yaml),
         docker_config,
+        secrets: Default::default(),
     };
     (id, payload.encode())
 }

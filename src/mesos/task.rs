@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::DockerBuildSpec;
-use crate::runner::{BuildEvent, BuildOutcome};
+use crate::runner::{BuildEvent, BuildOutcome, BuildSecrets};
 use crate::{Error, Result};
 
 const PREFIX: &str = "slipway";
@@ -31,7 +31,8 @@ pub fn parse_task_id(id: &str) -> Option<(String, String)> {
 }
 
 /// `TaskInfo.data`: everything the executor needs to run one build. Registry
-/// credentials travel only here (a task's data is not part of the master's state).
+/// credentials and build secrets travel only here (a task's data is not part of the
+/// master's state, and `Debug` shows secret ids only).
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPayload {
@@ -41,6 +42,9 @@ pub struct TaskPayload {
     /// A docker config.json with the registry credentials the build may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_config: Option<String>,
+    /// The values of `spec.secrets`, by id.
+    #[serde(default, skip_serializing_if = "BuildSecrets::is_empty")]
+    pub secrets: BuildSecrets,
 }
 
 /// `data` of a status update from the executor.
