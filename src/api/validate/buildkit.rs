@@ -7,9 +7,12 @@ use super::{validate_registry, validate_repository, validate_tag};
 use crate::api::BuildSecret;
 use crate::{Error, Result};
 
+/// An architecture and its variants.
+type Arch = (&'static str, &'static [&'static str]);
+
 /// The platforms a BuildKit build may name, as `docker buildx` and containerd
 /// normalise them: (os, architectures with their variants).
-const PLATFORMS: [(&str, &[(&str, &[&str])]); 2] = [
+const PLATFORMS: [(&str, &[Arch]); 2] = [
     (
         "linux",
         &[
