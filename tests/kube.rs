@@ -257,6 +257,36 @@ fn invalid_specs_are_refused_at_admission_with_the_reason() {
             "source: {inline: {dockerfile: 'FROM scratch'}}\n  output: {registry: 'https://r:5000', repository: a}",
             "spec.output.registry is host[:port]",
         ),
+        (
+            "hub-cache",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  cache: {ref: 'team/app:buildcache'}",
+            "spec.cache.ref is registry/repository[:tag]",
+        ),
+        (
+            "same-secret-id",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  secrets: [{id: npm, secretRef: {name: a, key: k}}, {id: npm, secretRef: {name: b, key: k}}]",
+            "Duplicate value",
+        ),
+        (
+            "secret-file",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  secrets: [{id: npm, file: npm-token}]",
+            "in Kubernetes use secretRef",
+        ),
+        (
+            "bad-secret-id",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  secrets: [{id: 'npm token', secretRef: {name: a, key: k}}]",
+            "a spec.secrets id is letters, digits",
+        ),
+        (
+            "bad-platform",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  platforms: [linux/amd64, linux/amd65]",
+            "each platform in spec.platforms is os/arch[/variant]",
+        ),
+        (
+            "same-platform",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  platforms: [linux/386, linux/386]",
+            "Duplicate value",
+        ),
     ];
     for (name, spec, why) in cases {
         let yaml = format!(

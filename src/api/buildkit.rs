@@ -38,7 +38,8 @@ pub enum CacheMode {
 /// A secret a `RUN --mount=type=secret,id=ID` step reads; it never lands in a layer.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-// As `validate_secrets` checks (ids are unique by the list's map type).
+// As `validate_secrets` checks (ids are unique by the list's map type); admission is
+// Kubernetes only, where a file cannot be read.
 #[schemars(extend("x-kubernetes-validations" = [
     {
         "rule": format!("self.id.matches('^{SECRET_ID_RE}$')"),
@@ -47,6 +48,10 @@ pub enum CacheMode {
     {
         "rule": "has(self.secretRef) != has(self.file)",
         "message": "each of spec.secrets needs exactly one of secretRef (Kubernetes) and file (watch folder)",
+    },
+    {
+        "rule": "!has(self.file)",
+        "message": super::SECRET_FILE_IN_KUBERNETES,
     },
 ]))]
 pub struct BuildSecret {

@@ -25,6 +25,9 @@ pub use validate::{
 pub const API_VERSION: &str = "slipway.dev/v1alpha1";
 pub const KIND: &str = "DockerBuild";
 
+/// Why a build secret's `file` cannot be read from the Kubernetes API.
+pub const SECRET_FILE_IN_KUBERNETES: &str = "spec.secrets[].file names a file on the machine that reads the resource, so it only works in a watch folder or with `slipway build`; in Kubernetes use secretRef, a key of a Secret in the resource's namespace";
+
 /// Why a `path` source cannot be built from the Kubernetes API.
 pub const PATH_IN_KUBERNETES: &str = "spec.source.path names a directory on the machine that reads the file, so it only works in a watch folder or with `slipway build`; in Kubernetes use git, url or inline";
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
 
-use crate::api::BuildSecret;
+use crate::api::{BuildSecret, SECRET_FILE_IN_KUBERNETES};
 use crate::runner::BuildSecrets;
 use crate::sources::folder::secrets::check_size;
 use crate::{Error, Result};
@@ -28,7 +28,7 @@ pub(super) async fn read(
         let id = &s.id;
         let Some(r) = &s.secret_ref else {
             return Err(Error::InvalidSpec(format!(
-                "spec.secrets '{id}': file is for watch folders and `slipway build`; in Kubernetes set secretRef to a key of a Secret in namespace {ns}"
+                "spec.secrets '{id}': {SECRET_FILE_IN_KUBERNETES}"
             )));
         };
         let what = format!("Secret {ns}/{} (spec.secrets '{id}')", r.name);
