@@ -289,7 +289,7 @@ async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
         .await
         .expect("docker daemon reachable");
     let cancel = tokio_util::sync::CancellationToken::new();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let build = tokio::spawn({
         let cancel = cancel.clone();
         async move { runner.run(req, tx, cancel).await }
@@ -306,6 +306,17 @@ async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
     cancel.cancel();
     let out = build.await.unwrap();
     assert!(matches!(out, Err(Error::Cancelled(_))), "{out:?}");
+    // the status still lists the step that was running, without a duration
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    let running: Vec<_> = stages_sent(&events)
+        .into_iter()
+        .filter(|s| s.name.contains("RUN sleep 30"))
+        .map(|s| (s.cached, s.duration_seconds, s.failed))
+        .collect();
+    assert_eq!(running, [(false, None, false)], "{events:#?}");
     // left alone, the step would sleep for 27 s more
     let left = still_running(&step, Duration::from_secs(10)).await;
     assert!(

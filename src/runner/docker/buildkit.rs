@@ -30,13 +30,28 @@ pub(super) async fn build(
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     events: &Events,
 ) -> Result<(String, Vec<StageStep>)> {
-    let mut progress = Progress::default();
-    let built = solve(docker, options, creds, body, events, &mut progress).await;
-    let stages = progress.stages.list();
-    if !stages.is_empty() {
-        let _ = events.send(BuildEvent::Stages(stages.clone()));
+    let mut told = StagesOnDrop {
+        progress: Progress::default(),
+        events,
+    };
+    let built = solve(docker, options, creds, body, events, &mut told.progress).await;
+    built.map(|id| (id, told.progress.stages.list()))
+}
+
+/// Sends the steps when the build ends however it ends: done, failed, or dropped by a
+/// timeout or a cancel (then the step that was running shows without a duration).
+struct StagesOnDrop<'a> {
+    progress: Progress,
+    events: &'a Events,
+}
+
+impl Drop for StagesOnDrop<'_> {
+    fn drop(&mut self) {
+        let stages = self.progress.stages.list();
+        if !stages.is_empty() {
+            let _ = self.events.send(BuildEvent::Stages(stages));
+        }
     }
-    built.map(|id| (id, stages))
 }
 
 async fn solve(
