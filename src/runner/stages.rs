@@ -104,6 +104,18 @@ pub fn summary(steps: &[StageStep]) -> String {
     line
 }
 
+/// One step for a person: `[2/3] RUN make (3.1 s)`, `(cached)`, `(failed after 0.4 s)`.
+pub fn line(s: &StageStep) -> String {
+    let how = match (s.cached, s.duration_seconds, s.failed) {
+        (true, ..) => "cached".to_string(),
+        (_, Some(d), true) => format!("failed after {d:.1} s"),
+        (_, None, true) => "failed".to_string(),
+        (_, Some(d), false) => format!("{d:.1} s"),
+        (_, None, false) => "did not finish".to_string(),
+    };
+    format!("{} ({how})", s.name)
+}
+
 /// `[2/3] RUN make` or `[build 2/3] RUN make`: a Dockerfile step numbers itself
 /// `N/M` inside the brackets; `[internal] ...` and `[auth] ...` do not.
 fn is_dockerfile_step(name: &str) -> bool {
@@ -305,5 +317,32 @@ mod tests {
         let long = s.list().pop().unwrap().name;
         assert_eq!(long.chars().count(), MAX_NAME + 1);
         assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn a_step_reads_as_a_line() {
+        let step = |cached, duration_seconds, failed| StageStep {
+            name: "[2/3] RUN make".into(),
+            cached,
+            duration_seconds,
+            failed,
+        };
+        assert_eq!(line(&step(true, None, false)), "[2/3] RUN make (cached)");
+        assert_eq!(
+            line(&step(false, Some(3.0), false)),
+            "[2/3] RUN make (3.0 s)"
+        );
+        assert_eq!(
+            line(&step(false, Some(0.4), true)),
+            "[2/3] RUN make (failed after 0.4 s)"
+        );
+        assert_eq!(
+            line(&step(false, None, false)),
+            "[2/3] RUN make (did not finish)"
+        );
+        assert_eq!(
+            summary(&[step(true, None, false), step(false, Some(1.0), true)]),
+            "2 steps, 1 cached; failed: [2/3] RUN make"
+        );
     }
 }
