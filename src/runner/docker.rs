@@ -207,11 +207,11 @@ impl Runner {
             Engine::BuildkitDaemon => {
                 buildkit::build(&self.docker, options, build_creds, body, &events).await
             }
-            Engine::Classic => {
-                classic::build(&self.docker, options, build_creds, body, &events).await
-            }
+            Engine::Classic => classic::build(&self.docker, options, build_creds, body, &events)
+                .await
+                .map(|id| (id, Vec::new())),
         };
-        let image_id = built.map_err(|e| {
+        let (image_id, stages) = built.map_err(|e| {
             let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
             blame_context(e, failure.clone())
         })?;
@@ -273,6 +273,7 @@ impl Runner {
             digest: served,
             pushed_tags: refs,
             revision: ws.revision,
+            stages,
             ..Default::default()
         })
     }

@@ -13,19 +13,54 @@ use futures::StreamExt;
 use tracing::debug;
 
 use super::errors::{build_error, classify_docker_error, failure_message};
+use crate::api::StageStep;
+use crate::runner::stages::Stages;
 use crate::runner::{BuildEvent, Events};
 use crate::{Error, Result};
 
 /// Lines of a step's output kept to explain its failure (as the classic path does).
 const TAIL: usize = 5;
 
-/// Builds with the daemon's BuildKit and returns the image ID.
+/// Builds with the daemon's BuildKit and returns the image ID and the build's steps.
+/// The steps also go out as [`BuildEvent::Stages`] when the build ends, failed or not.
 pub(super) async fn build(
     docker: &Docker,
     options: BuildImageOptions,
     creds: Option<HashMap<String, bollard::auth::DockerCredentials>>,
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     events: &Events,
+) -> Result<(String, Vec<StageStep>)> {
+    let mut told = StagesOnDrop {
+        progress: Progress::default(),
+        events,
+    };
+    let built = solve(docker, options, creds, body, events, &mut told.progress).await;
+    built.map(|id| (id, told.progress.stages.list()))
+}
+
+/// Sends the steps when the build ends however it ends: done, failed, or dropped by a
+/// timeout or a cancel (then the step that was running shows without a duration).
+struct StagesOnDrop<'a> {
+    progress: Progress,
+    events: &'a Events,
+}
+
+impl Drop for StagesOnDrop<'_> {
+    fn drop(&mut self) {
+        let stages = self.progress.stages.list();
+        if !stages.is_empty() {
+            let _ = self.events.send(BuildEvent::Stages(stages));
+        }
+    }
+}
+
+async fn solve(
+    docker: &Docker,
+    options: BuildImageOptions,
+    creds: Option<HashMap<String, bollard::auth::DockerCredentials>>,
+    body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    events: &Events,
+    progress: &mut Progress,
 ) -> Result<String> {
     let options = BuildImageOptions {
         version: BuilderVersion::BuilderBuildKit,
@@ -41,7 +76,6 @@ pub(super) async fn build(
     // by tests/buildkit.rs). `POST /build/cancel` is not needed, and could not work:
     // it finds builds by the `buildid` parameter, which bollard does not send.
     let mut stream = docker.build_image(options, creds, Some(bollard::body_try_stream(body)));
-    let mut progress = Progress::default();
     let mut image_id = None;
     while let Some(item) = stream.next().await {
         let info = match item {
@@ -89,6 +123,8 @@ pub(super) struct Progress {
     failed: Option<(String, bool)>,
     /// The step started last, blamed when no vertex says it failed.
     last_step: Option<String>,
+    /// The Dockerfile's steps so far, for `status.stages`.
+    pub(super) stages: Stages,
 }
 
 impl Progress {
@@ -98,6 +134,7 @@ impl Progress {
     pub(super) fn update(&mut self, status: &StatusResponse) -> Vec<BuildEvent> {
         let mut out = Vec::new();
         for v in &status.vertexes {
+            self.stages.update(v);
             self.names.insert(v.digest.clone(), v.name.clone());
             if !v.error.is_empty() {
                 // a sibling stage stopped because of the failure is not the cause
