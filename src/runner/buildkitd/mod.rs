@@ -25,6 +25,7 @@ use tonic::transport::Channel;
 use tracing::debug;
 
 use super::engine::BuildkitdArgs;
+use super::errors::push_error;
 use super::progress::Progress;
 use super::{BuildEvent, BuildSecrets, Events, Resolved};
 use crate::api::DockerBuildSpec;
@@ -163,7 +164,7 @@ impl Buildkitd {
         let resp = match solved {
             Ok(r) => r.into_inner(),
             Err(s) if is_transport(&s) => return Err(self.unreachable(&s)),
-            Err(s) => return Err(failure(&progress, s.message())),
+            Err(s) => return Err(failure(&progress, s.message(), &tag_refs)),
         };
         let digest = resp
             .exporter_response
@@ -209,19 +210,14 @@ fn is_transport(s: &tonic::Status) -> bool {
         || (s.code() == Code::Unknown && s.message().contains("transport error"))
 }
 
-/// A failed solve: the failing step named, with its output; a push the registry
-/// could not take is the registry's (retried).
-fn failure(progress: &Progress, message: &str) -> Error {
-    let e = progress.failure(message);
-    let lower = message.to_lowercase();
-    let push = lower.contains("failed to push") || lower.contains("pushing");
-    let down = ["connection refused", "i/o timeout", "no such host", "503"]
-        .iter()
-        .any(|s| lower.contains(s));
-    match e {
-        Error::BuildFailed(m) if push && down => Error::Registry(m),
-        e => e,
+/// A failed solve: the failing step named, with its output. A push the registry
+/// refused is the credentials' fault (not retried); one it could not take is the
+/// registry's (retried), as on the daemon route.
+fn failure(progress: &Progress, message: &str, tag_refs: &[String]) -> Error {
+    if message.to_lowercase().contains("failed to push") {
+        return push_error(&tag_refs.join(", "), message);
     }
+    progress.failure(message)
 }
 
 #[cfg(test)]
@@ -241,13 +237,25 @@ mod tests {
     }
 
     #[test]
-    fn a_push_the_registry_could_not_take_is_retried() {
+    fn a_push_the_registry_could_not_take_is_retried_one_it_refused_is_not() {
         let p = Progress::default();
-        let down = failure(&p, "failed to push r/a:1: dial tcp: connection refused");
+        let refs = ["r/a:1".to_string()];
+        let down = failure(
+            &p,
+            "failed to push r/a:1: dial tcp: connection refused",
+            &refs,
+        );
         assert!(matches!(down, Error::Registry(_)), "{down:?}");
+        let refused = failure(
+            &p,
+            "failed to push r/a:1: unexpected status from HEAD request: 401 Unauthorized",
+            &refs,
+        );
+        assert!(matches!(refused, Error::InvalidSpec(_)), "{refused:?}");
         let step = failure(
             &p,
             "process \"/bin/sh -c make\" did not complete successfully: exit code: 2",
+            &refs,
         );
         assert!(matches!(step, Error::BuildFailed(_)), "{step:?}");
     }
