@@ -27,12 +27,10 @@ use tracing::debug;
 use super::engine::BuildkitdArgs;
 use super::errors::push_error;
 use super::progress::Progress;
-use super::{BuildEvent, BuildSecrets, Events, Resolved};
+use super::{BuildEvent, BuildOutcome, BuildSecrets, Events, Resolved};
 use crate::api::DockerBuildSpec;
 use crate::registry::{Credentials, error_chain};
 use crate::{Error, Result};
-
-pub(crate) use index::read_index;
 
 /// Largest gRPC message accepted from buildkitd (its own default cap).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -181,6 +179,42 @@ impl Buildkitd {
         }
         Ok(digest)
     }
+}
+
+/// What buildkitd pushed (`pushed`), checked against what the registry serves, with
+/// the index's platforms and attestations.
+pub(crate) async fn outcome(
+    http: &reqwest::Client,
+    pushed: String,
+    target: &Resolved,
+    creds: Option<&Credentials>,
+    revision: Option<String>,
+) -> Result<BuildOutcome> {
+    let served = crate::registry::manifest_digest(
+        http,
+        &target.registry,
+        &target.repository,
+        &target.tags[0],
+        creds,
+    )
+    .await?;
+    if served != pushed {
+        return Err(Error::Registry(format!(
+            "buildkitd pushed {pushed} but the registry serves {served} for {}:{}",
+            target.name(),
+            target.tags[0]
+        )));
+    }
+    let (platforms, attestations) = index::read_index(http, target, &served, creds).await?;
+    Ok(BuildOutcome {
+        image: format!("{}@{served}", target.name()),
+        digest: served,
+        pushed_tags: target.tag_refs(),
+        revision,
+        platforms,
+        attestations,
+        ..Default::default()
+    })
 }
 
 /// Refuses a Dockerfile that mounts a secret the build was not given: BuildKit would
