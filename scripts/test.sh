@@ -26,6 +26,7 @@
 # The tests find the real servers through:
 #   SLIPWAY_TEST_REGISTRY  127.0.0.1:PORT of the registry (plain HTTP)
 #   SLIPWAY_TEST_BUSYBOX   path of a static busybox to COPY into FROM-scratch images
+#   SLIPWAY_TEST_BUSYBOX_386  the same for linux/386 (scripts/ensure-busybox-386.sh)
 #   SLIPWAY_TEST_MESOS     path of mesos.sh (start/stop a Mesos master + agents)
 #   SLIPWAY_TEST_KUBE      path of scripts/kube.sh (start/stop/grant-own ... --dir D)
 #   SLIPWAY_TEST_KUBE_DIR  the shared cluster's dir: D/admin.kubeconfig (system:masters),

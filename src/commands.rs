@@ -38,10 +38,12 @@ pub struct BackendArgs {
     /// Docker daemon (unix:///path or tcp://host:port); DOCKER_HOST otherwise.
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
-    /// Builder on the daemon, for every backend: its BuildKit when it has one (auto),
-    /// or one named (buildkitd is not available yet).
+    /// Builder, for every backend: a standalone buildkitd when --buildkit-addr is
+    /// given (auto), else the Docker daemon's BuildKit when it has one, or one named.
     #[arg(long, value_enum, default_value = "auto", env = "SLIPWAY_BUILDER")]
     pub builder: crate::runner::Builder,
+    #[command(flatten)]
+    pub buildkitd: crate::runner::BuildkitdArgs,
     /// Most bytes a `url` source may download, and unpack to (local backend).
     #[arg(long, default_value_t = crate::runner::fetch::DEFAULT_MAX_CONTEXT_BYTES)]
     pub max_context_bytes: u64,
@@ -175,7 +177,7 @@ pub async fn backend(
             ..Default::default()
         };
         return Ok(Arc::new(
-            LocalBackend::connect(args.docker_host.as_deref(), args.builder)
+            LocalBackend::connect(args.docker_host.as_deref(), args.builder, &args.buildkitd)
                 .await?
                 .with_url_limits(limits),
         ));
@@ -225,6 +227,7 @@ pub async fn backend(
         executor,
         agent_docker_host: m.agent_docker_host.clone(),
         builder: args.builder,
+        buildkitd: args.buildkitd.clone(),
         refuse_seconds: m.refuse_seconds,
         ..Default::default()
     };

@@ -45,6 +45,10 @@ pub enum Error {
     #[error("docker daemon: {0}")]
     Docker(String),
 
+    /// A standalone buildkitd could not be reached or misbehaved. Retried with backoff.
+    #[error("buildkitd: {0}")]
+    Buildkit(String),
+
     /// The build was cancelled (file deleted, spec changed).
     #[error("cancelled: {0}")]
     Cancelled(String),
@@ -83,6 +87,7 @@ impl Error {
             Error::BuildFailed(_) => "BuildFailed",
             Error::Registry(_) => "RegistryError",
             Error::Docker(_) => "DockerError",
+            Error::Buildkit(_) => "BuildkitError",
             Error::Cancelled(_) => "Cancelled",
             Error::Timeout(_) => "Timeout",
             Error::TaskLost(_) => "TaskLost",
@@ -99,6 +104,7 @@ impl Error {
             self,
             Error::Registry(_)
                 | Error::Docker(_)
+                | Error::Buildkit(_)
                 | Error::TaskLost(_)
                 | Error::Mesos(_)
                 | Error::Kube(_)
@@ -113,6 +119,7 @@ impl Error {
             "ContextError" => Error::Context(message),
             "RegistryError" => Error::Registry(message),
             "DockerError" => Error::Docker(message),
+            "BuildkitError" => Error::Buildkit(message),
             "Cancelled" => Error::Cancelled(message),
             "TaskLost" => Error::TaskLost(message),
             "MesosError" => Error::Mesos(message),
@@ -129,6 +136,7 @@ impl Error {
             | Error::BuildFailed(m)
             | Error::Registry(m)
             | Error::Docker(m)
+            | Error::Buildkit(m)
             | Error::Cancelled(m)
             | Error::TaskLost(m)
             | Error::Mesos(m)

@@ -63,6 +63,8 @@ enum Command {
         /// Builder on the agent's daemon.
         #[arg(long, value_enum, default_value = "auto")]
         builder: slipway::runner::Builder,
+        #[command(flatten)]
+        buildkitd: slipway::runner::BuildkitdArgs,
     },
 }
 
@@ -81,10 +83,12 @@ async fn main() -> ExitCode {
         Command::Executor {
             docker_host,
             builder,
+            buildkitd,
         } => {
             let opts = slipway::executor::ExecutorOptions {
                 docker_host,
                 builder,
+                buildkitd,
             };
             match slipway::executor::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,

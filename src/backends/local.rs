@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::Backend;
 use crate::Result;
-use crate::runner::{BuildOutcome, BuildRequest, Builder, Cancel, Events, Runner};
+use crate::runner::{BuildOutcome, BuildRequest, Builder, BuildkitdArgs, Cancel, Events, Runner};
 
 pub struct LocalBackend {
     runner: Runner,
@@ -12,10 +12,14 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// Connects to `docker_host`, or `DOCKER_HOST`, or the local socket, building
-    /// with the daemon's builder `builder` picks.
-    pub async fn connect(docker_host: Option<&str>, builder: Builder) -> Result<Self> {
+    /// with the builder `builder` picks (a standalone buildkitd needs no daemon).
+    pub async fn connect(
+        docker_host: Option<&str>,
+        builder: Builder,
+        buildkitd: &BuildkitdArgs,
+    ) -> Result<Self> {
         Ok(Self {
-            runner: Runner::connect(docker_host, builder).await?,
+            runner: Runner::connect_with(docker_host, builder, buildkitd).await?,
         })
     }
 

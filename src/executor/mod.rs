@@ -50,6 +50,8 @@ pub struct ExecutorOptions {
     pub docker_host: Option<String>,
     /// The builder on the agent's daemon (`--builder`, passed on by the framework).
     pub builder: crate::runner::Builder,
+    /// A standalone buildkitd on the agent (`--buildkit-addr` and its TLS files).
+    pub buildkitd: crate::runner::BuildkitdArgs,
 }
 
 /// Runs the executor until its task's end is acknowledged, the agent shuts it down,
@@ -272,6 +274,7 @@ impl Executor {
                 req,
                 self.opts.docker_host.clone(),
                 self.opts.builder,
+                self.opts.buildkitd.clone(),
                 t.cancel.clone(),
                 self.jobs.clone(),
             ));

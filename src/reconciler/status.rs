@@ -83,6 +83,8 @@ pub fn next(
             s.image = None;
             s.image_digest = None;
             s.pushed_tags.clear();
+            s.platforms.clear();
+            s.attestations.clear();
             s.attempts = None;
             s.mesos = None;
             s.stages.clear();
@@ -180,6 +182,8 @@ pub fn next(
             s.image = Some(out.image.clone());
             s.pushed_tags = out.pushed_tags.clone();
             s.revision = out.revision.clone();
+            s.platforms = out.platforms.clone();
+            s.attestations = out.attestations.clone();
             s.stages = out.stages.clone();
             s.completion_time = Some(now.into());
             let n = out.pushed_tags.len();
@@ -521,5 +525,25 @@ mod tests {
         }];
         let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
         assert_eq!(s.stages, out.stages);
+    }
+
+    #[test]
+    fn a_multi_platform_success_lists_each_platform_and_attestation_until_the_next_build() {
+        let mut out = outcome();
+        out.platforms = vec![crate::api::PlatformImage {
+            platform: "linux/386".into(),
+            digest: "sha256:386".into(),
+        }];
+        out.attestations = vec![crate::api::Attestation {
+            predicate_type: "https://slsa.dev/provenance/v0.2".into(),
+            digest: "sha256:att".into(),
+            platform: Some("linux/386".into()),
+        }];
+        let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
+        assert_eq!(s.platforms, out.platforms);
+        assert_eq!(s.attestations, out.attestations);
+        // a new build of a changed spec does not show the old build's images
+        let s = next(Some(&s), Some("h2"), None, Transition::Queued, T0);
+        assert!(s.platforms.is_empty() && s.attestations.is_empty());
     }
 }

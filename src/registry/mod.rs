@@ -46,38 +46,15 @@ pub async fn manifest_digest(
     reference: &str,
     creds: Option<&Credentials>,
 ) -> Result<String> {
-    let url = format!(
-        "{}/v2/{repository}/manifests/{reference}",
-        base_url(registry)
-    );
-    let head = |auth: Option<String>| {
-        let mut req = client.head(&url).header(header::ACCEPT, MANIFEST_ACCEPT);
-        if let Some(a) = auth {
-            req = req.header(header::AUTHORIZATION, a);
-        }
-        req.send()
-    };
-    let unreachable = |e: reqwest::Error| {
-        Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)))
-    };
-    let mut resp = head(creds.map(Credentials::basic_header))
-        .await
-        .map_err(unreachable)?;
-    if resp.status() == StatusCode::UNAUTHORIZED
-        && let Some(challenge) = resp.headers().get(header::WWW_AUTHENTICATE)
-    {
-        let challenge = challenge.to_str().unwrap_or_default().to_string();
-        let token = bearer_token(client, &challenge, creds).await?;
-        resp = head(Some(format!("Bearer {token}")))
-            .await
-            .map_err(unreachable)?;
-    }
-    if !resp.status().is_success() {
-        return Err(Error::Registry(format!(
-            "{registry}/{repository}:{reference}: manifest HEAD answered {}",
-            resp.status()
-        )));
-    }
+    let resp = manifest_request(
+        client,
+        reqwest::Method::HEAD,
+        registry,
+        repository,
+        reference,
+        creds,
+    )
+    .await?;
     let digest = resp
         .headers()
         .get("Docker-Content-Digest")
@@ -89,6 +66,78 @@ pub async fn manifest_digest(
         })?;
     debug!(registry, repository, reference, digest, "manifest digest");
     Ok(digest.to_string())
+}
+
+/// The manifest (or index) `repository:reference` as the registry serves it.
+pub async fn manifest(
+    client: &reqwest::Client,
+    registry: &str,
+    repository: &str,
+    reference: &str,
+    creds: Option<&Credentials>,
+) -> Result<bytes::Bytes> {
+    let resp = manifest_request(
+        client,
+        reqwest::Method::GET,
+        registry,
+        repository,
+        reference,
+        creds,
+    )
+    .await?;
+    resp.bytes().await.map_err(|e| {
+        Error::Registry(format!(
+            "reading {registry}/{repository}:{reference}: {}",
+            error_chain(&e)
+        ))
+    })
+}
+
+/// A successful answer for the manifest, through the registry's token flow if it
+/// asks for one.
+async fn manifest_request(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    registry: &str,
+    repository: &str,
+    reference: &str,
+    creds: Option<&Credentials>,
+) -> Result<reqwest::Response> {
+    let url = format!(
+        "{}/v2/{repository}/manifests/{reference}",
+        base_url(registry)
+    );
+    let send = |auth: Option<String>| {
+        let mut req = client
+            .request(method.clone(), &url)
+            .header(header::ACCEPT, MANIFEST_ACCEPT);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        req.send()
+    };
+    let unreachable = |e: reqwest::Error| {
+        Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)))
+    };
+    let mut resp = send(creds.map(Credentials::basic_header))
+        .await
+        .map_err(unreachable)?;
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && let Some(challenge) = resp.headers().get(header::WWW_AUTHENTICATE)
+    {
+        let challenge = challenge.to_str().unwrap_or_default().to_string();
+        let token = bearer_token(client, &challenge, creds).await?;
+        resp = send(Some(format!("Bearer {token}")))
+            .await
+            .map_err(unreachable)?;
+    }
+    if !resp.status().is_success() {
+        return Err(Error::Registry(format!(
+            "{registry}/{repository}:{reference}: manifest {method} answered {}",
+            resp.status()
+        )));
+    }
+    Ok(resp)
 }
 
 /// Token flow of the distribution spec: `Bearer realm=...,service=...,scope=...`.
@@ -119,6 +168,28 @@ async fn bearer_token(
     if let Some(c) = creds {
         req = req.header(header::AUTHORIZATION, c.basic_header());
     }
+    token_from(req).await
+}
+
+/// A token from `realm` for `scopes`, as a registry's token service hands them out
+/// (what buildkitd asks a build's session for).
+pub async fn fetch_token(
+    client: &reqwest::Client,
+    realm: &str,
+    service: &str,
+    scopes: &[String],
+    creds: Option<&Credentials>,
+) -> Result<String> {
+    let mut query = vec![("service", service)];
+    query.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+    let mut req = client.get(realm).query(&query);
+    if let Some(c) = creds {
+        req = req.header(header::AUTHORIZATION, c.basic_header());
+    }
+    token_from(req).await
+}
+
+async fn token_from(req: reqwest::RequestBuilder) -> Result<String> {
     let resp = req
         .send()
         .await

@@ -1,6 +1,7 @@
-//! The runner proper: context → Docker (bollard) → registry.
+//! The runner proper: context → builder (Docker through bollard, or a standalone
+//! buildkitd) → registry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,15 +17,17 @@ use crate::registry::{self, Credentials, error_chain};
 
 mod buildkit;
 mod classic;
-mod errors;
-use super::engine::{self, Builder, Engine};
+use super::buildkitd::{self, Buildkitd};
+use super::engine::{self, Builder, BuildkitdArgs, Engine};
+use super::errors::{blame_context, classify_docker_error, push_error};
 use crate::{Error, Result};
-use errors::{blame_context, classify_docker_error, push_error};
 
-/// Runs builds against one Docker daemon.
+/// Runs builds against one Docker daemon or one buildkitd.
 #[derive(Clone)]
 pub struct Runner {
-    docker: Docker,
+    /// None with buildkitd, which needs no Docker daemon.
+    docker: Option<Docker>,
+    buildkitd: Option<Buildkitd>,
     /// The builder every build of this runner uses, chosen once at connect.
     engine: Engine,
     /// Registry calls: short, so a total timeout suits them.
@@ -47,20 +50,22 @@ impl Runner {
     /// local socket, agrees on an API version with the daemon, and picks the builder
     /// `builder` asks for (see [`engine::choose`]).
     pub async fn connect(docker_host: Option<&str>, builder: Builder) -> Result<Self> {
-        let docker = match docker_host {
-            Some(h) => Docker::connect_with_host(h),
-            None => Docker::connect_with_defaults(),
-        }
-        .map_err(|e| Error::Docker(e.to_string()))?;
-        let mut docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| Error::Docker(format!("cannot reach the daemon: {e}")))?;
-        // the default 2 minutes would cut off a large context upload
-        docker.set_timeout(Duration::from_secs(24 * 3600));
-        let engine = match builder {
-            Builder::Classic => Engine::Classic,
-            _ => {
+        Self::connect_with(docker_host, builder, &BuildkitdArgs::default()).await
+    }
+
+    /// [`Runner::connect`], with a standalone buildkitd to build on: chosen when
+    /// `builder` is buildkitd, or auto with an address; then no Docker daemon is
+    /// contacted at all.
+    pub async fn connect_with(
+        docker_host: Option<&str>,
+        builder: Builder,
+        buildkitd: &BuildkitdArgs,
+    ) -> Result<Self> {
+        let (docker, engine) = match engine::without_docker(builder, buildkitd.addr.as_deref())? {
+            Some(Engine::Buildkitd) => (None, Engine::Buildkitd),
+            Some(engine) => (Some(connect_docker(docker_host).await?), engine),
+            None => {
+                let docker = connect_docker(docker_host).await?;
                 let v = docker
                     .version()
                     .await
@@ -70,8 +75,12 @@ impl Runner {
                 if let Some(why) = fallback {
                     warn!("{why}");
                 }
-                engine
+                (Some(docker), engine)
             }
+        };
+        let buildkitd = match engine {
+            Engine::Buildkitd => Some(Buildkitd::connect(buildkitd)?),
+            _ => None,
         };
         debug!(?engine, "builder");
         let http = reqwest::Client::builder()
@@ -85,6 +94,7 @@ impl Runner {
             .map_err(|e| Error::Context(e.to_string()))?;
         Ok(Self {
             docker,
+            buildkitd,
             engine,
             http,
             downloads,
@@ -129,6 +139,7 @@ impl Runner {
     async fn run_inner(&self, req: BuildRequest, events: Events) -> Result<BuildOutcome> {
         let spec = &req.spec;
         crate::api::validate_spec(spec)?;
+        engine::check_spec(self.engine, spec)?;
         let ws = self.workspace(&req).await?;
         let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
         context::check_relative(dockerfile, "dockerfile")?;
@@ -144,6 +155,9 @@ impl Runner {
         let (d, stripped) = directives::parse(&text)?;
         let target = super::resolve(spec, &d)?;
         let creds = req.auth.credentials_for(&target.registry).cloned();
+        if self.buildkitd.is_some() {
+            buildkitd::check_secrets(&stripped, &req.secrets)?;
+        }
 
         // fail fast (and retryably) before a long build when the registry is down, and
         // at once (not retried) when it wants credentials nobody gave
@@ -176,7 +190,7 @@ impl Runner {
             })
         };
 
-        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        let mut labels: BTreeMap<String, String> = spec.labels.clone();
         if let Some(u) = &ws.source_url {
             labels
                 .entry("org.opencontainers.image.source".into())
@@ -188,6 +202,35 @@ impl Runner {
                 .or_insert_with(|| r.clone());
         }
         let refs = target.tag_refs();
+        let docker = match (&self.docker, &self.buildkitd) {
+            (_, Some(bk)) => {
+                let job = buildkitd::Job {
+                    spec,
+                    dockerfile,
+                    context: body.boxed(),
+                    labels: &labels,
+                    target: &target,
+                    creds: creds.clone(),
+                    secrets: req.secrets.clone(),
+                    http: self.http.clone(),
+                };
+                let built = bk.build(job, &events).await.map_err(|e| {
+                    // a context that broke while being read explains the failure
+                    match context_failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                    {
+                        Some(f) => Error::Context(f),
+                        None => e,
+                    }
+                })?;
+                return buildkitd::outcome(&self.http, built, &target, creds.as_ref(), ws.revision)
+                    .await;
+            }
+            (Some(d), None) => d,
+            (None, None) => return Err(Error::Docker("no Docker daemon connected".into())),
+        };
         let options = BuildImageOptions {
             dockerfile: dockerfile.to_string(),
             t: refs.first().cloned(),
@@ -196,7 +239,7 @@ impl Runner {
             forcerm: true,
             buildargs: (!spec.build_args.is_empty())
                 .then(|| spec.build_args.clone().into_iter().collect()),
-            labels: (!labels.is_empty()).then_some(labels),
+            labels: (!labels.is_empty()).then(|| labels.into_iter().collect()),
             target: spec.target.clone().unwrap_or_default(),
             ..Default::default()
         };
@@ -205,11 +248,13 @@ impl Runner {
             .map(|c| HashMap::from([(target.registry.clone(), c.to_docker())]));
         let built = match self.engine {
             Engine::BuildkitDaemon => {
-                buildkit::build(&self.docker, options, build_creds, body, &events).await
+                buildkit::build(docker, options, build_creds, body, &events).await
             }
-            Engine::Classic => classic::build(&self.docker, options, build_creds, body, &events)
-                .await
-                .map(|id| (id, Vec::new())),
+            Engine::Classic | Engine::Buildkitd => {
+                classic::build(docker, options, build_creds, body, &events)
+                    .await
+                    .map(|id| (id, Vec::new()))
+            }
         };
         let (image_id, stages) = built.map_err(|e| {
             let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
@@ -217,7 +262,7 @@ impl Runner {
         })?;
 
         for tag in &target.tags {
-            self.docker
+            docker
                 .tag_image(
                     &image_id,
                     Some(TagImageOptions {
@@ -233,7 +278,7 @@ impl Runner {
         let mut digest = None;
         for tag in &target.tags {
             let d = self
-                .push(&target.name(), tag, creds.as_ref(), &events)
+                .push(docker, &target.name(), tag, creds.as_ref(), &events)
                 .await
                 .map_err(|e| match e {
                     // the registry let the ping through but wants credentials to push
@@ -360,13 +405,14 @@ impl Runner {
 
     async fn push(
         &self,
+        docker: &Docker,
         name: &str,
         tag: &str,
         creds: Option<&Credentials>,
         events: &Events,
     ) -> Result<String> {
         let reference = format!("{name}:{tag}");
-        let mut stream = self.docker.push_image(
+        let mut stream = docker.push_image(
             name,
             Some(PushImageOptions {
                 tag: Some(tag.to_string()),
@@ -417,6 +463,23 @@ impl Runner {
         });
         Ok(digest)
     }
+}
+
+/// The Docker daemon at `docker_host`, `DOCKER_HOST` or the local socket, with an
+/// agreed API version.
+async fn connect_docker(docker_host: Option<&str>) -> Result<Docker> {
+    let docker = match docker_host {
+        Some(h) => Docker::connect_with_host(h),
+        None => Docker::connect_with_defaults(),
+    }
+    .map_err(|e| Error::Docker(e.to_string()))?;
+    let mut docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| Error::Docker(format!("cannot reach the daemon: {e}")))?;
+    // the default 2 minutes would cut off a large context upload
+    docker.set_timeout(Duration::from_secs(24 * 3600));
+    Ok(docker)
 }
 
 fn strip_userinfo(url: &str) -> String {

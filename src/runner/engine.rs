@@ -1,6 +1,10 @@
-//! Which builder runs the Dockerfile: the Docker daemon's embedded BuildKit, or the
-//! classic builder. Every backend asks the runner, so the choice is made here once.
+//! Which builder runs the Dockerfile: a standalone buildkitd, the Docker daemon's
+//! embedded BuildKit, or the classic builder. Every backend asks the runner, so the
+//! choice is made here once.
 
+use std::path::PathBuf;
+
+use crate::api::DockerBuildSpec;
 use crate::{Error, Result};
 
 /// What `--builder` asks for.
@@ -11,7 +15,7 @@ pub enum Builder {
     Auto,
     /// The Docker daemon's embedded BuildKit (`docker build` with BuildKit).
     BuildkitDaemon,
-    /// A standalone buildkitd (not available yet).
+    /// A standalone buildkitd at `--buildkit-addr` (no Docker daemon needed).
     Buildkitd,
     /// The Docker daemon's classic builder (deprecated by Docker since 23.0).
     Classic,
@@ -37,11 +41,91 @@ impl std::str::FromStr for Builder {
     }
 }
 
+/// Where a standalone buildkitd listens, and the client certificate for mutual TLS
+/// (spelled as buildctl spells them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct BuildkitdArgs {
+    /// buildkitd address: tcp://HOST:PORT or unix:///path. Given, `--builder auto`
+    /// builds there.
+    #[arg(long = "buildkit-addr", env = "BUILDKIT_HOST")]
+    pub addr: Option<String>,
+    /// CA certificate (PEM) that signed buildkitd's server certificate (tcp).
+    #[arg(long = "buildkit-ca")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS with buildkitd (tcp).
+    #[arg(long = "buildkit-cert")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long = "buildkit-key")]
+    pub key: Option<PathBuf>,
+}
+
+impl BuildkitdArgs {
+    /// The flags again, to pass the choice on to a Mesos executor (paths as given:
+    /// they must exist on the agent).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(a) = &self.addr {
+            out.extend(["--buildkit-addr".into(), a.clone()]);
+        }
+        for (flag, p) in [
+            ("--buildkit-ca", &self.ca),
+            ("--buildkit-cert", &self.cert),
+            ("--buildkit-key", &self.key),
+        ] {
+            if let Some(p) = p {
+                out.extend([flag.to_string(), p.display().to_string()]);
+            }
+        }
+        out
+    }
+}
+
 /// The builder a runner actually uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
+    Buildkitd,
     BuildkitDaemon,
     Classic,
+}
+
+/// The engine decided without asking the Docker daemon anything: a buildkitd when one
+/// is asked for or given (`auto` with an address), classic when named. None: ask the
+/// daemon (see [`choose`]).
+pub fn without_docker(asked: Builder, buildkitd_addr: Option<&str>) -> Result<Option<Engine>> {
+    match (asked, buildkitd_addr) {
+        (Builder::Buildkitd | Builder::Auto, Some(_)) => Ok(Some(Engine::Buildkitd)),
+        (Builder::Buildkitd, None) => Err(Error::InvalidSpec(
+            "--builder buildkitd needs --buildkit-addr tcp://HOST:PORT or unix:///path (or BUILDKIT_HOST)".into(),
+        )),
+        (Builder::Classic, _) => Ok(Some(Engine::Classic)),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses spec fields the engine cannot honour, naming the field and the builder
+/// that can, rather than building something other than what was asked.
+pub fn check_spec(engine: Engine, spec: &DockerBuildSpec) -> Result<()> {
+    let name = match engine {
+        Engine::Buildkitd => return Ok(()),
+        Engine::BuildkitDaemon => "the Docker daemon's BuildKit",
+        Engine::Classic => "the classic builder",
+    };
+    let unsupported = [
+        ("spec.cache", spec.cache.is_some()),
+        ("spec.secrets", !spec.secrets.is_empty()),
+        (
+            "spec.attest",
+            spec.attest.as_ref().is_some_and(|a| a.provenance.is_some()),
+        ),
+        ("spec.platforms", !spec.platforms.is_empty()),
+    ];
+    match unsupported.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(Error::InvalidSpec(format!(
+            "{field} needs a standalone buildkitd (--builder buildkitd --buildkit-addr ...); {name} cannot honour it"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The daemon API version from which `POST /build?version=2` with a session is
@@ -76,7 +160,7 @@ pub fn choose(
     match asked {
         Builder::Classic => Ok((Engine::Classic, None)),
         Builder::Buildkitd => Err(Error::InvalidSpec(
-            "--builder buildkitd is not available yet: use auto, buildkit-daemon or classic".into(),
+            "--builder buildkitd needs --buildkit-addr tcp://HOST:PORT or unix:///path".into(),
         )),
         Builder::BuildkitDaemon if linux && recent => Ok((Engine::BuildkitDaemon, None)),
         Builder::BuildkitDaemon => Err(Error::InvalidSpec(format!(
@@ -136,8 +220,75 @@ mod tests {
         let old = choose(Builder::BuildkitDaemon, Some("linux"), Some("1.30")).unwrap_err();
         assert!(old.to_string().contains("buildkit-daemon"), "{old}");
         assert!(!old.is_retryable());
-        let later = choose(Builder::Buildkitd, Some("linux"), Some("1.41")).unwrap_err();
-        assert!(later.to_string().contains("not available yet"), "{later}");
+    }
+
+    #[test]
+    fn a_buildkitd_address_decides_without_the_docker_daemon() {
+        let addr = Some("tcp://127.0.0.1:1234");
+        assert_eq!(
+            without_docker(Builder::Auto, addr).unwrap(),
+            Some(Engine::Buildkitd)
+        );
+        assert_eq!(
+            without_docker(Builder::Buildkitd, addr).unwrap(),
+            Some(Engine::Buildkitd)
+        );
+        // auto without an address asks the daemon; classic is classic even with one
+        assert_eq!(without_docker(Builder::Auto, None).unwrap(), None);
+        assert_eq!(
+            without_docker(Builder::Classic, addr).unwrap(),
+            Some(Engine::Classic)
+        );
+        assert_eq!(without_docker(Builder::BuildkitDaemon, addr).unwrap(), None);
+        let e = without_docker(Builder::Buildkitd, None).unwrap_err();
+        assert!(e.to_string().contains("--buildkit-addr"), "{e}");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn buildkitd_flags_pass_on_as_given() {
+        let a = BuildkitdArgs {
+            addr: Some("tcp://bk:1234".into()),
+            ca: Some("/etc/bk/ca.pem".into()),
+            cert: None,
+            key: Some("/etc/bk/key.pem".into()),
+        };
+        assert_eq!(
+            a.to_args(),
+            [
+                "--buildkit-addr",
+                "tcp://bk:1234",
+                "--buildkit-ca",
+                "/etc/bk/ca.pem",
+                "--buildkit-key",
+                "/etc/bk/key.pem"
+            ]
+        );
+        assert!(BuildkitdArgs::default().to_args().is_empty());
+    }
+
+    #[test]
+    fn buildkitd_only_fields_are_refused_elsewhere_by_name() {
+        let spec = |yaml: &str| -> DockerBuildSpec {
+            serde_yaml_ng::from_str(&format!("source: {{path: .}}\n{yaml}")).unwrap()
+        };
+        for (yaml, field) in [
+            ("cache: {ref: 'r/a:cache'}", "spec.cache"),
+            ("secrets: [{id: tok, file: t}]", "spec.secrets"),
+            ("attest: {provenance: max}", "spec.attest"),
+            ("platforms: [linux/386]", "spec.platforms"),
+        ] {
+            let s = spec(yaml);
+            check_spec(Engine::Buildkitd, &s).unwrap();
+            for engine in [Engine::BuildkitDaemon, Engine::Classic] {
+                let e = check_spec(engine, &s).unwrap_err();
+                assert!(matches!(e, Error::InvalidSpec(_)), "{e:?}");
+                let msg = e.to_string();
+                assert!(msg.starts_with(field), "{msg}");
+                assert!(msg.contains("--builder buildkitd"), "{msg}");
+            }
+        }
+        check_spec(Engine::Classic, &spec("")).unwrap();
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The build runner, shared by every backend: fetch the context, read and strip the
 //! Dockerfile's directives, build, tag, push, and read the digest back.
 
+mod buildkitd;
 pub mod context;
 pub mod directives;
 mod docker;
 pub mod dockerignore;
 pub mod engine;
+mod errors;
 pub mod fetch;
+mod progress;
 mod resolve;
 pub mod stages;
 
@@ -20,7 +23,7 @@ use crate::api::DockerBuildSpec;
 use crate::registry::DockerConfig;
 
 pub use docker::Runner;
-pub use engine::{Builder, Engine};
+pub use engine::{Builder, BuildkitdArgs, Engine};
 pub use resolve::{Resolved, local_dockerfile, resolve};
 
 /// One build to run.

@@ -45,6 +45,8 @@ pub struct CoreConfig {
     pub agent_docker_host: Option<String>,
     /// Builder the executor uses on the agent's daemon (`--builder`).
     pub builder: crate::runner::Builder,
+    /// The standalone buildkitd the executor builds on (`--buildkit-addr` and TLS).
+    pub buildkitd: crate::runner::BuildkitdArgs,
     /// What the executor itself takes besides the build.
     pub executor_cpus: f64,
     pub executor_mem_mib: f64,
@@ -65,6 +67,7 @@ impl Default for CoreConfig {
             executor: ExecutorLaunch::Path("slipway".into()),
             agent_docker_host: None,
             builder: crate::runner::Builder::Auto,
+            buildkitd: Default::default(),
             executor_cpus: 0.1,
             executor_mem_mib: 32.0,
             refuse_seconds: 5.0,

@@ -151,6 +151,7 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         arguments.push("--builder".into());
         arguments.push(cfg.builder.as_arg().into());
     }
+    arguments.extend(cfg.buildkitd.to_args());
     // no secrets here: the environment is part of the task's state on the master
     let mut variables: Vec<environment::Variable> = ["RUST_LOG", "SLIPWAY_LOG"]
         .iter()
@@ -274,6 +275,29 @@ mod builder_tests {
         assert_eq!(
             args(Builder::Classic),
             vec!["slipway", "executor", "--builder", "classic"]
+        );
+        let bk = command(&CoreConfig {
+            builder: Builder::Buildkitd,
+            buildkitd: crate::runner::BuildkitdArgs {
+                addr: Some("tcp://127.0.0.1:1234".into()),
+                ca: Some("/etc/bk/ca.pem".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .arguments;
+        assert_eq!(
+            bk,
+            [
+                "slipway",
+                "executor",
+                "--builder",
+                "buildkitd",
+                "--buildkit-addr",
+                "tcp://127.0.0.1:1234",
+                "--buildkit-ca",
+                "/etc/bk/ca.pem"
+            ]
         );
     }
 }

@@ -9,7 +9,7 @@ use bollard::query_parameters::BuildImageOptions;
 use futures::StreamExt;
 use tracing::debug;
 
-use super::errors::{build_error, classify_docker_error, failure_message};
+use crate::runner::errors::{build_error, classify_docker_error, failure_message};
 use crate::runner::{BuildEvent, Events};
 use crate::{Error, Result};
 
