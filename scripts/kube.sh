@@ -291,6 +291,8 @@ start_apiserver() {
     printf '\n==== %s start (port %s)\n' "$(date -u +%FT%TZ)" "$port" >>"$log"
     # No controller-manager runs: the endpoint reconciler would only write 127.0.0.1
     # (which Endpoints reject) into the `kubernetes` Service, so it is off.
+    # --allow-privileged as kubeadm, kind and k3s set it (the chart's buildkitd sidecar
+    # is privileged); admission policy is Pod Security's business, not this flag's.
     setsid "$BIN/kube-apiserver" \
       --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
       --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
@@ -302,6 +304,7 @@ start_apiserver() {
       --service-cluster-ip-range=10.96.0.0/24 \
       --endpoint-reconciler-type=none \
       --profiling=false \
+      --allow-privileged=true \
       >>"$log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$DIR/kube-apiserver.pid"

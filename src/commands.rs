@@ -417,7 +417,10 @@ pub fn one_shot_requests(
                     base_dir: base_dir.clone(),
                     auth: Arc::new(DockerConfig::load(cfg_path.as_deref())?),
                     previous: None,
-                    secrets: Default::default(),
+                    secrets: crate::sources::folder::secrets::read_files(
+                        &b.spec.secrets,
+                        base_dir.as_deref(),
+                    )?,
                 });
             }
             Doc::Invalid { message, .. } => return Err(Error::InvalidSpec(message)),

@@ -164,6 +164,96 @@ async fn failing_step_on_buildkit_is_named_with_its_output() {
             .any(|e| matches!(e, BuildEvent::Step(s) if s.starts_with("[3/3] RUN echo"))),
         "{events:#?}"
     );
+    // the failure's status lists the steps up to the failed one
+    let steps = stages_sent(&events);
+    let named: Vec<(&str, bool)> = steps
+        .iter()
+        .filter(|s| s.name.contains("RUN"))
+        .map(|s| (s.name.as_str(), s.failed))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            ("[2/3] RUN echo compiling", false),
+            ("[3/3] RUN echo 'cc: error: no input files' && exit 3", true),
+        ],
+        "{steps:#?}"
+    );
+}
+
+/// The step list the build sent when it ended (what `status.stages` shows).
+fn stages_sent(events: &[BuildEvent]) -> Vec<slipway::api::StageStep> {
+    let sent: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::Stages(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "one step list per build: {events:#?}");
+    sent.into_iter().next().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn stages_list_each_step_with_its_duration_then_cached_on_a_rebuild() {
+    let base = ensure_base().await;
+    // new content each run, so the first build really runs its steps
+    let marker = uuid::Uuid::new_v4();
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!("FROM {base}\nRUN sleep 1 && echo {marker} > /a\nRUN echo {marker} > /b\n"),
+    );
+    let spec = || {
+        common::spec(&format!(
+            "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/bk-stages}}",
+            registry()
+        ))
+    };
+    let runs = |out: &BuildOutcome| -> Vec<(String, bool, Option<f64>)> {
+        out.stages
+            .iter()
+            .filter(|s| s.name.contains(" RUN "))
+            .map(|s| (s.name.clone(), s.cached, s.duration_seconds))
+            .collect()
+    };
+    let (out, events) = run_on(Builder::BuildkitDaemon, &fx, spec()).await;
+    let out = out.expect("two-step build succeeds");
+    assert_eq!(
+        stages_sent(&events),
+        out.stages,
+        "the event and the outcome agree"
+    );
+    let first = runs(&out);
+    assert_eq!(first.len(), 2, "{:#?}", out.stages);
+    assert_eq!(
+        first[0].0,
+        format!("[2/3] RUN sleep 1 && echo {marker} > /a")
+    );
+    assert_eq!(first[1].0, format!("[3/3] RUN echo {marker} > /b"));
+    assert!(!first[0].1 && !first[1].1, "ran, not cached: {first:?}");
+    assert!(
+        first[0].2.is_some_and(|d| (1.0..30.0).contains(&d)),
+        "the sleep's duration: {first:?}"
+    );
+    assert!(first[1].2.is_some(), "{first:?}");
+    assert!(
+        out.stages[0].name.starts_with("[1/3] FROM "),
+        "{:#?}",
+        out.stages
+    );
+    assert!(out.stages.iter().all(|s| !s.failed));
+
+    let (again, _) = run_on(Builder::BuildkitDaemon, &fx, spec()).await;
+    let again = again.expect("the rebuild succeeds");
+    let second = runs(&again);
+    assert_eq!(
+        second,
+        vec![
+            (first[0].0.clone(), true, None),
+            (first[1].0.clone(), true, None)
+        ],
+        "a rebuild takes both steps from the cache"
+    );
 }
 
 #[tokio::test]
@@ -199,7 +289,7 @@ async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
         .await
         .expect("docker daemon reachable");
     let cancel = tokio_util::sync::CancellationToken::new();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let build = tokio::spawn({
         let cancel = cancel.clone();
         async move { runner.run(req, tx, cancel).await }
@@ -216,6 +306,17 @@ async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
     cancel.cancel();
     let out = build.await.unwrap();
     assert!(matches!(out, Err(Error::Cancelled(_))), "{out:?}");
+    // the status still lists the step that was running, without a duration
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    let running: Vec<_> = stages_sent(&events)
+        .into_iter()
+        .filter(|s| s.name.contains("RUN sleep 30"))
+        .map(|s| (s.cached, s.duration_seconds, s.failed))
+        .collect();
+    assert_eq!(running, [(false, None, false)], "{events:#?}");
     // left alone, the step would sleep for 27 s more
     let left = still_running(&step, Duration::from_secs(10)).await;
     assert!(

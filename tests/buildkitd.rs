@@ -412,7 +412,9 @@ async fn a_secret_is_mounted_for_its_step_and_lands_nowhere() {
         ),
     );
     let spec = spec(&format!(
-        "source: {{path: ctx}}\nsecrets: [{{id: tok, file: tok.txt}}]\n{}",
+        // BuildKit keys a step's cache without its secrets' values: a step cached
+        // from an earlier run would hold that run's hash
+        "source: {{path: ctx}}\nnoCache: true\nsecrets: [{{id: tok, file: tok.txt}}]\n{}",
         output("bkd-secret")
     ));
     let secrets = BuildSecrets([("tok".to_string(), value.clone().into_bytes())].into());
@@ -471,16 +473,27 @@ impl OwnBuildkitd {
     }
 }
 
-impl Drop for OwnBuildkitd {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
+impl OwnBuildkitd {
+    /// Stops it; what scripts/buildkitd.sh said.
+    fn stop(&self) -> String {
+        let out = std::process::Command::new("bash")
             .args(["scripts/buildkitd.sh", "stop", "--dir"])
             .arg(self.dir.path())
-            .status();
+            .output()
+            .expect("scripts/buildkitd.sh runs");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
-#[tokio::test]
+impl Drop for OwnBuildkitd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// multi-threaded: stopping the second buildkitd blocks this thread, and the client's
+// connections must still answer its goodbye
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_cache_lets_another_buildkitd_skip_every_step() {
     let base = ensure_base().await;
     let marker = uuid::Uuid::new_v4().simple().to_string();
@@ -524,6 +537,23 @@ async fn a_registry_cache_lets_another_buildkitd_skip_every_step() {
     assert_eq!(
         second.digest, first.digest,
         "the same image, from the cache"
+    );
+    // what status.stages shows: the steps ran on the first buildkitd, cached on the second
+    let runs = |o: &BuildOutcome| -> Vec<(bool, bool)> {
+        o.stages
+            .iter()
+            .filter(|s| s.name.contains(" RUN "))
+            .map(|s| (s.cached, s.duration_seconds.is_some()))
+            .collect()
+    };
+    assert_eq!(runs(&first), [(false, true); 2], "{:#?}", first.stages);
+    assert_eq!(runs(&second), [(true, false); 2], "{:#?}", second.stages);
+    // A finished build leaves no call open on buildkitd (its session ended with it):
+    // buildkitd stops at once instead of waiting for them and being killed.
+    let said = other.stop();
+    assert!(
+        !said.contains("SIGKILL"),
+        "buildkitd had calls left open: {said}"
     );
 }
 
@@ -619,6 +649,152 @@ async fn provenance_is_pushed_with_a_single_platform_image() {
         a.platform.as_deref(),
         Some(out.platforms[0].platform.as_str())
     );
+}
+
+/// A registry of the test's own that wants a password (htpasswd), stopped when
+/// dropped.
+struct AuthRegistry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+const REGISTRY_USER: &str = "builder";
+const REGISTRY_PASSWORD: &str = "pw-b1e5c0ffee";
+/// bcrypt of REGISTRY_PASSWORD, as `htpasswd -B` writes it.
+const REGISTRY_HTPASSWD: &str = "$2b$04$zyY6ZheEHAwCeRK8yW1kEu67MjcfT4d1mSKsEhg4Tbn3EPvqoz6Ka";
+
+impl AuthRegistry {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::write(
+            dir.path().join("htpasswd"),
+            format!("{REGISTRY_USER}:{REGISTRY_HTPASSWD}\n"),
+        )
+        .unwrap();
+        let conf = dir.path().join("config.yml");
+        std::fs::write(
+            &conf,
+            format!(
+                "version: 0.1\nstorage: {{filesystem: {{rootdirectory: {d}/data}}}}\n\
+http: {{addr: '{addr}'}}\n\
+auth: {{htpasswd: {{realm: slipway-test, path: {d}/htpasswd}}}}\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/ensure-docker.sh installs it)");
+        let me = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let url = format!("http://{}/v2/", me.addr);
+        let start = Instant::now();
+        while http()
+            .get(&url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .ok()
+            != Some(401)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "registry did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        me
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn pushes_with_the_builds_registry_credentials() {
+    let reg = AuthRegistry::start().await;
+    let fx = Fixture::new().busybox("ctx/busybox").file(
+        "ctx/Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo hi > /hi\"]\n",
+    );
+    let auth = base64_encode(&format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"));
+    let config = DockerConfig::parse(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+        reg.addr
+    ))
+    .unwrap();
+    let mut req = request(
+        &fx,
+        spec(&format!(
+            "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/bkd-auth}}",
+            reg.addr
+        )),
+        Default::default(),
+    );
+    req.auth = Arc::new(config);
+    let (out, events) = run_with(&buildkitd(), req).await;
+    let out = out.expect("buildkitd pushes with the credentials the session serves");
+    assert!(out.digest.starts_with("sha256:"), "{out:?}");
+    let log = format!("{events:?}{}", serde_json::to_string(&out).unwrap());
+    assert!(
+        !log.contains(REGISTRY_PASSWORD),
+        "the password is in the events"
+    );
+    // the registry really wanted them
+    let anonymous = http()
+        .get(format!(
+            "http://{}/v2/slipway-test/bkd-auth/tags/list",
+            reg.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    // a wrong password is the user's to fix: refused at once, not retried
+    let wrong = base64_encode(&format!("{REGISTRY_USER}:not-the-password"));
+    let mut req = request(
+        &fx,
+        spec(&format!(
+            "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/bkd-auth}}",
+            reg.addr
+        )),
+        Default::default(),
+    );
+    req.auth = Arc::new(
+        DockerConfig::parse(&format!(
+            r#"{{"auths":{{"{}":{{"auth":"{wrong}"}}}}}}"#,
+            reg.addr
+        ))
+        .unwrap(),
+    );
+    let (out, _) = run_with(&buildkitd(), req).await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+    assert!(err.to_string().contains("refused the credentials"), "{err}");
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// The context goes by file sync, and buildkitd keeps the last build's copy: what

@@ -111,6 +111,7 @@ fn task(name: &str, spec_yaml: &str, docker_config: Option<String>) -> (String, 
         key: format!("test/{name}"),
         spec: spec(spec_yaml),
         docker_config,
+        secrets: Default::default(),
     };
     (id, payload.encode())
 }
@@ -262,6 +263,26 @@ async fn a_failing_step_ends_failed_naming_the_step() {
         last.message()
     );
     assert!(!agent.states().contains(&TaskState::TaskFinished));
+    // the steps went to the framework before the failure, the failed one marked
+    let steps = agent
+        .updates()
+        .iter()
+        .filter(|u| u.state() == TaskState::TaskRunning)
+        .find_map(|u| match report(u) {
+            TaskReport::Progress(BuildEvent::Stages(s)) => Some(s),
+            _ => None,
+        })
+        .expect("a RUNNING update with the steps");
+    let failed: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.failed)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["[2/2] RUN echo about to fail && exit 3"],
+        "{steps:?}"
+    );
 }
 
 /// Whether a container running `needle` is still there, polled up to 20 s.
@@ -486,6 +507,14 @@ async fn credentials_and_the_agent_token_never_reach_the_output() {
         ),
         Some(docker_config),
     );
+    // a build secret rides in the same payload
+    let build_secret = "bs-never-log-me-9";
+    let mut payload = TaskPayload::decode(&data).unwrap();
+    payload
+        .secrets
+        .0
+        .insert("npm".into(), build_secret.as_bytes().to_vec());
+    let data = payload.encode();
     let agent = FakeAgent::new()
         .launching(task_info(&id, data))
         .start()
@@ -503,7 +532,7 @@ async fn credentials_and_the_agent_token_never_reach_the_output() {
 
     let encoded =
         base64::engine::general_purpose::STANDARD.encode(format!("mesos-user:{password}"));
-    for secret in [password, token, encoded.as_str()] {
+    for secret in [password, token, encoded.as_str(), build_secret] {
         assert!(
             !output.contains(secret),
             "{secret} in the output:\n{output}"

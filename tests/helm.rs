@@ -66,10 +66,6 @@ fn values_file(dir: &tempfile::TempDir, name: &str, yaml: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-fn has_arg(args: &[String], a: &str) -> bool {
-    args.iter().any(|x| x == a)
-}
-
 #[test]
 fn helm_lint_passes_for_default_and_custom_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,9 +121,19 @@ fn default_values_render_a_cluster_wide_local_controller() {
     ] {
         assert!(kinds.contains(&want), "{want} missing from {kinds:?}");
     }
-    for absent in ["PodDisruptionBudget", "ServiceMonitor", "Secret"] {
+    for absent in [
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "PersistentVolumeClaim",
+    ] {
         assert!(!kinds.contains(&absent), "{absent} rendered by default");
     }
+    // the one Secret: the buildkitd sidecar's generated certificates
+    let secrets: Vec<&str> = of_kind(&docs, "Secret")
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(secrets, vec!["rel-slipway-buildkit-tls"]);
     // everything namespaced lands in the release namespace
     for d in &docs {
         if !d["kind"].as_str().unwrap().starts_with("Cluster") {
@@ -147,7 +153,8 @@ fn default_values_render_a_cluster_wide_local_controller() {
     assert_eq!(a[0], "controller");
     for want in [
         "--backend=local",
-        "--docker-host=unix:///var/run/docker.sock",
+        "--builder=buildkitd",
+        "--buildkit-addr=tcp://127.0.0.1:1234",
         "--leader-elect=true",
         "--lease-name=rel-slipway",
         "--lease-duration=15s",
@@ -155,29 +162,25 @@ fn default_values_render_a_cluster_wide_local_controller() {
         "--metrics-listen=0.0.0.0:8080",
         "--log-level=info",
     ] {
-        assert!(has_arg(&a, want), "{want} not in {a:?}");
+        assert!(has(&a, want), "{want} not in {a:?}");
     }
     assert!(
-        !a.iter()
-            .any(|x| x.starts_with("--namespace") || x.starts_with("--mesos") || x == "--log-json"),
+        !a.iter().any(|x| x.starts_with("--namespace")
+            || x.starts_with("--mesos")
+            || x == "--log-json"
+            || x.starts_with("--docker-host")),
         "{a:?}"
     );
-    // the node's Docker socket, mounted where --docker-host points
-    let vol = spec["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "docker-socket")
-        .expect("docker-socket volume");
-    assert_eq!(
-        vol["hostPath"],
-        json!({"path": "/var/run/docker.sock", "type": "Socket"})
-    );
+    // builds run in the buildkitd sidecar: nothing from the node (tests/helm_builder.rs
+    // covers the builder modes)
+    assert_eq!(container_names(deploy), vec!["controller", "buildkitd"]);
     assert!(
-        c["volumeMounts"]
+        !spec["volumes"]
             .as_array()
             .unwrap()
-            .contains(&json!({"name": "docker-socket", "mountPath": "/var/run/docker.sock"}))
+            .iter()
+            .any(|v| v.get("hostPath").is_some()),
+        "{spec:#}"
     );
     // downward API: identity and own namespace
     let env = c["env"].as_array().unwrap();
@@ -261,7 +264,7 @@ fn custom_values_render_what_they_promise() {
         "--log-level=debug",
         "--log-json",
     ] {
-        assert!(has_arg(&a, want), "{want} not in {a:?}");
+        assert!(has(&a, want), "{want} not in {a:?}");
     }
     assert_eq!(
         a.last().unwrap(),
@@ -269,10 +272,14 @@ fn custom_values_render_what_they_promise() {
         "extraArgs come last"
     );
     assert!(
-        !a.iter()
-            .any(|x| x.starts_with("--docker-host") || x.starts_with("--executor-path")),
+        !a.iter().any(|x| x.starts_with("--docker-host")
+            || x.starts_with("--executor-path")
+            || x.starts_with("--builder")
+            || x.starts_with("--buildkit")),
         "{a:?}"
     );
+    // builds run on the agents: no buildkitd in the controller pod
+    assert_eq!(container_names(deploy), vec!["controller"]);
     // no Docker socket from the node with Mesos
     let vols = spec["volumes"].as_array().unwrap();
     assert!(
@@ -395,7 +402,7 @@ fn a_secret_given_as_a_value_is_a_secret_mounted_as_a_file() {
         .find(|v| v["name"] == "mesos-secret")
         .unwrap();
     assert_eq!(vol["secret"]["secretName"], "ci-slipway-mesos");
-    assert!(has_arg(
+    assert!(has(
         &args(deploy),
         "--secret-file=/etc/slipway/mesos/secret"
     ));
@@ -554,6 +561,8 @@ fn rendered_manifests_apply_server_side() {
         format!("clusterrole.rbac.authorization.k8s.io/{full} serverside-applied"),
         format!("serviceaccount/{full} serverside-applied"),
         format!("service/{full} serverside-applied"),
+        // the buildkitd sidecar's generated certificates
+        format!("secret/{full}-buildkit-tls serverside-applied"),
     ] {
         assert!(out.contains(&want), "{want} not in:\n{out}");
     }
@@ -596,6 +605,51 @@ fn rendered_manifests_apply_server_side() {
     assert!(k.try_get_json("", "clusterrole", &full2).is_none());
     // applying again changes nothing and conflicts with nothing
     apply_server_side(&k, &applicable(&k, &rendered2));
+
+    // the other builder modes and sidecar variants
+    for (prefix, set, want) in [
+        (
+            "helm-apply-sock",
+            vec!["builder.mode=dockerSocket"],
+            "deployment.apps",
+        ),
+        (
+            "helm-apply-remote",
+            vec![
+                "builder.mode=remote",
+                "builder.remote.address=tcp://buildkitd.buildkit.svc:1234",
+                "builder.tls.existingSecret=buildkit-client",
+            ],
+            "deployment.apps",
+        ),
+        (
+            "helm-apply-pvc",
+            vec![
+                "builder.sidecar.persistence.enabled=true",
+                "builder.sidecar.persistence.storageClassName=fast",
+                "builder.sidecar.rootless=true",
+                "builder.sidecar.resources.limits.memory=4Gi",
+            ],
+            "persistentvolumeclaim",
+        ),
+        (
+            "helm-apply-sized",
+            vec![
+                "builder.sidecar.persistence.emptyDirSizeLimit=30Gi",
+                "builder.sidecar.gc.enabled=false",
+            ],
+            "deployment.apps",
+        ),
+    ] {
+        let ns = k.new_bare_namespace(prefix);
+        let mut args = vec![];
+        for v in &set {
+            args.extend(["--set", v]);
+        }
+        let out = apply_server_side(&k, &applicable(&k, &template_ok(&ns, &ns, &args)));
+        let want = format!("{want}/{ns}-slipway");
+        assert!(out.contains(&want), "{set:?}: {want} not in:\n{out}");
+    }
 }
 
 fn build_yaml(name: &str, repo: &str, base: &str) -> String {
@@ -679,7 +733,17 @@ async fn build_under_the_chart(
         out.pushed_tags,
         vec![format!("{}/slipway-test/{watch_ns}:v1", registry())]
     );
-    assert_pushed(&out).await;
+    if has(&args(deploy), "--builder=buildkitd") {
+        // buildkitd pushes an OCI manifest the Docker daemon never held: the tag serves
+        // the digest in the status
+        let repo = format!("slipway-test/{watch_ns}");
+        let served = slipway::registry::manifest_digest(&http(), &registry(), &repo, "v1", None)
+            .await
+            .expect("registry answers");
+        assert_eq!(served, out.digest);
+    } else {
+        assert_pushed(&out).await;
+    }
     // the Lease of the chart's name, held by the "pod"
     let lease = k.get_json(release_ns, "lease", &full);
     assert_eq!(lease["spec"]["holderIdentity"], format!("{full}-0"));
@@ -757,7 +821,16 @@ async fn the_controller_builds_with_the_chart_namespaced_role_and_nothing_else()
     let other = k.new_bare_namespace("helm-other");
     let dir = tempfile::tempdir().unwrap();
     let set = format!("watchNamespace={team}");
-    let kc = build_under_the_chart(&k, &ns, &team, &["--set", &set], &[], &dir).await;
+    // the node's Docker socket (the default, the buildkitd sidecar, is the other test's)
+    let kc = build_under_the_chart(
+        &k,
+        &ns,
+        &team,
+        &["--set", &set, "--set", "builder.mode=dockerSocket"],
+        &[],
+        &dir,
+    )
+    .await;
 
     let all = "--all-namespaces";
     for (args, want) in [

@@ -257,6 +257,36 @@ fn invalid_specs_are_refused_at_admission_with_the_reason() {
             "source: {inline: {dockerfile: 'FROM scratch'}}\n  output: {registry: 'https://r:5000', repository: a}",
             "spec.output.registry is host[:port]",
         ),
+        (
+            "hub-cache",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  cache: {ref: 'team/app:buildcache'}",
+            "spec.cache.ref is registry/repository[:tag]",
+        ),
+        (
+            "same-secret-id",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  secrets: [{id: npm, secretRef: {name: a, key: k}}, {id: npm, secretRef: {name: b, key: k}}]",
+            "Duplicate value",
+        ),
+        (
+            "secret-file",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  secrets: [{id: npm, file: npm-token}]",
+            "in Kubernetes use secretRef",
+        ),
+        (
+            "bad-secret-id",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  secrets: [{id: 'npm token', secretRef: {name: a, key: k}}]",
+            "a spec.secrets id is letters, digits",
+        ),
+        (
+            "bad-platform",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  platforms: [linux/amd64, linux/amd65]",
+            "each platform in spec.platforms is os/arch[/variant]",
+        ),
+        (
+            "same-platform",
+            "source: {inline: {dockerfile: 'FROM scratch'}}\n  platforms: [linux/386, linux/386]",
+            "Duplicate value",
+        ),
     ];
     for (name, spec, why) in cases {
         let yaml = format!(
@@ -454,6 +484,85 @@ async fn a_missing_secret_waits_and_a_wrong_one_fails_with_the_reason() {
         got.iter()
             .any(|(r, note, _)| r == "Failed" && note.contains("dockerconfigjson")),
         "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn build_secrets_come_from_secret_keys_and_a_missing_one_is_named() {
+    let base = ensure_base().await;
+    let k = Kube::shared();
+    let ns = k.new_namespace("bsecret");
+    let c = Controller::start(&k.controller_kubeconfig(), &ns, "only", &[]);
+    let value = format!("tok-{}", uuid::Uuid::new_v4());
+    let dockerfile = format!("FROM {base}\nRUN echo s > /s");
+    let with = |name: &str, secret: &str| {
+        build_yaml(
+            name,
+            &dockerfile,
+            &format!("  secrets: [{{id: npm, secretRef: {{name: {secret}, key: token}}}}]\n"),
+        )
+    };
+    k.apply(&ns, &with("later", "npm-creds"));
+    k.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "other",
+        "-n",
+        &ns,
+        &format!("--from-literal=password={value}"),
+    ]);
+    k.apply(&ns, &with("nokey", "other"));
+
+    // a Secret that is not there yet: waiting, and picked up once it is applied
+    let v = message_contains(&k, &ns, "later", "waiting for build secrets").await;
+    assert_eq!(v["status"]["phase"], "Pending", "{v}");
+    assert_eq!(
+        v["status"]["message"],
+        format!(
+            "waiting for build secrets: Secret {ns}/npm-creds (spec.secrets 'npm') does not exist"
+        )
+    );
+    // a key it does not have: the user's to fix, named with the keys it has
+    let v = phase(&k, &ns, "nokey", "Failed").await;
+    let want =
+        format!("Secret {ns}/other (spec.secrets 'npm') has no key 'token' (its keys: password)");
+    assert_eq!(v["status"]["message"], want.as_str());
+    assert_eq!(v["status"]["conditions"][0]["reason"], "InvalidSpec");
+    let got = events(&k, &ns, "nokey");
+    assert!(
+        got.iter()
+            .any(|(r, note, _)| r == "Failed" && note.contains(&want)),
+        "{got:?}"
+    );
+    k.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "npm-creds",
+        "-n",
+        &ns,
+        &format!("--from-literal=token={value}"),
+    ]);
+    // read: the build goes on to whatever its engine makes of it
+    let v = k
+        .wait_json(&ns, "dockerbuild", "later", LONG, |v| {
+            matches!(v["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .await;
+    let msg = v["status"]["message"].as_str().unwrap_or_default();
+    assert!(!msg.contains("build secrets"), "{msg}");
+
+    let everything = format!(
+        "{}\n{:?}\n{:?}\n{}",
+        k.kubectl_ok(&["get", "dockerbuilds", "-n", &ns, "-o", "json"]),
+        events(&k, &ns, "later"),
+        events(&k, &ns, "nokey"),
+        c.log()
+    );
+    assert!(
+        !everything.contains(&value),
+        "a secret value leaked: {everything}"
     );
 }
 

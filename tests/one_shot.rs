@@ -97,6 +97,13 @@ apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: bad}}\nsp
         stderr.contains("default/bad: build failed: step 2/2 `RUN exit 4` failed"),
         "{stderr}"
     );
+    // on BuildKit (its step names), the steps close the build's lines
+    if stderr.contains("[default/bad] [2/2] RUN exit 4") {
+        assert!(
+            stderr.contains("[default/bad] step [2/2] RUN exit 4 (failed after "),
+            "{stderr}"
+        );
+    }
     // one shot leaves the file alone
     assert!(!fx.read("builds.yaml").contains("status:"));
 }

@@ -802,3 +802,69 @@ async fn names_and_namespaces_are_checked_as_kubernetes_does() {
         assert!(msg.contains(want), "{f}: {msg}");
     }
 }
+
+#[tokio::test]
+async fn build_secrets_are_read_beside_the_file_and_never_shown() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let value = format!("tok-{}", uuid::Uuid::new_v4());
+    let build = |name: &str, extra: &str| {
+        doc(
+            name,
+            &indent(&format!(
+                "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo {name} > /{name}\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/secrets-{name}}}\n{extra}"
+            )),
+        )
+    };
+    let fx = Fixture::new()
+        .file("plain.yaml", &build("plain", ""))
+        .file(
+            "missing.yaml",
+            &build("missing", "secrets: [{id: npm, file: npm-token}]"),
+        )
+        .file(
+            "given.yaml",
+            &build("given", "secrets: [{id: npm, file: keys/npm-token}]"),
+        )
+        .file("keys/npm-token", &value);
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+
+    let failed = phase_of(&fx.path("missing.yaml"), "missing", "Failed").await;
+    assert_eq!(failed["conditions"][0]["reason"], "InvalidSpec");
+    assert_eq!(
+        failed["message"],
+        format!(
+            "spec.secrets 'npm': cannot read file 'npm-token' (in {}): No such file or directory (os error 2)",
+            fx.dir.path().display()
+        )
+    );
+    // the other builds go on; a plain one shows its steps
+    let plain = phase_of(&fx.path("plain.yaml"), "plain", "Succeeded").await;
+    let steps: Vec<&str> = plain["stages"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|x| x["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        steps.contains(&"[2/2] RUN echo plain > /plain"),
+        "{plain:#}"
+    );
+    // whatever the engine makes of a secret, its value shows nowhere
+    let given = wait_for("given to end", LONG, || {
+        status_in(&fx.path("given.yaml"), "given")
+            .filter(|s| s["phase"] == "Succeeded" || s["phase"] == "Failed")
+    })
+    .await;
+    w.stop();
+    let log = w.log();
+    assert!(log.contains("given"), "the log is the debug log: {log}");
+    for (what, text) in [
+        ("log", log),
+        ("status", given.to_string()),
+        ("file", fx.read("given.yaml")),
+    ] {
+        assert!(
+            !text.contains(&value),
+            "the secret is in the {what}: {text}"
+        );
+    }
+}

@@ -4,12 +4,23 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::validate::{REGISTRY_RE, REPOSITORY_RE, SECRET_ID_RE, TAG_RE};
+
 /// A layer cache kept in a registry, so any machine can reuse another's work.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// The grammar of `validate_cache_ref`: the registry's, repository's and tag's, and a
+// first part that is a registry (a dot, a port or localhost), not a Docker Hub namespace.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": format!(
+        "self.ref.matches(r'^{REGISTRY_RE}/{REPOSITORY_RE}(:{TAG_RE})?$') && self.ref.split('/')[0].matches('[.:]|^localhost$')"
+    ),
+    "message": "spec.cache.ref is registry/repository[:tag], such as registry.example.org:5000/app:buildcache",
+}]))]
 pub struct CacheSpec {
     /// Where the cache lives: `registry/repository:tag`, e.g. `reg/app:buildcache`.
     #[serde(rename = "ref")]
+    #[schemars(length(max = 640))]
     pub reference: String,
     /// `min` caches the layers of the final image; `max` every intermediate step too.
     #[serde(default)]
@@ -27,8 +38,25 @@ pub enum CacheMode {
 /// A secret a `RUN --mount=type=secret,id=ID` step reads; it never lands in a layer.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// As `validate_secrets` checks (ids are unique by the list's map type); admission is
+// Kubernetes only, where a file cannot be read.
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": format!("self.id.matches('^{SECRET_ID_RE}$')"),
+        "message": "a spec.secrets id is letters, digits, '.', '_' and '-'",
+    },
+    {
+        "rule": "has(self.secretRef) != has(self.file)",
+        "message": "each of spec.secrets needs exactly one of secretRef (Kubernetes) and file (watch folder)",
+    },
+    {
+        "rule": "!has(self.file)",
+        "message": super::SECRET_FILE_IN_KUBERNETES,
+    },
+]))]
 pub struct BuildSecret {
     /// The id the Dockerfile names.
+    #[schemars(length(max = 253))]
     pub id: String,
     /// A key of a Secret in the resource's namespace (Kubernetes mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,12 +17,16 @@ pub use buildkit::{
     AttestSpec, Attestation, BuildSecret, CacheMode, CacheSpec, PlatformImage, ProvenanceMode,
     SecretKeyRef, StageStep,
 };
+use validate::{REGISTRY_RE, REPOSITORY_RE, TAG_RE};
 pub use validate::{
     validate_metadata, validate_registry, validate_repository, validate_spec, validate_tag,
 };
 
 pub const API_VERSION: &str = "slipway.dev/v1alpha1";
 pub const KIND: &str = "DockerBuild";
+
+/// Why a build secret's `file` cannot be read from the Kubernetes API.
+pub const SECRET_FILE_IN_KUBERNETES: &str = "spec.secrets[].file names a file on the machine that reads the resource, so it only works in a watch folder or with `slipway build`; in Kubernetes use secretRef, a key of a Secret in the resource's namespace";
 
 /// Why a `path` source cannot be built from the Kubernetes API.
 pub const PATH_IN_KUBERNETES: &str = "spec.source.path names a directory on the machine that reads the file, so it only works in a watch folder or with `slipway build`; in Kubernetes use git, url or inline";
@@ -82,6 +86,9 @@ pub struct DockerBuildSpec {
     pub cache: Option<CacheSpec>,
     /// Secrets for `RUN --mount=type=secret` (standalone buildkitd).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // one entry per id, which the API server checks
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    #[schemars(length(max = 64))]
     pub secrets: Vec<BuildSecret>,
     /// Attestations to push with the image (standalone buildkitd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +96,18 @@ pub struct DockerBuildSpec {
     /// Platforms to build, e.g. `[linux/amd64, linux/386]`: one image each under one
     /// index (standalone buildkitd). The engine's own platform when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // the list `validate_platforms` accepts; each once
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "set",
+        "x-kubernetes-validations" = [{
+            "rule": format!(
+                "self.all(p, p in [{}])",
+                validate::known_platforms().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ")
+            ),
+            "message": "each platform in spec.platforms is os/arch[/variant] of a known operating system and architecture, such as linux/amd64 or linux/arm/v7",
+        }],
+    ))]
+    #[schemars(length(max = 32))]
     pub platforms: Vec<String>,
 }
 
@@ -151,15 +170,15 @@ pub struct InlineSource {
 // The same grammar as `validate_registry`, `validate_repository` and `validate_tag`.
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": r"!has(self.registry) || self.registry.matches(r'^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$')",
+        "rule": format!("!has(self.registry) || self.registry.matches(r'^{REGISTRY_RE}$')"),
         "message": "spec.output.registry is host[:port], with no scheme and no path",
     },
     {
-        "rule": "!has(self.repository) || self.repository.matches('^[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*$')",
+        "rule": format!("!has(self.repository) || self.repository.matches('^{REPOSITORY_RE}$')"),
         "message": "spec.output.repository is lowercase letters and digits, with '.', '_', '__' or '-' between them and '/' between path components",
     },
     {
-        "rule": "!has(self.tags) || self.tags.all(t, t.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'))",
+        "rule": format!("!has(self.tags) || self.tags.all(t, t.matches('^{TAG_RE}$'))"),
         "message": "each tag in spec.output.tags is 1 to 128 letters, digits, '_', '.' or '-', and does not start with '.' or '-'",
     },
 ]))]

@@ -90,6 +90,7 @@ impl MesosBackend {
                 key: req.key.clone(),
                 spec,
                 docker_config,
+                secrets: req.secrets.clone(),
             },
             staged,
         ))

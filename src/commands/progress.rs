@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::runner::BuildEvent;
+use crate::runner::{BuildEvent, stages};
 
 pub async fn show(key: String, mut rx: UnboundedReceiver<BuildEvent>) {
     if std::io::stderr().is_terminal() {
@@ -31,6 +31,11 @@ async fn lines(key: &str, rx: &mut UnboundedReceiver<BuildEvent>) {
             BuildEvent::Pushing { tags } => eprintln!("[{key}] pushing {}", tags.join(", ")),
             BuildEvent::PushProgress { .. } => {}
             BuildEvent::Pushed { tag, digest } => eprintln!("[{key}] pushed {tag} ({digest})"),
+            BuildEvent::Stages(steps) => {
+                for s in &steps {
+                    eprintln!("[{key}] step {}", stages::line(s));
+                }
+            }
             other => {
                 if let Some(line) = remote_line(&other) {
                     eprintln!("[{key}] {line}");
@@ -94,6 +99,11 @@ async fn bars(key: &str, rx: &mut UnboundedReceiver<BuildEvent>) {
                     b.finish_with_message(format!("pushed {digest}"));
                 } else {
                     let _ = multi.println(format!("[{key}] pushed {tag} ({digest})"));
+                }
+            }
+            BuildEvent::Stages(steps) => {
+                for s in &steps {
+                    let _ = multi.println(format!("[{key}] step {}", stages::line(s)));
                 }
             }
             other => {

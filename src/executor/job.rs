@@ -42,7 +42,7 @@ pub fn request(data: &[u8]) -> Result<BuildRequest> {
         base_dir: None,
         auth: Arc::new(auth),
         previous: None,
-        secrets: Default::default(),
+        secrets: payload.secrets,
     })
 }
 
@@ -107,5 +107,31 @@ mod tests {
         let e = request(&serde_json::to_vec(&data).unwrap()).unwrap_err();
         assert_eq!(e.metric_label(), "InvalidSpec");
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn secrets_ride_in_the_payload_into_the_request_and_debug_shows_ids_only() {
+        let mut secrets = crate::runner::BuildSecrets::default();
+        secrets
+            .0
+            .insert("npm".into(), b"tok-3f9a-never-shown".to_vec());
+        let payload = TaskPayload {
+            key: "a/b".into(),
+            spec: serde_json::from_value(serde_json::json!({
+                "source": {"inline": {"dockerfile": "FROM scratch"}},
+                "secrets": [{"id": "npm", "secretRef": {"name": "s", "key": "k"}}]
+            }))
+            .unwrap(),
+            docker_config: None,
+            secrets,
+        };
+        assert!(!format!("{payload:?}").contains("tok-3f9a"));
+        let req = request(&payload.encode()).unwrap();
+        assert_eq!(req.secrets.0["npm"], b"tok-3f9a-never-shown");
+        let shown = format!("{req:?}");
+        assert!(
+            !shown.contains("tok-3f9a") && shown.contains("\"npm\""),
+            "{shown}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::DockerBuildSpec;
-use crate::runner::{BuildEvent, BuildOutcome};
+use crate::runner::{BuildEvent, BuildOutcome, BuildSecrets};
 use crate::{Error, Result};
 
 const PREFIX: &str = "slipway";
@@ -31,7 +31,8 @@ pub fn parse_task_id(id: &str) -> Option<(String, String)> {
 }
 
 /// `TaskInfo.data`: everything the executor needs to run one build. Registry
-/// credentials travel only here (a task's data is not part of the master's state).
+/// credentials and build secrets travel only here (a task's data is not part of the
+/// master's state, and `Debug` shows secret ids only).
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskPayload {
@@ -41,6 +42,9 @@ pub struct TaskPayload {
     /// A docker config.json with the registry credentials the build may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_config: Option<String>,
+    /// The values of `spec.secrets`, by id.
+    #[serde(default, skip_serializing_if = "BuildSecrets::is_empty")]
+    pub secrets: BuildSecrets,
 }
 
 /// `data` of a status update from the executor.
@@ -114,5 +118,23 @@ mod tests {
         assert_eq!(e.to_string(), "registry: connection refused");
         let user = Error::from_label("BuildFailed", "step 2 failed".into());
         assert!(!user.is_retryable());
+    }
+
+    #[test]
+    fn steps_cross_the_wire_on_success_and_failure() {
+        use crate::api::StageStep;
+        let steps = vec![StageStep {
+            name: "[2/2] RUN make".into(),
+            duration_seconds: Some(0.3),
+            failed: true,
+            ..Default::default()
+        }];
+        let progress = TaskReport::Progress(BuildEvent::Stages(steps.clone()));
+        assert_eq!(TaskReport::decode(&progress.encode()).unwrap(), progress);
+        let done = TaskReport::Finished(BuildOutcome {
+            stages: steps,
+            ..Default::default()
+        });
+        assert_eq!(TaskReport::decode(&done.encode()).unwrap(), done);
     }
 }

@@ -296,6 +296,21 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
             return Ok(Action::AwaitChange);
         }
     };
+    let secrets = match ctx.source.secrets(&res).await {
+        Ok(s) => s,
+        // a Secret applied after the build: look again
+        Err(e) if e.is_retryable() => {
+            let msg = format!("waiting for build secrets: {}", e.detail());
+            ctx.transition(&res, Some(&hash), Transition::Waiting(msg))
+                .await;
+            return Ok(Action::Requeue(AUTH_RETRY));
+        }
+        Err(e) => {
+            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
+                .await;
+            return Ok(Action::AwaitChange);
+        }
+    };
     ctx.queue.submit(Job {
         key: key.clone(),
         namespace: res.namespace(),
@@ -310,7 +325,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
                 .as_ref()
                 .filter(|s| s.spec_hash.as_deref() == Some(hash.as_str()))
                 .and_then(|s| s.mesos.clone()),
-            secrets: Default::default(),
+            secrets,
         },
     });
     ctx.transition(&res, Some(&hash), Transition::Queued).await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::Error;
-use crate::api::{Condition, DockerBuildStatus, MesosTask, Phase};
+use crate::api::{Condition, DockerBuildStatus, MesosTask, Phase, StageStep};
 use crate::runner::BuildOutcome;
 use crate::sources::Notice;
 
@@ -35,6 +35,9 @@ pub enum Transition<'a> {
     },
     /// A progress line worth showing (the current Dockerfile step).
     Progress(String),
+    /// The build's steps as they ended (a failed build's included): only
+    /// `status.stages` changes.
+    Stages(&'a [StageStep]),
     Pushing {
         tags: usize,
     },
@@ -80,8 +83,11 @@ pub fn next(
             s.image = None;
             s.image_digest = None;
             s.pushed_tags.clear();
+            s.platforms.clear();
+            s.attestations.clear();
             s.attempts = None;
             s.mesos = None;
+            s.stages.clear();
             (
                 Phase::Queued,
                 "Unknown",
@@ -95,6 +101,8 @@ pub fn next(
             remote: true,
         } => {
             s.attempts = Some(attempt);
+            // a retry's steps are its own
+            s.stages.clear();
             (
                 Phase::Queued,
                 "Unknown",
@@ -132,12 +140,18 @@ pub fn next(
         } => {
             s.start_time.get_or_insert_with(|| now.into());
             s.attempts = Some(attempt);
+            s.stages.clear();
             let msg = if attempt > 1 {
                 format!("building on {backend} (attempt {attempt})")
             } else {
                 format!("building on {backend}")
             };
             (Phase::Building, "Unknown", "Building", msg)
+        }
+        Transition::Stages(steps) => {
+            // phase, message and condition stay: the end of the build says those
+            s.stages = steps.to_vec();
+            return s;
         }
         Transition::Progress(msg) => {
             let phase = s.phase.unwrap_or(Phase::Building);
@@ -168,6 +182,9 @@ pub fn next(
             s.image = Some(out.image.clone());
             s.pushed_tags = out.pushed_tags.clone();
             s.revision = out.revision.clone();
+            s.platforms = out.platforms.clone();
+            s.attestations = out.attestations.clone();
+            s.stages = out.stages.clone();
             s.completion_time = Some(now.into());
             let n = out.pushed_tags.len();
             (
@@ -454,5 +471,79 @@ mod tests {
         );
         let again = next(Some(&done), Some("h2"), None, Transition::Queued, T1);
         assert_eq!(again.mesos, None);
+    }
+
+    #[test]
+    fn a_failed_build_shows_its_steps_and_a_new_attempt_starts_clean() {
+        let steps = vec![
+            StageStep {
+                name: "[1/2] FROM base".into(),
+                cached: true,
+                ..Default::default()
+            },
+            StageStep {
+                name: "[2/2] RUN make".into(),
+                duration_seconds: Some(1.5),
+                failed: true,
+                ..Default::default()
+            },
+        ];
+        let started = Transition::Started {
+            attempt: 1,
+            backend: "local",
+            remote: false,
+        };
+        let b = next(None, Some("h"), None, started, T0);
+        let st = next(Some(&b), Some("h"), None, Transition::Stages(&steps), T1);
+        // only the steps change: the build is still what it was
+        assert_eq!(st.stages, steps);
+        assert_eq!((st.phase, &st.message), (b.phase, &b.message));
+        assert_eq!(st.conditions, b.conditions);
+        let err = Error::BuildFailed("step 2/2 `RUN make` failed".into());
+        let f = next(Some(&st), Some("h"), None, Transition::Failed(&err), T1);
+        assert_eq!((f.phase, f.stages.clone()), (Some(Phase::Failed), steps));
+        let again = Transition::Started {
+            attempt: 2,
+            backend: "local",
+            remote: false,
+        };
+        assert!(next(Some(&f), Some("h"), None, again, T1).stages.is_empty());
+        assert!(
+            next(Some(&f), Some("h"), None, Transition::Queued, T1)
+                .stages
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_success_records_the_outcomes_steps() {
+        let mut out = outcome();
+        out.stages = vec![StageStep {
+            name: "[2/2] RUN make".into(),
+            cached: true,
+            ..Default::default()
+        }];
+        let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
+        assert_eq!(s.stages, out.stages);
+    }
+
+    #[test]
+    fn a_multi_platform_success_lists_each_platform_and_attestation_until_the_next_build() {
+        let mut out = outcome();
+        out.platforms = vec![crate::api::PlatformImage {
+            platform: "linux/386".into(),
+            digest: "sha256:386".into(),
+        }];
+        out.attestations = vec![crate::api::Attestation {
+            predicate_type: "https://slsa.dev/provenance/v0.2".into(),
+            digest: "sha256:att".into(),
+            platform: Some("linux/386".into()),
+        }];
+        let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
+        assert_eq!(s.platforms, out.platforms);
+        assert_eq!(s.attestations, out.attestations);
+        // a new build of a changed spec does not show the old build's images
+        let s = next(Some(&s), Some("h2"), None, Transition::Queued, T0);
+        assert!(s.platforms.is_empty() && s.attestations.is_empty());
     }
 }

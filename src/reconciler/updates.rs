@@ -89,6 +89,9 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
                 ctx.transition(&res, h, Transition::Running { host: &host })
                     .await;
             }
+            BuildEvent::Stages(steps) => {
+                ctx.transition(&res, h, Transition::Stages(&steps)).await;
+            }
         },
         Update::Retrying {
             attempt,

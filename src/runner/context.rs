@@ -436,6 +436,33 @@ pub fn resolve_context_dir(base: &Path, context_dir: &str) -> Result<PathBuf> {
     }
 }
 
+/// A file a resource names relative to its own file's directory `base` (a build
+/// secret's `file`), with symlinks resolved. As for a context directory, an absolute
+/// path, `..`, and a symlink on the way that leads out of `base` are refused: a
+/// resource reads only what sits beside it. `what` names the field in messages.
+pub fn resolve_beside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
+    let refuse = |why: String| {
+        Err(Error::InvalidSpec(format!(
+            "{what} '{rel}' {why}: it must be a path inside the directory of the resource's file"
+        )))
+    };
+    if rel.starts_with('/') || rel.starts_with('\\') || Path::new(rel).is_absolute() {
+        return refuse("is an absolute path".into());
+    }
+    if rel.split(['/', '\\']).any(|c| c == "..") {
+        return refuse("climbs out with '..'".into());
+    }
+    match resolve_within(base, PathBuf::new(), Path::new(rel)) {
+        Ok(rel) => Ok(base.join(rel)),
+        Err(Escape::Outside { via }) => refuse(format!(
+            "leads outside through symlink '{}'",
+            via.as_deref().unwrap_or(Path::new(rel)).display()
+        )),
+        Err(Escape::Loop) => refuse("has too many levels of symbolic links".into()),
+        Err(Escape::Io(e)) => Err(e),
+    }
+}
+
 fn push_front_components(pending: &mut VecDeque<OsString>, path: &Path) {
     for c in path.components().rev() {
         match c {

@@ -216,8 +216,7 @@ impl Runner {
                         None => e,
                     }
                 })?;
-                return self
-                    .pushed_by_buildkitd(built, &target, creds.as_ref(), ws.revision)
+                return buildkitd::outcome(&self.http, built, &target, creds.as_ref(), ws.revision)
                     .await;
             }
             (Some(d), None) => d,
@@ -254,10 +253,12 @@ impl Runner {
                 buildkit::build(docker, options, build_creds, body, &events).await
             }
             Engine::Classic | Engine::Buildkitd => {
-                classic::build(docker, options, build_creds, body, &events).await
+                classic::build(docker, options, build_creds, body, &events)
+                    .await
+                    .map(|id| (id, Vec::new()))
             }
         };
-        let image_id = built.map_err(|e| {
+        let (image_id, stages) = built.map_err(|e| {
             let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
             blame_context(e, failure.clone())
         })?;
@@ -319,43 +320,7 @@ impl Runner {
             digest: served,
             pushed_tags: refs,
             revision: ws.revision,
-            ..Default::default()
-        })
-    }
-
-    /// What buildkitd pushed, checked against what the registry serves, with the
-    /// index's platforms and attestations.
-    async fn pushed_by_buildkitd(
-        &self,
-        pushed: String,
-        target: &super::Resolved,
-        creds: Option<&Credentials>,
-        revision: Option<String>,
-    ) -> Result<BuildOutcome> {
-        let served = registry::manifest_digest(
-            &self.http,
-            &target.registry,
-            &target.repository,
-            &target.tags[0],
-            creds,
-        )
-        .await?;
-        if served != pushed {
-            return Err(Error::Registry(format!(
-                "buildkitd pushed {pushed} but the registry serves {served} for {}:{}",
-                target.name(),
-                target.tags[0]
-            )));
-        }
-        let (platforms, attestations) =
-            buildkitd::read_index(&self.http, target, &served, creds).await?;
-        Ok(BuildOutcome {
-            image: format!("{}@{served}", target.name()),
-            digest: served,
-            pushed_tags: target.tag_refs(),
-            revision,
-            platforms,
-            attestations,
+            stages,
             ..Default::default()
         })
     }

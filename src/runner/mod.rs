@@ -12,6 +12,7 @@ pub mod fetch;
 pub(crate) mod filesync;
 mod progress;
 mod resolve;
+pub mod stages;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +48,12 @@ pub struct BuildRequest {
 /// Secret values for a build, by id. Its `Debug` shows ids, never values.
 #[derive(Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BuildSecrets(pub std::collections::BTreeMap<String, Vec<u8>>);
+
+impl BuildSecrets {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl std::fmt::Debug for BuildSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +115,9 @@ pub enum BuildEvent {
     },
     /// The build began on a remote host.
     Running { host: String },
+    /// The steps BuildKit ran or took from its cache, sent when the build step ends,
+    /// whether it succeeded or failed: a failure's status lists them too.
+    Stages(Vec<crate::api::StageStep>),
 }
 
 pub type Events = mpsc::UnboundedSender<BuildEvent>;

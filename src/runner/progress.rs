@@ -8,10 +8,43 @@ use bollard_buildkit_proto::moby::buildkit::v1::StatusResponse;
 
 use super::errors::{build_error, failure_message};
 use crate::Error;
-use crate::runner::BuildEvent;
+use crate::api::StageStep;
+use crate::runner::stages::Stages;
+use crate::runner::{BuildEvent, Events};
 
 /// Lines of a step's output kept to explain its failure (as the classic path does).
 const TAIL: usize = 5;
+
+/// A [`Progress`] that sends the build's steps when the build ends however it ends:
+/// done, failed, or dropped by a timeout or a cancel (then the step that was running
+/// shows without a duration).
+pub(crate) struct StagesOnDrop<'a> {
+    pub(crate) progress: Progress,
+    events: &'a Events,
+}
+
+impl<'a> StagesOnDrop<'a> {
+    pub(crate) fn new(events: &'a Events) -> Self {
+        Self {
+            progress: Progress::default(),
+            events,
+        }
+    }
+
+    /// The steps so far, for the outcome.
+    pub(crate) fn list(&self) -> Vec<StageStep> {
+        self.progress.stages.list()
+    }
+}
+
+impl Drop for StagesOnDrop<'_> {
+    fn drop(&mut self) {
+        let stages = self.progress.stages.list();
+        if !stages.is_empty() {
+            let _ = self.events.send(BuildEvent::Stages(stages));
+        }
+    }
+}
 
 /// A Dockerfile step (`[one 2/2] RUN make`) or the export, as opposed to BuildKit's
 /// housekeeping (`[internal] load metadata ...`, `copy /context /`).
@@ -32,6 +65,8 @@ pub(crate) struct Progress {
     failed: Option<(String, bool)>,
     /// The step started last, blamed when no vertex says it failed.
     last_step: Option<String>,
+    /// The Dockerfile's steps so far, for `status.stages`.
+    pub(crate) stages: Stages,
 }
 
 impl Progress {
@@ -41,6 +76,7 @@ impl Progress {
     pub(crate) fn update(&mut self, status: &StatusResponse) -> Vec<BuildEvent> {
         let mut out = Vec::new();
         for v in &status.vertexes {
+            self.stages.update(v);
             self.names.insert(v.digest.clone(), v.name.clone());
             if !v.error.is_empty() {
                 // a sibling stage stopped because of the failure is not the cause

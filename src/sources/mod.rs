@@ -70,6 +70,9 @@ pub trait Source: Send + Sync + 'static {
     /// Registry credentials for this resource.
     async fn auth(&self, res: &Resource) -> Result<DockerConfig>;
 
+    /// The values of `spec.secrets`, by id (a Kubernetes Secret's key, or a file).
+    async fn secrets(&self, res: &Resource) -> Result<crate::runner::BuildSecrets>;
+
     /// Something a person watching the resource should hear about (a Kubernetes Event).
     async fn notify(&self, _key: &str, _origin: &str, _notice: &Notice) {}
 

@@ -4,6 +4,7 @@
 //! chart's ServiceAccount.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -93,23 +94,53 @@ pub fn one<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     found[0]
 }
 
-/// The Deployment's (only) container.
-pub fn container(deploy: &Value) -> &Value {
-    let cs = deploy["spec"]["template"]["spec"]["containers"]
+/// The Deployment's containers named `name`.
+fn containers_named<'a>(deploy: &'a Value, name: &str) -> Vec<&'a Value> {
+    deploy["spec"]["template"]["spec"]["containers"]
         .as_array()
-        .expect("containers");
-    assert_eq!(cs.len(), 1, "{deploy:#}");
-    &cs[0]
+        .expect("containers")
+        .iter()
+        .filter(|c| c["name"] == name)
+        .collect()
 }
 
-/// The container's args, as strings.
-pub fn args(deploy: &Value) -> Vec<String> {
-    container(deploy)["args"]
+/// The Deployment's `controller` container.
+pub fn container(deploy: &Value) -> &Value {
+    let cs = containers_named(deploy, "controller");
+    assert_eq!(cs.len(), 1, "one controller container in {deploy:#}");
+    cs[0]
+}
+
+/// The Deployment's `buildkitd` sidecar, if it has one.
+pub fn sidecar(deploy: &Value) -> Option<&Value> {
+    let cs = containers_named(deploy, "buildkitd");
+    assert!(cs.len() <= 1, "{deploy:#}");
+    cs.first().copied()
+}
+
+/// The names of the Deployment's containers.
+pub fn container_names(deploy: &Value) -> Vec<String> {
+    deploy["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A container's args, as strings.
+pub fn container_args(c: &Value) -> Vec<String> {
+    c["args"]
         .as_array()
         .expect("args")
         .iter()
         .map(|a| a.as_str().expect("string arg").to_string())
         .collect()
+}
+
+/// The controller container's args, as strings.
+pub fn args(deploy: &Value) -> Vec<String> {
+    container_args(container(deploy))
 }
 
 /// `charts/slipway/files/rbac-rules.yaml` as JSON: `{watched: [...], own: [...]}`.
@@ -169,7 +200,10 @@ pub async fn wait_can_i(k: &Kube, kubeconfig: &Path, args: &[&str]) {
 
 /// `slipway controller` started with exactly the args and the downward-API environment
 /// of the chart's Deployment; only what a test host must change is changed: the metrics
-/// address (a free port on 127.0.0.1) and the Docker socket (the test daemon's).
+/// address (a free port on 127.0.0.1), the Docker socket (the test daemon's) and the
+/// buildkitd the chart's sidecar would be (the test buildkitd,
+/// `SLIPWAY_TEST_BUILDKIT_ADDR`, with the client certificates of
+/// `SLIPWAY_TEST_BUILDKIT_DIR`).
 pub fn chart_controller(
     deploy: &Value,
     kubeconfig: &Path,
@@ -177,6 +211,21 @@ pub fn chart_controller(
     extra: &[&str],
 ) -> Controller {
     let docker_host = std::env::var("DOCKER_HOST").ok();
+    let buildkit = |what: &str| -> String {
+        let var = match what {
+            "addr" => "SLIPWAY_TEST_BUILDKIT_ADDR",
+            _ => "SLIPWAY_TEST_BUILDKIT_DIR",
+        };
+        let v = std::env::var(var).unwrap_or_else(|_| {
+            panic!(
+                "{var} is not set: the chart's controller needs a buildkitd (scripts/buildkitd.sh)"
+            )
+        });
+        match what {
+            "addr" => v,
+            file => format!("{v}/{file}.pem"),
+        }
+    };
     let mut argv: Vec<String> = args(deploy)
         .into_iter()
         .map(|a| {
@@ -184,6 +233,14 @@ pub fn chart_controller(
                 "--metrics-listen=127.0.0.1:0".into()
             } else if let (Some(_), Some(h)) = (a.strip_prefix("--docker-host="), &docker_host) {
                 format!("--docker-host={h}")
+            } else if a.starts_with("--buildkit-addr=") {
+                format!("--buildkit-addr={}", buildkit("addr"))
+            } else if a.starts_with("--buildkit-ca=") {
+                format!("--buildkit-ca={}", buildkit("ca"))
+            } else if a.starts_with("--buildkit-cert=") {
+                format!("--buildkit-cert={}", buildkit("cert"))
+            } else if a.starts_with("--buildkit-key=") {
+                format!("--buildkit-key={}", buildkit("key"))
             } else {
                 a
             }
@@ -194,4 +251,64 @@ pub fn chart_controller(
     let ns = deploy["metadata"]["namespace"].as_str().unwrap();
     let env = [("POD_NAME", pod_name), ("POD_NAMESPACE", ns)];
     Controller::spawn(&argv, kubeconfig, &env, pod_name)
+}
+
+/// `helm template rel charts/slipway -n builds ARGS`, as JSON documents.
+pub fn render(args: &[&str]) -> Vec<Value> {
+    docs(&template_ok("rel", "builds", args))
+}
+
+/// `args` holds exactly `a`.
+pub fn has(args: &[String], a: &str) -> bool {
+    args.iter().any(|x| x == a)
+}
+
+/// The Deployment's pod spec.
+pub fn pod_spec(deploy: &Value) -> &Value {
+    &deploy["spec"]["template"]["spec"]
+}
+
+/// The pod's volume `name`.
+pub fn volume<'a>(deploy: &'a Value, name: &str) -> &'a Value {
+    pod_spec(deploy)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("volume {name} in {deploy:#}"))
+}
+
+/// The container's mounts, mountPath -> volume name.
+pub fn mounts(c: &Value) -> BTreeMap<String, String> {
+    c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_string(),
+                m["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The pod's hostPath volumes.
+pub fn host_paths(deploy: &Value) -> Vec<&Value> {
+    pod_spec(deploy)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.get("hostPath").is_some())
+        .collect()
+}
+
+/// The keys a Secret volume takes from its Secret.
+pub fn secret_items(v: &Value) -> Vec<String> {
+    v["secret"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_string())
+        .collect()
 }

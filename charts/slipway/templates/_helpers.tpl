@@ -100,10 +100,81 @@ Rendered (to nothing) by the Deployment.
 {{- fail "set at most one of mesos.executor.path, mesos.executor.uri and mesos.executor.image" }}
 {{- end }}
 {{- end }}
+{{- $mode := include "slipway.builderMode" . }}
+{{- if and (eq $mode "remote") (not $v.builder.remote.address) }}
+{{- fail "builder.mode: remote needs builder.remote.address, the shared buildkitd's tcp://HOST:PORT (e.g. --set builder.remote.address=tcp://buildkitd.buildkit.svc:1234)" }}
+{{- end }}
+{{- if and (eq $mode "remote") (not $v.builder.tls.existingSecret) }}
+{{- fail "builder.mode: remote needs builder.tls.existingSecret, a Secret with the client certificate for that buildkitd (keys ca.pem, cert.pem, key.pem)" }}
+{{- end }}
+{{- if and (eq $mode "buildkitdSidecar") $v.builder.sidecar.persistence.enabled (gt (int $v.replicas) 1) }}
+{{- fail "builder.sidecar.persistence.enabled needs replicas: 1: buildkitd locks its state directory, so replicas cannot share one volume" }}
+{{- end }}
 {{- if and (gt (int $v.replicas) 1) (not $v.leaderElection.enabled) }}
 {{- fail "replicas > 1 needs leaderElection.enabled: true, or every replica would build every resource" }}
 {{- end }}
 {{- if and $v.serviceMonitor.enabled (not $v.service.enabled) }}
 {{- fail "serviceMonitor.enabled needs service.enabled: the ServiceMonitor scrapes the Service" }}
 {{- end }}
+{{- end }}
+
+{{/*
+The builder of the controller pod: buildkitdSidecar, dockerSocket or remote with
+backend: local; "" with backend: mesos (builds run on the agents).
+*/}}
+{{- define "slipway.builderMode" -}}
+{{- if eq .Values.backend "local" }}{{ .Values.builder.mode }}{{ end }}
+{{- end }}
+
+{{/* buildkitd's version when builder.sidecar.image.tag is empty. */}}
+{{- define "slipway.buildkitVersion" -}}v0.34.2{{- end }}
+
+{{- define "slipway.buildkitImage" -}}
+{{- $s := .Values.builder.sidecar }}
+{{- $tag := $s.image.tag | default (printf "%s%s" (include "slipway.buildkitVersion" .) (ternary "-rootless" "" $s.rootless)) }}
+{{- printf "%s:%s" $s.image.repository $tag }}
+{{- end }}
+
+{{/* Where buildkitd keeps its state in the sidecar (the image's own VOLUME). */}}
+{{- define "slipway.buildkitRoot" -}}
+{{- ternary "/home/user/.local/share/buildkit" "/var/lib/buildkit" .Values.builder.sidecar.rootless }}
+{{- end }}
+
+{{/* The Secret with the buildkit certificates: the user's, or the chart's (sidecar). */}}
+{{- define "slipway.buildkitTLSSecretName" -}}
+{{- .Values.builder.tls.existingSecret | default (printf "%s-buildkit-tls" (include "slipway.fullname" .)) }}
+{{- end }}
+
+{{/* The chart-made claim of the sidecar's state, or the user's. */}}
+{{- define "slipway.buildkitClaimName" -}}
+{{- .Values.builder.sidecar.persistence.existingClaim | default (printf "%s-buildkit" (include "slipway.fullname" .)) }}
+{{- end }}
+
+{{/*
+The data (base64 PEM) of the chart-made certificate Secret, as JSON: the Secret already
+in the cluster if it holds every key (so an upgrade keeps them), else a new CA, a
+server certificate for 127.0.0.1 and a client certificate. Made once per render and
+kept in .Values (shared by every template of the chart), so the Secret and the pod's
+checksum see the same certificates.
+*/}}
+{{- define "slipway.buildkitGeneratedTLS" -}}
+{{- if not (hasKey .Values "slipwayGeneratedBuildkitTLS") }}
+{{- $keys := list "ca.pem" "cert.pem" "key.pem" "server.pem" "server-key.pem" }}
+{{- $old := (lookup "v1" "Secret" .Release.Namespace (include "slipway.buildkitTLSSecretName" .)).data | default dict }}
+{{- $data := dict }}
+{{- range $keys }}{{ if hasKey $old . }}{{ $_ := set $data . (get $old .) }}{{ end }}{{ end }}
+{{- if ne (len $data) (len $keys) }}
+{{- $ca := genCA (printf "%s buildkit CA" (include "slipway.fullname" .)) 3650 }}
+{{- $server := genSignedCert "buildkitd" (list "127.0.0.1") (list "localhost") 3650 $ca }}
+{{- $client := genSignedCert "slipway-controller" nil nil 3650 $ca }}
+{{- $data = dict "ca.pem" (b64enc $ca.Cert) "cert.pem" (b64enc $client.Cert) "key.pem" (b64enc $client.Key) "server.pem" (b64enc $server.Cert) "server-key.pem" (b64enc $server.Key) }}
+{{- end }}
+{{- $_ := set .Values "slipwayGeneratedBuildkitTLS" $data }}
+{{- end }}
+{{- toJson (get .Values "slipwayGeneratedBuildkitTLS") }}
+{{- end }}
+
+{{/* The chart makes the certificate Secret: the sidecar with no tls.existingSecret. */}}
+{{- define "slipway.buildkitGeneratesTLS" -}}
+{{- if and (eq (include "slipway.builderMode" .) "buildkitdSidecar") (not .Values.builder.tls.existingSecret) }}true{{ end }}
 {{- end }}

@@ -25,14 +25,14 @@ use tonic::transport::Channel;
 use tracing::debug;
 
 use super::engine::BuildkitdArgs;
+use super::errors::push_error;
 use super::filesync::LocalDirs;
-use super::progress::Progress;
-use super::{BuildEvent, BuildSecrets, Events, Resolved};
+use super::progress::{Progress, StagesOnDrop};
+use super::{BuildEvent, BuildOutcome, BuildSecrets, Events, Resolved};
 use crate::api::DockerBuildSpec;
+use crate::api::StageStep;
 use crate::registry::{Credentials, error_chain};
 use crate::{Error, Result};
-
-pub(crate) use index::read_index;
 
 /// Largest gRPC message accepted from buildkitd (its own default cap).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -83,8 +83,12 @@ impl Buildkitd {
     }
 
     /// Builds and pushes; returns the pushed image's (or index's) digest as
-    /// buildkitd reports it.
-    pub(crate) async fn build(&self, job: Job<'_>, events: &Events) -> Result<String> {
+    /// buildkitd reports it, and the build's steps.
+    pub(crate) async fn build(
+        &self,
+        job: Job<'_>,
+        events: &Events,
+    ) -> Result<(String, Vec<StageStep>)> {
         let session_id = uuid::Uuid::new_v4().simple().to_string();
         let build_ref = uuid::Uuid::new_v4().simple().to_string();
         let dockerfile = job.context.dockerfile_name().to_string();
@@ -127,10 +131,10 @@ impl Buildkitd {
                 }
             }
         });
-        let mut progress = Progress::default();
+        let mut told = StagesOnDrop::new(events);
         let mut pushing = false;
         let mut feed = |status| {
-            for ev in progress.update(&status) {
+            for ev in told.progress.update(&status) {
                 if let BuildEvent::Step(s) | BuildEvent::Log(s) = &ev {
                     debug!(target: "slipway::buildkitd", "{s}");
                     if !pushing && s.starts_with("exporting") {
@@ -164,14 +168,15 @@ impl Buildkitd {
         let resp = match solved {
             Ok(r) => r.into_inner(),
             Err(s) if is_transport(&s) => return Err(self.unreachable(&s)),
-            Err(s) => return Err(failure(&progress, s.message())),
+            Err(s) => return Err(failure(&told.progress, s.message(), &tag_refs)),
         };
         let digest = resp
             .exporter_response
             .get("containerimage.digest")
             .cloned()
             .ok_or_else(|| {
-                progress.failure("buildkitd reported no image digest for the pushed image")
+                told.progress
+                    .failure("buildkitd reported no image digest for the pushed image")
             })?;
         for tag in tag_refs {
             let _ = events.send(BuildEvent::Pushed {
@@ -179,7 +184,7 @@ impl Buildkitd {
                 digest: digest.clone(),
             });
         }
-        Ok(digest)
+        Ok((digest, told.list()))
     }
 }
 
@@ -189,6 +194,42 @@ impl Buildkitd {
 fn shared_key(context_key: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(format!("slipway:{context_key}")))
+}
+
+/// What buildkitd pushed (`pushed`), checked against what the registry serves, with
+/// the index's platforms and attestations.
+pub(crate) async fn outcome(
+    http: &reqwest::Client,
+    (pushed, stages): (String, Vec<StageStep>),
+    target: &Resolved,
+    creds: Option<&Credentials>,
+    revision: Option<String>,
+) -> Result<BuildOutcome> {
+    let served = crate::registry::manifest_digest(
+        http,
+        &target.registry,
+        &target.repository,
+        &target.tags[0],
+        creds,
+    )
+    .await?;
+    if served != pushed {
+        return Err(Error::Registry(format!(
+            "buildkitd pushed {pushed} but the registry serves {served} for {}:{}",
+            target.name(),
+            target.tags[0]
+        )));
+    }
+    let (platforms, attestations) = index::read_index(http, target, &served, creds).await?;
+    Ok(BuildOutcome {
+        image: format!("{}@{served}", target.name()),
+        digest: served,
+        pushed_tags: target.tag_refs(),
+        revision,
+        platforms,
+        attestations,
+        stages,
+    })
 }
 
 /// Refuses a Dockerfile that mounts a secret the build was not given: BuildKit would
@@ -218,19 +259,14 @@ fn is_transport(s: &tonic::Status) -> bool {
         || (s.code() == Code::Unknown && s.message().contains("transport error"))
 }
 
-/// A failed solve: the failing step named, with its output; a push the registry
-/// could not take is the registry's (retried).
-fn failure(progress: &Progress, message: &str) -> Error {
-    let e = progress.failure(message);
-    let lower = message.to_lowercase();
-    let push = lower.contains("failed to push") || lower.contains("pushing");
-    let down = ["connection refused", "i/o timeout", "no such host", "503"]
-        .iter()
-        .any(|s| lower.contains(s));
-    match e {
-        Error::BuildFailed(m) if push && down => Error::Registry(m),
-        e => e,
+/// A failed solve: the failing step named, with its output. A push the registry
+/// refused is the credentials' fault (not retried); one it could not take is the
+/// registry's (retried), as on the daemon route.
+fn failure(progress: &Progress, message: &str, tag_refs: &[String]) -> Error {
+    if message.to_lowercase().contains("failed to push") {
+        return push_error(&tag_refs.join(", "), message);
     }
+    progress.failure(message)
 }
 
 #[cfg(test)]
@@ -250,13 +286,25 @@ mod tests {
     }
 
     #[test]
-    fn a_push_the_registry_could_not_take_is_retried() {
+    fn a_push_the_registry_could_not_take_is_retried_one_it_refused_is_not() {
         let p = Progress::default();
-        let down = failure(&p, "failed to push r/a:1: dial tcp: connection refused");
+        let refs = ["r/a:1".to_string()];
+        let down = failure(
+            &p,
+            "failed to push r/a:1: dial tcp: connection refused",
+            &refs,
+        );
         assert!(matches!(down, Error::Registry(_)), "{down:?}");
+        let refused = failure(
+            &p,
+            "failed to push r/a:1: unexpected status from HEAD request: 401 Unauthorized",
+            &refs,
+        );
+        assert!(matches!(refused, Error::InvalidSpec(_)), "{refused:?}");
         let step = failure(
             &p,
             "process \"/bin/sh -c make\" did not complete successfully: exit code: 2",
+            &refs,
         );
         assert!(matches!(step, Error::BuildFailed(_)), "{step:?}");
     }

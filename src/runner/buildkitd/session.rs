@@ -60,6 +60,10 @@ pub(super) struct Provided {
 /// A running session; dropping it closes the tunnel and stops serving.
 pub(super) struct Session {
     _tasks: JoinSet<()>,
+    /// Ends the stream of bytes to buildkitd, so the Session call ends there too.
+    /// Aborting our tasks alone is not enough: the gRPC server runs the tunnel's
+    /// connection on a task of its own, which would keep the call open for good.
+    _close: tokio_util::sync::DropGuard,
 }
 
 /// Opens the session `id` on buildkitd and serves `provided` on it until dropped.
@@ -98,9 +102,11 @@ pub(super) async fn start(
     // our end of the tunnel is `served`; `pump` carries its bytes to and from the stream
     let (served, pump) = tokio::io::duplex(TUNNEL_BUFFER);
     let (pump_read, mut pump_write) = tokio::io::split(pump);
+    let close = tokio_util::sync::CancellationToken::new();
     // the context's file data goes this way: messages far larger than the reader's
     // default 4 KiB keep the per-message cost off a large transfer
     let outgoing = tokio_util::io::ReaderStream::with_capacity(pump_read, TUNNEL_MESSAGE)
+        .take_until(close.clone().cancelled_owned())
         .take_while(|r| futures::future::ready(r.is_ok()))
         .filter_map(|r| futures::future::ready(r.ok()))
         .map(|b| BytesMessage { data: b.to_vec() });
@@ -150,7 +156,10 @@ pub(super) async fn start(
             debug!("buildkitd session ended: {e}");
         }
     });
-    Ok(Session { _tasks: tasks })
+    Ok(Session {
+        _tasks: tasks,
+        _close: close.drop_guard(),
+    })
 }
 
 struct Healthy;

@@ -12,17 +12,32 @@ use futures::StreamExt;
 use tracing::debug;
 
 use crate::Result;
+use crate::api::StageStep;
 use crate::runner::errors::classify_docker_error;
-use crate::runner::progress::Progress;
+use crate::runner::progress::{Progress, StagesOnDrop};
 use crate::runner::{BuildEvent, Events};
 
-/// Builds with the daemon's BuildKit and returns the image ID.
+/// Builds with the daemon's BuildKit and returns the image ID and the build's steps.
+/// The steps also go out as [`BuildEvent::Stages`] when the build ends, failed or not.
 pub(super) async fn build(
     docker: &Docker,
     options: BuildImageOptions,
     creds: Option<HashMap<String, bollard::auth::DockerCredentials>>,
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     events: &Events,
+) -> Result<(String, Vec<StageStep>)> {
+    let mut told = StagesOnDrop::new(events);
+    let built = solve(docker, options, creds, body, events, &mut told.progress).await;
+    built.map(|id| (id, told.list()))
+}
+
+async fn solve(
+    docker: &Docker,
+    options: BuildImageOptions,
+    creds: Option<HashMap<String, bollard::auth::DockerCredentials>>,
+    body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    events: &Events,
+    progress: &mut Progress,
 ) -> Result<String> {
     let options = BuildImageOptions {
         version: BuilderVersion::BuilderBuildKit,
@@ -38,7 +53,6 @@ pub(super) async fn build(
     // by tests/buildkit.rs). `POST /build/cancel` is not needed, and could not work:
     // it finds builds by the `buildid` parameter, which bollard does not send.
     let mut stream = docker.build_image(options, creds, Some(bollard::body_try_stream(body)));
-    let mut progress = Progress::default();
     let mut image_id = None;
     while let Some(item) = stream.next().await {
         let info = match item {

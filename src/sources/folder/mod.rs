@@ -3,6 +3,7 @@
 
 mod parse;
 mod scan;
+pub mod secrets;
 mod watch;
 mod write;
 mod yaml_doc;
@@ -19,6 +20,7 @@ use tracing::{debug, info, warn};
 use super::{Resource, Source, SourceEvent};
 use crate::api::DockerBuildStatus;
 use crate::registry::DockerConfig;
+use crate::runner::BuildSecrets;
 use crate::{Error, Result};
 use scan::Resolved;
 use watch::FsEvent;
@@ -386,5 +388,9 @@ impl Source for FolderSource {
             })
             .transpose()?;
         DockerConfig::load(path.as_deref())
+    }
+
+    async fn secrets(&self, res: &Resource) -> Result<BuildSecrets> {
+        secrets::read_files(&res.build.spec.secrets, res.base_dir.as_deref())
     }
 }

@@ -4,6 +4,7 @@
 //! `kubernetes.io/dockerconfigjson` Secrets.
 
 mod lease;
+mod secrets;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ pub use store::ConfigMapStore;
 use super::{Notice, Resource, Source, SourceEvent};
 use crate::api::{API_VERSION, DockerBuild, DockerBuildStatus, KIND};
 use crate::registry::DockerConfig;
+use crate::runner::BuildSecrets;
 use crate::{Error, Result};
 
 /// Held on every DockerBuild until its build has stopped.
@@ -296,6 +298,13 @@ impl Source for KubeSource {
         // the parser's message names what is wrong, never the content
         DockerConfig::parse(text)
             .map_err(|e| Error::InvalidSpec(format!("{what}: .dockerconfigjson: {e}")))
+    }
+
+    async fn secrets(&self, res: &Resource) -> Result<BuildSecrets> {
+        if res.build.spec.secrets.is_empty() {
+            return Ok(BuildSecrets::default());
+        }
+        secrets::read(&self.client, &res.namespace(), &res.build.spec.secrets).await
     }
 
     async fn notify(&self, key: &str, origin: &str, notice: &Notice) {

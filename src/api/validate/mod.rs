@@ -3,6 +3,22 @@
 use super::DockerBuildSpec;
 use crate::{Error, Result};
 
+mod buildkit;
+pub(super) use buildkit::known_platforms;
+use buildkit::{validate_cache_ref, validate_platforms, validate_secrets};
+
+// The grammars as regular expressions, for the CRD's CEL rules (admission in
+// Kubernetes); the functions below check the same things in Rust for every source.
+/// `host[:port]`, as [`validate_registry`] reads it.
+pub(super) const REGISTRY_RE: &str = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?";
+/// A repository, as [`validate_repository`] reads it.
+pub(super) const REPOSITORY_RE: &str =
+    "[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*";
+/// A tag, as [`validate_tag`] reads it.
+pub(super) const TAG_RE: &str = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+/// A build secret's id, as [`validate_secrets`] reads it.
+pub(super) const SECRET_ID_RE: &str = "[A-Za-z0-9._-]+";
+
 /// The spec on its own: exactly one source, well-formed names.
 pub fn validate_spec(spec: &DockerBuildSpec) -> Result<()> {
     let s = &spec.source;
@@ -58,6 +74,11 @@ pub fn validate_spec(spec: &DockerBuildSpec) -> Result<()> {
             "spec.timeoutSeconds must be at least 1".into(),
         ));
     }
+    if let Some(c) = &spec.cache {
+        validate_cache_ref(&c.reference)?;
+    }
+    validate_secrets(&spec.secrets)?;
+    validate_platforms(&spec.platforms)?;
     Ok(())
 }
 
