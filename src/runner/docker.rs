@@ -17,6 +17,7 @@ use crate::registry::{self, Credentials, error_chain};
 
 mod buildkit;
 mod classic;
+mod inline_cache;
 use super::buildkitd::{self, Buildkitd};
 use super::engine::{self, Builder, BuildkitdArgs, Engine};
 use super::errors::{blame_context, classify_docker_error, push_error};
@@ -243,9 +244,23 @@ impl Runner {
             target: spec.target.clone().unwrap_or_default(),
             ..Default::default()
         };
-        let build_creds = creds
+        let inline = spec
+            .cache
             .as_ref()
-            .map(|c| HashMap::from([(target.registry.clone(), c.to_docker())]));
+            .filter(|_| self.engine == Engine::BuildkitDaemon);
+        let mut build_creds: HashMap<_, _> = creds
+            .as_ref()
+            .map(|c| (target.registry.clone(), c.to_docker()))
+            .into_iter()
+            .collect();
+        let options = match inline {
+            Some(cache) => {
+                inline_cache::credentials(&req.auth, cache, &mut build_creds);
+                inline_cache::options(cache, options)
+            }
+            None => options,
+        };
+        let build_creds = (!build_creds.is_empty()).then_some(build_creds);
         let built = match self.engine {
             Engine::BuildkitDaemon => {
                 buildkit::build(docker, options, build_creds, body, &events).await
@@ -298,6 +313,21 @@ impl Runner {
             digest.get_or_insert(d);
         }
         let pushed = digest.ok_or_else(|| Error::Registry("no tag was pushed".into()))?;
+        if let Some((host, name, tag)) = inline.and_then(inline_cache::target) {
+            // the image carries its cache metadata: the cache ref is the image itself
+            docker
+                .tag_image(
+                    &image_id,
+                    Some(TagImageOptions {
+                        repo: Some(name.clone()),
+                        tag: Some(tag.clone()),
+                    }),
+                )
+                .await
+                .map_err(|e| Error::Docker(format!("tagging the cache {name}:{tag}: {e}")))?;
+            let cache_creds = req.auth.credentials_for(&host);
+            self.push(docker, &name, &tag, cache_creds, &events).await?;
+        }
         // what the daemon said must be what the registry serves
         let served = registry::manifest_digest(
             &self.http,

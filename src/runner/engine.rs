@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::api::DockerBuildSpec;
+use crate::api::{CacheMode, DockerBuildSpec};
 use crate::{Error, Result};
 
 /// What `--builder` asks for.
@@ -111,8 +111,15 @@ pub fn check_spec(engine: Engine, spec: &DockerBuildSpec) -> Result<()> {
         Engine::BuildkitDaemon => "the Docker daemon's BuildKit",
         Engine::Classic => "the classic builder",
     };
+    // the daemon's BuildKit embeds a min-mode cache in the image (inline cache)
+    let inline = engine == Engine::BuildkitDaemon;
     let unsupported = [
-        ("spec.cache", spec.cache.is_some()),
+        (
+            "spec.cache",
+            spec.cache
+                .as_ref()
+                .is_some_and(|c| !inline || c.mode == CacheMode::Max),
+        ),
         ("spec.secrets", !spec.secrets.is_empty()),
         (
             "spec.attest",
@@ -122,7 +129,12 @@ pub fn check_spec(engine: Engine, spec: &DockerBuildSpec) -> Result<()> {
     ];
     match unsupported.iter().find(|(_, set)| *set) {
         Some((field, _)) => Err(Error::InvalidSpec(format!(
-            "{field} needs a standalone buildkitd (--builder buildkitd --buildkit-addr ...); {name} cannot honour it"
+            "{field}{} needs a standalone buildkitd (--builder buildkitd --buildkit-addr ...); {name} cannot honour it",
+            if *field == "spec.cache" && inline {
+                " with mode max"
+            } else {
+                ""
+            }
         ))),
         None => Ok(()),
     }
@@ -273,7 +285,7 @@ mod tests {
             serde_yaml_ng::from_str(&format!("source: {{path: .}}\n{yaml}")).unwrap()
         };
         for (yaml, field) in [
-            ("cache: {ref: 'r/a:cache'}", "spec.cache"),
+            ("cache: {ref: 'r/a:cache', mode: max}", "spec.cache"),
             ("secrets: [{id: tok, file: t}]", "spec.secrets"),
             ("attest: {provenance: max}", "spec.attest"),
             ("platforms: [linux/386]", "spec.platforms"),
@@ -289,6 +301,20 @@ mod tests {
             }
         }
         check_spec(Engine::Classic, &spec("")).unwrap();
+        // a min-mode cache rides inline in the image on the daemon's BuildKit
+        let min = spec("cache: {ref: 'r/a:cache'}");
+        check_spec(Engine::BuildkitDaemon, &min).unwrap();
+        let e = check_spec(Engine::Classic, &min).unwrap_err().to_string();
+        assert!(e.starts_with("spec.cache needs"), "{e}");
+        let e = check_spec(
+            Engine::BuildkitDaemon,
+            &spec("cache: {ref: 'r/a:cache', mode: max}"),
+        );
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .starts_with("spec.cache with mode max needs")
+        );
     }
 
     #[test]
