@@ -36,6 +36,8 @@ pub struct Runner {
     /// `url` sources: no total timeout (the build's own bounds them), see [`UrlLimits`].
     downloads: reqwest::Client,
     url_limits: UrlLimits,
+    /// `--default-cache-ref`: the cache tag for builds without `spec.cache`.
+    default_cache: Option<String>,
 }
 
 /// A context directory, and the temporary directory holding it if it was fetched.
@@ -79,6 +81,7 @@ impl Runner {
                 (Some(docker), engine)
             }
         };
+        let default_cache = buildkitd.default_cache_ref.clone();
         let buildkitd = match engine {
             Engine::Buildkitd => Some(Buildkitd::connect(buildkitd)?),
             _ => None,
@@ -100,6 +103,7 @@ impl Runner {
             http,
             downloads,
             url_limits: UrlLimits::default(),
+            default_cache,
         })
     }
 
@@ -155,6 +159,22 @@ impl Runner {
         let text = plan.read_dockerfile()?;
         let (d, stripped) = directives::parse(&text)?;
         let target = super::resolve(spec, &d)?;
+        let with_cache;
+        let spec = match engine::default_cache(
+            self.engine,
+            spec,
+            self.default_cache.as_deref(),
+            &target,
+        ) {
+            Some(cache) => {
+                with_cache = crate::api::DockerBuildSpec {
+                    cache: Some(cache),
+                    ..spec.clone()
+                };
+                &with_cache
+            }
+            None => spec,
+        };
         let creds = req.auth.credentials_for(&target.registry).cloned();
         if self.buildkitd.is_some() {
             buildkitd::check_secrets(&stripped, &req.secrets)?;
