@@ -33,6 +33,7 @@ fn tls_for(addr: &str, dir: &std::path::Path) -> BuildkitdArgs {
         ca: Some(dir.join("ca.pem")),
         cert: Some(dir.join("cert.pem")),
         key: Some(dir.join("key.pem")),
+        ..Default::default()
     }
 }
 
@@ -795,6 +796,34 @@ async fn pushes_with_the_builds_registry_credentials() {
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test]
+async fn a_default_cache_ref_exports_each_builds_cache_beside_its_image() {
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let fx = Fixture::new()
+        .file("ctx/Dockerfile", "FROM scratch\nCOPY marker /marker\n")
+        .file("ctx/marker", &marker);
+    let bk = BuildkitdArgs {
+        default_cache_ref: Some(format!("cache-{marker}")),
+        ..buildkitd()
+    };
+    let spec = spec(&format!(
+        "source: {{path: ctx}}\n{}",
+        output("bkd-default-cache")
+    ));
+    let (out, _) = run_with(&bk, request(&fx, spec, Default::default())).await;
+    out.expect("the build succeeds");
+    // the cache manifest is in the build's own repository, under the flag's tag
+    slipway::registry::manifest_digest(
+        &reqwest::Client::new(),
+        &registry(),
+        "slipway-test/bkd-default-cache",
+        &format!("cache-{marker}"),
+        None,
+    )
+    .await
+    .expect("--default-cache-ref exported the build's cache");
 }
 
 /// The context goes by file sync, and buildkitd keeps the last build's copy: what

@@ -19,7 +19,8 @@ pub use buildkit::{
 };
 use validate::{REGISTRY_RE, REPOSITORY_RE, TAG_RE};
 pub use validate::{
-    validate_metadata, validate_registry, validate_repository, validate_spec, validate_tag,
+    split_cache_ref, validate_metadata, validate_registry, validate_repository, validate_spec,
+    validate_tag,
 };
 
 pub const API_VERSION: &str = "slipway.dev/v1alpha1";

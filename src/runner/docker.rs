@@ -17,6 +17,7 @@ use crate::registry::{self, Credentials, error_chain};
 
 mod buildkit;
 mod classic;
+mod inline_cache;
 use super::buildkitd::{self, Buildkitd};
 use super::engine::{self, Builder, BuildkitdArgs, Engine};
 use super::errors::{blame_context, classify_docker_error, push_error};
@@ -36,6 +37,8 @@ pub struct Runner {
     /// `url` sources: no total timeout (the build's own bounds them), see [`UrlLimits`].
     downloads: reqwest::Client,
     url_limits: UrlLimits,
+    /// `--default-cache-ref`: the cache tag for builds without `spec.cache`.
+    default_cache: Option<String>,
 }
 
 /// A context directory, and the temporary directory holding it if it was fetched.
@@ -79,6 +82,7 @@ impl Runner {
                 (Some(docker), engine)
             }
         };
+        let default_cache = buildkitd.default_cache_ref.clone();
         let buildkitd = match engine {
             Engine::Buildkitd => Some(Buildkitd::connect(buildkitd)?),
             _ => None,
@@ -100,6 +104,7 @@ impl Runner {
             http,
             downloads,
             url_limits: UrlLimits::default(),
+            default_cache,
         })
     }
 
@@ -155,6 +160,22 @@ impl Runner {
         let text = plan.read_dockerfile()?;
         let (d, stripped) = directives::parse(&text)?;
         let target = super::resolve(spec, &d)?;
+        let with_cache;
+        let spec = match engine::default_cache(
+            self.engine,
+            spec,
+            self.default_cache.as_deref(),
+            &target,
+        ) {
+            Some(cache) => {
+                with_cache = crate::api::DockerBuildSpec {
+                    cache: Some(cache),
+                    ..spec.clone()
+                };
+                &with_cache
+            }
+            None => spec,
+        };
         let creds = req.auth.credentials_for(&target.registry).cloned();
         if self.buildkitd.is_some() {
             buildkitd::check_secrets(&stripped, &req.secrets)?;
@@ -245,9 +266,23 @@ impl Runner {
             target: spec.target.clone().unwrap_or_default(),
             ..Default::default()
         };
-        let build_creds = creds
+        let inline = spec
+            .cache
             .as_ref()
-            .map(|c| HashMap::from([(target.registry.clone(), c.to_docker())]));
+            .filter(|_| self.engine == Engine::BuildkitDaemon);
+        let mut build_creds: HashMap<_, _> = creds
+            .as_ref()
+            .map(|c| (target.registry.clone(), c.to_docker()))
+            .into_iter()
+            .collect();
+        let options = match inline {
+            Some(cache) => {
+                inline_cache::credentials(&req.auth, cache, &mut build_creds);
+                inline_cache::options(cache, options)
+            }
+            None => options,
+        };
+        let build_creds = (!build_creds.is_empty()).then_some(build_creds);
         let built = match self.engine {
             Engine::BuildkitDaemon => {
                 buildkit::build(docker, options, build_creds, body, &events).await
@@ -300,6 +335,21 @@ impl Runner {
             digest.get_or_insert(d);
         }
         let pushed = digest.ok_or_else(|| Error::Registry("no tag was pushed".into()))?;
+        if let Some((host, name, tag)) = inline.and_then(inline_cache::target) {
+            // the image carries its cache metadata: the cache ref is the image itself
+            docker
+                .tag_image(
+                    &image_id,
+                    Some(TagImageOptions {
+                        repo: Some(name.clone()),
+                        tag: Some(tag.clone()),
+                    }),
+                )
+                .await
+                .map_err(|e| Error::Docker(format!("tagging the cache {name}:{tag}: {e}")))?;
+            let cache_creds = req.auth.credentials_for(&host);
+            self.push(docker, &name, &tag, cache_creds, &events).await?;
+        }
         // what the daemon said must be what the registry serves
         let served = registry::manifest_digest(
             &self.http,

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::api::DockerBuildSpec;
+use crate::api::{CacheMode, CacheSpec, DockerBuildSpec};
 use crate::{Error, Result};
 
 /// What `--builder` asks for.
@@ -58,6 +58,34 @@ pub struct BuildkitdArgs {
     /// The client certificate's key (PEM).
     #[arg(long = "buildkit-key")]
     pub key: Option<PathBuf>,
+    /// A registry cache for every BuildKit build without `spec.cache`: this tag of the
+    /// build's own repository (`--default-cache-ref buildcache` caches reg/app's
+    /// builds in reg/app:buildcache), mode min.
+    #[arg(long = "default-cache-ref", env = "SLIPWAY_DEFAULT_CACHE_REF", value_parser = parse_cache_tag)]
+    pub default_cache_ref: Option<String>,
+}
+
+fn parse_cache_tag(tag: &str) -> std::result::Result<String, String> {
+    crate::api::validate_tag(tag)
+        .map(|_| tag.to_string())
+        .map_err(|e| format!("{} (a tag such as buildcache)", e.detail()))
+}
+
+/// The cache a build uses: its own `spec.cache`, else `--default-cache-ref`'s tag of
+/// its repository on a BuildKit engine (the classic builder has no cache to share).
+pub fn default_cache(
+    engine: Engine,
+    spec: &DockerBuildSpec,
+    default_tag: Option<&str>,
+    target: &crate::runner::Resolved,
+) -> Option<CacheSpec> {
+    if spec.cache.is_some() || engine == Engine::Classic {
+        return None;
+    }
+    Some(CacheSpec {
+        reference: format!("{}:{}", target.name(), default_tag?),
+        mode: CacheMode::Min,
+    })
 }
 
 impl BuildkitdArgs {
@@ -76,6 +104,9 @@ impl BuildkitdArgs {
             if let Some(p) = p {
                 out.extend([flag.to_string(), p.display().to_string()]);
             }
+        }
+        if let Some(t) = &self.default_cache_ref {
+            out.extend(["--default-cache-ref".into(), t.clone()]);
         }
         out
     }
@@ -111,8 +142,15 @@ pub fn check_spec(engine: Engine, spec: &DockerBuildSpec) -> Result<()> {
         Engine::BuildkitDaemon => "the Docker daemon's BuildKit",
         Engine::Classic => "the classic builder",
     };
+    // the daemon's BuildKit embeds a min-mode cache in the image (inline cache)
+    let inline = engine == Engine::BuildkitDaemon;
     let unsupported = [
-        ("spec.cache", spec.cache.is_some()),
+        (
+            "spec.cache",
+            spec.cache
+                .as_ref()
+                .is_some_and(|c| !inline || c.mode == CacheMode::Max),
+        ),
         ("spec.secrets", !spec.secrets.is_empty()),
         (
             "spec.attest",
@@ -122,7 +160,12 @@ pub fn check_spec(engine: Engine, spec: &DockerBuildSpec) -> Result<()> {
     ];
     match unsupported.iter().find(|(_, set)| *set) {
         Some((field, _)) => Err(Error::InvalidSpec(format!(
-            "{field} needs a standalone buildkitd (--builder buildkitd --buildkit-addr ...); {name} cannot honour it"
+            "{field}{} needs a standalone buildkitd (--builder buildkitd --buildkit-addr ...); {name} cannot honour it",
+            if *field == "spec.cache" && inline {
+                " with mode max"
+            } else {
+                ""
+            }
         ))),
         None => Ok(()),
     }
@@ -252,6 +295,7 @@ mod tests {
             ca: Some("/etc/bk/ca.pem".into()),
             cert: None,
             key: Some("/etc/bk/key.pem".into()),
+            default_cache_ref: Some("buildcache".into()),
         };
         assert_eq!(
             a.to_args(),
@@ -261,7 +305,9 @@ mod tests {
                 "--buildkit-ca",
                 "/etc/bk/ca.pem",
                 "--buildkit-key",
-                "/etc/bk/key.pem"
+                "/etc/bk/key.pem",
+                "--default-cache-ref",
+                "buildcache"
             ]
         );
         assert!(BuildkitdArgs::default().to_args().is_empty());
@@ -273,7 +319,7 @@ mod tests {
             serde_yaml_ng::from_str(&format!("source: {{path: .}}\n{yaml}")).unwrap()
         };
         for (yaml, field) in [
-            ("cache: {ref: 'r/a:cache'}", "spec.cache"),
+            ("cache: {ref: 'r/a:cache', mode: max}", "spec.cache"),
             ("secrets: [{id: tok, file: t}]", "spec.secrets"),
             ("attest: {provenance: max}", "spec.attest"),
             ("platforms: [linux/386]", "spec.platforms"),
@@ -289,6 +335,45 @@ mod tests {
             }
         }
         check_spec(Engine::Classic, &spec("")).unwrap();
+        // a min-mode cache rides inline in the image on the daemon's BuildKit
+        let min = spec("cache: {ref: 'r/a:cache'}");
+        check_spec(Engine::BuildkitDaemon, &min).unwrap();
+        let e = check_spec(Engine::Classic, &min).unwrap_err().to_string();
+        assert!(e.starts_with("spec.cache needs"), "{e}");
+        let e = check_spec(
+            Engine::BuildkitDaemon,
+            &spec("cache: {ref: 'r/a:cache', mode: max}"),
+        );
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .starts_with("spec.cache with mode max needs")
+        );
+    }
+
+    #[test]
+    fn a_default_cache_ref_names_a_tag_of_each_builds_own_repository() {
+        let target = crate::runner::Resolved {
+            registry: "r:5000".into(),
+            repository: "team/app".into(),
+            tags: vec!["latest".into()],
+            cpus: None,
+            mem_mib: None,
+        };
+        let plain = DockerBuildSpec::default();
+        let c = default_cache(Engine::Buildkitd, &plain, Some("buildcache"), &target).unwrap();
+        assert_eq!(c.reference, "r:5000/team/app:buildcache");
+        assert_eq!(c.mode, CacheMode::Min);
+        assert!(default_cache(Engine::BuildkitDaemon, &plain, Some("bc"), &target).is_some());
+        // no flag, the classic builder, or the spec's own cache: nothing added
+        assert!(default_cache(Engine::Buildkitd, &plain, None, &target).is_none());
+        assert!(default_cache(Engine::Classic, &plain, Some("bc"), &target).is_none());
+        let own = DockerBuildSpec {
+            cache: Some(CacheSpec::default()),
+            ..Default::default()
+        };
+        assert!(default_cache(Engine::Buildkitd, &own, Some("bc"), &target).is_none());
+        assert!(parse_cache_tag("not a tag").is_err());
     }
 
     #[test]

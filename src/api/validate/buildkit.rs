@@ -38,23 +38,29 @@ pub(super) fn validate_cache_ref(r: &str) -> Result<()> {
             "invalid spec.cache.ref '{r}': {why} (expected registry/repository[:tag], such as registry.example.org:5000/app:buildcache)"
         )))
     };
-    let Some((host, rest)) = r.split_once('/').filter(|(h, _)| is_registry_host(h)) else {
-        return bad("it does not start with a registry host".into());
-    };
-    if rest.contains('@') {
+    if r.contains('@') {
         return bad("a cache is stored under a tag, not a digest".into());
     }
-    let (repo, tag) = match rest.rsplit_once(':') {
-        Some((repo, tag)) => (repo, Some(tag)),
-        None => (rest, None),
+    let Some((host, repo, tag)) = split_cache_ref(r) else {
+        return bad("it does not start with a registry host".into());
     };
     let checked = validate_registry(host)
         .and_then(|_| validate_repository(repo))
-        .and_then(|_| tag.map_or(Ok(()), validate_tag));
+        .and_then(|_| validate_tag(tag));
     match checked {
         Err(e) => bad(e.detail()),
         Ok(()) => Ok(()),
     }
+}
+
+/// `registry/repository[:tag]` as (registry, repository, tag), the tag `latest` when
+/// absent; None when it does not start with a registry host.
+pub fn split_cache_ref(r: &str) -> Option<(&str, &str, &str)> {
+    let (host, rest) = r.split_once('/').filter(|(h, _)| is_registry_host(h))?;
+    Some(match rest.rsplit_once(':') {
+        Some((repo, tag)) => (host, repo, tag),
+        None => (host, rest, "latest"),
+    })
 }
 
 /// Docker's rule for the first part of a reference: a registry has a dot or a port,

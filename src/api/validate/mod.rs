@@ -5,6 +5,7 @@ use crate::{Error, Result};
 
 mod buildkit;
 pub(super) use buildkit::known_platforms;
+pub use buildkit::split_cache_ref;
 use buildkit::{validate_cache_ref, validate_platforms, validate_secrets};
 
 // The grammars as regular expressions, for the CRD's CEL rules (admission in

@@ -22,9 +22,10 @@ struct Manifest {
     /// Present in an index.
     #[serde(default)]
     manifests: Option<Vec<Descriptor>>,
-    /// Present in an image (or attestation) manifest.
+    /// Present in an image (or attestation) manifest; `null` in an image with no
+    /// layer at all (`FROM scratch` and only metadata), as BuildKit writes it.
     #[serde(default)]
-    layers: Vec<Descriptor>,
+    layers: Option<Vec<Descriptor>>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +93,7 @@ pub(super) fn predicate_types(json: &[u8]) -> Result<Vec<String>> {
     let m: Manifest = serde_json::from_slice(json)
         .map_err(|e| Error::Registry(format!("an attestation manifest is not JSON: {e}")))?;
     Ok(m.layers
+        .unwrap_or_default()
         .into_iter()
         .filter_map(|l| l.annotations.get(PREDICATE_TYPE).cloned())
         .collect())
@@ -175,6 +177,9 @@ mod tests {
     #[test]
     fn a_single_manifest_is_no_index() {
         let m = r#"{"schemaVersion": 2, "config": {"digest": "sha256:c"}, "layers": []}"#;
+        assert!(parse_index(m.as_bytes()).unwrap().is_none());
+        // an image of metadata only (FROM scratch, LABEL): BuildKit writes null layers
+        let m = r#"{"schemaVersion": 2, "config": {"digest": "sha256:c"}, "layers": null}"#;
         assert!(parse_index(m.as_bytes()).unwrap().is_none());
         assert!(parse_index(b"<html>").is_err());
     }
