@@ -63,7 +63,7 @@ impl Stages {
     /// The steps that ran or came from the cache (not those never reached), at most
     /// [`MAX_STAGES`]: beyond that the earliest are dropped, never a failed one.
     pub fn list(&self) -> Vec<StageStep> {
-        let mut out: Vec<StageStep> = self
+        let out: Vec<StageStep> = self
             .order
             .iter()
             .filter_map(|d| self.steps.get(d))
@@ -78,6 +78,21 @@ impl Stages {
                 failed: s.failed,
             })
             .collect();
+        // the Dockerfile's order, not arrival order: a cached FROM may be reported
+        // after the RUN steps that follow it
+        let mut stages: Vec<&str> = Vec::new();
+        let mut keys = Vec::with_capacity(out.len());
+        for step in &out {
+            let (stage, n) = position(&step.name);
+            let rank = stages.iter().position(|s| *s == stage).unwrap_or_else(|| {
+                stages.push(stage);
+                stages.len() - 1
+            });
+            keys.push((rank, n));
+        }
+        let mut keyed: Vec<_> = keys.into_iter().zip(out).collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        let mut out: Vec<StageStep> = keyed.into_iter().map(|(_, s)| s).collect();
         while out.len() > MAX_STAGES {
             match out.iter().position(|s| !s.failed) {
                 Some(i) => {
@@ -146,6 +161,20 @@ fn cut(name: &str) -> String {
     }
 }
 
+/// `[build 2/3] RUN make` → ("build", 2); `[2/3] ...` → ("", 2).
+fn position(name: &str) -> (&str, u32) {
+    let inner = name
+        .strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+        .map_or("", |(i, _)| i);
+    let (stage, count) = inner.rsplit_once(' ').unwrap_or(("", inner));
+    let n = count
+        .split_once('/')
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(u32::MAX);
+    (stage, n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +199,35 @@ mod tests {
             name: name.into(),
             ..Default::default()
         }
+    }
+
+    /// As in CI: the base image's FROM, cached, reported after the RUN steps.
+    #[test]
+    fn steps_are_listed_in_the_dockerfiles_order_not_as_reported() {
+        let mut s = Stages::default();
+        for (d, name) in [
+            ("b", "[one 2/2] RUN a"),
+            ("c", "[stage-2 2/3] COPY --from=one /a /a"),
+            ("a", "[one 1/2] FROM base"),
+            ("e", "[stage-2 3/3] RUN b"),
+            ("d", "[stage-2 1/3] FROM base"),
+        ] {
+            let mut x = v(d, name);
+            x.cached = true;
+            s.update(&x);
+        }
+        let names: Vec<String> = s.list().into_iter().map(|x| x.name).collect();
+        assert_eq!(
+            names,
+            [
+                "[one 1/2] FROM base",
+                "[one 2/2] RUN a",
+                "[stage-2 1/3] FROM base",
+                "[stage-2 2/3] COPY --from=one /a /a",
+                "[stage-2 3/3] RUN b"
+            ]
+        );
+        assert_eq!(position("[10/12] RUN x"), ("", 10));
     }
 
     #[test]
@@ -313,6 +371,7 @@ mod tests {
         assert!(list[99].name.ends_with("RUN step 149"));
         // a name is cut, not the status
         let long = v("long", &format!("[1/1] RUN {}", "x".repeat(500)));
+        let mut s = Stages::default();
         s.update(&timed(long, Some((0, 0)), None));
         let long = s.list().pop().unwrap().name;
         assert_eq!(long.chars().count(), MAX_NAME + 1);
