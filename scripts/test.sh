@@ -152,6 +152,11 @@ export SLIPWAY_TEST_BUILDKIT_ADDR SLIPWAY_TEST_BUILDKIT_DIR=$BKDIR
 echo "SLIPWAY_BUILDKIT_BIN=$SLIPWAY_BUILDKIT_BIN"
 echo "SLIPWAY_TEST_BUILDKIT_ADDR=$SLIPWAY_TEST_BUILDKIT_ADDR"
 echo "SLIPWAY_TEST_BUILDKIT_DIR=$SLIPWAY_TEST_BUILDKIT_DIR"
+# last of the package steps: it adds the i386 architecture to dpkg
+SLIPWAY_TEST_BUSYBOX_386=$(bash scripts/ensure-busybox-386.sh </dev/null | tail -n 1) ||
+  die "no i386 busybox for the linux/386 tests (scripts/ensure-busybox-386.sh, output above)"
+export SLIPWAY_TEST_BUSYBOX_386
+echo "SLIPWAY_TEST_BUSYBOX_386=$SLIPWAY_TEST_BUSYBOX_386"
 
 section "controller image"
 SLIPWAY_TEST_IMAGE=$(bash scripts/image.sh --tag slipway-test/controller:ci </dev/null | tail -n 1) ||
