@@ -25,6 +25,15 @@ use crate::{Error, Result};
 
 pub(crate) use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer;
 
+/// File bytes sent by every file sync of this process, for tests to tell a transfer
+/// from none ([`crate::runner::context_bytes_sent`]).
+static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`SENT`].
+pub(crate) fn bytes_sent() -> u64 {
+    SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The local name of the build context.
 pub(crate) const CONTEXT: &str = "context";
 /// The local name of the directory holding the Dockerfile.
