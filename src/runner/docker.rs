@@ -222,11 +222,7 @@ impl Runner {
         let refs = target.tag_refs();
         let docker = match (&self.docker, &self.buildkitd) {
             (_, Some(bk)) => {
-                let dirs = tokio::task::spawn_blocking(move || {
-                    LocalDirs::for_build(plan, stripped.into_bytes())
-                })
-                .await
-                .map_err(|e| Error::Context(e.to_string()))??;
+                let dirs = LocalDirs::read(plan, stripped.into_bytes()).await?;
                 let context_failure = dirs.failure();
                 let job = buildkitd::Job {
                     spec,
@@ -280,11 +276,7 @@ impl Runner {
             None => options,
         };
         let built = if let (Engine::BuildkitDaemon, Some(addr)) = (self.engine, &self.daemon) {
-            let dirs = tokio::task::spawn_blocking(move || {
-                LocalDirs::for_build(plan, stripped.into_bytes())
-            })
-            .await
-            .map_err(|e| Error::Context(e.to_string()))??;
+            let dirs = LocalDirs::read(plan, stripped.into_bytes()).await?;
             let context_failure = dirs.failure();
             let provided = session::Provided {
                 context: dirs,

@@ -83,8 +83,15 @@ impl Failure {
 
 impl LocalDirs {
     /// `context` and `dockerfile` for a build whose context is `plan` and whose
-    /// Dockerfile, directives stripped, is `dockerfile`. Blocking (it stats the
-    /// excluded directories above kept files): call it from a blocking thread.
+    /// Dockerfile, directives stripped, is `dockerfile`. On a blocking thread, as it
+    /// stats the excluded directories above kept files.
+    pub(crate) async fn read(plan: ContextPlan, dockerfile: Vec<u8>) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::for_build(plan, dockerfile))
+            .await
+            .map_err(|e| Error::Context(e.to_string()))?
+    }
+
+    /// [`LocalDirs::read`], on the calling thread.
     pub(crate) fn for_build(plan: ContextPlan, dockerfile: Vec<u8>) -> Result<Self> {
         let content = Bytes::from(dockerfile);
         let df = plan
