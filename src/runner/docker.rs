@@ -17,11 +17,13 @@ use crate::registry::{self, Credentials, error_chain};
 
 mod buildkit;
 mod classic;
+mod daemon;
 mod inline_cache;
 use super::buildkitd::{self, Buildkitd};
 use super::engine::{self, Builder, BuildkitdArgs, Engine};
 use super::errors::{blame_context, classify_docker_error, push_error};
 use super::filesync::LocalDirs;
+use super::session;
 use crate::{Error, Result};
 
 /// Runs builds against one Docker daemon or one buildkitd.
@@ -29,6 +31,9 @@ use crate::{Error, Result};
 pub struct Runner {
     /// None with buildkitd, which needs no Docker daemon.
     docker: Option<Docker>,
+    /// Where to open build sessions on the daemon (its BuildKit then takes the
+    /// context by file sync); None when we cannot, and builds send a tar.
+    daemon: Option<daemon::Addr>,
     buildkitd: Option<Buildkitd>,
     /// The builder every build of this runner uses, chosen once at connect.
     engine: Engine,
@@ -98,6 +103,9 @@ impl Runner {
             .build()
             .map_err(|e| Error::Context(e.to_string()))?;
         Ok(Self {
+            daemon: docker
+                .as_ref()
+                .and_then(|_| daemon::Addr::resolve(docker_host)),
             docker,
             buildkitd,
             engine,
@@ -214,11 +222,7 @@ impl Runner {
         let refs = target.tag_refs();
         let docker = match (&self.docker, &self.buildkitd) {
             (_, Some(bk)) => {
-                let dirs = tokio::task::spawn_blocking(move || {
-                    LocalDirs::for_build(plan, stripped.into_bytes())
-                })
-                .await
-                .map_err(|e| Error::Context(e.to_string()))??;
+                let dirs = LocalDirs::read(plan, stripped.into_bytes()).await?;
                 let context_failure = dirs.failure();
                 let job = buildkitd::Job {
                     spec,
@@ -243,17 +247,6 @@ impl Runner {
             (Some(d), None) => d,
             (None, None) => return Err(Error::Docker("no Docker daemon connected".into())),
         };
-        // What went wrong reading the context, if anything: the daemon only sees a
-        // broken upload, which alone would pass for a daemon failure and be retried.
-        let context_failure = Arc::new(Mutex::new(None::<String>));
-        let body = {
-            let failure = context_failure.clone();
-            context::stream(plan, dockerfile, stripped.into_bytes()).inspect(move |item| {
-                if let Err(e) = item {
-                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                }
-            })
-        };
         let options = BuildImageOptions {
             dockerfile: dockerfile.to_string(),
             t: refs.first().cloned(),
@@ -272,7 +265,7 @@ impl Runner {
             .filter(|_| self.engine == Engine::BuildkitDaemon);
         let mut build_creds: HashMap<_, _> = creds
             .as_ref()
-            .map(|c| (target.registry.clone(), c.to_docker()))
+            .map(|c| (target.registry.clone(), c.clone()))
             .into_iter()
             .collect();
         let options = match inline {
@@ -282,21 +275,51 @@ impl Runner {
             }
             None => options,
         };
-        let build_creds = (!build_creds.is_empty()).then_some(build_creds);
-        let built = match self.engine {
-            Engine::BuildkitDaemon => {
-                buildkit::build(docker, options, build_creds, body, &events).await
-            }
-            Engine::Classic | Engine::Buildkitd => {
-                classic::build(docker, options, build_creds, body, &events)
-                    .await
-                    .map(|id| (id, Vec::new()))
-            }
+        let built = if let (Engine::BuildkitDaemon, Some(addr)) = (self.engine, &self.daemon) {
+            let dirs = LocalDirs::read(plan, stripped.into_bytes()).await?;
+            let context_failure = dirs.failure();
+            let provided = session::Provided {
+                context: dirs,
+                shared_key: session::shared_key(&req.key),
+                auth: build_creds,
+                secrets: req.secrets.clone(),
+                http: self.http.clone(),
+            };
+            let built = buildkit::build_synced(docker, addr, options, provided, &events).await;
+            built.map_err(|e| blame_context(e, context_failure.get()))
+        } else {
+            // What went wrong reading the context, if anything: the daemon only sees a
+            // broken upload, which alone would pass for a daemon failure and be retried.
+            let context_failure = Arc::new(Mutex::new(None::<String>));
+            let body = {
+                let failure = context_failure.clone();
+                context::stream(plan, dockerfile, stripped.into_bytes()).inspect(move |item| {
+                    if let Err(e) = item {
+                        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    }
+                })
+            };
+            let build_creds: HashMap<_, _> = build_creds
+                .iter()
+                .map(|(host, c)| (host.clone(), c.to_docker()))
+                .collect();
+            let build_creds = (!build_creds.is_empty()).then_some(build_creds);
+            let built = match self.engine {
+                Engine::BuildkitDaemon => {
+                    buildkit::build(docker, options, build_creds, body, &events).await
+                }
+                Engine::Classic | Engine::Buildkitd => {
+                    classic::build(docker, options, build_creds, body, &events)
+                        .await
+                        .map(|id| (id, Vec::new()))
+                }
+            };
+            built.map_err(|e| {
+                let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
+                blame_context(e, failure.clone())
+            })
         };
-        let (image_id, stages) = built.map_err(|e| {
-            let failure = context_failure.lock().unwrap_or_else(|p| p.into_inner());
-            blame_context(e, failure.clone())
-        })?;
+        let (image_id, stages) = built?;
 
         for tag in &target.tags {
             docker

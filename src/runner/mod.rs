@@ -12,6 +12,7 @@ pub mod fetch;
 pub(crate) mod filesync;
 mod progress;
 mod resolve;
+mod session;
 pub mod stages;
 
 use std::path::PathBuf;
@@ -24,6 +25,13 @@ use crate::api::DockerBuildSpec;
 use crate::registry::DockerConfig;
 
 pub use docker::Runner;
+
+/// File bytes this process has sent BuildKit by file sync so far (the contexts' data
+/// BuildKit asked for): tests tell an incremental transfer from a full one with it.
+#[doc(hidden)]
+pub fn context_bytes_sent() -> u64 {
+    filesync::bytes_sent()
+}
 pub use engine::{Builder, BuildkitdArgs, Engine};
 pub use resolve::{Resolved, local_dockerfile, resolve};
 

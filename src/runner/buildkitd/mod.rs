@@ -92,10 +92,14 @@ impl Buildkitd {
         let session_id = uuid::Uuid::new_v4().simple().to_string();
         let build_ref = uuid::Uuid::new_v4().simple().to_string();
         let dockerfile = job.context.dockerfile_name().to_string();
-        let provided = session::Provided {
+        let provided = crate::runner::session::Provided {
             context: job.context,
-            shared_key: shared_key(job.context_key),
-            auth: job.creds.map(|c| (job.target.registry.clone(), c)),
+            shared_key: crate::runner::session::shared_key(job.context_key),
+            auth: job
+                .creds
+                .map(|c| (job.target.registry.clone(), c))
+                .into_iter()
+                .collect(),
             secrets: job.secrets,
             http: job.http,
         };
@@ -186,14 +190,6 @@ impl Buildkitd {
         }
         Ok((digest, told.list()))
     }
-}
-
-/// The session's shared key for a context: buildkitd files its copy of a context
-/// under it (with the local's name), so it must stay the same from one build of a
-/// resource to the next; hashed, as it goes in a header.
-fn shared_key(context_key: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(format!("slipway:{context_key}")))
 }
 
 /// What buildkitd pushed (`pushed`), checked against what the registry serves, with

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use bollard::query_parameters::BuildImageOptions;
 
 use crate::api::{CacheSpec, split_cache_ref};
-use crate::registry::DockerConfig;
+use crate::registry::{Credentials, DockerConfig};
 
 /// The cache ref as (registry, `registry/repository`, tag), once validated.
 pub(super) fn target(cache: &CacheSpec) -> Option<(String, String, String)> {
@@ -33,14 +33,12 @@ pub(super) fn options(cache: &CacheSpec, options: BuildImageOptions) -> BuildIma
 pub(super) fn credentials(
     auth: &DockerConfig,
     cache: &CacheSpec,
-    creds: &mut HashMap<String, bollard::auth::DockerCredentials>,
+    creds: &mut HashMap<String, Credentials>,
 ) {
     if let Some((host, _, _)) = split_cache_ref(&cache.reference)
         && let Some(c) = auth.credentials_for(host)
     {
-        creds
-            .entry(host.to_string())
-            .or_insert_with(|| c.to_docker());
+        creds.entry(host.to_string()).or_insert_with(|| c.clone());
     }
 }
 

@@ -25,6 +25,15 @@ use crate::{Error, Result};
 
 pub(crate) use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer;
 
+/// File bytes sent by every file sync of this process, for tests to tell a transfer
+/// from none ([`crate::runner::context_bytes_sent`]).
+static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`SENT`].
+pub(crate) fn bytes_sent() -> u64 {
+    SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The local name of the build context.
 pub(crate) const CONTEXT: &str = "context";
 /// The local name of the directory holding the Dockerfile.
@@ -74,8 +83,15 @@ impl Failure {
 
 impl LocalDirs {
     /// `context` and `dockerfile` for a build whose context is `plan` and whose
-    /// Dockerfile, directives stripped, is `dockerfile`. Blocking (it stats the
-    /// excluded directories above kept files): call it from a blocking thread.
+    /// Dockerfile, directives stripped, is `dockerfile`. On a blocking thread, as it
+    /// stats the excluded directories above kept files.
+    pub(crate) async fn read(plan: ContextPlan, dockerfile: Vec<u8>) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::for_build(plan, dockerfile))
+            .await
+            .map_err(|e| Error::Context(e.to_string()))?
+    }
+
+    /// [`LocalDirs::read`], on the calling thread.
     pub(crate) fn for_build(plan: ContextPlan, dockerfile: Vec<u8>) -> Result<Self> {
         let content = Bytes::from(dockerfile);
         let df = plan

@@ -159,6 +159,7 @@ async fn fail(tx: &Tx, message: String) {
 fn send_file(dir: &LocalDir, item: usize, id: u32, tx: &Tx) -> Result<(), String> {
     let item = &dir.items[item];
     let send = |data: Vec<u8>| {
+        super::SENT.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let p = Packet {
             id,
             data,
