@@ -230,22 +230,7 @@ async fn a_failing_step_is_named_with_its_output() {
         )),
     )
     .await;
-    let err = out.unwrap_err();
-    assert!(matches!(err, Error::BuildFailed(_)), "{err:?}");
-    assert!(!err.is_retryable());
-    let msg = err.to_string();
-    assert!(
-        msg.contains("step 3/3 `RUN echo 'cc: error: no input files' && exit 3` failed"),
-        "{msg}"
-    );
-    assert!(msg.contains("exit code: 3"), "{msg}");
-    assert!(msg.contains("output:\ncc: error: no input files"), "{msg}");
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, BuildEvent::Step(s) if s.starts_with("[3/3] RUN echo"))),
-        "{events:#?}"
-    );
+    assert_failing_step_named(out, &events);
 }
 
 #[tokio::test]

@@ -335,3 +335,29 @@ pub async fn still_running(procs: &[(u32, String)], within: Duration) -> Vec<(u3
     }
     alive()
 }
+
+/// What a user sees of `RUN echo 'cc: error: no input files' && exit 3` failing as
+/// step 3/3, on any engine: the step, its exit code and output in the error, and the
+/// step named in the progress while it ran.
+pub fn assert_failing_step_named(
+    out: slipway::Result<BuildOutcome>,
+    events: &[slipway::runner::BuildEvent],
+) {
+    let err = out.unwrap_err();
+    assert!(matches!(err, slipway::Error::BuildFailed(_)), "{err:?}");
+    assert!(!err.is_retryable());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("step 3/3 `RUN echo 'cc: error: no input files' && exit 3` failed"),
+        "{msg}"
+    );
+    assert!(msg.contains("exit code: 3"), "{msg}");
+    assert!(msg.contains("output:\ncc: error: no input files"), "{msg}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            slipway::runner::BuildEvent::Step(s) if s.starts_with("[3/3] RUN echo")
+        )),
+        "{events:#?}"
+    );
+}
