@@ -176,6 +176,9 @@ cmd_start() {
     --root "$DIR/root"
     --addr "unix://$SOCK"
     --addr "tcp://127.0.0.1:$PORT"
+    # its own trace socket: the default /run/buildkit/otel-grpc.sock is shared by every
+    # buildkitd on the machine, and two starting at once race on it
+    --otel-socket-path "$DIR/otel-grpc.sock"
     --tlscacert "$PKI/ca.pem" --tlscert "$PKI/server.pem" --tlskey "$PKI/server-key.pem"
     --containerd-worker=false
     --oci-worker=true --oci-worker-binary "$runc"

@@ -13,6 +13,8 @@ tests/helm.rs runs these exact arguments with the real buildkitd.
   args:
     - --addr=unix:///run/buildkit/buildkitd.sock
     - --addr=tcp://127.0.0.1:{{ $bk.port }}
+    # beside the socket: buildkitd's default is the same path for every instance
+    - --otel-socket-path=/run/buildkit/otel-grpc.sock
     - --tlscacert=/certs/ca.pem
     - --tlscert=/certs/server.pem
     - --tlskey=/certs/server-key.pem
