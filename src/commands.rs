@@ -121,22 +121,7 @@ pub struct MesosArgs {
     pub reconcile_interval: Duration,
 }
 
-/// `5s`, `500ms`, `10m`, `7d`.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("expected a duration such as 5s, got '{s}'"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "d" => Ok(Duration::from_secs(n * 86400)),
-        _ => Err(format!("unknown unit in '{s}': use ms, s, m, h or d")),
-    }
-}
+pub use crate::api::parse_duration;
 
 /// How many builds run at once and how infrastructure failures are retried
 /// (`watch` and `controller`).

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod runner;
 pub mod sources;
 pub mod telemetry;
+pub mod triggers;
 
 use thiserror::Error;
 

@@ -4,6 +4,7 @@
 //! fields become the descriptions `kubectl explain` shows.
 
 mod buildkit;
+mod triggers;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ use sha2::{Digest, Sha256};
 pub use buildkit::{
     AttestSpec, Attestation, BuildSecret, CacheMode, CacheSpec, PlatformImage, ProvenanceMode,
     SecretKeyRef, StageStep,
+};
+pub use triggers::{
+    BaseImage, DEFAULT_HISTORY_LIMIT, HistoryEntry, MAX_HISTORY_LIMIT, Triggers, parse_duration,
 };
 use validate::{REGISTRY_RE, REPOSITORY_RE, TAG_RE};
 pub use validate::{
@@ -44,6 +48,7 @@ pub const PATH_IN_KUBERNETES: &str = "spec.source.path names a directory on the 
     category = "slipway",
     doc = "A container image that slipway builds from a Dockerfile and pushes to a registry.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Trigger","type":"string","jsonPath":".status.triggeredBy"}"#,
     printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image"}"#,
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.imageDigest"}"#,
     printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
@@ -110,6 +115,14 @@ pub struct DockerBuildSpec {
     ))]
     #[schemars(length(max = 32))]
     pub platforms: Vec<String>,
+    /// When to build again without a spec change (source, base image, polling).
+    /// Not part of the spec hash: changing it rebuilds nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<Triggers>,
+    /// Builds `status.history` keeps (default 5, at most 50). Not part of the spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 50))]
+    pub history_limit: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -296,6 +309,28 @@ pub struct DockerBuildStatus {
     /// The build's steps: name, cached or not, duration (BuildKit engines).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageStep>,
+    /// Why the last build ran: `spec`, `rebuild`, `context`, `git: <old>..<new>`,
+    /// `base: <image>@<digest>`, `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<String>,
+    /// The number of the last build (counts up from 1; `status.history` has the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_number: Option<u64>,
+    /// The digests the last build's `FROM` images resolved to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_images: Vec<BaseImage>,
+    /// Digest of the `path` context as the last build saw it (after .dockerignore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_digest: Option<String>,
+    /// ETag or Last-Modified of the `url` source the last build fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
+    /// The spec.rebuild value the last build was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild_token: Option<String>,
+    /// The last builds, newest last (`spec.historyLimit` of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
 }
 
 /// Where a build runs on Mesos.
@@ -327,8 +362,14 @@ impl DockerBuildSpec {
     /// Stable hash of everything that affects the image; the status records it so a
     /// status-only edit never triggers a rebuild and any spec edit does.
     pub fn hash(&self) -> String {
+        // when and how often to rebuild does not change the image
+        let image = Self {
+            triggers: None,
+            history_limit: None,
+            ..self.clone()
+        };
         // ok: serializing plain data with string keys cannot fail
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        let json = serde_json::to_vec(&image).unwrap_or_default();
         let digest = Sha256::digest(&json);
         format!("sha256:{}", &hex::encode(digest)[..16])
     }

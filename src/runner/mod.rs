@@ -90,6 +90,13 @@ pub struct BuildOutcome {
     /// The steps BuildKit ran or took from its cache.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<crate::api::StageStep>,
+    /// What the Dockerfile's `FROM` images resolved to in their registries (those
+    /// that could be looked up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_images: Vec<crate::api::BaseImage>,
+    /// The `url` source's ETag (else Last-Modified) as fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
 }
 
 /// What a running build reports while it runs. Serializable: a Mesos executor sends

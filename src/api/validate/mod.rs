@@ -80,6 +80,23 @@ pub fn validate_spec(spec: &DockerBuildSpec) -> Result<()> {
     }
     validate_secrets(&spec.secrets)?;
     validate_platforms(&spec.platforms)?;
+    validate_triggers(spec)?;
+    Ok(())
+}
+
+fn validate_triggers(spec: &DockerBuildSpec) -> Result<()> {
+    if let Some(n) = spec.history_limit
+        && !(1..=super::MAX_HISTORY_LIMIT).contains(&n)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "spec.historyLimit must be between 1 and {}, got {n}",
+            super::MAX_HISTORY_LIMIT
+        )));
+    }
+    if let Some(p) = spec.triggers.as_ref().and_then(|t| t.git_poll.as_deref()) {
+        super::parse_duration(p)
+            .map_err(|e| Error::InvalidSpec(format!("spec.triggers.gitPoll: {e}")))?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,113 @@
+//! Triggers: sources of "build again" next to the resource sources. Each watches one
+//! kind of input (a `path` context's files, a git remote's branch, a `url`, an
+//! external base image) and reports what it sees now as an [`Observation`]; the
+//! reconciler compares that with what the status recorded and decides, as ever.
+//!
+//! The reconciler says what to watch through [`Targets`] (a `tokio::sync::watch`
+//! value it edits in place); each trigger task reads the latest targets when it looks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::registry::DockerConfig;
+
+/// What a trigger saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// The digest of resource `key`'s `path` context, as Docker would see it
+    /// (after `.dockerignore`).
+    Context { key: String, digest: String },
+    /// The commit that `revision` (a branch or tag; `None` = the remote's default
+    /// branch) of the repository at `url` points to now. `webhook`: told by a push
+    /// hook rather than found by polling.
+    Git {
+        url: String,
+        revision: Option<String>,
+        commit: String,
+        webhook: bool,
+    },
+    /// A push hook named a repository and ref but no commit: look it up now.
+    GitHint { url: String, git_ref: String },
+    /// The `url` source's current version (its ETag, else its Last-Modified).
+    Url { url: String, version: String },
+    /// An image that no resource builds (`FROM debian:12`) has this digest now.
+    Base { image: String, digest: String },
+}
+
+/// A git remote and the branch or tag a resource builds from it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GitTarget {
+    pub url: String,
+    pub revision: Option<String>,
+}
+
+/// A `path` context: its root directory and the Dockerfile inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextTarget {
+    pub root: PathBuf,
+    pub dockerfile: String,
+}
+
+/// Everything the triggers should watch now. The reconciler keeps it current.
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    /// `path` contexts, by resource key.
+    pub contexts: BTreeMap<String, ContextTarget>,
+    /// Git remotes to poll, each with the shortest interval any resource asks for.
+    pub git: BTreeMap<GitTarget, Duration>,
+    /// `url` sources to poll.
+    pub urls: BTreeSet<String>,
+    /// External base images (normalised references) to poll, with the credentials of
+    /// one resource that uses each (a registry needs none for public images).
+    pub bases: BTreeMap<String, std::sync::Arc<DockerConfig>>,
+}
+
+/// How often the pollers look, from the command line.
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    /// `--git-poll`: default interval for git sources; zero turns polling off.
+    pub git: Duration,
+    /// `--base-poll`: interval for external base images; zero turns it off.
+    pub base: Duration,
+    /// `--url-poll`: interval for `url` sources; zero turns it off.
+    pub url: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            git: Duration::from_secs(60),
+            base: Duration::from_secs(600),
+            url: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The two ends the reconciler holds: targets out, observations in.
+pub struct Channels {
+    pub targets: watch::Sender<Targets>,
+    pub observations: mpsc::Receiver<Observation>,
+    /// For triggers started later (a webhook server, say).
+    pub observer: mpsc::Sender<Observation>,
+}
+
+impl Channels {
+    pub fn new() -> Self {
+        let (targets, _) = watch::channel(Targets::default());
+        let (observer, observations) = mpsc::channel(1024);
+        Self {
+            targets,
+            observations,
+            observer,
+        }
+    }
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self::new()
+    }
+}
