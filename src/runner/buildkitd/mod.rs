@@ -225,6 +225,7 @@ pub(crate) async fn outcome(
         platforms,
         attestations,
         stages,
+        ..Default::default()
     })
 }
 
