@@ -42,7 +42,7 @@ impl ImageRef {
         } else {
             repository.to_string()
         };
-        let ok = !repository.is_empty()
+        let ok = repository.split('/').all(|part| !part.is_empty())
             && !reference.is_empty()
             && !repository.eq_ignore_ascii_case("library/scratch")
             && repository
@@ -92,7 +92,10 @@ mod tests {
         let p = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
         assert_eq!(parts("debian:12"), p("docker.io", "library/debian", "12"));
         assert_eq!(parts("debian"), p("docker.io", "library/debian", "latest"));
-        assert_eq!(parts("bitnami/redis"), p("docker.io", "bitnami/redis", "latest"));
+        assert_eq!(
+            parts("bitnami/redis"),
+            p("docker.io", "bitnami/redis", "latest")
+        );
         assert_eq!(
             parts("index.docker.io/library/alpine:3"),
             p("docker.io", "library/alpine", "3")
@@ -101,15 +104,15 @@ mod tests {
             parts("127.0.0.1:5000/team/base"),
             p("127.0.0.1:5000", "team/base", "latest")
         );
-        assert_eq!(
-            parts("localhost/base:1.0"),
-            p("localhost", "base", "1.0")
-        );
+        assert_eq!(parts("localhost/base:1.0"), p("localhost", "base", "1.0"));
         assert_eq!(
             parts("r.example.org/a@sha256:0123"),
             p("r.example.org", "a", "sha256:0123")
         );
-        assert_eq!(ImageRef::parse("debian:12").unwrap().api_host(), "registry-1.docker.io");
+        assert_eq!(
+            ImageRef::parse("debian:12").unwrap().api_host(),
+            "registry-1.docker.io"
+        );
         assert_eq!(
             ImageRef::parse("a@sha256:0123").unwrap().pinned(),
             Some("sha256:0123")

@@ -22,7 +22,11 @@ pub(super) struct Lookup(RemoteHandle<Vec<BaseImage>>);
 impl Lookup {
     /// Starts looking up `images` (as `directives::from_images` names them), each in
     /// its registry with the build's credentials for it.
-    pub(super) fn start(http: reqwest::Client, images: Vec<String>, auth: Arc<DockerConfig>) -> Self {
+    pub(super) fn start(
+        http: reqwest::Client,
+        images: Vec<String>,
+        auth: Arc<DockerConfig>,
+    ) -> Self {
         let work = async move {
             let lookups = images.into_iter().map(|image| {
                 let (http, auth) = (http.clone(), auth.clone());

@@ -6,6 +6,13 @@
 //! The reconciler says what to watch through [`Targets`] (a `tokio::sync::watch`
 //! value it edits in place); each trigger task reads the latest targets when it looks.
 
+pub mod bases;
+pub mod poll;
+pub mod url;
+
+pub use bases::spawn_base_poller;
+pub use url::spawn_url_poller;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
