@@ -66,3 +66,24 @@ async fn digest_of(http: &reqwest::Client, image: &str, auth: &DockerConfig) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn images_no_registry_serves_are_left_out() {
+        let images = vec![
+            "127.0.0.1:1/none:1".into(),
+            "r.example/a@sha256:0123".into(),
+        ];
+        let found = Lookup::start(reqwest::Client::new(), images, Arc::default())
+            .finish()
+            .await;
+        let pinned = BaseImage {
+            image: "r.example/a@sha256:0123".into(),
+            digest: "sha256:0123".into(),
+        };
+        assert_eq!(found, vec![pinned]);
+    }
+}
