@@ -73,7 +73,12 @@ impl Schedule {
             .iter_mut()
             .filter(|(_, e)| e.due <= now)
             .map(|(k, e)| {
-                e.due = now + every;
+                // on the interval's grid, so late wake-ups do not add up; a poller far
+                // behind starts a new grid rather than catch up in a burst
+                e.due += every;
+                if e.due <= now {
+                    e.due = now + every;
+                }
                 k.clone()
             })
             .collect()
@@ -209,7 +214,14 @@ mod tests {
             assert!(s.take_due(t0 + Duration::from_secs(i % 599)).is_empty());
         }
         assert_eq!(s.next_due(), Some(t0 + every));
-        assert_eq!(s.take_due(t0 + every), bases);
+        // woken late, the next look is still on the interval's grid
+        let late = t0 + every + Duration::from_secs(5);
+        assert_eq!(s.take_due(late), bases);
+        assert_eq!(s.next_due(), Some(t0 + every * 2));
+        // far behind: a new grid, not a burst of looks
+        let far = t0 + every * 5;
+        assert_eq!(s.take_due(far), bases);
+        assert_eq!(s.next_due(), Some(far + every));
     }
 
     #[test]
