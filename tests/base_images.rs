@@ -193,3 +193,71 @@ async fn a_re_pushed_base_is_observed_with_the_registrys_new_digest_and_an_uncha
     assert!(seen.try_recv().is_err(), "{:?}", seen.try_recv());
     poller.abort();
 }
+
+/// The digest a status recorded for its (only) base image.
+fn recorded_base(status: &serde_json::Value) -> String {
+    status["baseImages"][0]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_re_pushed_external_base_rebuilds_its_leaves_after_one_base_poll_and_no_other() {
+    use common::watcher::{LONG, Watcher, doc, indent, phase_of};
+    let reg = registry();
+    let run = unique();
+    let (moving, still) = (
+        format!("slipway-test/ext-moving-{run}"),
+        format!("slipway-test/ext-still-{run}"),
+    );
+    let first = push_base(&moving).await;
+    let unchanged = push_base(&still).await;
+    let leaf = |name: &str, base: &str| {
+        doc(
+            name,
+            &indent(&format!(
+                "source: {{inline: {{dockerfile: \"FROM {reg}/{base}:latest\\nLABEL leaf={name}\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/ext-{name}}}"
+            )),
+        )
+    };
+    let fx = Fixture::new()
+        .file("a.yaml", &leaf("leaf-a", &moving))
+        .file("b.yaml", &leaf("leaf-b", &still));
+    let mut w = Watcher::start(fx.dir.path(), &["--base-poll", "1s"]);
+
+    let a = phase_of(&fx.path("a.yaml"), "leaf-a", "Succeeded").await;
+    let b = phase_of(&fx.path("b.yaml"), "leaf-b", "Succeeded").await;
+    assert_eq!(recorded_base(&a), first.digest, "{a:#}");
+    assert_eq!(recorded_base(&b), unchanged.digest, "{b:#}");
+    let b_build = b["buildNumber"].clone();
+
+    // the same tag, new content: the poller sees it within a second
+    let second = push_base(&moving).await;
+    let image = format!("{reg}/{moving}:latest");
+    let rebuilt = wait_for("leaf-a rebuilt on the new base", LONG, || {
+        status_in(&fx.path("a.yaml"), "leaf-a")
+            .filter(|s| s["phase"] == "Succeeded" && recorded_base(s) == second.digest)
+    })
+    .await;
+    assert_eq!(
+        rebuilt["triggeredBy"],
+        format!("base: {image}@{}", &second.digest[..19]),
+        "{rebuilt:#}"
+    );
+    assert_eq!(rebuilt["baseImages"][0]["image"], image);
+    assert_ne!(rebuilt["buildNumber"], a["buildNumber"]);
+
+    // a few more intervals: the leaf of the unchanged base was never rebuilt
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b_now = status_in(&fx.path("b.yaml"), "leaf-b").unwrap();
+    assert_eq!(b_now["buildNumber"], b_build, "{b_now:#}");
+    assert_eq!(recorded_base(&b_now), unchanged.digest);
+    w.stop();
+    let log = w.log();
+    assert_eq!(
+        log.matches("new version").count(),
+        3,
+        "each base reported on first sight, the moved one once more: {log}"
+    );
+}
