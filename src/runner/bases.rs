@@ -14,7 +14,7 @@ use crate::registry::{self, DockerConfig, ImageRef};
 
 /// Longest a lookup may hold up a finished build: an image no registry serves (one
 /// only the local daemon has, or no network) is simply left out.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The lookups of one build, running in the background; dropping it stops them.
 pub(super) struct Lookup(RemoteHandle<Vec<BaseImage>>);
