@@ -212,12 +212,7 @@ mod tests {
 
     #[test]
     fn build_lost_in_a_restart_starts_again_for_its_first_reason() {
-        for p in [
-            Phase::Queued,
-            Phase::Building,
-            Phase::Pushing,
-            Phase::Pending,
-        ] {
+        for p in [Phase::Queued, Phase::Building, Phase::Pushing] {
             let mut s = status("h1", p);
             s.triggered_by = Some("context".into());
             let d = decide("h1", Some(&s), None, &now());

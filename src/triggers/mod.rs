@@ -6,6 +6,13 @@
 //! The reconciler says what to watch through [`Targets`] (a `tokio::sync::watch`
 //! value it edits in place); each trigger task reads the latest targets when it looks.
 
+pub mod bases;
+pub mod poll;
+pub mod url;
+
+pub use bases::spawn_base_poller;
+pub use url::spawn_url_poller;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -145,6 +152,20 @@ pub async fn start(
     targets: &watch::Sender<Targets>,
     out: mpsc::Sender<Observation>,
 ) -> Result<Started> {
-    let _ = (settings, targets, out);
-    Ok(Started::default())
+    let mut started = Started::default();
+    if !settings.enabled {
+        return Ok(started);
+    }
+    // registry and url looks read headers only: a short total timeout suits them
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| crate::Error::Registry(e.to_string()))?;
+    let poll = &settings.poll;
+    started.tasks.extend([
+        spawn_base_poller(targets.subscribe(), poll.base, client.clone(), out.clone()),
+        spawn_url_poller(targets.subscribe(), poll.url, client, out.clone()),
+    ]);
+    Ok(started)
 }
