@@ -14,6 +14,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::registry::DockerConfig;
 
+pub mod git;
+pub mod webhook;
+
+pub use git::{ls_remote, spawn_poller};
+pub use webhook::WebhookSecret;
+
 /// What a trigger saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
@@ -29,8 +35,6 @@ pub enum Observation {
         commit: String,
         webhook: bool,
     },
-    /// A push hook named a repository and ref but no commit: look it up now.
-    GitHint { url: String, git_ref: String },
     /// The `url` source's current version (its ETag, else its Last-Modified).
     Url { url: String, version: String },
     /// An image that no resource builds (`FROM debian:12`) has this digest now.
