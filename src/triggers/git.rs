@@ -29,8 +29,15 @@ pub async fn ls_remote(url: &str, revision: Option<&str>) -> Result<String> {
     let shown = redact_credentials(url);
     let rev = checked_git_args(url, revision)?;
     let patterns = patterns(rev);
+    // Over protocol v2 the peeled line of an annotated tag comes only when asked for
+    // by name (the pattern `refs/tags/v1` does not match `refs/tags/v1^{}`).
+    let peeled: Vec<String> = patterns
+        .iter()
+        .filter(|p| p.starts_with("refs/"))
+        .map(|p| format!("{p}^{{}}"))
+        .collect();
     let mut args = vec!["ls-remote", "--", url];
-    args.extend(patterns.iter().map(String::as_str));
+    args.extend(patterns.iter().chain(&peeled).map(String::as_str));
     // No repository needed: any existing directory will do as the working directory.
     let dir = std::env::temp_dir();
     let output = tokio::time::timeout(LS_REMOTE_TIMEOUT, run_git(&dir, &args))
