@@ -284,6 +284,9 @@ async fn signed_hooks_report_matching_targets_at_once() {
     assert_eq!(hooks.drain(), []);
 }
 
+/// A path, its headers, its body.
+type Hook<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 #[tokio::test]
 async fn unsigned_or_wrongly_signed_hooks_get_401_and_report_nothing() {
     let server = GitServer::start();
@@ -301,7 +304,7 @@ async fn unsigned_or_wrongly_signed_hooks_get_401_and_report_nothing() {
     // signed for another body: a replayed signature with a changed payload
     let other_body = sign(&github_push(&repo.url, "refs/heads/main", &"1".repeat(40)));
 
-    let cases: [(&str, Vec<(&str, &str)>, &str); 7] = [
+    let cases: [Hook; 7] = [
         ("/hooks/github", vec![], &body),
         (
             "/hooks/github",

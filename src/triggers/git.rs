@@ -310,14 +310,14 @@ mod tests {
         let t = target("git://h/r.git", Some("main"));
         let mut s = PollState::default();
         s.set_targets(&[(t.clone(), Duration::from_secs(10))].into(), t0);
-        assert_eq!(s.take_due(t0, 4), [t.clone()]);
+        assert_eq!(s.take_due(t0, 4), std::slice::from_ref(&t));
         // busy: not handed out twice
         assert!(s.take_due(t0, 4).is_empty());
         assert!(s.finished(&t, Some(A.into()), t0).is_some());
         assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(10)));
         assert!(s.take_due(t0 + Duration::from_secs(9), 4).is_empty());
         let t10 = t0 + Duration::from_secs(10);
-        assert_eq!(s.take_due(t10, 4), [t.clone()]);
+        assert_eq!(s.take_due(t10, 4), std::slice::from_ref(&t));
         assert_eq!(s.finished(&t, Some(A.into()), t10), None);
         let t20 = t10 + Duration::from_secs(10);
         s.take_due(t20, 4);
