@@ -136,6 +136,53 @@ pub struct QueueArgs {
     /// First retry delay (doubles each time), e.g. 5s, 500ms.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub retry_backoff: Duration,
+    /// Automatic builds (context, git, url or base changes) running at once, within
+    /// --concurrency; builds people ask for always go first.
+    #[arg(long, default_value_t = 1)]
+    pub max_auto_builds: usize,
+    #[command(flatten)]
+    pub triggers: TriggerArgs,
+}
+
+/// What rebuilds an image without a spec change (`watch` and `controller`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TriggerArgs {
+    /// How often `git` sources' branches are looked up (0 = never); a resource's
+    /// spec.triggers.gitPoll overrides it.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub git_poll: Duration,
+    /// How often base images that no resource builds are looked up (0 = never).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub base_poll: Duration,
+    /// How often `url` sources are checked for a new ETag or Last-Modified (0 = never).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub url_poll: Duration,
+    /// Address of the push-webhook endpoint (GitHub, GitLab, generic JSON); off when unset.
+    #[arg(long, requires = "webhook_secret_file")]
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// File holding the webhook secret (GitHub's HMAC key, GitLab's token).
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+impl TriggerArgs {
+    pub fn settings(&self) -> crate::triggers::TriggerSettings {
+        crate::triggers::TriggerSettings {
+            enabled: true,
+            poll: crate::triggers::PollSettings {
+                git: self.git_poll,
+                base: self.base_poll,
+                url: self.url_poll,
+            },
+            webhook: self
+                .webhook_listen
+                .zip(self.webhook_secret_file.clone())
+                .map(|(listen, secret_file)| crate::triggers::WebhookSettings {
+                    listen,
+                    secret_file,
+                }),
+        }
+    }
 }
 
 impl QueueArgs {
@@ -145,8 +192,10 @@ impl QueueArgs {
                 concurrency: self.concurrency,
                 max_attempts: self.max_attempts,
                 backoff: self.retry_backoff,
+                max_auto: self.max_auto_builds,
             },
             once,
+            triggers: self.triggers.settings(),
         }
     }
 }
