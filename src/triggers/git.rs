@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
-use super::{GitTarget, Observation, Targets};
+use super::{GitTarget, Observation, Targets, TriggerSettings, WebhookSecret};
 use crate::runner::fetch::{checked_git_args, looks_like_sha, redact_credentials, run_git};
 use crate::{Error, Result};
 
@@ -160,6 +160,29 @@ pub fn spawn_poller(
             }
         }
     })
+}
+
+/// The git triggers [`super::start`] runs: the poller (each target at its own
+/// interval; zero, never) and, with `--webhook-listen`, the webhook endpoint.
+pub async fn start(
+    settings: &TriggerSettings,
+    targets: &watch::Sender<Targets>,
+    out: mpsc::Sender<Observation>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let mut tasks = vec![spawn_poller(targets.subscribe(), out.clone())];
+    if let Some(w) = &settings.webhook {
+        let secret = WebhookSecret::from_file(&w.secret_file)?;
+        let listener = tokio::net::TcpListener::bind(w.listen)
+            .await
+            .map_err(|e| Error::InvalidSpec(format!("--webhook-listen {}: {e}", w.listen)))?;
+        let targets = targets.subscribe();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = super::webhook::serve(listener, secret, targets, out).await {
+                error!(error = %e, "the webhook endpoint stopped");
+            }
+        }));
+    }
+    Ok(tasks)
 }
 
 /// The poller's decisions, free of I/O: what is due, what to report.

@@ -38,6 +38,9 @@ pub enum Observation {
         commit: String,
         webhook: bool,
     },
+    /// A push hook named a repository and ref but no commit. Not sent: the webhook
+    /// endpoint looks the commit up itself and sends [`Observation::Git`].
+    GitHint { url: String, git_ref: String },
     /// The `url` source's current version (its ETag, else its Last-Modified).
     Url { url: String, version: String },
     /// An image that no resource builds (`FROM debian:12`) has this digest now.
@@ -149,6 +152,7 @@ pub async fn start(
     targets: &watch::Sender<Targets>,
     out: mpsc::Sender<Observation>,
 ) -> Result<Started> {
-    let _ = (settings, targets, out);
-    Ok(Started::default())
+    let mut started = Started::default();
+    started.tasks.extend(git::start(settings, targets, out.clone()).await?);
+    Ok(started)
 }
