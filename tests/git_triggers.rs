@@ -348,3 +348,126 @@ async fn unsigned_or_wrongly_signed_hooks_get_401_and_report_nothing() {
     assert_eq!(status, 202);
     assert_eq!(hooks.drain().len(), 1);
 }
+
+// ---- end to end: `slipway watch` building a git source served by the git daemon ----
+
+fn git_build(name: &str, url: &str) -> String {
+    common::watcher::doc(
+        name,
+        &common::watcher::indent(&format!(
+            "source: {{git: {{url: '{url}', revision: main}}}}\n\
+             output: {{registry: '{}', repository: slipway-test/{name}}}",
+            common::registry()
+        )),
+    )
+}
+
+/// The status once `name` has built `commit`.
+async fn built(file: &std::path::Path, name: &str, commit: &str) -> serde_json::Value {
+    common::wait_for(
+        &format!("{name} to build {commit}"),
+        common::watcher::LONG,
+        || {
+            common::status_in(file, name)
+                .filter(|s| s["phase"] == "Succeeded" && s["revision"] == commit)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn watch_builds_a_new_commit_after_one_git_poll() {
+    let base = common::ensure_base().await;
+    let server = GitServer::start();
+    let repo = server.repo("polled-app", &format!("FROM {base}\nCOPY msg /msg\n"));
+    let first = repo.commit("msg", "one");
+    let fx = common::Fixture::new().file("app.yaml", &git_build("gitpoll", &repo.url));
+    let file = fx.path("app.yaml");
+    let w = common::watcher::Watcher::start(fx.dir.path(), &["--git-poll", "1s"]);
+
+    let s = built(&file, "gitpoll", &first).await;
+    assert_eq!(s["buildNumber"], 1, "{s:#}");
+    let pushed = std::time::Instant::now();
+    let second = repo.commit("msg", "two");
+    let s = built(&file, "gitpoll", &second).await;
+    eprintln!("commit pushed to built: {:?}", pushed.elapsed());
+    assert_eq!(
+        s["triggeredBy"],
+        format!("git: {}..{}", &first[..7], &second[..7]),
+        "{s:#}\n{}",
+        w.log()
+    );
+    // one build per commit: the poll seeing the first commit again built nothing
+    assert_eq!(s["buildNumber"], 2, "{s:#}");
+}
+
+#[tokio::test]
+async fn watch_builds_at_once_on_a_signed_webhook_and_refuses_a_forged_one() {
+    let base = common::ensure_base().await;
+    let server = GitServer::start();
+    let repo = server.repo("hooked-app", &format!("FROM {base}\nCOPY msg /msg\n"));
+    let first = repo.commit("msg", "one");
+    let fx = common::Fixture::new().file("app.yaml", &git_build("githook", &repo.url));
+    let file = fx.path("app.yaml");
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("webhook-secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    // Polling off: only a hook can tell slipway about the new commit.
+    let w = common::watcher::Watcher::start(
+        fx.dir.path(),
+        &[
+            "--git-poll",
+            "0",
+            "--webhook-listen",
+            &listen,
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    built(&file, "githook", &first).await;
+    let second = repo.commit("msg", "two");
+    let body = github_push(&repo.url, "refs/heads/main", &second);
+    let http = reqwest::Client::new();
+    let hook = |sig: Option<String>| {
+        let mut req = http
+            .post(format!("http://{listen}/hooks/github"))
+            .header("x-github-event", "push")
+            .body(body.clone());
+        if let Some(sig) = sig {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    let forged = WebhookSecret::new("not-the-secret")
+        .unwrap()
+        .sign(body.as_bytes());
+    assert_eq!(hook(Some(forged)).await, 401);
+    assert_eq!(hook(None).await, 401);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = common::status_in(&file, "githook").unwrap();
+    assert_eq!(
+        (&s["phase"], &s["revision"], &s["buildNumber"]),
+        (&"Succeeded".into(), &first.clone().into(), &1.into()),
+        "a refused hook built something: {s:#}"
+    );
+    assert!(!w.log().contains(SECRET), "the secret is in the log");
+
+    let hooked = std::time::Instant::now();
+    assert_eq!(hook(Some(sign(&body))).await, 202);
+    let s = built(&file, "githook", &second).await;
+    eprintln!("signed hook to built: {:?}", hooked.elapsed());
+    assert_eq!(
+        s["triggeredBy"],
+        format!("git: {}..{}", &first[..7], &second[..7]),
+        "{s:#}"
+    );
+    assert_eq!(s["buildNumber"], 2, "{s:#}");
+    assert!(!w.log().contains(SECRET), "the secret is in the log");
+}

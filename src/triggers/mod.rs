@@ -153,6 +153,8 @@ pub async fn start(
     out: mpsc::Sender<Observation>,
 ) -> Result<Started> {
     let mut started = Started::default();
-    started.tasks.extend(git::start(settings, targets, out.clone()).await?);
+    started
+        .tasks
+        .extend(git::start(settings, targets, out.clone()).await?);
     Ok(started)
 }
