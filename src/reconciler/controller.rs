@@ -208,7 +208,7 @@ impl Context {
 
 /// What `res` pushes and, from its local Dockerfile (read here, once per version of
 /// the resource), the base images it needs and whether its directives are sound.
-pub(super) fn images_of(res: &Resource) -> Images {
+pub fn images_of(res: &Resource) -> Images {
     let spec = &res.build.spec;
     // remote sources: only the spec can say what they push
     let local = runner::local_dockerfile(spec, res.base_dir.as_deref());
