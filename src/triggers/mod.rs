@@ -24,6 +24,12 @@ use tokio::task::JoinHandle;
 use crate::Result;
 use crate::registry::DockerConfig;
 
+pub mod git;
+pub mod webhook;
+
+pub use git::{ls_remote, spawn_poller};
+pub use webhook::WebhookSecret;
+
 /// What a trigger saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
@@ -39,8 +45,6 @@ pub enum Observation {
         commit: String,
         webhook: bool,
     },
-    /// A push hook named a repository and ref but no commit: look it up now.
-    GitHint { url: String, git_ref: String },
     /// The `url` source's current version (its ETag, else its Last-Modified).
     Url { url: String, version: String },
     /// An image that no resource builds (`FROM debian:12`) has this digest now.
@@ -167,5 +171,8 @@ pub async fn start(
         spawn_base_poller(targets.subscribe(), poll.base, client.clone(), out.clone()),
         spawn_url_poller(targets.subscribe(), poll.url, client, out.clone()),
     ]);
+    started
+        .tasks
+        .extend(git::start(settings, targets, out.clone()).await?);
     Ok(started)
 }
