@@ -6,6 +6,8 @@
 //! The reconciler says what to watch through [`Targets`] (a `tokio::sync::watch`
 //! value it edits in place); each trigger task reads the latest targets when it looks.
 
+pub mod context;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
