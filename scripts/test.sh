@@ -37,6 +37,8 @@
 #                          --tlscacert/--tlscert/--tlskey; D/buildkitd.sock (no TLS)
 #   SLIPWAY_BUILDKIT_BIN   dir with buildkitd and buildctl (scripts/buildkitd.sh uses it)
 #   SLIPWAY_TEST_IMAGE     the controller image scripts/image.sh built (a local tag)
+#   SLIPWAY_TEST_CHROMIUM  Debian's chromium (scripts/ensure-chromium.sh), run headless
+#                          to screenshot `slipway graph --svg` (tests/graph.rs)
 #   DOCKER_HOST            left as is; unset means unix:///var/run/docker.sock
 set -uo pipefail
 
@@ -140,6 +142,12 @@ export SLIPWAY_TEST_KUBE=$ROOT/scripts/kube.sh SLIPWAY_TEST_KUBE_DIR=$KUBEDIR
 echo "SLIPWAY_KUBE_BIN=$SLIPWAY_KUBE_BIN"
 echo "SLIPWAY_TEST_KUBE=$SLIPWAY_TEST_KUBE"
 echo "SLIPWAY_TEST_KUBE_DIR=$SLIPWAY_TEST_KUBE_DIR"
+
+section "Chromium"
+SLIPWAY_TEST_CHROMIUM=$(bash scripts/ensure-chromium.sh </dev/null | tail -n 1) ||
+  die "chromium could not be installed (scripts/ensure-chromium.sh, output above)"
+export SLIPWAY_TEST_CHROMIUM
+echo "SLIPWAY_TEST_CHROMIUM=$SLIPWAY_TEST_CHROMIUM"
 
 section "BuildKit"
 SLIPWAY_BUILDKIT_BIN=$(bash scripts/ensure-buildkit.sh </dev/null | tail -n 1) ||

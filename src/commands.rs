@@ -136,6 +136,53 @@ pub struct QueueArgs {
     /// First retry delay (doubles each time), e.g. 5s, 500ms.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub retry_backoff: Duration,
+    /// Automatic builds (context, git, url or base changes) running at once, within
+    /// --concurrency; builds people ask for always go first.
+    #[arg(long, default_value_t = 1)]
+    pub max_auto_builds: usize,
+    #[command(flatten)]
+    pub triggers: TriggerArgs,
+}
+
+/// What rebuilds an image without a spec change (`watch` and `controller`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TriggerArgs {
+    /// How often `git` sources' branches are looked up (0 = never); a resource's
+    /// spec.triggers.gitPoll overrides it.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub git_poll: Duration,
+    /// How often base images that no resource builds are looked up (0 = never).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub base_poll: Duration,
+    /// How often `url` sources are checked for a new ETag or Last-Modified (0 = never).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub url_poll: Duration,
+    /// Address of the push-webhook endpoint (GitHub, GitLab, generic JSON); off when unset.
+    #[arg(long, requires = "webhook_secret_file")]
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// File holding the webhook secret (GitHub's HMAC key, GitLab's token).
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+impl TriggerArgs {
+    pub fn settings(&self) -> crate::triggers::TriggerSettings {
+        crate::triggers::TriggerSettings {
+            enabled: true,
+            poll: crate::triggers::PollSettings {
+                git: self.git_poll,
+                base: self.base_poll,
+                url: self.url_poll,
+            },
+            webhook: self
+                .webhook_listen
+                .zip(self.webhook_secret_file.clone())
+                .map(|(listen, secret_file)| crate::triggers::WebhookSettings {
+                    listen,
+                    secret_file,
+                }),
+        }
+    }
 }
 
 impl QueueArgs {
@@ -145,8 +192,10 @@ impl QueueArgs {
                 concurrency: self.concurrency,
                 max_attempts: self.max_attempts,
                 backoff: self.retry_backoff,
+                max_auto: self.max_auto_builds,
             },
             once,
+            triggers: self.triggers.settings(),
         }
     }
 }
@@ -457,4 +506,39 @@ impl FrameworkIdStore for NoStore {
     fn save(&self, _id: Option<&str>) -> Result<()> {
         Ok(())
     }
+}
+
+/// `slipway graph`: which family to draw, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GraphArgs {
+    /// The watch folder to read (default: the current directory).
+    #[arg(conflicts_with = "kube")]
+    pub dir: Option<PathBuf>,
+    /// Read the cluster instead (KUBECONFIG, ~/.kube/config or in-cluster).
+    #[arg(long)]
+    pub kube: bool,
+    /// With --kube: this namespace only (all namespaces when unset).
+    #[arg(short = 'n', long, requires = "kube")]
+    pub namespace: Option<String>,
+    /// Write SVG to FILE instead of printing DOT.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+/// The image graph as DOT (returned, for stdout) or written as SVG to `--svg`.
+pub async fn graph(args: &GraphArgs) -> Result<Option<String>> {
+    let members = if args.kube {
+        crate::graph::load::from_kube(args.namespace.as_deref()).await?
+    } else {
+        crate::graph::load::from_folder(args.dir.as_deref().unwrap_or(Path::new(".")))?
+    };
+    let g = crate::graph::build(&members);
+    let Some(file) = &args.svg else {
+        return Ok(Some(crate::graph::dot::to_dot(&g)));
+    };
+    std::fs::write(file, crate::graph::svg::to_svg(&g)).map_err(|e| Error::Source {
+        path: file.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(None)
 }

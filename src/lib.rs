@@ -9,6 +9,7 @@ pub mod api;
 pub mod backends;
 pub mod commands;
 pub mod executor;
+pub mod graph;
 pub mod health;
 pub mod mesos;
 pub mod metrics;

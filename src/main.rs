@@ -55,6 +55,9 @@ enum Command {
     },
     /// Print the DockerBuild CustomResourceDefinition.
     Crd,
+    /// Draw the image family (bases -> leaves) of a watch folder or a cluster, as
+    /// Graphviz DOT on stdout or as SVG (`docker images -viz` for the whole family).
+    Graph(commands::GraphArgs),
     /// Run one build as a Mesos executor (started by a Mesos agent, not by hand).
     Executor {
         /// The agent's Docker daemon (unix:///path or tcp://host:port).
@@ -76,6 +79,13 @@ async fn main() -> ExitCode {
         Command::Crd => match commands::crd_yaml() {
             Ok(y) => {
                 print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Graph(args) => match commands::graph(&args).await {
+            Ok(dot) => {
+                print!("{}", dot.unwrap_or_default());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

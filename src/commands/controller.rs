@@ -10,7 +10,7 @@ use tracing::info;
 use super::{BackendArgs, BackendKind, NoStore, backend, parse_duration, shutdown_signal};
 use crate::health;
 use crate::mesos::scheduler::FrameworkIdStore;
-use crate::reconciler::controller::{self, Settings};
+use crate::reconciler::{self as controller, Settings};
 use crate::sources::kube::{ConfigMapStore, KubeSource, Lease, LeaseConfig};
 use crate::{Error, Result};
 

@@ -1,8 +1,10 @@
-//! The build queue: bounded concurrency, fair across namespaces (round robin, so one
-//! team's hundred builds do not starve another's one), and retries with backoff for
-//! infrastructure failures only.
+//! The build queue: bounded concurrency, two lanes (people's builds before automatic
+//! ones, which have a limit of their own), fair across namespaces within each lane,
+//! and retries with backoff for infrastructure failures only.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod lanes;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::backends::Backend;
 use crate::metrics::metrics;
+use crate::reconciler::{InFlight, Inputs};
 use crate::runner::{BuildEvent, BuildOutcome, BuildRequest};
 use crate::{Error, Result};
 
@@ -22,7 +25,13 @@ pub struct Job {
     pub namespace: String,
     pub spec_hash: String,
     pub request: BuildRequest,
+    pub lane: Lane,
+    /// What the build is made from besides the spec, as the reconciler knew it.
+    pub inputs: Inputs,
 }
+
+use lanes::Fair;
+pub use lanes::Lane;
 
 /// What the queue reports back, tagged with the job's key and spec hash so stale
 /// reports (from a cancelled, replaced job) can be told apart.
@@ -65,6 +74,8 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles each time.
     pub backoff: Duration,
+    /// Automatic (triggered) builds running at once, within `concurrency`.
+    pub max_auto: usize,
 }
 
 impl Default for QueueConfig {
@@ -73,6 +84,7 @@ impl Default for QueueConfig {
             concurrency: 2,
             max_attempts: 4,
             backoff: Duration::from_secs(5),
+            max_auto: 1,
         }
     }
 }
@@ -80,57 +92,47 @@ impl Default for QueueConfig {
 struct Tracked {
     id: u64,
     hash: String,
+    inputs: Inputs,
+    lane: Lane,
+    running: bool,
     cancel: CancellationToken,
 }
 
 #[derive(Default)]
 struct State {
-    pending: BTreeMap<String, VecDeque<Job>>,
+    user: Fair,
+    auto: Fair,
     /// The latest job of each key, queued or running.
     jobs: HashMap<String, Tracked>,
-    last_namespace: Option<String>,
     running: usize,
+    running_auto: usize,
     next_id: u64,
 }
 
 impl State {
-    /// The next job, taking namespaces in turn.
-    fn pop_fair(&mut self) -> Option<Job> {
-        let ns = {
-            let after = self.last_namespace.as_deref();
-            let next = after.and_then(|a| {
-                self.pending
-                    .range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
-                    .find(|(_, q)| !q.is_empty())
-                    .map(|(k, _)| k.clone())
-            });
-            next.or_else(|| {
-                self.pending
-                    .iter()
-                    .find(|(_, q)| !q.is_empty())
-                    .map(|(k, _)| k.clone())
-            })?
-        };
-        let q = self.pending.get_mut(&ns)?;
-        let job = q.pop_front();
-        if q.is_empty() {
-            self.pending.remove(&ns);
-        }
-        self.last_namespace = Some(ns);
-        job
+    /// The next job: people's first; automatic ones while fewer than `max_auto` run.
+    fn pop(&mut self, max_auto: usize) -> Option<Job> {
+        self.user.pop().or_else(|| {
+            if self.running_auto < max_auto.max(1) {
+                self.auto.pop()
+            } else {
+                None
+            }
+        })
+    }
+
+    fn depth(&self) -> usize {
+        self.user.len() + self.auto.len()
     }
 
     /// Publishes the queue's size; called after every change to it.
     fn report(&self) {
-        let depth = self.pending.values().map(VecDeque::len).sum();
-        metrics().queue(depth, self.running);
+        metrics().queue(self.depth(), self.running);
     }
 
     fn remove_pending(&mut self, key: &str) {
-        for q in self.pending.values_mut() {
-            q.retain(|j| j.key != key);
-        }
-        self.pending.retain(|_, q| !q.is_empty());
+        self.user.remove(key);
+        self.auto.remove(key);
     }
 }
 
@@ -175,13 +177,16 @@ impl Queue {
                 Tracked {
                     id,
                     hash: job.spec_hash.clone(),
+                    inputs: job.inputs.clone(),
+                    lane: job.lane,
+                    running: false,
                     cancel: CancellationToken::new(),
                 },
             );
-            s.pending
-                .entry(job.namespace.clone())
-                .or_default()
-                .push_back(job);
+            match job.lane {
+                Lane::User => s.user.push(job),
+                Lane::Auto => s.auto.push(job),
+            }
             s.report();
         }
         self.wake.notify_one();
@@ -191,7 +196,7 @@ impl Queue {
     /// `Some(true)` when it was running, so an `Update::Finished` will still follow.
     pub fn cancel(&self, key: &str) -> Option<bool> {
         let mut s = self.lock();
-        let queued = s.pending.values().any(|q| q.iter().any(|j| j.key == key));
+        let queued = s.user.contains(key) || s.auto.contains(key);
         s.remove_pending(key);
         s.report();
         let t = s.jobs.remove(key)?;
@@ -208,14 +213,18 @@ impl Queue {
         }
     }
 
-    /// Spec hash of the key's queued or running job.
-    pub fn in_flight(&self, key: &str) -> Option<String> {
-        self.lock().jobs.get(key).map(|t| t.hash.clone())
+    /// The key's queued or running job: its spec hash and inputs.
+    pub fn in_flight(&self, key: &str) -> Option<InFlight> {
+        self.lock().jobs.get(key).map(|t| InFlight {
+            hash: t.hash.clone(),
+            inputs: t.inputs.clone(),
+            running: t.running,
+        })
     }
 
     /// Builds queued (not yet running).
     pub fn depth(&self) -> usize {
-        self.lock().pending.values().map(VecDeque::len).sum()
+        self.lock().depth()
     }
 
     /// Builds queued or running.
@@ -231,7 +240,8 @@ impl Queue {
     /// Cancels everything (shutdown).
     pub fn cancel_all(&self) {
         let mut s = self.lock();
-        s.pending.clear();
+        s.user.clear();
+        s.auto.clear();
         s.report();
         for (_, t) in s.jobs.drain() {
             t.cancel.cancel();
@@ -249,20 +259,26 @@ impl Queue {
             {
                 let mut s = self.lock();
                 while s.running < cfg.concurrency.max(1) {
-                    let Some(job) = s.pop_fair() else { break };
-                    let Some(t) = s.jobs.get(&job.key) else {
+                    let Some(job) = s.pop(cfg.max_auto) else {
+                        break;
+                    };
+                    let Some(t) = s.jobs.get_mut(&job.key) else {
                         continue;
                     };
                     if t.hash != job.spec_hash {
                         continue;
                     }
-                    let (id, cancel) = (t.id, t.cancel.clone());
+                    t.running = true;
+                    let (id, cancel, lane) = (t.id, t.cancel.clone(), t.lane);
                     s.running += 1;
-                    started.push((job, id, cancel));
+                    if lane == Lane::Auto {
+                        s.running_auto += 1;
+                    }
+                    started.push((job, id, cancel, lane));
                 }
                 s.report();
             }
-            for (job, id, cancel) in started {
+            for (job, id, cancel, lane) in started {
                 let q = self.clone();
                 let backend = backend.clone();
                 let cfg = cfg.clone();
@@ -277,6 +293,9 @@ impl Queue {
                     {
                         let mut s = q.lock();
                         s.running -= 1;
+                        if lane == Lane::Auto {
+                            s.running_auto -= 1;
+                        }
                         s.report();
                     }
                     let finished = Update::Finished {
@@ -363,192 +382,4 @@ async fn run_with_retries(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::DockerBuildSpec;
-    use crate::registry::DockerConfig;
-    use crate::runner::{Cancel, Events};
-    use async_trait::async_trait;
-
-    /// A backend that records the order builds start in and fails as told.
-    struct Recorder {
-        order: Mutex<Vec<String>>,
-        fail_times: Mutex<HashMap<String, u32>>,
-        hold: Duration,
-    }
-
-    #[async_trait]
-    impl Backend for Recorder {
-        async fn run(&self, req: BuildRequest, _: Events, cancel: Cancel) -> Result<BuildOutcome> {
-            self.order.lock().unwrap().push(req.key.clone());
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(Error::Cancelled("x".into())),
-                _ = tokio::time::sleep(self.hold) => {}
-            }
-            let mut f = self.fail_times.lock().unwrap();
-            if let Some(n) = f.get_mut(&req.key)
-                && *n > 0
-            {
-                *n -= 1;
-                return Err(Error::Registry("connection refused".into()));
-            }
-            Ok(BuildOutcome {
-                digest: "sha256:1".into(),
-                image: "r/x@sha256:1".into(),
-                pushed_tags: vec![],
-                revision: None,
-                ..Default::default()
-            })
-        }
-        fn name(&self) -> &'static str {
-            "recorder"
-        }
-    }
-
-    fn job(ns: &str, name: &str) -> Job {
-        Job {
-            key: format!("{ns}/{name}"),
-            namespace: ns.into(),
-            spec_hash: "h".into(),
-            request: BuildRequest {
-                key: format!("{ns}/{name}"),
-                spec: DockerBuildSpec::default(),
-                base_dir: None,
-                auth: Arc::new(DockerConfig::default()),
-                previous: None,
-                secrets: Default::default(),
-            },
-        }
-    }
-
-    fn recorder(hold_ms: u64) -> Arc<Recorder> {
-        Arc::new(Recorder {
-            order: Mutex::new(vec![]),
-            fail_times: Mutex::new(HashMap::new()),
-            hold: Duration::from_millis(hold_ms),
-        })
-    }
-
-    async fn finished(
-        q: &Queue,
-        rx: &mut mpsc::UnboundedReceiver<Update>,
-        n: usize,
-    ) -> Vec<(String, Result<BuildOutcome>)> {
-        let mut out = vec![];
-        while out.len() < n {
-            if let Some(Update::Finished {
-                key, result, job, ..
-            }) = rx.recv().await
-            {
-                q.done(&key, job);
-                out.push((key, result));
-            }
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn namespaces_take_turns() {
-        let rec = recorder(5);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let cfg = QueueConfig {
-            concurrency: 1,
-            ..Default::default()
-        };
-        // submit before the dispatcher can start anything
-        let q = Queue::start(rec.clone(), cfg, tx);
-        for j in [job("a", "1"), job("a", "2"), job("a", "3"), job("b", "1")] {
-            q.submit(j);
-        }
-        finished(&q, &mut rx, 4).await;
-        let order = rec.order.lock().unwrap().clone();
-        // b's single build does not wait behind all of a's
-        let pos_b = order.iter().position(|k| k == "b/1").unwrap();
-        assert!(pos_b <= 1, "{order:?}");
-    }
-
-    #[tokio::test]
-    async fn infrastructure_failures_are_retried_then_succeed() {
-        let rec = recorder(1);
-        rec.fail_times.lock().unwrap().insert("a/1".into(), 2);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let cfg = QueueConfig {
-            concurrency: 1,
-            max_attempts: 3,
-            backoff: Duration::from_millis(1),
-        };
-        let q = Queue::start(rec.clone(), cfg, tx);
-        q.submit(job("a", "1"));
-        let mut retries = 0;
-        loop {
-            match rx.recv().await.unwrap() {
-                Update::Retrying { .. } => retries += 1,
-                Update::Finished { result, .. } => {
-                    assert!(result.is_ok());
-                    break;
-                }
-                _ => {}
-            }
-        }
-        assert_eq!(retries, 2);
-    }
-
-    #[tokio::test]
-    async fn gives_up_after_max_attempts() {
-        let rec = recorder(1);
-        rec.fail_times.lock().unwrap().insert("a/1".into(), 10);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let cfg = QueueConfig {
-            concurrency: 1,
-            max_attempts: 2,
-            backoff: Duration::from_millis(1),
-        };
-        let q = Queue::start(rec.clone(), cfg, tx);
-        q.submit(job("a", "1"));
-        let (_, result) = finished(&q, &mut rx, 1).await.remove(0);
-        let err = result.unwrap_err().to_string();
-        assert!(err.contains("gave up after 2 attempts"), "{err}");
-        assert_eq!(rec.order.lock().unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_finished_job_is_counted_by_its_final_result() {
-        use crate::metrics::sample;
-        let series = [
-            r#"slipway_builds_total{result="RegistryError"}"#,
-            r#"slipway_build_duration_seconds_count{result="RegistryError"}"#,
-        ];
-        let before = series.map(sample);
-        let rec = recorder(1);
-        rec.fail_times.lock().unwrap().insert("a/1".into(), 10);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let cfg = QueueConfig {
-            concurrency: 1,
-            max_attempts: 2,
-            backoff: Duration::from_millis(1),
-        };
-        let q = Queue::start(rec.clone(), cfg, tx);
-        q.submit(job("a", "1"));
-        finished(&q, &mut rx, 1).await;
-        let after = series.map(sample);
-        // the metrics are process-wide and other tests end builds too: before/after
-        assert!(after[0] - before[0] >= 1.0, "{before:?} {after:?}");
-        assert!(after[1] - before[1] >= 1.0, "{before:?} {after:?}");
-    }
-
-    #[tokio::test]
-    async fn cancel_stops_a_running_build() {
-        let rec = recorder(10_000);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let q = Queue::start(rec.clone(), QueueConfig::default(), tx);
-        q.submit(job("a", "1"));
-        while rec.order.lock().unwrap().is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        assert_eq!(q.in_flight("a/1").as_deref(), Some("h"));
-        q.cancel("a/1");
-        let (_, result) = finished(&q, &mut rx, 1).await.remove(0);
-        assert!(matches!(result, Err(Error::Cancelled(_))));
-        assert_eq!(q.in_flight("a/1"), None);
-    }
-}
+mod tests;

@@ -1,32 +1,36 @@
-//! The controller loop: resources in from a [`Source`], decisions from [`decide`],
-//! builds out through the [`Queue`], status back through the source.
+//! The controller: resources in from a [`Source`], decisions from [`decide`], builds
+//! out through the [`Queue`], status back through the source. The loop that drives
+//! it is in `run.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, watch};
 use tracing::{error, info, instrument, warn};
 
-use super::claims::{Claimed, Claims, Withdrawn};
+use super::cause::{Current, spec_cause};
+use super::claims::Claims;
 use super::deps::{Dependencies, Images};
-use super::status::{self, Transition};
-use super::updates::on_update;
+use super::observed::Observed;
+use super::status::{self, Queued, Transition};
 use super::{Decision, decide, is_built};
-use crate::api::{DockerBuildStatus, PATH_IN_KUBERNETES, Phase, validate_metadata, validate_spec};
-use crate::backends::Backend;
-use crate::health;
+use crate::api::{DockerBuildStatus, PATH_IN_KUBERNETES, Triggers};
 use crate::metrics::metrics;
 use crate::queue::{Job, Queue, QueueConfig};
+use crate::registry::DockerConfig;
 use crate::runner::{self, BuildRequest, directives};
-use crate::sources::{Notice, Resource, Source, SourceEvent};
-use crate::{Error, Result};
+use crate::sources::{Notice, Resource, Source};
+use crate::triggers::{PollSettings, Targets, TriggerSettings};
+use crate::{Error, Result, api::validate_spec};
 
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub queue: QueueConfig,
     /// Stop once every resource has been reconciled and no build runs.
     pub once: bool,
+    /// What rebuilds an image without a spec change; off for one-shot runs.
+    pub triggers: TriggerSettings,
 }
 
 /// What the reconciler asks of the loop after one pass.
@@ -40,13 +44,20 @@ pub enum Action {
 
 /// Shared by every reconcile: the source (for status), the queue, what is known.
 pub struct Context {
-    source: Arc<dyn Source>,
+    pub(super) source: Arc<dyn Source>,
     pub(super) queue: Queue,
     pub(super) backend: &'static str,
     pub(super) remote: bool,
     pub(super) state: Mutex<State>,
     /// Keys to reconcile again later (a Secret that does not exist yet, say).
-    requeue: mpsc::UnboundedSender<String>,
+    pub(super) requeue: mpsc::UnboundedSender<String>,
+    /// What the triggers watch; None when they are off.
+    pub(super) targets: Option<watch::Sender<Targets>>,
+    /// A trigger computes `path` contexts' digests.
+    pub(super) contexts_watched: bool,
+    pub(super) poll: PollSettings,
+    /// Credentials for base images no resource's own credentials cover.
+    pub(super) anonymous: Arc<DockerConfig>,
 }
 
 #[derive(Default)]
@@ -60,17 +71,22 @@ pub(super) struct State {
     pub(super) deps: Dependencies,
     /// Deleted resources whose build is still stopping, by key: their origin.
     pub(super) releasing: HashMap<String, String>,
+    /// What the triggers last saw.
+    pub(super) observed: Observed,
+    /// Each resource's registry credentials as its last build used them (the base
+    /// image poller borrows them).
+    pub(super) auths: HashMap<String, Arc<DockerConfig>>,
 }
 
 impl State {
-    fn status_of<'a>(&'a self, res: &'a Resource) -> Option<&'a DockerBuildStatus> {
+    pub(super) fn status_of<'a>(&'a self, res: &'a Resource) -> Option<&'a DockerBuildStatus> {
         self.statuses
             .get(&(res.key(), res.origin.clone()))
             .or(res.build.status.as_ref())
     }
 
     /// True when the image of the resource holding `key` is in the registry.
-    fn is_built(&self, key: &str) -> bool {
+    pub(super) fn is_built(&self, key: &str) -> bool {
         self.claims
             .holder(key)
             .is_some_and(|r| is_built(self.status_of(r), &r.build.spec.hash()))
@@ -85,15 +101,11 @@ pub struct Summary {
     pub waiting: usize,
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Context {
-    async fn current_status(&self, res: &Resource) -> Option<DockerBuildStatus> {
-        self.state.lock().await.status_of(res).cloned()
-    }
-
     /// Applies a transition and writes the status, unless nothing but times would change.
     pub(super) async fn transition(
         &self,
@@ -117,7 +129,7 @@ impl Context {
     }
 
     #[allow(clippy::too_many_arguments)] // each is one fact about the resource
-    async fn write(
+    pub(super) async fn write(
         &self,
         key: &str,
         origin: &str,
@@ -151,7 +163,7 @@ impl Context {
     }
 
     /// Cancels the key's build; true when a running build will still report its end.
-    async fn cancel(&self, key: &str, origin: &str, why: &str) -> bool {
+    pub(super) async fn cancel(&self, key: &str, origin: &str, why: &str) -> bool {
         let Some(running) = self.queue.cancel(key) else {
             return false;
         };
@@ -196,7 +208,7 @@ impl Context {
 
 /// What `res` pushes and, from its local Dockerfile (read here, once per version of
 /// the resource), the base images it needs and whether its directives are sound.
-fn images_of(res: &Resource) -> Images {
+pub fn images_of(res: &Resource) -> Images {
     let spec = &res.build.spec;
     // remote sources: only the spec can say what they push
     let local = runner::local_dockerfile(spec, res.base_dir.as_deref());
@@ -255,17 +267,52 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
             .await;
         return Ok(Action::AwaitChange);
     }
-    let status = ctx.current_status(&res).await;
-    match decide(&hash, status.as_ref(), ctx.queue.in_flight(&key).as_deref()) {
+    let (status, inputs) = {
+        let st = ctx.state.lock().await;
+        (st.status_of(&res).cloned(), st.current_inputs(&res))
+    };
+    let triggers = spec.triggers.as_ref();
+    let current = Current {
+        inputs,
+        rebuild: spec.rebuild.as_deref(),
+        source: Triggers::source_enabled(triggers),
+        base: Triggers::base_enabled(triggers),
+    };
+    // a `path` context is watched: build once its digest is known, so the status
+    // records what was built and a later edit can be told from it
+    if ctx.contexts_watched
+        && spec.source.path.is_some()
+        && current.source
+        && current.inputs.context.is_none()
+    {
+        return Ok(Action::AwaitChange);
+    }
+    let in_flight = ctx.queue.in_flight(&key);
+    let cause = match decide(&hash, status.as_ref(), in_flight.as_ref(), &current) {
         Decision::Nothing => return Ok(Action::AwaitChange),
         Decision::Replace => {
             ctx.cancel(&key, &res.origin, "the spec changed during the build")
                 .await;
+            spec_cause(status.as_ref(), current.rebuild)
         }
-        Decision::Build => {}
+        Decision::Build(cause) => cause,
+    };
+    if cause.is_new() && !matches!(cause, super::Cause::Spec | super::Cause::Rebuild) {
+        info!(build = %key, trigger = %cause, "rebuilding");
     }
 
     // what can be checked without fetching anything is checked before queueing
+    let cycle = ctx.state.lock().await.deps.cycle(&key);
+    if let Some(cycle) = cycle {
+        let msg = format!(
+            "base images form a cycle: {}; no build can start",
+            cycle.join(" is built FROM ")
+        );
+        ctx.state.lock().await.deps.wait(&key, Vec::new());
+        // no spec hash: it looks again when a member's Dockerfile changes
+        ctx.transition(&res, None, Transition::Invalid(msg)).await;
+        return Ok(Action::AwaitChange);
+    }
     match ctx.blockers(&res).await {
         Err(msg) => {
             ctx.transition(&res, Some(&hash), Transition::Invalid(msg))
@@ -282,7 +329,11 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     }
 
     let auth = match ctx.source.auth(&res).await {
-        Ok(a) => Arc::new(a),
+        Ok(a) => {
+            let a = Arc::new(a);
+            ctx.state.lock().await.auths.insert(key.clone(), a.clone());
+            a
+        }
         // credentials that may yet appear (a Secret applied after the build): look again
         Err(e) if e.is_retryable() => {
             let msg = format!("waiting for registry credentials: {}", e.detail());
@@ -327,245 +378,16 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
                 .and_then(|s| s.mesos.clone()),
             secrets,
         },
+        lane: cause.lane(),
+        inputs: current.inputs.clone(),
     });
-    ctx.transition(&res, Some(&hash), Transition::Queued).await;
-    Ok(Action::AwaitChange)
-}
-
-/// Runs the controller until the source ends (or, with `once`, until all is done).
-pub async fn run(
-    source: Arc<dyn Source>,
-    backend: Arc<dyn Backend>,
-    settings: Settings,
-) -> Result<Summary> {
-    let (src_tx, mut src_rx) = mpsc::channel(256);
-    let src = source.clone();
-    let source_task = tokio::spawn(async move { src.run(src_tx).await });
-    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
-    let backend_name = backend.name();
-    let remote = backend.places_remotely();
-    let queue = Queue::start(backend, settings.queue.clone(), up_tx);
-    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel();
-    let ctx = Arc::new(Context {
-        source,
-        queue: queue.clone(),
-        backend: backend_name,
-        remote,
-        state: Mutex::new(State::default()),
-        requeue: requeue_tx,
-    });
-    let mut synced = false;
-    let mut source_ended = false;
-    loop {
-        if settings.once && synced && queue.busy() == 0 && up_rx.is_empty() {
-            break;
-        }
-        tokio::select! {
-            ev = src_rx.recv() => match ev {
-                Some(ev) => {
-                    if matches!(ev, SourceEvent::Synced) {
-                        synced = true;
-                        // every resource is known now, bases included: decide for each
-                        // by key, in file order: one resource copied at a time
-                        let mut all: Vec<(String, String)> = {
-                            let st = ctx.state.lock().await;
-                            st.claims.holders().map(|r| (r.origin.clone(), r.key())).collect()
-                        };
-                        all.sort();
-                        let n = all.len();
-                        for (_, key) in all {
-                            let res = ctx.state.lock().await.claims.holder(&key).cloned();
-                            if let Some(res) = res {
-                                run_reconcile(res, &ctx).await;
-                            }
-                        }
-                        info!(resources = n, "initial sync done");
-                        health::readiness().set("watch", true);
-                        continue;
-                    }
-                    on_source_event(ev, &ctx, synced).await;
-                }
-                None => {
-                    source_ended = true;
-                    break;
-                }
-            },
-            Some(up) = up_rx.recv() => on_update(up, &ctx).await,
-            Some(key) = requeue_rx.recv() => {
-                let res = ctx.state.lock().await.claims.holder(&key).cloned();
-                if let Some(res) = res {
-                    run_reconcile(res, &ctx).await;
-                }
-            }
-        }
-    }
-    queue.cancel_all();
-    // its channel closes a moment before the task counts as finished: wait for its error
-    if source_ended || source_task.is_finished() {
-        match source_task.await {
-            Ok(Err(e)) => return Err(e),
-            Err(e) => {
-                return Err(Error::Source {
-                    path: String::new(),
-                    message: e.to_string(),
-                });
-            }
-            Ok(Ok(())) => {}
-        }
-    } else {
-        source_task.abort();
-    }
-    let st = ctx.state.lock().await;
-    let mut summary = Summary::default();
-    for r in st.claims.holders() {
-        match st.status_of(r).and_then(|s| s.phase) {
-            Some(Phase::Succeeded) => summary.succeeded += 1,
-            Some(Phase::Failed) | Some(Phase::Cancelled) => summary.failed += 1,
-            _ => summary.waiting += 1,
-        }
-    }
-    // duplicates and unreadable documents are failures of their own files
-    summary.failed += st.claims.failed();
-    Ok(summary)
-}
-
-/// `synced`: the first listing is complete; before that, resources are only recorded
-/// (a leaf must not build before its base, listed later, is known).
-async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>, synced: bool) {
-    match ev {
-        SourceEvent::Applied(res) => {
-            let res = *res;
-            let key = res.key();
-            let name = res.build.metadata.name.as_deref().unwrap_or_default();
-            if let Err(e) = validate_metadata(name, &res.namespace()) {
-                // such a key may even collide with a valid one (`a`+`b/c`, `a/b`+`c`)
-                broken(ctx, &key, &res.origin, synced).await;
-                ctx.transition(&res, None, Transition::Invalid(e.to_string()))
-                    .await;
-                return;
-            }
-            let claimed = ctx.state.lock().await.claims.apply(res.clone());
-            match claimed {
-                Claimed::Holds => hold(res, ctx, synced).await,
-                Claimed::Duplicate { holder } => {
-                    let msg = format!(
-                        "{key} is defined twice: in {holder} and in {}; rename one",
-                        res.origin
-                    );
-                    warn!("{msg}");
-                    // no spec hash: it builds once it holds the name
-                    ctx.transition(&res, None, Transition::Invalid(msg)).await;
-                }
-            }
-        }
-        SourceEvent::Deleted { key, origin } => {
-            let mut st = ctx.state.lock().await;
-            if st.releasing.contains_key(&key) {
-                return; // told again while its build stops
-            }
-            st.statuses.remove(&(key.clone(), origin.clone()));
-            let withdrawn = st.claims.withdraw(&key, &origin);
-            drop(st);
-            if let Withdrawn::Holder { next } = withdrawn {
-                let running = ctx.cancel(&key, &origin, "the resource was deleted").await;
-                let waiters = ctx.state.lock().await.deps.remove(&key);
-                match next {
-                    Some(next) => hold(*next, ctx, synced).await,
-                    None => wake(waiters, ctx, synced).await,
-                }
-                if running {
-                    // released once the running build reports its end
-                    let mut st = ctx.state.lock().await;
-                    st.releasing.insert(key, origin);
-                    return;
-                }
-            }
-            ctx.release(&key, &origin).await;
-        }
-        SourceEvent::Invalid {
-            key,
-            origin,
-            message,
-        } => {
-            warn!(build = %key, "{message}");
-            broken(ctx, &key, &origin, synced).await;
-            ctx.write(
-                &key,
-                &origin,
-                None,
-                None,
-                None,
-                &[],
-                Transition::Invalid(message),
-            )
-            .await;
-        }
-        SourceEvent::Synced => {}
-    }
-}
-
-/// `res` holds its name (new, changed, or taking over from a holder that went).
-async fn hold(res: Resource, ctx: &Arc<Context>, synced: bool) {
-    let key = res.key();
-    let images = images_of(&res);
-    let waiters = {
-        let mut st = ctx.state.lock().await;
-        let mut waiters = st.deps.set(&key, images);
-        // its image may be in the registry now (a status read back from its file)
-        if st.is_built(&key) {
-            waiters.extend(st.deps.take_waiters(&key));
-        }
-        waiters
+    let queued = Queued {
+        cause: Some(&cause),
+        inputs: Some(&current.inputs),
+        rebuild: current.rebuild,
+        history_limit: spec.history_limit.unwrap_or(0),
     };
-    if synced {
-        run_reconcile(res, ctx).await;
-    }
-    wake(waiters, ctx, synced).await;
-}
-
-/// The document of `origin` claiming `key` cannot be built: only its own file's
-/// resource is affected. If it held the name, its build stops and a duplicate of
-/// another file, if any, takes over.
-async fn broken(ctx: &Arc<Context>, key: &str, origin: &str, synced: bool) {
-    let withdrawn = ctx.state.lock().await.claims.broken(key, origin);
-    if let Withdrawn::Holder { next } = withdrawn {
-        ctx.queue.cancel(key);
-        let waiters = ctx.state.lock().await.deps.remove(key);
-        match next {
-            Some(next) => hold(*next, ctx, synced).await,
-            None => wake(waiters, ctx, synced).await,
-        }
-    }
-}
-
-/// Reconciles the resources that waited for an image whose producer changed.
-pub(super) async fn wake(keys: Vec<String>, ctx: &Arc<Context>, synced: bool) {
-    if !synced {
-        return; // all are reconciled once the listing is complete
-    }
-    for key in keys {
-        let res = ctx.state.lock().await.claims.holder(&key).cloned();
-        if let Some(res) = res {
-            run_reconcile(res, ctx).await;
-        }
-    }
-}
-
-/// Reconciles one resource, scheduling the next look when it asks for one.
-async fn run_reconcile(res: Resource, ctx: &Arc<Context>) {
-    let key = res.key();
-    match reconcile(Arc::new(res), ctx.clone()).await {
-        Ok(Action::AwaitChange) => {}
-        Ok(Action::Requeue(after)) => {
-            let tx = ctx.requeue.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                let _ = tx.send(key);
-            });
-        }
-        Err(e) => {
-            metrics().reconcile_error(e.metric_label());
-            warn!(build = %key, "reconcile failed: {e}");
-        }
-    }
+    ctx.transition(&res, Some(&hash), Transition::Queued(queued))
+        .await;
+    Ok(Action::AwaitChange)
 }

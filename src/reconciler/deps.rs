@@ -22,6 +22,8 @@ pub struct Dependencies {
     images: HashMap<String, Images>,
     /// Normalised reference -> resources pushing it.
     producers: HashMap<String, BTreeSet<String>>,
+    /// Normalised reference -> resources whose Dockerfile names it in a `FROM`.
+    needed_by: HashMap<String, BTreeSet<String>>,
     /// Producer -> resources waiting for its image.
     waiters: HashMap<String, BTreeSet<String>>,
     /// Waiting resource -> producers it waits for.
@@ -40,6 +42,12 @@ impl Dependencies {
         self.unpublish(key);
         for r in &images.pushes {
             self.producers
+                .entry(normalize_ref(r))
+                .or_default()
+                .insert(key.to_string());
+        }
+        for r in &images.needs {
+            self.needed_by
                 .entry(normalize_ref(r))
                 .or_default()
                 .insert(key.to_string());
@@ -64,15 +72,91 @@ impl Dependencies {
         let Some(old) = self.images.get(key) else {
             return;
         };
-        for r in &old.pushes {
-            let n = normalize_ref(r);
-            if let Some(set) = self.producers.get_mut(&n) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.producers.remove(&n);
+        for (map, refs) in [
+            (&mut self.producers, &old.pushes),
+            (&mut self.needed_by, &old.needs),
+        ] {
+            for r in refs {
+                let n = normalize_ref(r);
+                if let Some(set) = map.get_mut(&n) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        map.remove(&n);
+                    }
                 }
             }
         }
+    }
+
+    /// The resource (other than `key`) that pushes `image`, if any.
+    pub fn producer(&self, image: &str, key: &str) -> Option<&str> {
+        self.producers
+            .get(&normalize_ref(image))?
+            .iter()
+            .find(|p| *p != key)
+            .map(String::as_str)
+    }
+
+    /// The resources whose `FROM` names `image`.
+    pub fn needing(&self, image: &str) -> Vec<String> {
+        self.needed_by
+            .get(&normalize_ref(image))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The resources built `FROM` an image `producer` pushes: its family's next
+    /// generation, which looks again when its digest changes.
+    pub fn dependents(&self, producer: &str) -> Vec<String> {
+        let Some(images) = self.images.get(producer) else {
+            return Vec::new();
+        };
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for r in &images.pushes {
+            if let Some(set) = self.needed_by.get(&normalize_ref(r)) {
+                out.extend(set.iter().filter(|k| *k != producer).cloned());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Base images that no resource builds, normalised: the ones to poll.
+    pub fn external(&self) -> impl Iterator<Item = (&String, &BTreeSet<String>)> {
+        self.needed_by
+            .iter()
+            .filter(|(r, _)| !self.producers.contains_key(*r))
+    }
+
+    /// A cycle of `FROM`s through `key` (`[a, b, a]`: a is built from b, b from a).
+    pub fn cycle(&self, key: &str) -> Option<Vec<String>> {
+        // depth-first over "is built from", each resource once
+        let mut path = vec![key.to_string()];
+        let mut seen = BTreeSet::new();
+        self.find_cycle(key, &mut path, &mut seen).then_some(path)
+    }
+
+    fn find_cycle(&self, from: &str, path: &mut Vec<String>, seen: &mut BTreeSet<String>) -> bool {
+        let Some(images) = self.images.get(from) else {
+            return false;
+        };
+        for n in &images.needs {
+            let Some(p) = self.producer(n, from) else {
+                continue;
+            };
+            if p == path[0] {
+                path.push(p.to_string());
+                return true;
+            }
+            if !seen.insert(p.to_string()) {
+                continue;
+            }
+            path.push(p.to_string());
+            if self.find_cycle(p, path, seen) {
+                return true;
+            }
+            path.pop();
+        }
+        false
     }
 
     pub fn images(&self, key: &str) -> Option<&Images> {
@@ -211,6 +295,40 @@ mod tests {
         d.wait("l", vec!["b".into()]);
         assert_eq!(d.remove("b"), vec!["l"]);
         assert!(d.blockers("l", |_| false).is_empty(), "nobody builds r/b:2");
+    }
+
+    #[test]
+    fn dependents_are_the_resources_built_from_any_tag_it_pushes() {
+        let mut d = Dependencies::default();
+        d.set("b", images(&["r/b:1", "r/b:latest"], &["debian:12"]));
+        d.set("l1", images(&["r/l1:1"], &["r/b"]));
+        d.set("l2", images(&["r/l2:1"], &["r/b:1"]));
+        d.set("x", images(&["r/x:1"], &["debian:12"]));
+        assert_eq!(d.dependents("b"), vec!["l1", "l2"]);
+        assert_eq!(d.needing("debian:12"), vec!["b", "x"]);
+        let ext: Vec<&String> = d.external().map(|(r, _)| r).collect();
+        assert_eq!(ext, vec!["debian:12"]);
+        assert_eq!(d.producer("r/b:latest", "l1"), Some("b"));
+        d.remove("l1");
+        assert_eq!(d.dependents("b"), vec!["l2"]);
+    }
+
+    #[test]
+    fn a_cycle_of_froms_is_found_from_each_member() {
+        let mut d = Dependencies::default();
+        d.set("a", images(&["r/a:1"], &["r/b:1"]));
+        d.set("b", images(&["r/b:1"], &["r/c:1"]));
+        d.set("c", images(&["r/c:1"], &["r/a:1"]));
+        d.set("leaf", images(&["r/leaf:1"], &["r/a:1"]));
+        assert_eq!(d.cycle("a").unwrap(), vec!["a", "b", "c", "a"]);
+        assert_eq!(d.cycle("b").unwrap(), vec!["b", "c", "a", "b"]);
+        // built from a cycle, but not in it
+        assert_eq!(d.cycle("leaf"), None);
+        d.set("c", images(&["r/c:1"], &[]));
+        assert_eq!(d.cycle("a"), None);
+        // a build from its own previous image is no cycle
+        d.set("s", images(&["r/s:1"], &["r/s:1"]));
+        assert_eq!(d.cycle("s"), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::controller::{Context, wake};
+use super::controller::Context;
+use super::run::wake;
 use super::status::Transition;
 use crate::queue::Update;
 use crate::runner::BuildEvent;
@@ -125,9 +126,21 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
                 }
             }
             ctx.queue.settled(&key);
-            // builds waiting for this one's image may go now (only those)
-            let waiters = ctx.state.lock().await.deps.take_waiters(&key);
-            wake(waiters, ctx, true).await;
+            // builds waiting for this one's image may go now, and those built FROM it
+            // compare its new digest with the one they recorded; it looks again itself
+            // (an input that changed during the build)
+            let mut keys = {
+                let mut st = ctx.state.lock().await;
+                let mut keys = st.deps.take_waiters(&key);
+                if result.is_ok() {
+                    keys.extend(st.deps.dependents(&key));
+                }
+                keys
+            };
+            keys.sort();
+            keys.dedup();
+            keys.push(key.clone());
+            wake(keys, ctx, true).await;
         }
     }
 }

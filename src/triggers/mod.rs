@@ -9,11 +9,14 @@
 pub mod context;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
+use crate::Result;
 use crate::registry::DockerConfig;
 
 /// What a trigger saw.
@@ -112,4 +115,38 @@ impl Default for Channels {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What rebuilds an image without a spec change (`watch` and `controller`).
+#[derive(Clone, Debug, Default)]
+pub struct TriggerSettings {
+    /// Off for one-shot runs, which build what they read once.
+    pub enabled: bool,
+    pub poll: PollSettings,
+    /// `--webhook-listen` with `--webhook-secret-file`.
+    pub webhook: Option<WebhookSettings>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    pub listen: SocketAddr,
+    pub secret_file: PathBuf,
+}
+
+/// The trigger tasks that run; aborted when the controller stops.
+#[derive(Default)]
+pub struct Started {
+    pub tasks: Vec<JoinHandle<()>>,
+    /// `path` contexts are watched: their digests will be observed.
+    pub contexts: bool,
+}
+
+/// Starts the trigger tasks.
+pub async fn start(
+    settings: &TriggerSettings,
+    targets: &watch::Sender<Targets>,
+    out: mpsc::Sender<Observation>,
+) -> Result<Started> {
+    let _ = (settings, targets, out);
+    Ok(Started::default())
 }

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+mod history;
+
+use super::cause::{Cause, Inputs};
 use crate::Error;
-use crate::api::{Condition, DockerBuildStatus, MesosTask, Phase, StageStep};
+use crate::api::{BaseImage, Condition, DockerBuildStatus, MesosTask, Phase, StageStep};
 use crate::runner::BuildOutcome;
 use crate::sources::Notice;
 
@@ -15,7 +18,7 @@ pub enum Transition<'a> {
     Invalid(String),
     /// Waiting for another resource (its base image).
     Waiting(String),
-    Queued,
+    Queued(Queued<'a>),
     Started {
         attempt: u32,
         backend: &'a str,
@@ -51,6 +54,18 @@ pub enum Transition<'a> {
     Failed(&'a Error),
 }
 
+/// A build queued: what it is made from, and why (a new build gets the next number
+/// in `status.history`; none resumes the last one).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Queued<'a> {
+    pub cause: Option<&'a Cause>,
+    pub inputs: Option<&'a Inputs>,
+    /// `spec.rebuild`.
+    pub rebuild: Option<&'a str>,
+    /// `spec.historyLimit`; the default when zero.
+    pub history_limit: u32,
+}
+
 /// The next status. `spec_hash` is the hash of the spec the transition is about
 /// (None when the spec could not be read).
 pub fn next(
@@ -64,11 +79,18 @@ pub fn next(
     // a new spec starts from a clean slate: old digests describe another image
     let mut s = match prev {
         Some(p) if same_spec => p.clone(),
+        // ...but the count and history of builds go on
         _ => DockerBuildStatus {
             conditions: prev.map(|p| p.conditions.clone()).unwrap_or_default(),
+            build_number: prev.and_then(|p| p.build_number),
+            history: prev.map(|p| p.history.clone()).unwrap_or_default(),
             ..Default::default()
         },
     };
+    let builds = !matches!(
+        t,
+        Transition::Invalid(_) | Transition::Waiting(_) | Transition::Stages(_)
+    );
     s.spec_hash = spec_hash.map(str::to_string);
     s.observed_generation = generation;
     let (phase, ready, reason, message): (Phase, &str, &str, String) = match t {
@@ -77,7 +99,11 @@ pub fn next(
             (Phase::Failed, "False", "InvalidSpec", msg)
         }
         Transition::Waiting(msg) => (Phase::Pending, "Unknown", "Waiting", msg),
-        Transition::Queued => {
+        Transition::Queued(q) => {
+            record(&mut s, q);
+            if let Some(cause) = q.cause.filter(|c| c.is_new()) {
+                history::begin(&mut s, &cause.to_string(), q.history_limit);
+            }
             s.start_time = None;
             s.completion_time = None;
             s.image = None;
@@ -185,6 +211,12 @@ pub fn next(
             s.platforms = out.platforms.clone();
             s.attestations = out.attestations.clone();
             s.stages = out.stages.clone();
+            if !out.base_images.is_empty() {
+                s.base_images = out.base_images.clone();
+            }
+            if out.source_version.is_some() {
+                s.source_version = out.source_version.clone();
+            }
             s.completion_time = Some(now.into());
             let n = out.pushed_tags.len();
             (
@@ -207,7 +239,37 @@ pub fn next(
     s.phase = Some(phase);
     s.message = Some(message.clone());
     set_ready(&mut s.conditions, ready, reason, &message, now);
+    if builds {
+        history::sync(&mut s);
+    }
     s
+}
+
+/// What a queued build is made from, as far as it is known before it runs: a build
+/// that fails still says which commit or context it tried, so only a newer one
+/// triggers it again.
+fn record(s: &mut DockerBuildStatus, q: Queued<'_>) {
+    s.rebuild_token = q.rebuild.map(str::to_string);
+    let Some(i) = q.inputs else { return };
+    if i.context.is_some() {
+        s.context_digest = i.context.clone();
+    }
+    if i.commit.is_some() {
+        s.revision = i.commit.clone();
+    }
+    if i.url.is_some() {
+        s.source_version = i.url.clone();
+    }
+    if !i.bases.is_empty() {
+        s.base_images = i
+            .bases
+            .iter()
+            .map(|(image, digest)| BaseImage {
+                image: image.clone(),
+                digest: digest.clone(),
+            })
+            .collect();
+    }
 }
 
 /// Adds what the source warned about (unknown fields) to the message and the Ready
@@ -310,240 +372,4 @@ fn set_ready(conds: &mut Vec<Condition>, status: &str, reason: &str, message: &s
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T0: &str = "2026-01-01T00:00:00Z";
-    const T1: &str = "2026-01-01T00:01:00Z";
-
-    fn outcome() -> BuildOutcome {
-        BuildOutcome {
-            digest: "sha256:ab".into(),
-            image: "r/a@sha256:ab".into(),
-            pushed_tags: vec!["r/a:1".into(), "r/a:latest".into()],
-            revision: None,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_build_from_queue_to_success() {
-        let q = next(None, Some("h"), None, Transition::Queued, T0);
-        assert_eq!(q.phase, Some(Phase::Queued));
-        assert_eq!(q.conditions[0].status, "Unknown");
-        let b = next(
-            Some(&q),
-            Some("h"),
-            None,
-            Transition::Started {
-                attempt: 1,
-                backend: "local",
-                remote: false,
-            },
-            T0,
-        );
-        assert_eq!(
-            (b.phase, b.start_time.as_deref()),
-            (Some(Phase::Building), Some(T0))
-        );
-        let p = next(
-            Some(&b),
-            Some("h"),
-            None,
-            Transition::Pushing { tags: 2 },
-            T1,
-        );
-        assert_eq!(p.message.as_deref(), Some("pushing 2 tags"));
-        let out = outcome();
-        let s = next(Some(&p), Some("h"), None, Transition::Succeeded(&out), T1);
-        assert_eq!(s.phase, Some(Phase::Succeeded));
-        assert_eq!(s.image_digest.as_deref(), Some("sha256:ab"));
-        assert_eq!(s.pushed_tags.len(), 2);
-        assert_eq!(s.start_time.as_deref(), Some(T0));
-        assert_eq!(s.completion_time.as_deref(), Some(T1));
-        let ready = &s.conditions[0];
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_deref()),
-            ("True", Some("Pushed"))
-        );
-        assert_eq!(ready.last_transition_time.as_deref(), Some(T1));
-    }
-
-    #[test]
-    fn warnings_join_the_message_and_keep_the_phase() {
-        let out = outcome();
-        let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
-        let w = vec!["unknown field \"spec.timeoutSecs\"".to_string()];
-        let s = with_warnings(s, &w);
-        let want = "pushed 2 tags (warning: unknown field \"spec.timeoutSecs\")";
-        assert_eq!(s.phase, Some(Phase::Succeeded));
-        assert_eq!(s.message.as_deref(), Some(want));
-        assert_eq!(s.conditions[0].message.as_deref(), Some(want));
-        assert_eq!(with_warnings(s.clone(), &[]), s);
-    }
-
-    #[test]
-    fn new_spec_drops_the_old_image() {
-        let out = outcome();
-        let s = next(None, Some("h1"), None, Transition::Succeeded(&out), T0);
-        let q = next(Some(&s), Some("h2"), None, Transition::Queued, T1);
-        assert_eq!((q.image.as_ref(), q.pushed_tags.len()), (None, 0));
-        assert_eq!(q.spec_hash.as_deref(), Some("h2"));
-    }
-
-    #[test]
-    fn failure_carries_the_error_and_reason() {
-        let err = Error::BuildFailed("step 2/2 `RUN exit 3` failed".into());
-        let s = next(None, Some("h"), Some(4), Transition::Failed(&err), T0);
-        assert_eq!(s.phase, Some(Phase::Failed));
-        assert_eq!(s.observed_generation, Some(4));
-        assert!(s.message.as_deref().unwrap().contains("RUN exit 3"));
-        assert_eq!(s.conditions[0].reason.as_deref(), Some("BuildFailed"));
-        assert_eq!(s.conditions[0].status, "False");
-    }
-
-    #[test]
-    fn ready_transition_time_moves_only_on_change() {
-        let q = next(None, Some("h"), None, Transition::Queued, T0);
-        let b = next(
-            Some(&q),
-            Some("h"),
-            None,
-            Transition::Started {
-                attempt: 1,
-                backend: "local",
-                remote: false,
-            },
-            T1,
-        );
-        assert_eq!(b.conditions[0].last_transition_time.as_deref(), Some(T0));
-    }
-
-    #[test]
-    fn a_mesos_build_stays_queued_until_its_task_runs() {
-        let q = next(None, Some("h"), None, Transition::Queued, T0);
-        let started = Transition::Started {
-            attempt: 1,
-            backend: "mesos",
-            remote: true,
-        };
-        let s = next(Some(&q), Some("h"), None, started, T0);
-        assert_eq!(
-            (s.phase, s.start_time.as_deref()),
-            (Some(Phase::Queued), None)
-        );
-        let too_big = "no Mesos offer fits: the build needs 64 CPUs".to_string();
-        let s = next(Some(&s), Some("h"), None, Transition::Unplaced(too_big), T0);
-        assert_eq!(s.phase, Some(Phase::Queued));
-        assert!(s.message.as_deref().unwrap().contains("64 CPUs"));
-        let task = MesosTask {
-            framework_id: "fw".into(),
-            task_id: "t1".into(),
-            agent_id: "a1".into(),
-        };
-        let placed = Transition::Placed {
-            host: "agent-7",
-            task: &task,
-        };
-        let s = next(Some(&s), Some("h"), None, placed, T1);
-        assert_eq!(s.mesos.as_ref(), Some(&task));
-        assert_eq!(
-            s.message.as_deref(),
-            Some("launched on agent-7 as Mesos task t1")
-        );
-        let s = next(
-            Some(&s),
-            Some("h"),
-            None,
-            Transition::Running { host: "agent-7" },
-            T1,
-        );
-        assert_eq!(
-            (s.phase, s.start_time.as_deref()),
-            (Some(Phase::Building), Some(T1))
-        );
-        let out = outcome();
-        let done = next(Some(&s), Some("h"), None, Transition::Succeeded(&out), T1);
-        assert_eq!(
-            done.mesos.as_ref(),
-            Some(&task),
-            "kept: the user can find the task"
-        );
-        let again = next(Some(&done), Some("h2"), None, Transition::Queued, T1);
-        assert_eq!(again.mesos, None);
-    }
-
-    #[test]
-    fn a_failed_build_shows_its_steps_and_a_new_attempt_starts_clean() {
-        let steps = vec![
-            StageStep {
-                name: "[1/2] FROM base".into(),
-                cached: true,
-                ..Default::default()
-            },
-            StageStep {
-                name: "[2/2] RUN make".into(),
-                duration_seconds: Some(1.5),
-                failed: true,
-                ..Default::default()
-            },
-        ];
-        let started = Transition::Started {
-            attempt: 1,
-            backend: "local",
-            remote: false,
-        };
-        let b = next(None, Some("h"), None, started, T0);
-        let st = next(Some(&b), Some("h"), None, Transition::Stages(&steps), T1);
-        // only the steps change: the build is still what it was
-        assert_eq!(st.stages, steps);
-        assert_eq!((st.phase, &st.message), (b.phase, &b.message));
-        assert_eq!(st.conditions, b.conditions);
-        let err = Error::BuildFailed("step 2/2 `RUN make` failed".into());
-        let f = next(Some(&st), Some("h"), None, Transition::Failed(&err), T1);
-        assert_eq!((f.phase, f.stages.clone()), (Some(Phase::Failed), steps));
-        let again = Transition::Started {
-            attempt: 2,
-            backend: "local",
-            remote: false,
-        };
-        assert!(next(Some(&f), Some("h"), None, again, T1).stages.is_empty());
-        assert!(
-            next(Some(&f), Some("h"), None, Transition::Queued, T1)
-                .stages
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn a_success_records_the_outcomes_steps() {
-        let mut out = outcome();
-        out.stages = vec![StageStep {
-            name: "[2/2] RUN make".into(),
-            cached: true,
-            ..Default::default()
-        }];
-        let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
-        assert_eq!(s.stages, out.stages);
-    }
-
-    #[test]
-    fn a_multi_platform_success_lists_each_platform_and_attestation_until_the_next_build() {
-        let mut out = outcome();
-        out.platforms = vec![crate::api::PlatformImage {
-            platform: "linux/386".into(),
-            digest: "sha256:386".into(),
-        }];
-        out.attestations = vec![crate::api::Attestation {
-            predicate_type: "https://slsa.dev/provenance/v0.2".into(),
-            digest: "sha256:att".into(),
-            platform: Some("linux/386".into()),
-        }];
-        let s = next(None, Some("h"), None, Transition::Succeeded(&out), T0);
-        assert_eq!(s.platforms, out.platforms);
-        assert_eq!(s.attestations, out.attestations);
-        // a new build of a changed spec does not show the old build's images
-        let s = next(Some(&s), Some("h2"), None, Transition::Queued, T0);
-        assert!(s.platforms.is_empty() && s.attestations.is_empty());
-    }
-}
+mod tests;
