@@ -147,6 +147,12 @@ pub async fn start(
     targets: &watch::Sender<Targets>,
     out: mpsc::Sender<Observation>,
 ) -> Result<Started> {
-    let _ = (settings, targets, out);
-    Ok(Started::default())
+    let _ = settings;
+    let mut started = Started::default();
+    // `path` contexts: digested at once and again after their files change.
+    started
+        .tasks
+        .push(context::spawn(targets.subscribe(), out.clone()));
+    started.contexts = true;
+    Ok(started)
 }
