@@ -1,6 +1,8 @@
 //! The `path`-context trigger: digests each context named in [`Targets::contexts`]
 //! at once and again after its files change, and reports a digest that differs from
-//! the last one it reported for that resource.
+//! the last one it reported for that resource. A context that cannot be used (gone,
+//! no Dockerfile, a symlink leading out) is reported as an `unusable:` marker instead,
+//! so its build runs and puts the error in the status rather than waiting for ever.
 //!
 //! One `notify` watcher serves every context: a recursive watch per distinct root
 //! (only the outermost of nested roots: inotify keeps one watch per directory, and two
@@ -71,7 +73,7 @@ struct Root {
 struct Computed {
     unit: UnitKey,
     id: u64,
-    result: crate::Result<String>,
+    result: Result<String, digest::Failure>,
 }
 
 struct State {
@@ -358,7 +360,7 @@ impl State {
             self.running += 1;
             let (key, id, done) = (key.clone(), unit.id, self.done.clone());
             tokio::task::spawn_blocking(move || {
-                let result = digest(&key.0, &key.1);
+                let result = digest::compute(&key.0, &key.1);
                 let _ = done.send(Computed {
                     unit: key,
                     id,
@@ -379,32 +381,46 @@ impl State {
             // Changed again while it ran: the newer digest comes next.
             return Vec::new();
         }
-        match c.result {
+        let digest = match c.result {
             Ok(digest) => {
                 unit.last_error = None;
-                let mut obs = Vec::new();
-                for key in &unit.keys {
-                    if self.sent.get(key) != Some(&digest) {
-                        self.sent.insert(key.clone(), digest.clone());
-                        obs.push(Observation::Context {
-                            key: key.clone(),
-                            digest: digest.clone(),
-                        });
-                    }
-                }
-                obs
+                digest
             }
-            Err(e) => {
-                // The build meets the same error and reports it in the status.
-                let msg = e.to_string();
+            Err(f) => {
+                let msg = f.error.to_string();
+                let marker = unusable_marker(&msg);
                 if unit.last_error.as_ref() != Some(&msg) {
                     warn!(context = %c.unit.0.display(), "cannot digest build context: {msg}");
                     unit.last_error = Some(msg);
                 }
-                Vec::new()
+                // An unusable context is reported too: the reconciler builds once a
+                // context is observed, and that build puts the error in the status.
+                if !f.unusable {
+                    return Vec::new();
+                }
+                marker
+            }
+        };
+        let mut obs = Vec::new();
+        for key in &unit.keys {
+            if self.sent.get(key) != Some(&digest) {
+                self.sent.insert(key.clone(), digest.clone());
+                obs.push(Observation::Context {
+                    key: key.clone(),
+                    digest: digest.clone(),
+                });
             }
         }
+        obs
     }
+}
+
+/// Stands for the digest of a context that cannot be used: never a `sha256:` digest,
+/// the same for the same error (a restart rebuilds nothing), another for another.
+fn unusable_marker(msg: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = hex::encode(Sha256::digest(msg.as_bytes()));
+    format!("unusable:{}", &h[..16])
 }
 
 #[cfg(test)]

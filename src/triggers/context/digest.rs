@@ -24,7 +24,23 @@ const READ_BUF: usize = 64 * 1024;
 ///
 /// Blocking file-system work: call it from a blocking thread in async code.
 pub fn digest(root: &Path, dockerfile: &str) -> Result<String> {
-    let plan = context::plan(root, dockerfile)?;
+    compute(root, dockerfile).map_err(|f| f.error)
+}
+
+/// Why a digest could not be computed.
+pub(super) struct Failure {
+    pub error: crate::Error,
+    /// The context itself is unusable (what [`context::plan`] refuses: no directory,
+    /// no Dockerfile, an escaping symlink): the build would fail the same way. Else a
+    /// file changed under the read, and the change's own event brings a recompute.
+    pub unusable: bool,
+}
+
+pub(super) fn compute(root: &Path, dockerfile: &str) -> std::result::Result<String, Failure> {
+    let plan = context::plan(root, dockerfile).map_err(|error| Failure {
+        error,
+        unusable: true,
+    })?;
     // The plan is sorted today; sorting here keeps the digest independent of that.
     let mut entries: Vec<&Entry> = plan.entries.iter().collect();
     entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -50,7 +66,12 @@ pub fn digest(root: &Path, dockerfile: &str) -> Result<String> {
                 total.update(b"f");
                 total.update(e.mode.to_be_bytes());
                 let follow = e.path == plan.dockerfile;
-                total.update(file_sha256(root, &e.path, follow, &mut buf)?);
+                let content =
+                    file_sha256(root, &e.path, follow, &mut buf).map_err(|error| Failure {
+                        error,
+                        unusable: false,
+                    })?;
+                total.update(content);
             }
         }
     }

@@ -143,7 +143,7 @@ async fn a_removed_target_is_no_longer_reported() {
 async fn keys_sharing_a_context_each_get_it_and_a_newcomer_only_its_own() {
     let dir = context();
     let mut h = Harness::start(&[("ns/a", dir.path()), ("ns/b", dir.path())]);
-    let mut got = vec![h.next().await, h.next().await];
+    let mut got = [h.next().await, h.next().await];
     got.sort();
     assert_eq!(got[0].0, "ns/a");
     assert_eq!(got[1].0, "ns/b");
@@ -184,21 +184,23 @@ async fn nested_roots_both_see_changes_and_survive_the_outer_going() {
 }
 
 #[tokio::test]
-async fn a_broken_context_sends_nothing_until_fixed() {
+async fn a_broken_context_is_reported_unusable_once_and_its_fix_again() {
     let dir = context();
     let mut h = Harness::start(&[("ns/a", dir.path())]);
     let (_, first) = h.next().await;
 
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), dir.path().join("app/out")).unwrap();
-    h.nothing().await;
-    fs::remove_file(dir.path().join("app/out")).unwrap();
-    // Back as it was: the same digest as last sent, so still nothing.
+    let (_, broken) = h.next().await;
+    assert!(broken.starts_with("unusable:"), "{broken}");
+    // Still broken the same way: nothing more.
+    write(dir.path(), "app/main.txt", "v2");
     h.nothing().await;
 
-    write(dir.path(), "app/main.txt", "v2");
-    let (_, d) = h.next().await;
-    assert_ne!(d, first);
+    fs::remove_file(dir.path().join("app/out")).unwrap();
+    let (_, fixed) = h.next().await;
+    assert_eq!(fixed, digest(dir.path(), "Dockerfile").unwrap());
+    assert_ne!(fixed, first);
 }
 
 #[tokio::test]
@@ -206,6 +208,8 @@ async fn a_root_created_later_or_replaced_is_watched() {
     let parent = tempfile::tempdir().unwrap();
     let root = parent.path().join("ctx");
     let mut h = Harness::start(&[("ns/a", &root)]);
+    let (_, missing) = h.next().await;
+    assert!(missing.starts_with("unusable:"), "{missing}");
     h.nothing().await;
 
     fs::create_dir(&root).unwrap();
