@@ -3,7 +3,8 @@
 #
 #   bash scripts/test.sh [extra args for `cargo test`]
 #
-# 1. installs/starts Docker Engine if needed (scripts/ensure-docker.sh)
+# 1. installs git (with `git daemon`) and Docker Engine if needed
+#    (scripts/ensure-docker.sh starts the latter)
 # 2. starts a throw-away registry on a free 127.0.0.1 port (scripts/registry.sh)
 # 3. builds the real Mesos master once (scripts/ensure-mesos.sh); tests start and
 #    stop their own Mesos clusters on free 127.0.0.1 ports with it
@@ -105,6 +106,18 @@ fi
 cargo --version
 cargo fmt --version || die "rustfmt is missing"
 cargo clippy --version || die "clippy is missing"
+
+section "git"
+# Git sources and the git trigger tests (a real `git daemon`, tests/common/git.rs);
+# Debian's git package carries the daemon.
+if ! command -v git >/dev/null 2>&1 || [ ! -x "$(git --exec-path)/git-daemon" ]; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
+  { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update &&
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+      install -y --no-install-recommends git; } </dev/null || die "apt-get install git failed"
+fi
+git --version || die "git is missing"
 
 section "Docker Engine"
 if ! bash scripts/ensure-docker.sh status >/dev/null 2>&1 && [ "${SLIPWAY_KEEP_DOCKERD:-0}" != 1 ]; then

@@ -856,3 +856,56 @@ async fn the_controller_builds_with_the_chart_namespaced_role_and_nothing_else()
         assert_eq!(can_i(&k, &kc, &args), want, "can-i {}", args.join(" "));
     }
 }
+
+#[test]
+fn a_webhook_secret_is_mounted_as_a_file_and_its_port_served() {
+    // off by default: no flag, no port, no volume
+    let docs = render(&[]);
+    let deploy = one(&docs, "Deployment", "rel-slipway");
+    assert!(!args(deploy).iter().any(|a| a.starts_with("--webhook")));
+    assert!(!serde_json::to_string(&docs).unwrap().contains("webhook"));
+
+    let docs = render(&[
+        "--set",
+        "webhook.secretName=hooks",
+        "--set",
+        "webhook.key=token",
+        "--set",
+        "webhook.port=9443",
+    ]);
+    let deploy = one(&docs, "Deployment", "rel-slipway");
+    let a = args(deploy);
+    assert!(has(&a, "--webhook-listen=0.0.0.0:9443"), "{a:?}");
+    assert!(
+        has(&a, "--webhook-secret-file=/etc/slipway/webhook/secret"),
+        "{a:?}"
+    );
+    let vol = volume(deploy, "webhook-secret");
+    assert_eq!(vol["secret"]["secretName"], "hooks");
+    assert_eq!(secret_items(vol), ["token"]);
+    assert_eq!(vol["secret"]["items"][0]["path"], "secret");
+    let c = container(deploy);
+    assert_eq!(
+        mounts(c).get("/etc/slipway/webhook").map(String::as_str),
+        Some("webhook-secret")
+    );
+    let port = |ports: &Value| {
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "webhook")
+            .cloned()
+            .unwrap_or_else(|| panic!("a webhook port in {ports:#}"))
+    };
+    assert_eq!(port(&c["ports"])["containerPort"], 9443);
+    let svc = one(&docs, "Service", "rel-slipway");
+    let sp = port(&svc["spec"]["ports"]);
+    assert_eq!(
+        (&sp["port"], &sp["targetPort"]),
+        (&json!(9443), &json!("webhook"))
+    );
+
+    let e = template("rel", "builds", &["--set", "webhook.port=0"]).unwrap_err();
+    assert!(e.contains("webhook/port"), "{e}");
+}

@@ -82,7 +82,7 @@ async fn serve(body: Vec<u8>) -> String {
                 let mut buf = [0u8; 4096];
                 let _ = sock.read(&mut buf).await;
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"ctx-1\"\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = sock.write_all(head.as_bytes()).await;
@@ -125,6 +125,12 @@ async fn url_source_builds_a_gzipped_tarball() {
         .await
         .expect("tarball build succeeds");
     assert_pushed(&out).await;
+    // what the url poller compares with, and the base the cascade follows
+    assert_eq!(out.source_version.as_deref(), Some("\"ctx-1\""));
+    assert_eq!(
+        out.base_images.iter().map(|b| &b.image).collect::<Vec<_>>(),
+        [&base]
+    );
 }
 
 /// Serves `head`, then `chunk` over and over, `chunk` bytes every `every`, for ever.

@@ -137,4 +137,17 @@ mod tests {
         });
         assert_eq!(TaskReport::decode(&done.encode()).unwrap(), done);
     }
+
+    #[test]
+    fn what_a_build_was_made_from_crosses_the_wire() {
+        let done = TaskReport::Finished(BuildOutcome {
+            base_images: vec![crate::api::BaseImage {
+                image: "debian:12".into(),
+                digest: "sha256:0123".into(),
+            }],
+            source_version: Some("\"v7\"".into()),
+            ..Default::default()
+        });
+        assert_eq!(TaskReport::decode(&done.encode()).unwrap(), done);
+    }
 }

@@ -98,13 +98,16 @@ pub enum Cause {
     /// A build that was under way when slipway stopped starts again, for the reason
     /// it first ran (the status's `triggeredBy`).
     Resume(Option<String>),
+    /// A build that waited (for a base image, for credentials) starts, for the
+    /// reason it was asked for.
+    Waited(Option<String>),
 }
 
 impl Cause {
     pub fn lane(&self) -> Lane {
         match self {
             Cause::Spec | Cause::Rebuild => Lane::User,
-            Cause::Resume(t) => match t.as_deref() {
+            Cause::Resume(t) | Cause::Waited(t) => match t.as_deref() {
                 None | Some("spec") | Some("rebuild") => Lane::User,
                 Some(_) => Lane::Auto,
             },
@@ -135,7 +138,7 @@ impl fmt::Display for Cause {
                 write!(f, "base: {image}@{}", short(digest, 19))
             }
             Cause::Url => f.write_str("url"),
-            Cause::Resume(t) => f.write_str(t.as_deref().unwrap_or("spec")),
+            Cause::Resume(t) | Cause::Waited(t) => f.write_str(t.as_deref().unwrap_or("spec")),
         }
     }
 }

@@ -321,7 +321,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
         }
         Ok(waiting) if !waiting.is_empty() => {
             let msg = format!("waiting for base image {}", waiting.join(", "));
-            ctx.transition(&res, Some(&hash), Transition::Waiting(msg))
+            ctx.transition(&res, Some(&hash), Transition::Waiting(msg, Some(&cause)))
                 .await;
             return Ok(Action::AwaitChange);
         }
@@ -337,7 +337,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
         // credentials that may yet appear (a Secret applied after the build): look again
         Err(e) if e.is_retryable() => {
             let msg = format!("waiting for registry credentials: {}", e.detail());
-            ctx.transition(&res, Some(&hash), Transition::Waiting(msg))
+            ctx.transition(&res, Some(&hash), Transition::Waiting(msg, Some(&cause)))
                 .await;
             return Ok(Action::Requeue(AUTH_RETRY));
         }
@@ -352,7 +352,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
         // a Secret applied after the build: look again
         Err(e) if e.is_retryable() => {
             let msg = format!("waiting for build secrets: {}", e.detail());
-            ctx.transition(&res, Some(&hash), Transition::Waiting(msg))
+            ctx.transition(&res, Some(&hash), Transition::Waiting(msg, Some(&cause)))
                 .await;
             return Ok(Action::Requeue(AUTH_RETRY));
         }

@@ -72,8 +72,10 @@ pub fn decide(
                 failed(status),
             )
             .map_or(Decision::Nothing, Decision::Build),
-        // Pending (waiting on a base image), or a build that was under way when
-        // slipway stopped and no longer runs anywhere: (re)start it
+        // waiting (for a base image, for credentials): it may start now
+        Some(Phase::Pending) => Decision::Build(Cause::Waited(status.triggered_by.clone())),
+        // a build that was under way when slipway stopped and no longer runs
+        // anywhere: start it again
         _ => Decision::Build(Cause::Resume(status.triggered_by.clone())),
     }
 }
@@ -210,12 +212,7 @@ mod tests {
 
     #[test]
     fn build_lost_in_a_restart_starts_again_for_its_first_reason() {
-        for p in [
-            Phase::Queued,
-            Phase::Building,
-            Phase::Pushing,
-            Phase::Pending,
-        ] {
+        for p in [Phase::Queued, Phase::Building, Phase::Pushing] {
             let mut s = status("h1", p);
             s.triggered_by = Some("context".into());
             let d = decide("h1", Some(&s), None, &now());
@@ -226,6 +223,18 @@ mod tests {
             assert_eq!(c.lane(), Lane::Auto);
             assert!(!c.is_new());
         }
+    }
+
+    #[test]
+    fn a_build_that_waited_starts_as_a_new_build_for_its_reason() {
+        let mut s = status("h1", Phase::Pending);
+        s.triggered_by = Some("spec".into());
+        let d = decide("h1", Some(&s), None, &now());
+        let Decision::Build(c) = d else {
+            panic!("{d:?}")
+        };
+        assert!(c.is_new());
+        assert_eq!((c.to_string().as_str(), c.lane()), ("spec", Lane::User));
     }
 
     #[test]

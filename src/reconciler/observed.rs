@@ -50,7 +50,6 @@ impl Observed {
             }
             Observation::Url { url, version } => (&mut self.url, url.clone(), version),
             Observation::Base { image, digest } => (&mut self.bases, normalize_ref(image), digest),
-            Observation::GitHint { .. } => return false,
         };
         map.insert(k, v.clone()).as_ref() != Some(v)
     }
@@ -107,7 +106,6 @@ impl State {
                 .map(Resource::key)
                 .collect(),
             Observation::Base { image, .. } => self.deps.needing(image),
-            Observation::GitHint { .. } => Vec::new(),
         }
     }
 

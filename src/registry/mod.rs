@@ -2,8 +2,10 @@
 //! manifest's digest read back through the v2 API to check what the daemon said.
 
 mod credentials;
+mod reference;
 
 pub use credentials::{Credentials, DockerConfig};
+pub use reference::{ImageRef, is_registry_host};
 
 use reqwest::{StatusCode, header};
 use tracing::debug;
@@ -66,6 +68,26 @@ pub async fn manifest_digest(
         })?;
     debug!(registry, repository, reference, digest, "manifest digest");
     Ok(digest.to_string())
+}
+
+/// The digest `image` has in its registry now (the one a push of it reported); a
+/// digest reference is its own answer.
+pub async fn image_digest(
+    client: &reqwest::Client,
+    image: &ImageRef,
+    creds: Option<&Credentials>,
+) -> Result<String> {
+    if let Some(pinned) = image.pinned() {
+        return Ok(pinned.to_string());
+    }
+    manifest_digest(
+        client,
+        image.api_host(),
+        &image.repository,
+        &image.reference,
+        creds,
+    )
+    .await
 }
 
 /// The manifest (or index) `repository:reference` as the registry serves it.

@@ -12,7 +12,9 @@ use futures::StreamExt;
 use tracing::{debug, instrument, warn};
 
 use super::fetch::UrlLimits;
-use super::{BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, context, directives, fetch};
+use super::{
+    BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, bases, context, directives, fetch,
+};
 use crate::registry::{self, Credentials, error_chain};
 
 mod buildkit;
@@ -52,6 +54,8 @@ struct Workspace {
     _tmp: Option<tempfile::TempDir>,
     revision: Option<String>,
     source_url: Option<String>,
+    /// A `url` source's version as fetched.
+    source_version: Option<String>,
 }
 
 impl Runner {
@@ -167,6 +171,8 @@ impl Runner {
         };
         let text = plan.read_dockerfile()?;
         let (d, stripped) = directives::parse(&text)?;
+        let images = directives::from_images(&text, &spec.build_args);
+        let bases = bases::Lookup::start(self.http.clone(), images, req.auth.clone());
         let target = super::resolve(spec, &d)?;
         let with_cache;
         let spec = match engine::default_cache(
@@ -241,8 +247,14 @@ impl Runner {
                         None => e,
                     }
                 })?;
-                return buildkitd::outcome(&self.http, built, &target, creds.as_ref(), ws.revision)
-                    .await;
+                let out =
+                    buildkitd::outcome(&self.http, built, &target, creds.as_ref(), ws.revision)
+                        .await?;
+                return Ok(BuildOutcome {
+                    base_images: bases.finish().await,
+                    source_version: ws.source_version,
+                    ..out
+                });
             }
             (Some(d), None) => d,
             (None, None) => return Err(Error::Docker("no Docker daemon connected".into())),
@@ -394,6 +406,8 @@ impl Runner {
             pushed_tags: refs,
             revision: ws.revision,
             stages,
+            base_images: bases.finish().await,
+            source_version: ws.source_version,
             ..Default::default()
         })
     }
@@ -414,6 +428,7 @@ impl Runner {
                 _tmp: None,
                 revision: None,
                 source_url: None,
+                source_version: None,
             });
         }
         let tmp = tempfile::Builder::new()
@@ -434,6 +449,7 @@ impl Runner {
                 _tmp: Some(tmp),
                 revision: None,
                 source_url: None,
+                source_version: None,
             });
         }
         if let Some(git) = &src.git {
@@ -453,15 +469,17 @@ impl Runner {
                 _tmp: Some(tmp),
                 revision: fetched.commit,
                 source_url: Some(git.url.clone()),
+                source_version: None,
             });
         }
         if let Some(url) = &src.url {
-            fetch::url(&self.downloads, url, &root, self.url_limits).await?;
+            let version = fetch::url(&self.downloads, url, &root, self.url_limits).await?;
             return Ok(Workspace {
                 dir: root,
                 _tmp: Some(tmp),
                 revision: None,
                 source_url: Some(url.clone()),
+                source_version: version,
             });
         }
         Err(Error::InvalidSpec("spec.source is empty".into()))

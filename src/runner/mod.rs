@@ -1,6 +1,7 @@
 //! The build runner, shared by every backend: fetch the context, read and strip the
 //! Dockerfile's directives, build, tag, push, and read the digest back.
 
+mod bases;
 mod buildkitd;
 pub mod context;
 pub mod directives;

@@ -6,7 +6,13 @@
 //! The reconciler says what to watch through [`Targets`] (a `tokio::sync::watch`
 //! value it edits in place); each trigger task reads the latest targets when it looks.
 
+pub mod bases;
 pub mod context;
+pub mod poll;
+pub mod url;
+
+pub use bases::spawn_base_poller;
+pub use url::spawn_url_poller;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,6 +24,12 @@ use tokio::task::JoinHandle;
 
 use crate::Result;
 use crate::registry::DockerConfig;
+
+pub mod git;
+pub mod webhook;
+
+pub use git::{ls_remote, spawn_poller};
+pub use webhook::WebhookSecret;
 
 /// What a trigger saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,8 +46,6 @@ pub enum Observation {
         commit: String,
         webhook: bool,
     },
-    /// A push hook named a repository and ref but no commit: look it up now.
-    GitHint { url: String, git_ref: String },
     /// The `url` source's current version (its ETag, else its Last-Modified).
     Url { url: String, version: String },
     /// An image that no resource builds (`FROM debian:12`) has this digest now.
@@ -147,8 +157,24 @@ pub async fn start(
     targets: &watch::Sender<Targets>,
     out: mpsc::Sender<Observation>,
 ) -> Result<Started> {
-    let _ = settings;
     let mut started = Started::default();
+    if !settings.enabled {
+        return Ok(started);
+    }
+    // registry and url looks read headers only: a short total timeout suits them
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| crate::Error::Registry(e.to_string()))?;
+    let poll = &settings.poll;
+    started.tasks.extend([
+        spawn_base_poller(targets.subscribe(), poll.base, client.clone(), out.clone()),
+        spawn_url_poller(targets.subscribe(), poll.url, client, out.clone()),
+    ]);
+    started
+        .tasks
+        .extend(git::start(settings, targets, out.clone()).await?);
     // `path` contexts: digested at once and again after their files change.
     started
         .tasks

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod git;
 pub mod helm;
 pub mod kube;
 pub mod mesos;

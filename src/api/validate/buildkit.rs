@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{validate_registry, validate_repository, validate_tag};
 use crate::api::BuildSecret;
+use crate::registry::is_registry_host;
 use crate::{Error, Result};
 
 /// An architecture and its variants.
@@ -61,12 +62,6 @@ pub fn split_cache_ref(r: &str) -> Option<(&str, &str, &str)> {
         Some((repo, tag)) => (host, repo, tag),
         None => (host, rest, "latest"),
     })
-}
-
-/// Docker's rule for the first part of a reference: a registry has a dot or a port,
-/// or is `localhost`; anything else is a Docker Hub namespace.
-fn is_registry_host(h: &str) -> bool {
-    h.contains('.') || h.contains(':') || h == "localhost"
 }
 
 /// `spec.secrets`: unique ids of `[A-Za-z0-9._-]`, each with one source.

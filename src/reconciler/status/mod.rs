@@ -16,8 +16,9 @@ use crate::sources::Notice;
 pub enum Transition<'a> {
     /// The resource cannot be built as written.
     Invalid(String),
-    /// Waiting for another resource (its base image).
-    Waiting(String),
+    /// Waiting for another resource (its base image) or for credentials; the build
+    /// it waits to start is asked for by `cause`.
+    Waiting(String, Option<&'a Cause>),
     Queued(Queued<'a>),
     Started {
         attempt: u32,
@@ -89,7 +90,7 @@ pub fn next(
     };
     let builds = !matches!(
         t,
-        Transition::Invalid(_) | Transition::Waiting(_) | Transition::Stages(_)
+        Transition::Invalid(_) | Transition::Waiting(..) | Transition::Stages(_)
     );
     s.spec_hash = spec_hash.map(str::to_string);
     s.observed_generation = generation;
@@ -98,7 +99,12 @@ pub fn next(
             s.completion_time = Some(now.into());
             (Phase::Failed, "False", "InvalidSpec", msg)
         }
-        Transition::Waiting(msg) => (Phase::Pending, "Unknown", "Waiting", msg),
+        Transition::Waiting(msg, cause) => {
+            if let Some(c) = cause {
+                s.triggered_by = Some(c.to_string());
+            }
+            (Phase::Pending, "Unknown", "Waiting", msg)
+        }
         Transition::Queued(q) => {
             record(&mut s, q);
             if let Some(cause) = q.cause.filter(|c| c.is_new()) {

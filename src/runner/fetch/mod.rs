@@ -10,7 +10,7 @@ use std::process::Stdio;
 use crate::{Error, Result};
 
 mod url;
-pub use url::{DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_STALL, UrlLimits, url};
+pub use url::{DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_STALL, UrlLimits, url, version};
 
 /// What a fetch produced besides the files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +33,7 @@ const STDERR_TAIL_LINES: usize = 5;
 /// Dropping the future kills the running git process.
 pub async fn git(url: &str, revision: Option<&str>, dest: &Path) -> Result<Fetched> {
     let shown = redact_credentials(url);
-    // A leading '-' would be read as an option by git (option injection).
-    if url.is_empty() || url.starts_with('-') {
-        return Err(Error::InvalidSpec(format!("invalid git URL '{shown}'")));
-    }
-    let rev = revision
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .unwrap_or("HEAD");
-    if rev.starts_with('-') || rev.chars().any(char::is_whitespace) {
-        return Err(Error::InvalidSpec(format!("invalid git revision '{rev}'")));
-    }
+    let rev = checked_git_args(url, revision)?.unwrap_or("HEAD");
     tokio::fs::create_dir_all(dest)
         .await
         .map_err(|e| Error::Context(format!("cannot create '{}': {e}", dest.display())))?;
@@ -119,13 +109,38 @@ pub async fn git(url: &str, revision: Option<&str>, dest: &Path) -> Result<Fetch
     })
 }
 
-fn looks_like_sha(rev: &str) -> bool {
+/// Refuses a URL or revision git would read as an option (option injection) and returns
+/// the revision trimmed (`None` when absent or blank: the remote's default branch).
+pub(crate) fn checked_git_args<'a>(
+    url: &str,
+    revision: Option<&'a str>,
+) -> Result<Option<&'a str>> {
+    if url.is_empty() || url.starts_with('-') {
+        return Err(Error::InvalidSpec(format!(
+            "invalid git URL '{}'",
+            redact_credentials(url)
+        )));
+    }
+    let rev = revision.map(str::trim).filter(|r| !r.is_empty());
+    if let Some(rev) = rev
+        && (rev.starts_with('-') || rev.chars().any(char::is_whitespace))
+    {
+        return Err(Error::InvalidSpec(format!("invalid git revision '{rev}'")));
+    }
+    Ok(rev)
+}
+
+pub(crate) fn looks_like_sha(rev: &str) -> bool {
     (4..=64).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Runs git in `dir`. The outer error is "git could not be started"; the inner one is
-/// git's failure, as the redacted tail of its stderr.
-async fn run_git(dir: &Path, args: &[&str]) -> Result<std::result::Result<String, String>> {
+/// git's failure, as the redacted tail of its stderr. The one place slipway starts git
+/// (fetches here, `ls-remote` for the git triggers).
+pub(crate) async fn run_git(
+    dir: &Path,
+    args: &[&str],
+) -> Result<std::result::Result<String, String>> {
     let output = tokio::process::Command::new("git")
         .args(["-c", "advice.detachedHead=false"])
         .args(args)

@@ -84,12 +84,14 @@ fn human_bytes(n: u64) -> String {
 ///
 /// Dropping the future (a cancelled or timed-out build) stops the unpacker too, at its
 /// next read: it would otherwise keep writing into a directory already deleted.
+///
+/// Returns the version of what was downloaded ([`version`]), if the server gave one.
 pub async fn url(
     client: &reqwest::Client,
     url: &str,
     dest: &Path,
     limits: UrlLimits,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let shown = redact_credentials(url);
     let transfer = |e: reqwest::Error| {
         // reqwest's message embeds the URL, credentials included: drop it, keep causes.
@@ -108,6 +110,7 @@ pub async fn url(
             "downloading {shown} failed: HTTP {status}"
         )));
     }
+    let fetched = version(response.headers());
     let too_large = || limits.too_large(&format!("{shown} is"));
     if response
         .content_length()
@@ -150,7 +153,19 @@ pub async fn url(
         .map_err(|e| match e {
             Error::Context(m) => Error::Context(format!("{shown}: {m}")),
             other => other,
-        })
+        })?;
+    Ok(fetched)
+}
+
+/// What identifies this version of a `url` source: its ETag, else its Last-Modified
+/// (what the url poller compares, see `triggers::url`).
+pub fn version(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    [reqwest::header::ETAG, reqwest::header::LAST_MODIFIED]
+        .iter()
+        .filter_map(|h| headers.get(h)?.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// Why [`Guarded`] refused to read on.

@@ -8,6 +8,11 @@ type Routes = Vec<(String, u16, Vec<u8>)>;
 
 /// A one-request-per-connection HTTP/1.1 server on loopback.
 async fn serve(routes: Routes) -> String {
+    serve_with_headers(routes, "").await
+}
+
+/// [`serve`], with `headers` (`name: value\r\n` lines) in every response.
+async fn serve_with_headers(routes: Routes, headers: &'static str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let routes = Arc::new(routes);
@@ -31,7 +36,7 @@ async fn serve(routes: Routes) -> String {
                     .map(|r| (r.1, r.2.clone()))
                     .unwrap_or((404, b"not found".to_vec()));
                 let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n",
                     body.len()
                 );
                 let _ = sock.write_all(head.as_bytes()).await;
@@ -124,11 +129,15 @@ fn check_sample(dest: &Path) {
     );
 }
 
-async fn fetch_url(base: &str, path: &str) -> (Result<()>, tempfile::TempDir) {
+async fn fetch_url(base: &str, path: &str) -> (Result<Option<String>>, tempfile::TempDir) {
     fetch_with(base, path, UrlLimits::default()).await
 }
 
-async fn fetch_with(base: &str, path: &str, limits: UrlLimits) -> (Result<()>, tempfile::TempDir) {
+async fn fetch_with(
+    base: &str,
+    path: &str,
+    limits: UrlLimits,
+) -> (Result<Option<String>>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let r = url(
@@ -141,7 +150,7 @@ async fn fetch_with(base: &str, path: &str, limits: UrlLimits) -> (Result<()>, t
     (r, dir)
 }
 
-fn context_msg(r: Result<()>) -> String {
+fn context_msg<T: std::fmt::Debug>(r: Result<T>) -> String {
     match r {
         Err(Error::Context(m)) => m,
         other => panic!("expected Error::Context, got {other:?}"),
@@ -168,6 +177,25 @@ async fn url_plain_gzip_and_zstd() {
         r.unwrap_or_else(|e| panic!("{path}: {e}"));
         check_sample(&dir.path().join("ctx"));
     }
+}
+
+#[tokio::test]
+async fn url_reports_the_version_it_fetched() {
+    let tar = sample_tar();
+    let route = || vec![("/c.tar".to_string(), 200, tar.clone())];
+    let both = "etag: \"v7\"\r\nlast-modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n";
+    let base = serve_with_headers(route(), both).await;
+    let (r, dir) = fetch_url(&base, "/c.tar").await;
+    assert_eq!(r.unwrap().as_deref(), Some("\"v7\""), "the ETag wins");
+    check_sample(&dir.path().join("ctx"));
+    let dated = "last-modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n";
+    let base = serve_with_headers(route(), dated).await;
+    assert_eq!(
+        fetch_url(&base, "/c.tar").await.0.unwrap().as_deref(),
+        Some("Wed, 21 Oct 2026 07:28:00 GMT")
+    );
+    let base = serve(route()).await;
+    assert_eq!(fetch_url(&base, "/c.tar").await.0.unwrap(), None);
 }
 
 #[tokio::test]
