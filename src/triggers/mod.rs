@@ -7,6 +7,7 @@
 //! value it edits in place); each trigger task reads the latest targets when it looks.
 
 pub mod bases;
+pub mod context;
 pub mod poll;
 pub mod url;
 
@@ -174,5 +175,10 @@ pub async fn start(
     started
         .tasks
         .extend(git::start(settings, targets, out.clone()).await?);
+    // `path` contexts: digested at once and again after their files change.
+    started
+        .tasks
+        .push(context::spawn(targets.subscribe(), out.clone()));
+    started.contexts = true;
     Ok(started)
 }

@@ -4,7 +4,7 @@
 mod parse;
 mod scan;
 pub mod secrets;
-mod watch;
+pub(crate) mod watch;
 mod write;
 mod yaml_doc;
 

@@ -27,7 +27,7 @@ pub(super) enum FsEvent {
 }
 
 /// The folder's identity (device, inode), None when it is not a directory now.
-pub(super) fn identity(root: &Path) -> Option<(u64, u64)> {
+pub(crate) fn identity(root: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(root)
         .ok()
         .filter(|m| m.is_dir())
