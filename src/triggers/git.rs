@@ -169,12 +169,19 @@ pub async fn start(
     targets: &watch::Sender<Targets>,
     out: mpsc::Sender<Observation>,
 ) -> Result<Vec<JoinHandle<()>>> {
+    // what may fail first, so a failure leaves nothing running
+    let webhook = match &settings.webhook {
+        Some(w) => {
+            let secret = WebhookSecret::from_file(&w.secret_file)?;
+            let listener = tokio::net::TcpListener::bind(w.listen)
+                .await
+                .map_err(|e| Error::InvalidSpec(format!("--webhook-listen {}: {e}", w.listen)))?;
+            Some((secret, listener))
+        }
+        None => None,
+    };
     let mut tasks = vec![spawn_poller(targets.subscribe(), out.clone())];
-    if let Some(w) = &settings.webhook {
-        let secret = WebhookSecret::from_file(&w.secret_file)?;
-        let listener = tokio::net::TcpListener::bind(w.listen)
-            .await
-            .map_err(|e| Error::InvalidSpec(format!("--webhook-listen {}: {e}", w.listen)))?;
+    if let Some((secret, listener)) = webhook {
         let targets = targets.subscribe();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = super::webhook::serve(listener, secret, targets, out).await {

@@ -161,6 +161,10 @@ pub async fn start(
     if !settings.enabled {
         return Ok(started);
     }
+    // first what may fail (binding the webhook's address), so nothing is left running
+    started
+        .tasks
+        .extend(git::start(settings, targets, out.clone()).await?);
     // registry and url looks read headers only: a short total timeout suits them
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -172,9 +176,6 @@ pub async fn start(
         spawn_base_poller(targets.subscribe(), poll.base, client.clone(), out.clone()),
         spawn_url_poller(targets.subscribe(), poll.url, client, out.clone()),
     ]);
-    started
-        .tasks
-        .extend(git::start(settings, targets, out.clone()).await?);
     // `path` contexts: digested at once and again after their files change.
     started
         .tasks
