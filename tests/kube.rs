@@ -191,7 +191,7 @@ async fn apply_ends_in_a_pushed_digest_with_ready_events_and_metrics() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "PHASE", "IMAGE", "DIGEST", "AGE"],
+        ["NAME", "PHASE", "TRIGGER", "IMAGE", "DIGEST", "AGE"],
         "{table}"
     );
     assert!(
