@@ -38,6 +38,8 @@ pub struct BackendArgs {
     /// Docker daemon (unix:///path or tcp://host:port); DOCKER_HOST otherwise.
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    #[command(flatten)]
+    pub docker_tls: crate::runner::DockerTls,
     /// Builder, for every backend: a standalone buildkitd when --buildkit-addr is
     /// given (auto), else the Docker daemon's BuildKit when it has one, or one named.
     #[arg(long, value_enum, default_value = "auto", env = "SLIPWAY_BUILDER")]
@@ -211,9 +213,14 @@ pub async fn backend(
             ..Default::default()
         };
         return Ok(Arc::new(
-            LocalBackend::connect(args.docker_host.as_deref(), args.builder, &args.buildkitd)
-                .await?
-                .with_url_limits(limits),
+            LocalBackend::connect(
+                args.docker_host.as_deref(),
+                &args.docker_tls,
+                args.builder,
+                &args.buildkitd,
+            )
+            .await?
+            .with_url_limits(limits),
         ));
     }
     let m = &args.mesos;

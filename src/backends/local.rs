@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 use super::Backend;
 use crate::Result;
-use crate::runner::{BuildOutcome, BuildRequest, Builder, BuildkitdArgs, Cancel, Events, Runner};
+use crate::runner::{
+    BuildOutcome, BuildRequest, Builder, BuildkitdArgs, Cancel, DockerTls, Events, Runner,
+};
 
 pub struct LocalBackend {
     runner: Runner,
@@ -12,14 +14,16 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// Connects to `docker_host`, or `DOCKER_HOST`, or the local socket, building
-    /// with the builder `builder` picks (a standalone buildkitd needs no daemon).
+    /// (over TLS as `tls` says), with the builder `builder` picks (a standalone
+    /// buildkitd needs no daemon).
     pub async fn connect(
         docker_host: Option<&str>,
+        tls: &DockerTls,
         builder: Builder,
         buildkitd: &BuildkitdArgs,
     ) -> Result<Self> {
         Ok(Self {
-            runner: Runner::connect_with(docker_host, builder, buildkitd).await?,
+            runner: Runner::connect_tls(docker_host, tls, builder, buildkitd).await?,
         })
     }
 

@@ -21,12 +21,14 @@ mod buildkit;
 mod classic;
 mod daemon;
 mod inline_cache;
+mod tls;
 use super::buildkitd::{self, Buildkitd};
 use super::engine::{self, Builder, BuildkitdArgs, Engine};
 use super::errors::{blame_context, classify_docker_error, push_error};
 use super::filesync::LocalDirs;
 use super::session;
 use crate::{Error, Result};
+pub use tls::DockerTls;
 
 /// Runs builds against one Docker daemon or one buildkitd.
 #[derive(Clone)]
@@ -74,11 +76,21 @@ impl Runner {
         builder: Builder,
         buildkitd: &BuildkitdArgs,
     ) -> Result<Self> {
+        Self::connect_tls(docker_host, &DockerTls::from_env(), builder, buildkitd).await
+    }
+
+    /// [`Runner::connect_with`], reaching a `tcp://` daemon over TLS as `tls` says.
+    pub async fn connect_tls(
+        docker_host: Option<&str>,
+        tls: &DockerTls,
+        builder: Builder,
+        buildkitd: &BuildkitdArgs,
+    ) -> Result<Self> {
         let (docker, engine) = match engine::without_docker(builder, buildkitd.addr.as_deref())? {
             Some(Engine::Buildkitd) => (None, Engine::Buildkitd),
-            Some(engine) => (Some(connect_docker(docker_host).await?), engine),
+            Some(engine) => (Some(connect_docker(docker_host, tls).await?), engine),
             None => {
-                let docker = connect_docker(docker_host).await?;
+                let docker = connect_docker(docker_host, tls).await?;
                 let v = docker
                     .version()
                     .await
@@ -109,7 +121,7 @@ impl Runner {
         Ok(Self {
             daemon: docker
                 .as_ref()
-                .and_then(|_| daemon::Addr::resolve(docker_host)),
+                .and_then(|_| daemon::Addr::resolve(docker_host, tls.docker_tls_verify)),
             docker,
             buildkitd,
             engine,
@@ -560,16 +572,18 @@ impl Runner {
 
 /// The Docker daemon at `docker_host`, `DOCKER_HOST` or the local socket, with an
 /// agreed API version.
-async fn connect_docker(docker_host: Option<&str>) -> Result<Docker> {
-    let docker = match docker_host {
-        Some(h) => Docker::connect_with_host(h),
-        None => Docker::connect_with_defaults(),
-    }
-    .map_err(|e| Error::Docker(e.to_string()))?;
-    let mut docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| Error::Docker(format!("cannot reach the daemon: {e}")))?;
+async fn connect_docker(docker_host: Option<&str>, tls: &DockerTls) -> Result<Docker> {
+    let env_host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    let host = docker_host.map(str::to_string).or(env_host);
+    let docker = match &host {
+        Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.connect(h)?,
+        Some(h) => Docker::connect_with_host(h).map_err(|e| Error::Docker(e.to_string()))?,
+        None => Docker::connect_with_defaults().map_err(|e| Error::Docker(e.to_string()))?,
+    };
+    let mut docker = docker.negotiate_version().await.map_err(|e| match &host {
+        Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.error(h, &e),
+        _ => Error::Docker(format!("cannot reach the daemon: {e}")),
+    })?;
     // the default 2 minutes would cut off a large context upload
     docker.set_timeout(Duration::from_secs(24 * 3600));
     Ok(docker)

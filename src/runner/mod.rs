@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::DockerBuildSpec;
 use crate::registry::DockerConfig;
 
-pub use docker::Runner;
+pub use docker::{DockerTls, Runner};
 
 /// File bytes this process has sent BuildKit by file sync so far (the contexts' data
 /// BuildKit asked for): tests tell an incremental transfer from a full one with it.

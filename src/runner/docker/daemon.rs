@@ -30,14 +30,15 @@ pub(crate) enum Addr {
 
 impl Addr {
     /// `docker_host`, else `DOCKER_HOST`, else the local socket, as bollard picks
-    /// them; None for a daemon behind TLS or SSH (those builds send a tar instead).
-    pub(crate) fn resolve(docker_host: Option<&str>) -> Option<Self> {
+    /// them; None for a daemon behind TLS (`tls`, or DOCKER_TLS_VERIFY) or SSH (those
+    /// builds send a tar instead).
+    pub(crate) fn resolve(docker_host: Option<&str>, tls: bool) -> Option<Self> {
         let env = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
         let host = docker_host
             .map(str::to_string)
             .or_else(|| env("DOCKER_HOST"))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-        Self::parse(&host, env("DOCKER_TLS_VERIFY").is_some())
+        Self::parse(&host, tls || env("DOCKER_TLS_VERIFY").is_some())
     }
 
     fn parse(host: &str, tls: bool) -> Option<Self> {
