@@ -8,7 +8,9 @@
 #   scripts/tls-dockerd.sh stop --dir DIR
 #
 # start writes DIR/client/{ca,cert,key}.pem (a DOCKER_CERT_PATH the daemon trusts)
-# and DIR/other/{ca,cert,key}.pem (a client certificate from another CA).
+# DIR/other/{ca,cert,key}.pem (a client certificate from another CA) and
+# DIR/untrusted/{ca,cert,key}.pem (a good client certificate, but a CA that did not
+# sign the daemon's).
 set -euo pipefail
 
 say() { printf 'tls-dockerd: %s\n' "$*"; }
@@ -42,7 +44,7 @@ leaf() {
 
 start() {
   [ -n "$PORT" ] || die "--port is required"
-  mkdir -p "$DIR/pki" "$DIR/client" "$DIR/other" "$DIR/data" "$DIR/exec"
+  mkdir -p "$DIR/pki" "$DIR/client" "$DIR/other" "$DIR/untrusted" "$DIR/data" "$DIR/exec"
   ca test; ca other
   leaf test server "subjectAltName=IP:127.0.0.1,DNS:localhost
 extendedKeyUsage=serverAuth"
@@ -55,6 +57,9 @@ extendedKeyUsage=serverAuth"
   cp "$DIR/pki/test-ca.pem" "$DIR/other/ca.pem"
   cp "$DIR/pki/stranger.pem" "$DIR/other/cert.pem"
   cp "$DIR/pki/stranger.key" "$DIR/other/key.pem"
+  cp "$DIR/pki/other-ca.pem" "$DIR/untrusted/ca.pem"
+  cp "$DIR/pki/client.pem" "$DIR/untrusted/cert.pem"
+  cp "$DIR/pki/client.key" "$DIR/untrusted/key.pem"
   setsid dockerd \
     --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$DIR/dockerd.pid" \
     -H "unix://$DIR/docker.sock" -H "tcp://127.0.0.1:$PORT" \

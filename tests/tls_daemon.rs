@@ -49,7 +49,8 @@ impl TlsDaemon {
         format!("tcp://127.0.0.1:{}", self.port)
     }
 
-    /// `client` (certificates the daemon trusts) or `other` (another CA's).
+    /// `client` (certificates the daemon trusts), `other` (another CA's client
+    /// certificate) or `untrusted` (a CA that did not sign the daemon's).
     fn certs(&self, which: &str) -> PathBuf {
         self.dir.path().join(which)
     }
@@ -87,7 +88,7 @@ fn build(fx: &Fixture, args: &[&str], env: &[(&str, &Path)]) -> Output {
 }
 
 #[tokio::test]
-async fn builds_on_a_tls_daemon_and_refuses_another_cas_client_certificate() {
+async fn builds_on_a_tls_daemon_and_refuses_a_wrong_certificate_clearly() {
     let base = ensure_base().await;
     let daemon = TlsDaemon::start();
     let fx = Fixture::new().file(
@@ -131,6 +132,26 @@ async fn builds_on_a_tls_daemon_and_refuses_another_cas_client_certificate() {
         stderr.contains(&format!("Docker daemon {host} (DOCKER_HOST) over TLS"))
             && stderr.contains("refused the client certificate")
             && stderr.contains(&other.join("cert.pem").display().to_string()),
+        "the error names the daemon and the TLS problem: {stderr}"
+    );
+
+    // a CA that did not sign the daemon's certificate: the daemon is not trusted
+    let untrusted = daemon.certs("untrusted");
+    let out = build(
+        &fx,
+        &[],
+        &[
+            ("DOCKER_HOST", Path::new(&host)),
+            ("DOCKER_TLS_VERIFY", Path::new("1")),
+            ("DOCKER_CERT_PATH", &untrusted),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an untrusted daemon is refused");
+    assert!(
+        stderr.contains(&format!("Docker daemon {host} (DOCKER_HOST) over TLS"))
+            && stderr.contains("the daemon's certificate is not trusted by")
+            && stderr.contains("UnknownIssuer"),
         "the error names the daemon and the TLS problem: {stderr}"
     );
 }
