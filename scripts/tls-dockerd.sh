@@ -17,7 +17,7 @@ say() { printf 'tls-dockerd: %s\n' "$*"; }
 die() { printf 'tls-dockerd: error: %s\n' "$*" >&2; exit 1; }
 
 cmd=${1:-}; shift || true
-DIR= PORT= INSECURE=()
+DIR='' PORT='' INSECURE=()
 while [ $# -gt 0 ]; do
   case $1 in
     --dir) DIR=$2; shift 2 ;;
@@ -68,8 +68,7 @@ extendedKeyUsage=serverAuth"
     --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
     --containerd-namespace slipway-tls --containerd-plugins-namespace slipway-tls-plugins \
     "${INSECURE[@]}" >"$DIR/dockerd.log" 2>&1 </dev/null &
-  local i
-  for i in $(seq 1 120); do
+  for _ in $(seq 1 120); do
     if DOCKER_HOST="unix://$DIR/docker.sock" docker version >/dev/null 2>&1; then
       say "dockerd answers on tcp://127.0.0.1:$PORT (pid $(cat "$DIR/dockerd.pid"))"
       return 0

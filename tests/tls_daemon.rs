@@ -113,7 +113,23 @@ async fn builds_on_a_tls_daemon_and_refuses_a_wrong_certificate_clearly() {
         stderr.contains(&format!("pushed {}/slipway-test/tls", registry())),
         "{stderr}"
     );
-    // the same as flags, with a client certificate from a CA the daemon does not trust
+    // the same as flags; the flag alone also keeps the build session off plain HTTP
+    let client = daemon.certs("client");
+    let out = build(
+        &fx,
+        &[
+            "--docker-host",
+            &host,
+            "--docker-tls-verify",
+            "--docker-cert-path",
+            client.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "build over TLS, by flags: {stderr}");
+
+    // flags again, with a client certificate from a CA the daemon does not trust
     let other = daemon.certs("other");
     let out = build(
         &fx,
