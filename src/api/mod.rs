@@ -71,6 +71,12 @@ pub struct DockerBuildSpec {
     /// Build without the daemon's layer cache.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_cache: bool,
+    /// When to fetch base images (`FROM`) from their registry: `Always` before every
+    /// build, so a base re-pushed under the same tag is picked up; `IfNotPresent`
+    /// (the default) uses the engine's copy when it has one.
+    // unset when default, so specs written before this field keep their hash
+    #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
+    pub pull: PullPolicy,
     /// Extra image labels, added to the OCI labels slipway sets itself.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -127,6 +133,23 @@ pub struct DockerBuildSpec {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// When base images are fetched from their registry (dockeroo's `pull`, OpenShift's
+/// `forcePull`).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    /// Fetch every base image before each build.
+    Always,
+    /// Use the engine's copy of a base image when it has one.
+    #[default]
+    IfNotPresent,
+}
+
+impl PullPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where the build context comes from. Exactly one field is set.
