@@ -73,7 +73,8 @@ pub struct DockerBuildSpec {
     pub no_cache: bool,
     /// When to fetch base images (`FROM`) from their registry: `Always` before every
     /// build, so a base re-pushed under the same tag is picked up; `IfNotPresent`
-    /// (the default) uses the engine's copy when it has one.
+    /// (the default) lets the engine decide: a Docker daemon uses its copy when it has
+    /// one, a standalone buildkitd looks the tag up in the registry anyway.
     // unset when default, so specs written before this field keep their hash
     #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
     pub pull: PullPolicy,
@@ -141,7 +142,8 @@ fn is_false(b: &bool) -> bool {
 pub enum PullPolicy {
     /// Fetch every base image before each build.
     Always,
-    /// Use the engine's copy of a base image when it has one.
+    /// Use the engine's copy of a base image when it has one (a Docker daemon's
+    /// image store; a standalone buildkitd resolves tags in the registry either way).
     #[default]
     IfNotPresent,
 }
