@@ -408,3 +408,22 @@ impl DockerBuild {
         format!("{ns}/{name}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_pull_policy_keeps_existing_spec_hashes() {
+        let spec = |yaml: &str| serde_yaml_ng::from_str::<DockerBuildSpec>(yaml).unwrap();
+        let plain = spec("source: {inline: {dockerfile: FROM scratch}}");
+        let explicit = spec("source: {inline: {dockerfile: FROM scratch}}\npull: IfNotPresent");
+        let always = spec("source: {inline: {dockerfile: FROM scratch}}\npull: Always");
+        assert_eq!(plain.pull, PullPolicy::IfNotPresent);
+        // hashed as before the field existed: no mass rebuild on upgrade
+        let json = serde_json::to_value(&explicit).unwrap();
+        assert!(json.get("pull").is_none(), "{json}");
+        assert_eq!(explicit.hash(), plain.hash());
+        assert_ne!(always.hash(), plain.hash());
+    }
+}
