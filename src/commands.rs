@@ -403,17 +403,13 @@ pub fn spec_from_dockerfile(
     Ok((spec, context))
 }
 
-/// What to build in one shot: every DockerBuild of a YAML file, or one Dockerfile.
+/// What to build in one shot: every DockerBuild of a YAML (or JSON) file, or one Dockerfile.
 pub fn one_shot_requests(
     file: &Path,
     df_args: &DockerfileArgs,
     docker_config: Option<&Path>,
 ) -> Result<Vec<BuildRequest>> {
-    let is_yaml = matches!(
-        file.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    );
-    if !is_yaml {
+    if !crate::sources::folder::is_resource_file(file) {
         let (spec, context) = spec_from_dockerfile(file, df_args)?;
         let auth = Arc::new(DockerConfig::load(docker_config)?);
         return Ok(vec![BuildRequest {

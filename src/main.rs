@@ -34,7 +34,7 @@ enum Command {
     },
     /// Build once: a DockerBuild YAML file, or a Dockerfile with flags.
     Build {
-        /// A .yaml/.yml file of DockerBuilds, or a Dockerfile.
+        /// A .yaml/.yml/.json file of DockerBuilds, or a Dockerfile.
         file: PathBuf,
         #[command(flatten)]
         args: DockerfileArgs,

@@ -868,3 +868,51 @@ async fn build_secrets_are_read_beside_the_file_and_never_shown() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_json_file_is_read_like_yaml_and_stays_json() {
+    let base = ensure_base().await;
+    let reg = registry();
+    // tab-indented, as Go's json.MarshalIndent and many editors write it
+    let text = format!(
+        "{{\n\t\"apiVersion\": \"slipway.dev/v1alpha1\",\n\t\"kind\": \"DockerBuild\",\n\t\"metadata\": {{\"name\": \"jsonfile\", \"namespace\": \"tests\"}},\n\t\"spec\": {{\n\t\t\"source\": {{\"inline\": {{\"dockerfile\": \"FROM {base}\\nRUN echo jsonfile > /jsonfile\\n\"}}}},\n\t\t\"output\": {{\"registry\": \"{reg}\", \"repository\": \"slipway-test/jsonfile\"}}\n\t}}\n}}\n"
+    );
+    let fx = Fixture::new().file("build.json", &text);
+    let mut w = Watcher::start(fx.dir.path(), &[]);
+    let mut after: serde_json::Value = wait_for("the .json file to succeed", LONG, || {
+        let v: serde_json::Value = serde_json::from_str(&fx.read("build.json")).ok()?;
+        (v["status"]["phase"] == "Succeeded").then_some(v)
+    })
+    .await;
+    let status = after.as_object_mut().unwrap().remove("status").unwrap();
+    assert!(
+        status["imageDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    // nothing outside status changed, byte for byte
+    let before: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(after, before);
+    let written = fx.read("build.json");
+    let body = text.strip_suffix("\n}\n").unwrap();
+    assert!(
+        written.starts_with(&format!("{body},\n\t\"status\": {{")),
+        "{written}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.log().matches("build started").count(), 1, "{}", w.log());
+    w.stop();
+
+    // `slipway build file.json` reads it as resources too, not as a Dockerfile
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("build")
+        .arg(fx.path("build.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

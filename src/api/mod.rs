@@ -71,6 +71,13 @@ pub struct DockerBuildSpec {
     /// Build without the daemon's layer cache.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_cache: bool,
+    /// When to fetch base images (`FROM`) from their registry: `Always` before every
+    /// build, so a base re-pushed under the same tag is picked up; `IfNotPresent`
+    /// (the default) lets the engine decide: a Docker daemon uses its copy when it has
+    /// one, a standalone buildkitd looks the tag up in the registry anyway.
+    // unset when default, so specs written before this field keep their hash
+    #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
+    pub pull: PullPolicy,
     /// Extra image labels, added to the OCI labels slipway sets itself.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -127,6 +134,24 @@ pub struct DockerBuildSpec {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// When base images are fetched from their registry (dockeroo's `pull`, OpenShift's
+/// `forcePull`).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    /// Fetch every base image before each build.
+    Always,
+    /// Use the engine's copy of a base image when it has one (a Docker daemon's
+    /// image store; a standalone buildkitd resolves tags in the registry either way).
+    #[default]
+    IfNotPresent,
+}
+
+impl PullPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where the build context comes from. Exactly one field is set.
@@ -381,5 +406,24 @@ impl DockerBuild {
         let ns = self.metadata.namespace.as_deref().unwrap_or("default");
         let name = self.metadata.name.as_deref().unwrap_or("");
         format!("{ns}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_pull_policy_keeps_existing_spec_hashes() {
+        let spec = |yaml: &str| serde_yaml_ng::from_str::<DockerBuildSpec>(yaml).unwrap();
+        let plain = spec("source: {inline: {dockerfile: FROM scratch}}");
+        let explicit = spec("source: {inline: {dockerfile: FROM scratch}}\npull: IfNotPresent");
+        let always = spec("source: {inline: {dockerfile: FROM scratch}}\npull: Always");
+        assert_eq!(plain.pull, PullPolicy::IfNotPresent);
+        // hashed as before the field existed: no mass rebuild on upgrade
+        let json = serde_json::to_value(&explicit).unwrap();
+        assert!(json.get("pull").is_none(), "{json}");
+        assert_eq!(explicit.hash(), plain.hash());
+        assert_ne!(always.hash(), plain.hash());
     }
 }

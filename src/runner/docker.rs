@@ -15,6 +15,7 @@ use super::fetch::UrlLimits;
 use super::{
     BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, bases, context, directives, fetch,
 };
+use crate::api::PullPolicy;
 use crate::registry::{self, Credentials, error_chain};
 
 mod buildkit;
@@ -275,6 +276,8 @@ impl Runner {
             dockerfile: dockerfile.to_string(),
             t: refs.first().cloned(),
             nocache: spec.no_cache,
+            // both the classic builder and the daemon's BuildKit read it
+            pull: (spec.pull == PullPolicy::Always).then(|| "1".into()),
             rm: true,
             forcerm: true,
             buildargs: (!spec.build_args.is_empty())

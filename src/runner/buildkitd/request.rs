@@ -7,7 +7,7 @@ use bollard_buildkit_proto::moby::buildkit::v1::{
     CacheOptions, CacheOptionsEntry, Exporter, SolveRequest,
 };
 
-use crate::api::{CacheMode, DockerBuildSpec, ProvenanceMode};
+use crate::api::{CacheMode, DockerBuildSpec, ProvenanceMode, PullPolicy};
 
 /// What a build asks buildkitd for, besides the spec.
 pub(super) struct Solve<'a> {
@@ -43,6 +43,12 @@ pub(super) fn solve_request(s: &Solve) -> SolveRequest {
         // empty: no step of any stage comes from the cache
         attrs.insert("no-cache".into(), String::new());
     }
+    // the Dockerfile frontend's name for `docker build --pull`
+    let resolve = match spec.pull {
+        PullPolicy::Always => "pull",
+        PullPolicy::IfNotPresent => "default",
+    };
+    attrs.insert("image-resolve-mode".into(), resolve.into());
     if !spec.platforms.is_empty() {
         attrs.insert("platform".into(), spec.platforms.join(","));
     }
@@ -173,6 +179,10 @@ mod tests {
         assert!(c.exports.is_empty() && c.imports.is_empty());
         // cached steps are allowed unless asked otherwise
         assert!(!request(&spec("")).frontend_attrs.contains_key("no-cache"));
+        // base images come from buildkitd's store unless asked to pull
+        assert_eq!(a["image-resolve-mode"], "default");
+        let always = request(&spec("pull: Always"));
+        assert_eq!(always.frontend_attrs["image-resolve-mode"], "pull");
     }
 
     #[test]

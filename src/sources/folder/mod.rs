@@ -1,4 +1,4 @@
-//! The watch folder: every `*.yaml`/`*.yml` under a directory, status written back
+//! The watch folder: every `*.yaml`/`*.yml`/`*.json` under a directory, status written back
 //! into the same file, atomically, touching nothing outside `status:`.
 
 mod parse;
@@ -26,6 +26,7 @@ use scan::Resolved;
 use watch::FsEvent;
 
 pub use parse::{Doc, read_docs, status_yaml};
+pub use scan::is_yaml as is_resource_file;
 pub use yaml_doc::{DocSpan, replace_status, split_documents};
 
 /// State kept under the watched folder (the Mesos framework ID, later).

@@ -1,4 +1,4 @@
-//! Which files the folder holds: `*.yaml`/`*.yml` under the root, hidden names
+//! Which files the folder holds: `*.yaml`/`*.yml`/`*.json` under the root, hidden names
 //! skipped, and symlinks resolved to the file they name, so that a link and its
 //! target are one resource, read and written under the target's name.
 
@@ -33,7 +33,7 @@ pub(super) fn resolve(root: &Path, path: &Path) -> Resolved {
     }
     if !is_yaml(&real) || !real.is_file() {
         return Resolved::Refused(format!(
-            "it leads to {}, not a .yaml/.yml file",
+            "it leads to {}, not a .yaml/.yml/.json file",
             rel.display()
         ));
     }
@@ -85,10 +85,12 @@ fn outside(real: &Path) -> String {
     format!("it leads outside the watched folder, to {}", real.display())
 }
 
-pub(super) fn is_yaml(p: &Path) -> bool {
+/// A resource file by its name: YAML, or JSON as kubectl also accepts (a JSON
+/// document is YAML too, so both are read alike).
+pub fn is_yaml(p: &Path) -> bool {
     matches!(
         p.extension().and_then(|e| e.to_str()),
-        Some("yaml") | Some("yml")
+        Some("yaml" | "yml" | "json")
     )
 }
 
