@@ -1,0 +1,101 @@
+//! Docker credential helpers (`credHelpers`, `credsStore`) run as the docker CLI runs
+//! them: `docker-credential-<name> get` found on PATH. The test registry takes
+//! anonymous pushes too, so what is checked is what slipway did: asked the helper,
+//! or failed naming it, and never printed the secret.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+const SECRET: &str = "s3cr3t-from-the-helper";
+
+/// A `docker-credential-test` in `dir` that records what it was asked and answers
+/// with the registry's credentials.
+fn install_helper(dir: &Path, seen: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("docker-credential-test");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nhost=$(cat)\necho \"$1 $host\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"{SECRET}\"}}' \"$host\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `slipway build` of a one-line Dockerfile, the helpers' dir first on PATH.
+fn build(fx: &Fixture, bin: &Path, config: &str, repository: &str) -> Output {
+    std::fs::write(fx.path("config.json"), config).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .env("PATH", path)
+        // everything slipway logs is searched for the secret
+        .env("RUST_LOG", "debug")
+        .arg("build")
+        .arg(fx.path("app/Dockerfile"))
+        .arg("--docker-config")
+        .arg(fx.path("config.json"))
+        .args(["--registry", &registry(), "--repository", repository])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_credential_helper_serves_the_push_and_a_missing_one_fails_the_build() {
+    let base = ensure_base().await;
+    let reg = registry();
+    let fx = Fixture::new().file("app/Dockerfile", &format!("FROM {base}\nENV HELPED=1\n"));
+    let bin = tempfile::tempdir().unwrap();
+    let seen = bin.path().join("seen");
+    install_helper(bin.path(), &seen);
+
+    // credHelpers names the helper for this registry
+    let out = build(
+        &fx,
+        bin.path(),
+        &format!(r#"{{"auths":{{}},"credHelpers":{{"{reg}":"test"}}}}"#),
+        "slipway-test/cred-helper",
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pushed {reg}/slipway-test/cred-helper:latest")),
+        "{stderr}"
+    );
+    let asked = std::fs::read_to_string(&seen).expect("the helper was never run");
+    assert!(
+        asked.lines().all(|l| l == format!("get {reg}")) && !asked.is_empty(),
+        "{asked}"
+    );
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+
+    // credsStore is the helper for every registry without an entry; a missing one
+    // fails the build, naming it, rather than pushing anonymously
+    let out = build(
+        &fx,
+        bin.path(),
+        r#"{"credsStore":"slipway-missing"}"#,
+        "slipway-test/cred-helper-missing",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "pushed anonymously: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "credential helper docker-credential-slipway-missing (for {reg}): not found on PATH"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pushed "), "{stderr}");
+}
