@@ -32,8 +32,13 @@ impl Credentials {
         format!("Basic {}", STANDARD.encode(raw))
     }
 
+    /// A helper's identity (refresh) token rather than a password.
+    pub fn is_identity_token(&self) -> bool {
+        self.username == super::cred_helper::TOKEN_USERNAME
+    }
+
     pub fn to_docker(&self) -> bollard::auth::DockerCredentials {
-        if self.username == super::cred_helper::TOKEN_USERNAME {
+        if self.is_identity_token() {
             return bollard::auth::DockerCredentials {
                 identitytoken: Some(self.password.clone()),
                 ..Default::default()
@@ -411,6 +416,17 @@ mod tests {
             e.contains("docker-credential-slipway-test-none") && e.contains("b:5000"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_identity_token_goes_to_the_daemon_as_one() {
+        let c = Credentials {
+            username: "<token>".into(),
+            password: "refresh".into(),
+        };
+        let d = c.to_docker();
+        assert_eq!(d.identitytoken.as_deref(), Some("refresh"));
+        assert_eq!((d.username, d.password), (None, None));
     }
 
     #[test]
