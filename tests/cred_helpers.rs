@@ -29,7 +29,7 @@ fn install_helper(dir: &Path, seen: &Path) {
 }
 
 /// `slipway build` of a one-line Dockerfile, the helpers' dir first on PATH.
-fn build(fx: &Fixture, bin: &Path, config: &str, repository: &str) -> Output {
+fn build(fx: &Fixture, bin: &Path, config: &str, repository: &str, extra: &[String]) -> Output {
     std::fs::write(fx.path("config.json"), config).unwrap();
     let path = format!(
         "{}:{}",
@@ -45,6 +45,7 @@ fn build(fx: &Fixture, bin: &Path, config: &str, repository: &str) -> Output {
         .arg("--docker-config")
         .arg(fx.path("config.json"))
         .args(["--registry", &registry(), "--repository", repository])
+        .args(extra)
         .output()
         .unwrap()
 }
@@ -64,6 +65,7 @@ async fn a_credential_helper_serves_the_push_and_a_missing_one_fails_the_build()
         bin.path(),
         &format!(r#"{{"auths":{{}},"credHelpers":{{"{reg}":"test"}}}}"#),
         "slipway-test/cred-helper",
+        &[],
     );
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
@@ -88,6 +90,7 @@ async fn a_credential_helper_serves_the_push_and_a_missing_one_fails_the_build()
         bin.path(),
         r#"{"credsStore":"slipway-missing"}"#,
         "slipway-test/cred-helper-missing",
+        &[],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "pushed anonymously: {stderr}");
@@ -98,4 +101,43 @@ async fn a_credential_helper_serves_the_push_and_a_missing_one_fails_the_build()
         "{stderr}"
     );
     assert!(!stderr.contains("pushed "), "{stderr}");
+}
+
+/// The standalone buildkitd pushes itself, through the build session's auth: the
+/// helper's credentials are what slipway offers it.
+#[tokio::test]
+async fn through_a_standalone_buildkitd_the_helper_is_asked_too() {
+    let Ok(addr) = std::env::var("SLIPWAY_TEST_BUILDKIT_ADDR") else {
+        eprintln!("SLIPWAY_TEST_BUILDKIT_ADDR unset: buildkitd not tried");
+        return;
+    };
+    let certs = std::env::var("SLIPWAY_TEST_BUILDKIT_DIR").unwrap_or_else(|_| "/tmp/devbk".into());
+    let reg = registry();
+    let fx = Fixture::new().file("app/Dockerfile", "FROM scratch\nCOPY Dockerfile /\n");
+    let bin = tempfile::tempdir().unwrap();
+    let seen = bin.path().join("seen");
+    install_helper(bin.path(), &seen);
+    let extra: Vec<String> = [
+        "--builder=buildkitd".to_string(),
+        format!("--buildkit-addr={addr}"),
+        format!("--buildkit-ca={certs}/ca.pem"),
+        format!("--buildkit-cert={certs}/cert.pem"),
+        format!("--buildkit-key={certs}/key.pem"),
+    ]
+    .into();
+    let out = build(
+        &fx,
+        bin.path(),
+        r#"{"credsStore":"test"}"#,
+        "slipway-test/cred-helper-buildkitd",
+        &extra,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let asked = std::fs::read_to_string(&seen).expect("the helper was never run");
+    assert!(asked.contains(&format!("get {reg}")), "{asked}");
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
 }
