@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::watcher::{Watcher, doc, phase_of};
 use common::*;
 
 const SECRET: &str = "s3cr3t-from-the-helper";
@@ -140,4 +141,69 @@ async fn through_a_standalone_buildkitd_the_helper_is_asked_too() {
     let asked = std::fs::read_to_string(&seen).expect("the helper was never run");
     assert!(asked.contains(&format!("get {reg}")), "{asked}");
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+}
+
+/// In a watch folder, a helper that fails leaves the build Failed with a
+/// RegistryError naming it, and what it printed (a secret, here) appears neither in
+/// the status nor in the log; the helper that works serves the other build.
+#[tokio::test]
+async fn a_failing_helper_fails_its_build_and_leaks_nothing() {
+    let reg = registry();
+    let bin = tempfile::tempdir().unwrap();
+    let seen = bin.path().join("seen");
+    install_helper(bin.path(), &seen);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let leaky = bin.path().join("docker-credential-leaky");
+        std::fs::write(
+            &leaky,
+            format!("#!/bin/sh\necho {SECRET}\necho {SECRET} >&2\nexit 1\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&leaky, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let spec = |repo: &str, config: &str| {
+        format!(
+            "  source: {{inline: {{dockerfile: \"FROM scratch\\nLABEL a=b\\n\"}}}}\n  output:\n    registry: '{reg}'\n    repository: slipway-test/{repo}\n    pushSecretRef: {{path: {config}}}\n"
+        )
+    };
+    let fx = Fixture::new()
+        .file("leaky.json", r#"{"credsStore":"leaky"}"#)
+        .file(
+            "good.json",
+            &format!(r#"{{"credHelpers":{{"{reg}":"test"}}}}"#),
+        )
+        .file(
+            "builds/bad.yaml",
+            &doc("bad", &spec("cred-helper-leaky", "../leaky.json")),
+        )
+        .file(
+            "builds/good.yaml",
+            &doc("good", &spec("cred-helper-good", "../good.json")),
+        );
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let w = Watcher::start_with_env(
+        Path::new("."),
+        &fx.path("builds"),
+        &[],
+        &[("PATH", path.as_str())],
+    );
+    let status = phase_of(&fx.path("builds/bad.yaml"), "bad", "Failed").await;
+    let text = status.to_string();
+    assert!(text.contains("RegistryError"), "{text}");
+    assert!(
+        text.contains(&format!("docker-credential-leaky (for {reg})")),
+        "{text}"
+    );
+    phase_of(&fx.path("builds/good.yaml"), "good", "Succeeded").await;
+    let asked = std::fs::read_to_string(&seen).expect("the good helper was never run");
+    assert!(asked.contains(&format!("get {reg}")), "{asked}");
+    for file in ["builds/bad.yaml", "builds/good.yaml"] {
+        assert!(!fx.read(file).contains(SECRET), "{}", fx.read(file));
+    }
+    assert!(!w.log().contains(SECRET), "{}", w.log());
 }
