@@ -215,7 +215,7 @@ async fn registry_wanting_credentials_nobody_gave_fails_once_saying_where_slipwa
         .file("ctx/Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")
         .file(
             "config.json",
-            r#"{"auths":{"elsewhere.example.org":{"auth":"YTpi"}},"credsStore":"desktop"}"#,
+            r#"{"auths":{"elsewhere.example.org":{"auth":"YTpi"}}}"#,
         );
     let build = |auth: slipway::registry::DockerConfig| slipway::runner::BuildRequest {
         key: "test/auth".into(),
@@ -250,7 +250,7 @@ async fn registry_wanting_credentials_nobody_gave_fails_once_saying_where_slipwa
         "{msg}"
     );
     assert!(
-        msg.contains("credsStore \"desktop\" is not read by slipway yet"),
+        msg.contains(&format!("which has no auths entry for {reg}")),
         "{msg}"
     );
 

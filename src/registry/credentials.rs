@@ -1,4 +1,5 @@
-//! Registry credentials from a docker `config.json` (`auths` entries). The values
+//! Registry credentials from a docker `config.json`: its `auths` entries, else the
+//! credential helper it names (`credHelpers` per registry, `credsStore` for all). The values
 //! never reach logs: `Credentials` has a redacting `Debug` and no `Display`.
 
 use std::collections::HashMap;
@@ -31,7 +32,18 @@ impl Credentials {
         format!("Basic {}", STANDARD.encode(raw))
     }
 
+    /// A helper's identity (refresh) token rather than a password.
+    pub fn is_identity_token(&self) -> bool {
+        self.username == super::cred_helper::TOKEN_USERNAME
+    }
+
     pub fn to_docker(&self) -> bollard::auth::DockerCredentials {
+        if self.is_identity_token() {
+            return bollard::auth::DockerCredentials {
+                identitytoken: Some(self.password.clone()),
+                ..Default::default()
+            };
+        }
         bollard::auth::DockerCredentials {
             username: Some(self.username.clone()),
             password: Some(self.password.clone()),
@@ -69,7 +81,7 @@ pub struct DockerConfig {
     auths: HashMap<String, Credentials>,
     /// Where the credentials were looked for, for telling a user who has none.
     origin: Option<String>,
-    /// `credsStore` and `credHelpers` (by registry): named, but not run yet.
+    /// `credsStore` and `credHelpers` (by registry): run for a registry with no auths entry.
     creds_store: Option<String>,
     cred_helpers: HashMap<String, String>,
     /// A config was read (as opposed to none found).
@@ -133,17 +145,14 @@ impl DockerConfig {
         if self.read {
             msg.push_str(&format!(", which has no auths entry for {registry}"));
         }
-        let key = normalize(registry);
-        if let Some((_, helper)) = self.cred_helpers.iter().find(|(k, _)| normalize(k) == key) {
+        if let Some(helper) = self.helper_for(registry) {
             msg.push_str(&format!(
-                "; its credHelpers name \"{helper}\" for {registry}, but slipway does not read credential helpers yet"
-            ));
-        } else if let Some(store) = &self.creds_store {
-            msg.push_str(&format!(
-                "; its credsStore \"{store}\" is not read by slipway yet"
+                ", and its credential helper docker-credential-{helper} holds none for {registry}"
             ));
         }
-        msg.push_str(": put the credentials in the config's auths (user and password, or auth)");
+        msg.push_str(
+            ": put the credentials in the config's auths (user and password, or auth) or its credential helper",
+        );
         msg
     }
 
@@ -197,15 +206,44 @@ impl DockerConfig {
                 (host.clone(), entry)
             })
             .collect();
-        serde_json::json!({ "auths": auths }).to_string()
+        // the helpers run where the build runs, so they must be installed there
+        let mut json = serde_json::json!({ "auths": auths });
+        if let Some(store) = &self.creds_store {
+            json["credsStore"] = store.clone().into();
+        }
+        if !self.cred_helpers.is_empty() {
+            json["credHelpers"] = serde_json::json!(self.cred_helpers);
+        }
+        json.to_string()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.auths.is_empty()
+        self.auths.is_empty() && self.creds_store.is_none() && self.cred_helpers.is_empty()
     }
 
-    pub fn credentials_for(&self, registry: &str) -> Option<&Credentials> {
-        self.auths.get(&normalize(registry))
+    /// The credentials for `registry`: its auths entry, else what its credential helper
+    /// holds (None when it holds none). A helper that is missing or fails is an error,
+    /// so that a push never goes anonymous in its place.
+    pub async fn credentials_for(&self, registry: &str) -> Result<Option<Credentials>> {
+        let key = normalize(registry);
+        if let Some(c) = self.auths.get(&key) {
+            return Ok(Some(c.clone()));
+        }
+        match self.helper_for(registry) {
+            Some(helper) => super::cred_helper::get(helper, &server_url(&key), registry).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The helper docker would ask for `registry`: its credHelpers entry, else credsStore.
+    fn helper_for(&self, registry: &str) -> Option<&str> {
+        let key = normalize(registry);
+        self.cred_helpers
+            .iter()
+            .find(|(k, _)| normalize(k) == key)
+            .map(|(_, h)| h.as_str())
+            .or(self.creds_store.as_deref())
+            .filter(|h| !h.is_empty())
     }
 }
 
@@ -214,6 +252,15 @@ fn default_path() -> Option<PathBuf> {
         return Some(PathBuf::from(dir).join("config.json"));
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+}
+
+/// What the docker CLI hands a helper: the host, but Docker Hub's historical v1 URL.
+fn server_url(key: &str) -> String {
+    if key == "docker.io" {
+        "https://index.docker.io/v1/".into()
+    } else {
+        key.to_string()
+    }
 }
 
 /// `https://host:5000/v1/` and `host:5000` name the same registry.
@@ -233,8 +280,8 @@ fn normalize(key: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_auth_and_plain_entries() {
+    #[tokio::test]
+    async fn reads_auth_and_plain_entries() {
         let cfg = DockerConfig::parse(
             r#"{"auths":{
                 "https://r.example.org:5000/v1/":{"auth":"YWxpY2U6czNjcjN0"},
@@ -243,28 +290,48 @@ mod tests {
             }}"#,
         )
         .unwrap();
-        let c = cfg.credentials_for("r.example.org:5000").unwrap();
+        let c = cfg
+            .credentials_for("r.example.org:5000")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (c.username.as_str(), c.password.as_str()),
             ("alice", "s3cr3t")
         );
         assert_eq!(
-            cfg.credentials_for("other.example.org").unwrap().username,
+            cfg.credentials_for("other.example.org")
+                .await
+                .unwrap()
+                .unwrap()
+                .username,
             "bob"
         );
-        assert!(cfg.credentials_for("empty.example.org").is_none());
-        assert!(cfg.credentials_for("nowhere").is_none());
+        assert!(
+            cfg.credentials_for("empty.example.org")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(cfg.credentials_for("nowhere").await.unwrap().is_none());
         // what a remote build receives reads back the same
         let round = DockerConfig::parse(&cfg.to_json()).unwrap();
         assert_eq!(
             round
                 .credentials_for("r.example.org:5000")
+                .await
+                .unwrap()
                 .unwrap()
                 .password,
             "s3cr3t"
         );
         assert_eq!(
-            round.credentials_for("other.example.org").unwrap().username,
+            round
+                .credentials_for("other.example.org")
+                .await
+                .unwrap()
+                .unwrap()
+                .username,
             "bob"
         );
     }
@@ -290,11 +357,11 @@ mod tests {
         );
         assert!(m.contains("no auths entry for r.example.org:5000"), "{m}");
         assert!(
-            m.contains("credsStore \"desktop\" is not read by slipway yet"),
+            m.contains("its credential helper docker-credential-desktop holds none"),
             "{m}"
         );
         let m = cfg.missing_credentials("ecr.example.org");
-        assert!(m.contains("credHelpers name \"ecr-login\""), "{m}");
+        assert!(m.contains("docker-credential-ecr-login holds none"), "{m}");
 
         let m = DockerConfig::default().missing_credentials("r:5000");
         assert!(m.contains("no docker config was given"), "{m}");
@@ -307,6 +374,59 @@ mod tests {
         );
         let m = DockerConfig::load(Some(&dir.path().join("nope.json")));
         assert!(m.is_err(), "a named config that is missing is an error");
+    }
+
+    #[test]
+    fn picks_the_helper_docker_would() {
+        let cfg = DockerConfig::parse(
+            r#"{"auths":{"a:5000":{"auth":"YTpi"}},"credsStore":"desktop","credHelpers":{"https://ecr.example.org":"ecr-login"}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.helper_for("ecr.example.org"), Some("ecr-login"));
+        assert_eq!(cfg.helper_for("other:5000"), Some("desktop"));
+        assert_eq!(
+            server_url(&normalize("index.docker.io")),
+            "https://index.docker.io/v1/"
+        );
+        assert!(!cfg.is_empty(), "helpers count as credentials to hand on");
+        // a remote build gets the helpers' names too, to run them there
+        let round = DockerConfig::parse(&cfg.to_json()).unwrap();
+        assert_eq!(round.helper_for("ecr.example.org"), Some("ecr-login"));
+        assert_eq!(round.helper_for("x"), Some("desktop"));
+        assert!(
+            DockerConfig::parse(r#"{"credsStore":""}"#)
+                .unwrap()
+                .helper_for("x")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn auths_win_and_a_missing_helper_is_an_error() {
+        let cfg = DockerConfig::parse(
+            r#"{"auths":{"a:5000":{"auth":"YTpi"}},"credsStore":"slipway-test-none"}"#,
+        )
+        .unwrap();
+        let c = cfg.credentials_for("a:5000").await.unwrap().unwrap();
+        assert_eq!(c.username, "a");
+        let e = cfg.credentials_for("b:5000").await.unwrap_err();
+        assert!(matches!(e, Error::Registry(_)), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("docker-credential-slipway-test-none") && e.contains("b:5000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_identity_token_goes_to_the_daemon_as_one() {
+        let c = Credentials {
+            username: "<token>".into(),
+            password: "refresh".into(),
+        };
+        let d = c.to_docker();
+        assert_eq!(d.identitytoken.as_deref(), Some("refresh"));
+        assert_eq!((d.username, d.password), (None, None));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The image registry: credentials from a docker `config.json`, and the pushed
 //! manifest's digest read back through the v2 API to check what the daemon said.
 
+mod cred_helper;
 mod credentials;
 mod reference;
 

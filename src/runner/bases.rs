@@ -52,8 +52,18 @@ impl Lookup {
 /// The digest `image` has in its registry now, or None if it cannot be told.
 async fn digest_of(http: &reqwest::Client, image: &str, auth: &DockerConfig) -> Option<String> {
     let r = ImageRef::parse(image)?;
-    let creds = auth.credentials_for(&r.registry);
-    let found = tokio::time::timeout(LOOKUP_TIMEOUT, registry::image_digest(http, &r, creds));
+    // a failing helper only costs the base's digest here; the push reports it
+    let creds = match auth.credentials_for(&r.registry).await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(image, error = %e, "no credentials to look the base image up");
+            return None;
+        }
+    };
+    let found = tokio::time::timeout(
+        LOOKUP_TIMEOUT,
+        registry::image_digest(http, &r, creds.as_ref()),
+    );
     match found.await {
         Ok(Ok(d)) => Some(d),
         Ok(Err(e)) => {

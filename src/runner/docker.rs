@@ -203,7 +203,7 @@ impl Runner {
             }
             None => spec,
         };
-        let creds = req.auth.credentials_for(&target.registry).cloned();
+        let creds = req.auth.credentials_for(&target.registry).await?;
         if self.buildkitd.is_some() {
             buildkitd::check_secrets(&stripped, &req.secrets)?;
         }
@@ -297,7 +297,7 @@ impl Runner {
             .collect();
         let options = match inline {
             Some(cache) => {
-                inline_cache::credentials(&req.auth, cache, &mut build_creds);
+                inline_cache::credentials(&req.auth, cache, &mut build_creds).await?;
                 inline_cache::options(cache, options)
             }
             None => options,
@@ -397,8 +397,9 @@ impl Runner {
                 )
                 .await
                 .map_err(|e| Error::Docker(format!("tagging the cache {name}:{tag}: {e}")))?;
-            let cache_creds = req.auth.credentials_for(&host);
-            self.push(docker, &name, &tag, cache_creds, &events).await?;
+            let cache_creds = req.auth.credentials_for(&host).await?;
+            self.push(docker, &name, &tag, cache_creds.as_ref(), &events)
+                .await?;
         }
         // what the daemon said must be what the registry serves
         let served = registry::manifest_digest(

@@ -161,8 +161,12 @@ impl Auth for RegistryAuth {
         req: Request<CredentialsRequest>,
     ) -> Result<Response<CredentialsResponse>, Status> {
         let c = self.for_host(&req.get_ref().host);
+        // an identity token goes without a username, as buildkit's own client sends it
+        let username = c
+            .filter(|c| !c.is_identity_token())
+            .map(|c| c.username.clone());
         Ok(Response::new(CredentialsResponse {
-            username: c.map(|c| c.username.clone()).unwrap_or_default(),
+            username: username.unwrap_or_default(),
             secret: c.map(|c| c.password.clone()).unwrap_or_default(),
         }))
     }
@@ -220,5 +224,34 @@ impl Secrets for BuildSecretsService {
                 "secret '{id}' is not in spec.secrets"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_identity_token_is_offered_without_a_username() {
+        let auth = |username: &str| RegistryAuth {
+            creds: HashMap::from([(
+                "r:5000".to_string(),
+                Credentials {
+                    username: username.into(),
+                    password: "pw".into(),
+                },
+            )]),
+            http: reqwest::Client::new(),
+        };
+        let ask = |a: RegistryAuth| async move {
+            let req = Request::new(CredentialsRequest {
+                host: "r:5000".into(),
+            });
+            a.credentials(req).await.unwrap().into_inner()
+        };
+        let r = ask(auth("<token>")).await;
+        assert_eq!((r.username.as_str(), r.secret.as_str()), ("", "pw"));
+        let r = ask(auth("alice")).await;
+        assert_eq!((r.username.as_str(), r.secret.as_str()), ("alice", "pw"));
     }
 }

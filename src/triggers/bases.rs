@@ -40,8 +40,11 @@ impl Probe for Bases {
     async fn look(&self, image: &str, auth: Arc<DockerConfig>) -> Result<String, String> {
         let r =
             ImageRef::parse(image).ok_or_else(|| format!("'{image}' is not an image reference"))?;
-        let creds = auth.credentials_for(&r.registry);
-        registry::image_digest(&self.client, &r, creds)
+        let creds = auth
+            .credentials_for(&r.registry)
+            .await
+            .map_err(|e| e.to_string())?;
+        registry::image_digest(&self.client, &r, creds.as_ref())
             .await
             .map_err(|e| e.to_string())
     }

@@ -23,6 +23,11 @@ impl Watcher {
 
     /// Started from `cwd`, so `dir` may be relative as a user would type it.
     pub fn start_in(cwd: &Path, dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(cwd, dir, extra, &[])
+    }
+
+    /// With `envs` set for slipway (a PATH with test tools first, say).
+    pub fn start_with_env(cwd: &Path, dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("slipway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
@@ -39,6 +44,7 @@ impl Watcher {
             ])
             .args(extra)
             .env("SLIPWAY_LOG", "debug")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -30,16 +30,18 @@ pub(super) fn options(cache: &CacheSpec, options: BuildImageOptions) -> BuildIma
 
 /// Registry credentials the session offers the daemon: the target's, and the cache
 /// registry's when it is another one.
-pub(super) fn credentials(
+pub(super) async fn credentials(
     auth: &DockerConfig,
     cache: &CacheSpec,
     creds: &mut HashMap<String, Credentials>,
-) {
+) -> crate::Result<()> {
     if let Some((host, _, _)) = split_cache_ref(&cache.reference)
-        && let Some(c) = auth.credentials_for(host)
+        && !creds.contains_key(host)
+        && let Some(c) = auth.credentials_for(host).await?
     {
-        creds.entry(host.to_string()).or_insert_with(|| c.clone());
+        creds.insert(host.to_string(), c);
     }
+    Ok(())
 }
 
 #[cfg(test)]
