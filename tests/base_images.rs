@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use slipway::api::BaseImage;
-use slipway::registry::{self, DockerConfig};
-use slipway::runner::{BuildOutcome, BuildRequest, Builder, BuildkitdArgs, Runner};
+use slipway::registry;
+use slipway::runner::{BuildOutcome, Builder, BuildkitdArgs, Runner};
 use slipway::triggers::{Observation, Targets, spawn_base_poller};
 use tokio::sync::{mpsc, watch};
 
@@ -29,21 +29,13 @@ async fn build_with(
     dockerfile: &str,
     build_args: &str,
 ) -> slipway::Result<BuildOutcome> {
-    let yaml = format!(
-        "source: {{inline: {{dockerfile: {dockerfile:?}}}}}\nbuildArgs: {{{build_args}}}\noutput: {{registry: '{}', repository: {repo}}}",
-        registry()
-    );
-    let req = BuildRequest {
-        key: format!("test/{repo}"),
-        spec: spec(&yaml),
-        base_dir: None,
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    runner.run(req, tx, Default::default()).await
+    run_inline(
+        runner,
+        repo,
+        dockerfile,
+        &format!("buildArgs: {{{build_args}}}"),
+    )
+    .await
 }
 
 /// Pushes a base of our own (new content each time) under `repo:latest`.

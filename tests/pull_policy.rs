@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::query_parameters::TagImageOptions;
 use common::*;
-use slipway::registry::DockerConfig;
-use slipway::runner::{BuildOutcome, BuildRequest, Builder, Runner};
-use tokio::sync::mpsc;
+use slipway::runner::{BuildOutcome, Builder, Runner};
 
 fn unique() -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -19,22 +16,7 @@ fn unique() -> String {
 
 /// Builds `dockerfile` into `repo:latest` of the test registry.
 async fn build(runner: &Runner, repo: &str, dockerfile: &str, extra: &str) -> BuildOutcome {
-    let yaml = format!(
-        "source: {{inline: {{dockerfile: {dockerfile:?}}}}}\noutput: {{registry: '{}', repository: {repo}}}\n{extra}",
-        registry()
-    );
-    let req = BuildRequest {
-        key: format!("test/{repo}"),
-        spec: spec(&yaml),
-        base_dir: None,
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    runner
-        .run(req, tx, Default::default())
+    run_inline(runner, repo, dockerfile, extra)
         .await
         .unwrap_or_else(|e| panic!("{repo}: {e}"))
 }

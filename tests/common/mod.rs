@@ -123,17 +123,43 @@ pub async fn runner() -> Runner {
 
 /// Runs one build of `spec` with `fx` as the base directory.
 pub async fn run(fx: &Fixture, spec: DockerBuildSpec) -> slipway::Result<BuildOutcome> {
+    let base = Some(fx.dir.path().to_path_buf());
+    run_on(&runner().await, "test/build", spec, base).await
+}
+
+/// Runs one build of an inline `dockerfile` into `repo` of the test registry;
+/// `extra` is more spec YAML (`buildArgs: {...}`, `pull: Always`).
+pub async fn run_inline(
+    runner: &Runner,
+    repo: &str,
+    dockerfile: &str,
+    extra: &str,
+) -> slipway::Result<BuildOutcome> {
+    let yaml = format!(
+        "source: {{inline: {{dockerfile: {dockerfile:?}}}}}\noutput: {{registry: '{}', repository: {repo}}}\n{extra}",
+        registry()
+    );
+    run_on(runner, &format!("test/{repo}"), spec(&yaml), None).await
+}
+
+/// Runs one build on `runner`, its events dropped.
+async fn run_on(
+    runner: &Runner,
+    key: &str,
+    spec: DockerBuildSpec,
+    base_dir: Option<PathBuf>,
+) -> slipway::Result<BuildOutcome> {
     let req = BuildRequest {
-        key: "test/build".into(),
+        key: key.into(),
         spec,
-        base_dir: Some(fx.dir.path().to_path_buf()),
+        base_dir,
         auth: Arc::new(DockerConfig::default()),
         previous: None,
         secrets: Default::default(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    runner().await.run(req, tx, Default::default()).await
+    runner.run(req, tx, Default::default()).await
 }
 
 /// The test daemon, as bollard sees it.
