@@ -46,6 +46,8 @@ pub struct BackendArgs {
     pub builder: crate::runner::Builder,
     #[command(flatten)]
     pub buildkitd: crate::runner::BuildkitdArgs,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
     /// Most bytes a `url` source may download, and unpack to (local backend).
     #[arg(long, default_value_t = crate::runner::fetch::DEFAULT_MAX_CONTEXT_BYTES)]
     pub max_context_bytes: u64,
@@ -220,6 +222,7 @@ pub async fn backend(
                 &args.buildkitd,
             )
             .await?
+            .with_tls(&crate::tls::Tls::load(&args.tls)?)?
             .with_url_limits(limits),
         ));
     }
@@ -269,6 +272,7 @@ pub async fn backend(
         agent_docker_host: m.agent_docker_host.clone(),
         builder: args.builder,
         buildkitd: args.buildkitd.clone(),
+        tls: args.tls.clone(),
         refuse_seconds: m.refuse_seconds,
         ..Default::default()
     };

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod runner;
 pub mod sources;
 pub mod telemetry;
+pub mod tls;
 pub mod triggers;
 
 use thiserror::Error;

@@ -68,6 +68,8 @@ enum Command {
         builder: slipway::runner::Builder,
         #[command(flatten)]
         buildkitd: slipway::runner::BuildkitdArgs,
+        #[command(flatten)]
+        tls: slipway::tls::TlsArgs,
     },
 }
 
@@ -94,11 +96,13 @@ async fn main() -> ExitCode {
             docker_host,
             builder,
             buildkitd,
+            tls,
         } => {
             let opts = slipway::executor::ExecutorOptions {
                 docker_host,
                 builder,
                 buildkitd,
+                tls,
             };
             match slipway::executor::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,

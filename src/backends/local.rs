@@ -27,6 +27,13 @@ impl LocalBackend {
         })
     }
 
+    /// Trusts and client certificates for registries and `url` sources.
+    pub fn with_tls(self, tls: &crate::tls::Tls) -> Result<Self> {
+        Ok(Self {
+            runner: self.runner.with_tls(tls)?,
+        })
+    }
+
     /// Caps and stall timeout for `url` sources.
     pub fn with_url_limits(self, limits: crate::runner::fetch::UrlLimits) -> Self {
         Self {

@@ -52,33 +52,40 @@ pub fn spawn(
     docker_host: Option<String>,
     builder: Builder,
     buildkitd: crate::runner::BuildkitdArgs,
+    tls: crate::tls::TlsArgs,
     cancel: CancellationToken,
     tx: mpsc::UnboundedSender<JobMsg>,
 ) -> JoinHandle<()> {
     let span = info_span!("build", key = %req.key);
     tokio::spawn(
         async move {
-            let result =
-                match Runner::connect_with(docker_host.as_deref(), builder, &buildkitd).await {
-                    Ok(runner) => {
-                        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-                        let run = runner.run(req, ev_tx, cancel);
-                        tokio::pin!(run);
-                        loop {
-                            tokio::select! {
-                                Some(ev) = ev_rx.recv() => { let _ = tx.send(JobMsg::Event(ev)); }
-                                r = &mut run => {
-                                    // events sent just before the end still go first
-                                    while let Ok(ev) = ev_rx.try_recv() {
-                                        let _ = tx.send(JobMsg::Event(ev));
-                                    }
-                                    break r;
+            // read per build (one per executor): a bad file fails the build, named
+            let runner = match crate::tls::Tls::load(&tls) {
+                Ok(tls) => Runner::connect_with(docker_host.as_deref(), builder, &buildkitd)
+                    .await
+                    .and_then(|r| r.with_tls(&tls)),
+                Err(e) => Err(e),
+            };
+            let result = match runner {
+                Ok(runner) => {
+                    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+                    let run = runner.run(req, ev_tx, cancel);
+                    tokio::pin!(run);
+                    loop {
+                        tokio::select! {
+                            Some(ev) = ev_rx.recv() => { let _ = tx.send(JobMsg::Event(ev)); }
+                            r = &mut run => {
+                                // events sent just before the end still go first
+                                while let Ok(ev) = ev_rx.try_recv() {
+                                    let _ = tx.send(JobMsg::Event(ev));
                                 }
+                                break r;
                             }
                         }
                     }
-                    Err(e) => Err(e),
-                };
+                }
+                Err(e) => Err(e),
+            };
             let _ = tx.send(JobMsg::Done(result));
         }
         .instrument(span),

@@ -52,6 +52,8 @@ pub struct ExecutorOptions {
     pub builder: crate::runner::Builder,
     /// A standalone buildkitd on the agent (`--buildkit-addr` and its TLS files).
     pub buildkitd: crate::runner::BuildkitdArgs,
+    /// `--ca-file` and `--certs-dir` for registries and `url` sources.
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// Runs the executor until its task's end is acknowledged, the agent shuts it down,
@@ -275,6 +277,7 @@ impl Executor {
                 self.opts.docker_host.clone(),
                 self.opts.builder,
                 self.opts.buildkitd.clone(),
+                self.opts.tls.clone(),
                 t.cancel.clone(),
                 self.jobs.clone(),
             ));

@@ -11,6 +11,7 @@ pub use reference::{ImageRef, is_registry_host};
 use reqwest::{StatusCode, header};
 use tracing::debug;
 
+use crate::tls::RegistryHttp;
 use crate::{Error, Result};
 
 /// Manifest media types a HEAD may answer with; the registry picks the stored one.
@@ -43,14 +44,14 @@ pub fn base_url(registry: &str) -> String {
 
 /// `Docker-Content-Digest` of `repository:reference` as the registry serves it.
 pub async fn manifest_digest(
-    client: &reqwest::Client,
+    http: &impl RegistryHttp,
     registry: &str,
     repository: &str,
     reference: &str,
     creds: Option<&Credentials>,
 ) -> Result<String> {
     let resp = manifest_request(
-        client,
+        http,
         reqwest::Method::HEAD,
         registry,
         repository,
@@ -74,7 +75,7 @@ pub async fn manifest_digest(
 /// The digest `image` has in its registry now (the one a push of it reported); a
 /// digest reference is its own answer.
 pub async fn image_digest(
-    client: &reqwest::Client,
+    http: &impl RegistryHttp,
     image: &ImageRef,
     creds: Option<&Credentials>,
 ) -> Result<String> {
@@ -82,7 +83,7 @@ pub async fn image_digest(
         return Ok(pinned.to_string());
     }
     manifest_digest(
-        client,
+        http,
         image.api_host(),
         &image.repository,
         &image.reference,
@@ -93,14 +94,14 @@ pub async fn image_digest(
 
 /// The manifest (or index) `repository:reference` as the registry serves it.
 pub async fn manifest(
-    client: &reqwest::Client,
+    http: &impl RegistryHttp,
     registry: &str,
     repository: &str,
     reference: &str,
     creds: Option<&Credentials>,
 ) -> Result<bytes::Bytes> {
     let resp = manifest_request(
-        client,
+        http,
         reqwest::Method::GET,
         registry,
         repository,
@@ -119,7 +120,7 @@ pub async fn manifest(
 /// A successful answer for the manifest, through the registry's token flow if it
 /// asks for one.
 async fn manifest_request(
-    client: &reqwest::Client,
+    http: &impl RegistryHttp,
     method: reqwest::Method,
     registry: &str,
     repository: &str,
@@ -128,8 +129,9 @@ async fn manifest_request(
 ) -> Result<reqwest::Response> {
     let url = format!(
         "{}/v2/{repository}/manifests/{reference}",
-        base_url(registry)
+        http.base_url(registry)
     );
+    let client = http.client(registry);
     let send = |auth: Option<String>| {
         let mut req = client
             .request(method.clone(), &url)

@@ -23,7 +23,7 @@ impl Lookup {
     /// Starts looking up `images` (as `directives::from_images` names them), each in
     /// its registry with the build's credentials for it.
     pub(super) fn start(
-        http: reqwest::Client,
+        http: crate::tls::Clients,
         images: Vec<String>,
         auth: Arc<DockerConfig>,
     ) -> Self {
@@ -50,7 +50,7 @@ impl Lookup {
 }
 
 /// The digest `image` has in its registry now, or None if it cannot be told.
-async fn digest_of(http: &reqwest::Client, image: &str, auth: &DockerConfig) -> Option<String> {
+async fn digest_of(http: &crate::tls::Clients, image: &str, auth: &DockerConfig) -> Option<String> {
     let r = ImageRef::parse(image)?;
     // a failing helper only costs the base's digest here; the push reports it
     let creds = match auth.credentials_for(&r.registry).await {
@@ -87,7 +87,7 @@ mod tests {
             "127.0.0.1:1/none:1".into(),
             "r.example/a@sha256:0123".into(),
         ];
-        let found = Lookup::start(reqwest::Client::new(), images, Arc::default())
+        let found = Lookup::start(reqwest::Client::new().into(), images, Arc::default())
             .finish()
             .await;
         let pinned = BaseImage {

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::api::PullPolicy;
 use crate::registry::{self, Credentials, error_chain};
+use crate::tls::{Clients, RegistryHttp, Tls};
 
 mod buildkit;
 mod classic;
@@ -42,8 +43,8 @@ pub struct Runner {
     buildkitd: Option<Buildkitd>,
     /// The builder every build of this runner uses, chosen once at connect.
     engine: Engine,
-    /// Registry calls: short, so a total timeout suits them.
-    http: reqwest::Client,
+    /// Registry calls, by host (certs.d): short, so a total timeout suits them.
+    http: Clients,
     /// `url` sources: no total timeout (the build's own bounds them), see [`UrlLimits`].
     downloads: reqwest::Client,
     url_limits: UrlLimits,
@@ -110,15 +111,7 @@ impl Runner {
             _ => None,
         };
         debug!(?engine, "builder");
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Registry(e.to_string()))?;
-        let downloads = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::Context(e.to_string()))?;
+        let (http, downloads) = http_clients(&Tls::default())?;
         Ok(Self {
             daemon: docker
                 .as_ref()
@@ -136,6 +129,13 @@ impl Runner {
     /// The builder this runner uses.
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Trusts and client certificates for registries and `url` sources
+    /// (`--ca-file`, `--certs-dir`) beyond the compiled-in roots.
+    pub fn with_tls(mut self, tls: &Tls) -> Result<Self> {
+        (self.http, self.downloads) = http_clients(tls)?;
+        Ok(self)
     }
 
     /// Caps and stall timeout for `url` sources (`--max-context-bytes`).
@@ -505,7 +505,8 @@ impl Runner {
     /// there; no answer is a retryable error.
     async fn ping_registry(&self, registry: &str) -> Result<bool> {
         self.http
-            .get(format!("{}/v2/", registry::base_url(registry)))
+            .client(registry)
+            .get(format!("{}/v2/", self.http.base_url(registry)))
             .send()
             .await
             .map(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
@@ -601,6 +602,15 @@ fn strip_userinfo(url: &str) -> String {
         },
         None => url.to_string(),
     }
+}
+
+/// Registry clients (short total timeout) and the `url` source client (none: the
+/// build's own bounds it, see [`UrlLimits`]; `--ca-file` applies, certs.d does not).
+fn http_clients(tls: &Tls) -> Result<(Clients, reqwest::Client)> {
+    let connect = Duration::from_secs(10);
+    let http = tls.clients(|b| b.connect_timeout(connect).timeout(Duration::from_secs(60)))?;
+    let downloads = tls.client(|b| b.connect_timeout(connect))?;
+    Ok((http, downloads))
 }
 
 #[cfg(test)]

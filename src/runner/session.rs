@@ -44,7 +44,7 @@ pub(crate) struct Provided {
     /// Registry credentials by host; other hosts get none (anonymous pulls).
     pub auth: HashMap<String, Credentials>,
     pub secrets: BuildSecrets,
-    pub http: reqwest::Client,
+    pub http: crate::tls::Clients,
 }
 
 /// The name a session goes by (BuildKit only shows it).
@@ -145,7 +145,7 @@ impl Health for Healthy {
 /// never reach a log: `Credentials` redacts its Debug.
 struct RegistryAuth {
     creds: HashMap<String, Credentials>,
-    http: reqwest::Client,
+    http: crate::tls::Clients,
 }
 
 impl RegistryAuth {
@@ -176,8 +176,9 @@ impl Auth for RegistryAuth {
         req: Request<FetchTokenRequest>,
     ) -> Result<Response<FetchTokenResponse>, Status> {
         let r = req.get_ref();
+        // the registry's certs.d entry, as Docker reaches its token service
         let token = crate::registry::fetch_token(
-            &self.http,
+            crate::tls::RegistryHttp::client(&self.http, &r.host),
             &r.realm,
             &r.service,
             &r.scopes,
@@ -241,7 +242,7 @@ mod tests {
                     password: "pw".into(),
                 },
             )]),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::new().into(),
         };
         let ask = |a: RegistryAuth| async move {
             let req = Request::new(CredentialsRequest {

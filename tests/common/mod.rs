@@ -143,7 +143,7 @@ pub async fn run_inline(
 }
 
 /// Runs one build on `runner`, its events dropped.
-async fn run_on(
+pub async fn run_on(
     runner: &Runner,
     key: &str,
     spec: DockerBuildSpec,

@@ -47,6 +47,8 @@ pub struct CoreConfig {
     pub builder: crate::runner::Builder,
     /// The standalone buildkitd the executor builds on (`--buildkit-addr` and TLS).
     pub buildkitd: crate::runner::BuildkitdArgs,
+    /// `--ca-file` and `--certs-dir`, passed on to the executor.
+    pub tls: crate::tls::TlsArgs,
     /// What the executor itself takes besides the build.
     pub executor_cpus: f64,
     pub executor_mem_mib: f64,
@@ -68,6 +70,7 @@ impl Default for CoreConfig {
             agent_docker_host: None,
             builder: crate::runner::Builder::Auto,
             buildkitd: Default::default(),
+            tls: Default::default(),
             executor_cpus: 0.1,
             executor_mem_mib: 32.0,
             refuse_seconds: 5.0,

@@ -102,7 +102,7 @@ pub(super) fn predicate_types(json: &[u8]) -> Result<Vec<String>> {
 /// The platforms and attestations of `digest` when it is an index; nothing for a
 /// single image manifest.
 pub(crate) async fn read_index(
-    http: &reqwest::Client,
+    http: &impl crate::tls::RegistryHttp,
     target: &Resolved,
     digest: &str,
     creds: Option<&Credentials>,

@@ -60,7 +60,7 @@ pub(crate) struct Job<'a> {
     pub target: &'a Resolved,
     pub creds: Option<Credentials>,
     pub secrets: BuildSecrets,
-    pub http: reqwest::Client,
+    pub http: crate::tls::Clients,
 }
 
 impl Buildkitd {
@@ -195,7 +195,7 @@ impl Buildkitd {
 /// What buildkitd pushed (`pushed`), checked against what the registry serves, with
 /// the index's platforms and attestations.
 pub(crate) async fn outcome(
-    http: &reqwest::Client,
+    http: &crate::tls::Clients,
     (pushed, stages): (String, Vec<StageStep>),
     target: &Resolved,
     creds: Option<&Credentials>,
