@@ -185,6 +185,8 @@ impl TriggerArgs {
                     listen,
                     secret_file,
                 }),
+            // read with the backend's flags (`watch`, `controller`)
+            tls: Default::default(),
         }
     }
 }
@@ -293,7 +295,8 @@ pub async fn backend(
 }
 
 /// `slipway watch DIR`: reconcile the folder until stopped (or, `once`, until done).
-pub async fn watch(dir: &Path, args: &BackendArgs, settings: Settings) -> Result<Summary> {
+pub async fn watch(dir: &Path, args: &BackendArgs, mut settings: Settings) -> Result<Summary> {
+    settings.triggers.tls = crate::tls::Tls::load(&args.tls)?;
     // the framework ID lives with the folder's other state
     let store = Arc::new(FileStore::new(
         dir.join(STATE_DIR).join("mesos-framework-id"),

@@ -69,6 +69,15 @@ pub struct Tls {
     hosts: BTreeMap<String, HostTls>,
 }
 
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("roots", &self.roots.len())
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 impl Tls {
     /// Reads every file `args` names; a file that cannot be read or holds no PEM
     /// certificate is an error naming it. The system bundle is optional: its
@@ -319,6 +328,19 @@ mod tests {
         assert!(
             e.to_string().contains("not a PEM certificate and key"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_executor_gets_the_flags_that_differ_from_the_defaults() {
+        assert!(TlsArgs::default().to_args().is_empty());
+        let args = TlsArgs {
+            ca_file: Some("/etc/corp/ca.pem".into()),
+            certs_dir: "/certs".into(),
+        };
+        assert_eq!(
+            args.to_args(),
+            ["--ca-file", "/etc/corp/ca.pem", "--certs-dir", "/certs"]
         );
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::*;
 use slipway::runner::{Builder, Runner};
 use slipway::tls::{Tls, TlsArgs};
+use slipway::triggers::{Observation, Targets, spawn_base_poller};
 
 fn unique() -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -185,12 +186,16 @@ fn tls_registry(pki: &Pki, storage: &Path, client_certs: bool) -> (Server, Strin
     (Server(child), format!("127.0.0.1:{port}"))
 }
 
-async fn runner(certs_dir: &Path) -> Runner {
-    let tls = Tls::load(&TlsArgs {
+fn tls(certs_dir: &Path) -> Tls {
+    Tls::load(&TlsArgs {
         ca_file: None,
         certs_dir: certs_dir.into(),
     })
-    .expect("certs dir reads");
+    .expect("certs dir reads")
+}
+
+async fn runner(certs_dir: &Path) -> Runner {
+    let tls = tls(certs_dir);
     // the classic builder uses a base the daemon has without asking its registry
     Runner::connect(None, Builder::Classic)
         .await
@@ -279,11 +284,35 @@ async fn registries_with_a_private_ca_and_client_certificates_through_certs_d() 
             ("client.key", "client.key"),
         ],
     );
-    assert_eq!(build(with_cert).await.base_images, vec![expected]);
+    assert_eq!(build(with_cert).await.base_images, vec![expected.clone()]);
     // without the client certificate the registry refuses the lookup: the base
     // is left out (the build does not depend on it)
     let ca_only = pki.certs_dir(&mhost, &[("ca.pem", "ca.crt")]);
     assert_eq!(build(ca_only).await.base_images, vec![]);
+
+    // the base poller (`watch`, `controller`) looks it up the same way
+    let with_cert = pki.certs_dir(
+        &mhost,
+        &[
+            ("ca.pem", "ca.crt"),
+            ("client.pem", "client.cert"),
+            ("client.key", "client.key"),
+        ],
+    );
+    let clients = tls(with_cert.path()).clients(|b| b).unwrap();
+    let (tx, targets) = tokio::sync::watch::channel(Targets::default());
+    tx.send_modify(|t| {
+        t.bases.insert(expected.image.clone(), Default::default());
+    });
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel(4);
+    let poller = spawn_base_poller(targets, Duration::from_secs(1), clients, seen_tx);
+    let first = tokio::time::timeout(Duration::from_secs(20), seen.recv()).await;
+    poller.abort();
+    let want = Observation::Base {
+        image: expected.image,
+        digest: expected.digest,
+    };
+    assert_eq!(first.expect("observed in time"), Some(want));
 }
 
 /// A `url` source served over HTTPS with a private CA: `slipway build` fetches it

@@ -49,8 +49,9 @@ pub struct ControllerArgs {
 pub async fn run(
     args: &ControllerArgs,
     backend_args: &BackendArgs,
-    settings: Settings,
+    mut settings: Settings,
 ) -> Result<()> {
+    settings.triggers.tls = crate::tls::Tls::load(&backend_args.tls)?;
     let client = Client::try_default().await.map_err(|e| {
         Error::Kube(format!(
             "no cluster to talk to (KUBECONFIG, ~/.kube/config or the pod's service account): {e}"

@@ -12,21 +12,24 @@ use tokio::task::JoinHandle;
 use super::poll::{self, Probe};
 use super::{Observation, Targets};
 use crate::registry::{self, DockerConfig, ImageRef};
+use crate::tls::Clients;
 
 /// Looks up every reference in `targets.bases` every `every` (zero: never), with the
 /// credentials given for it, sending [`Observation::Base`] the first time and
-/// whenever its digest changes. `client` should carry a timeout.
+/// whenever its digest changes. `client` (by registry host, see [`Clients`]) should
+/// carry a timeout.
 pub fn spawn_base_poller(
     targets: watch::Receiver<Targets>,
     every: Duration,
-    client: reqwest::Client,
+    client: impl Into<Clients>,
     out: mpsc::Sender<Observation>,
 ) -> JoinHandle<()> {
+    let client = client.into();
     tokio::spawn(poll::run(Bases { client }, targets, every, out))
 }
 
 struct Bases {
-    client: reqwest::Client,
+    client: Clients,
 }
 
 impl Probe for Bases {

@@ -135,6 +135,8 @@ pub struct TriggerSettings {
     pub poll: PollSettings,
     /// `--webhook-listen` with `--webhook-secret-file`.
     pub webhook: Option<WebhookSettings>,
+    /// `--ca-file` and `--certs-dir`, for registry and url looks.
+    pub tls: crate::tls::Tls,
 }
 
 #[derive(Clone, Debug)]
@@ -166,15 +168,15 @@ pub async fn start(
         .tasks
         .extend(git::start(settings, targets, out.clone()).await?);
     // registry and url looks read headers only: a short total timeout suits them
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| crate::Error::Registry(e.to_string()))?;
+    let client = settings.tls.clients(|b| {
+        b.connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+    })?;
     let poll = &settings.poll;
+    let urls = client.default_client().clone();
     started.tasks.extend([
-        spawn_base_poller(targets.subscribe(), poll.base, client.clone(), out.clone()),
-        spawn_url_poller(targets.subscribe(), poll.url, client, out.clone()),
+        spawn_base_poller(targets.subscribe(), poll.base, client, out.clone()),
+        spawn_url_poller(targets.subscribe(), poll.url, urls, out.clone()),
     ]);
     // `path` contexts: digested at once and again after their files change.
     started
