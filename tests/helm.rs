@@ -909,3 +909,35 @@ fn a_webhook_secret_is_mounted_as_a_file_and_its_port_served() {
     let e = template("rel", "builds", &["--set", "webhook.port=0"]).unwrap_err();
     assert!(e.contains("webhook/port"), "{e}");
 }
+
+#[test]
+fn a_registry_certs_secret_is_mounted_as_docker_certs_d() {
+    let docs = render(&[]);
+    let deploy = one(&docs, "Deployment", "rel-slipway");
+    assert!(!mounts(container(deploy)).contains_key("/etc/docker/certs.d"));
+
+    let docs = render(&[
+        "--set",
+        "tls.certsSecret=regcerts",
+        "--set",
+        "tls.certsItems[0].key=corp-ca.crt",
+        "--set",
+        "tls.certsItems[0].path=registry.corp:5000/ca.crt",
+    ]);
+    let deploy = one(&docs, "Deployment", "rel-slipway");
+    let vol = volume(deploy, "registry-certs");
+    assert_eq!(vol["secret"]["secretName"], "regcerts");
+    assert_eq!(
+        vol["secret"]["items"],
+        json!([{"key": "corp-ca.crt", "path": "registry.corp:5000/ca.crt"}])
+    );
+    assert_eq!(
+        mounts(container(deploy))
+            .get("/etc/docker/certs.d")
+            .map(String::as_str),
+        Some("registry-certs")
+    );
+
+    let e = template("rel", "builds", &["--set", "tls.certsSecret=regcerts"]).unwrap_err();
+    assert!(e.contains("tls.certsItems"), "{e}");
+}

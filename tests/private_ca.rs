@@ -321,10 +321,7 @@ async fn registries_with_a_private_ca_and_client_certificates_through_certs_d() 
 fn url_sources_trust_the_ca_file() {
     let pki = Pki::new();
     let site = Fixture::new()
-        .file(
-            "ctx/Dockerfile",
-            &format!("FROM scratch\nCOPY hello /hello\n"),
-        )
+        .file("ctx/Dockerfile", "FROM scratch\nCOPY hello /hello\n")
         .file("ctx/hello", &unique());
     let tar = Command::new("tar")
         .args(["-cf", "ctx.tar", "-C", "ctx", "."])
