@@ -301,4 +301,26 @@ mod builder_tests {
             ]
         );
     }
+
+    #[test]
+    fn the_registry_certificates_reach_the_executor() {
+        let cfg = CoreConfig {
+            tls: crate::tls::TlsArgs {
+                ca_file: Some("/etc/corp/ca.pem".into()),
+                certs_dir: "/etc/corp/certs.d".into(),
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            command(&cfg).arguments,
+            [
+                "slipway",
+                "executor",
+                "--ca-file",
+                "/etc/corp/ca.pem",
+                "--certs-dir",
+                "/etc/corp/certs.d"
+            ]
+        );
+    }
 }
