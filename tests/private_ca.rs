@@ -362,7 +362,7 @@ s.serve_forever()";
     )
     .unwrap();
     let empty_certs = tempfile::tempdir().unwrap();
-    let slipway = |extra: &[&Path]| {
+    let run = |extra: &[&Path], system_bundle: Option<&Path>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
         cmd.arg("build")
             .arg(&build)
@@ -371,11 +371,11 @@ s.serve_forever()";
         if let Some(ca) = extra.first() {
             cmd.arg("--ca-file").arg(ca);
         }
-        let out = cmd
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("SSL_CERT_DIR")
-            .output()
-            .unwrap();
+        cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        if let Some(bundle) = system_bundle {
+            cmd.env("SSL_CERT_FILE", bundle);
+        }
+        let out = cmd.output().unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -383,6 +383,7 @@ s.serve_forever()";
         );
         (out.status.code(), text)
     };
+    let slipway = |extra: &[&Path]| run(extra, None);
     let (code, text) = slipway(&[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(
@@ -392,6 +393,9 @@ s.serve_forever()";
     let (code, text) = slipway(&[&pki.path("ca.pem")]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("slipway-test/tls-url@sha256:"), "{text}");
+    // the system bundle, as a scratch image is given one
+    let (code, text) = run(&[], Some(&pki.path("ca.pem")));
+    assert_eq!(code, Some(0), "{text}");
 
     // a CA file that is no certificate stops slipway at start-up, named
     let (code, text) = slipway(&[&pki.path("ca.key")]);
