@@ -27,6 +27,22 @@ async fn content(image: &str) -> String {
     i.config.unwrap().labels.unwrap()["content"].clone()
 }
 
+/// Tags the daemon's `image` as `target` (`repo:tag`).
+async fn tag(image: &str, target: &str) {
+    let (repo, tag) = target.rsplit_once(':').unwrap();
+    docker()
+        .await
+        .tag_image(
+            image,
+            Some(TagImageOptions {
+                repo: Some(repo.into()),
+                tag: Some(tag.into()),
+            }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("tagging {image} as {target}: {e}"));
+}
+
 #[tokio::test]
 async fn always_builds_on_a_re_pushed_base_and_if_not_present_on_the_local_copy() {
     let common = ensure_base().await;
@@ -45,13 +61,10 @@ async fn always_builds_on_a_re_pushed_base_and_if_not_present_on_the_local_copy(
             "",
         )
         .await;
-        let b1 = docker()
-            .await
-            .inspect_image(&base)
-            .await
-            .unwrap()
-            .id
-            .unwrap();
+        // A second tag keeps B1: a daemon on the containerd image store (Docker 29)
+        // forgets an image as soon as its last tag moves away
+        let b1 = format!("{}/{repo}:b1", registry());
+        tag(&base, &b1).await;
         // B2 pushed under the same tag from elsewhere: the daemon's tag moved back to B1
         build(
             &runner,
@@ -60,17 +73,7 @@ async fn always_builds_on_a_re_pushed_base_and_if_not_present_on_the_local_copy(
             "",
         )
         .await;
-        docker()
-            .await
-            .tag_image(
-                &b1,
-                Some(TagImageOptions {
-                    repo: Some(format!("{}/{repo}", registry())),
-                    tag: Some("latest".into()),
-                }),
-            )
-            .await
-            .unwrap();
+        tag(&b1, &base).await;
         assert_eq!(content(&base).await, one, "{builder:?}");
 
         let leaf = format!("FROM {base}\nLABEL leaf=1\n");
