@@ -23,8 +23,8 @@
 # 7. builds dockerd of Docker 29 once (scripts/dockerd-current.sh, minutes when cold,
 #    cached under $SLIPWAY_STATE) and starts a second, private daemon of it
 # 8. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets, then the
-#    build tests (tests/local_build.rs, tests/buildkit.rs, tests/buildkit_inline_cache.rs)
-#    again on the Docker 29 daemon
+#    build tests (tests/local_build.rs, tests/buildkit.rs, tests/buildkit_inline_cache.rs,
+#    tests/pull_policy.rs) again on the Docker 29 daemon
 # Everything this script started is stopped on exit; a dockerd that was already
 # running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
 #
@@ -234,7 +234,7 @@ step "cargo test ($(daemon_name))" cargo test --all-targets "$@"
 # The build tests once more on the current Engine (containerd image store, newer API).
 step "build tests again ($(daemon_name "$NEW_DOCKER_HOST"))" \
   env DOCKER_HOST="$NEW_DOCKER_HOST" \
-  cargo test --test local_build --test buildkit --test buildkit_inline_cache "$@"
+  cargo test --test local_build --test buildkit --test buildkit_inline_cache --test pull_policy "$@"
 
 section "summary"
 printf '%s\n' "${RESULTS[@]}"
