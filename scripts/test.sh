@@ -20,7 +20,11 @@
 #    static release binary FROM scratch, in a target dir of its own under
 #    $SLIPWAY_STATE; minutes when cold); tests run it as the controller and as the
 #    Mesos executor image
-# 7. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets
+# 7. builds dockerd of Docker 29 once (scripts/dockerd-current.sh, minutes when cold,
+#    cached under $SLIPWAY_STATE) and starts a second, private daemon of it
+# 8. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets, then the
+#    build tests (tests/local_build.rs, tests/buildkit.rs, tests/buildkit_inline_cache.rs,
+#    tests/pull_policy.rs) again on the Docker 29 daemon
 # Everything this script started is stopped on exit; a dockerd that was already
 # running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
 #
@@ -56,6 +60,7 @@ die() { printf 'test.sh: error: %s\n' "$*" >&2; exit 1; }
 REGDIR=""
 KUBEDIR=""
 BKDIR=""
+NEWDOCKER=""
 STOP_DOCKERD=0
 CHILD=""
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -66,8 +71,12 @@ cleanup() {
     kill -TERM -- "-$CHILD" 2>/dev/null || true
     wait "$CHILD" 2>/dev/null || true
   fi
-  if [ -n "$REGDIR" ] || [ -n "$KUBEDIR" ] || [ -n "$BKDIR" ]; then
+  if [ -n "$REGDIR" ] || [ -n "$KUBEDIR" ] || [ -n "$BKDIR" ] || [ -n "$NEWDOCKER" ]; then
     section "cleanup"
+  fi
+  if [ -n "$NEWDOCKER" ]; then
+    bash scripts/dockerd-current.sh stop --dir "$NEWDOCKER" || true
+    rm -rf "$NEWDOCKER"
   fi
   if [ -n "$BKDIR" ]; then
     bash scripts/buildkitd.sh stop --dir "$BKDIR" || true
@@ -185,6 +194,18 @@ SLIPWAY_TEST_IMAGE=$(bash scripts/image.sh --tag slipway-test/controller:ci </de
 export SLIPWAY_TEST_IMAGE
 echo "SLIPWAY_TEST_IMAGE=$SLIPWAY_TEST_IMAGE"
 
+section "Docker Engine, current"
+NEWDOCKER=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test-dockerd.XXXXXX")
+NEW_DOCKER_HOST=$(bash scripts/dockerd-current.sh start --dir "$NEWDOCKER" </dev/null | tail -n 1) ||
+  die "the Docker 29 daemon could not be built or started (scripts/dockerd-current.sh, output above)"
+echo "second daemon: $NEW_DOCKER_HOST"
+
+# daemon_name [DOCKER_HOST]: "Docker 29.8.0, API 1.56" for the step names
+daemon_name() {
+  DOCKER_HOST=${1:-${DOCKER_HOST:-}} docker version \
+    --format 'Docker {{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null || echo "Docker ?"
+}
+
 declare -a RESULTS=()
 FAILED=0
 step() {
@@ -209,7 +230,11 @@ step() {
 
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets -- -D warnings
-step "cargo test" cargo test --all-targets "$@"
+step "cargo test ($(daemon_name))" cargo test --all-targets "$@"
+# The build tests once more on the current Engine (containerd image store, newer API).
+step "build tests again ($(daemon_name "$NEW_DOCKER_HOST"))" \
+  env DOCKER_HOST="$NEW_DOCKER_HOST" \
+  cargo test --test local_build --test buildkit --test buildkit_inline_cache --test pull_policy "$@"
 
 section "summary"
 printf '%s\n' "${RESULTS[@]}"

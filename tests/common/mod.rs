@@ -194,9 +194,12 @@ pub async fn assert_pushed(out: &BuildOutcome) {
     }
     let manifest = client
         .get(format!("http://{reg}/v2/{repo}/manifests/{digest}"))
+        // Docker 20.10 pushes Docker v2 manifests; a daemon on the containerd image
+        // store (Docker 29's default) pushes OCI ones
         .header(
             "Accept",
-            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.v2+json, \
+             application/vnd.oci.image.manifest.v1+json",
         )
         .send()
         .await
@@ -213,10 +216,11 @@ pub async fn assert_pushed(out: &BuildOutcome) {
 
     let docker = docker().await;
     let local = docker.inspect_image(&out.pushed_tags[0]).await.unwrap();
-    assert_eq!(
-        local.id.as_deref(),
-        Some(config_digest.as_str()),
-        "registry holds the built image"
+    assert_is_image(
+        &local,
+        out,
+        &config_digest,
+        "registry holds the built image",
     );
 
     let mut pull = docker.create_image(
@@ -234,7 +238,22 @@ pub async fn assert_pushed(out: &BuildOutcome) {
         .inspect_image(&out.image)
         .await
         .expect("pulled image present");
-    assert_eq!(pulled.id.as_deref(), Some(config_digest.as_str()));
+    assert_is_image(&pulled, out, &config_digest, "pulled by digest");
+}
+
+/// `local` is the image `out` pushed. A daemon on the graph-driver store knows an
+/// image by its config digest; one on the containerd store (Docker 29's default)
+/// by its manifest, which it reports as the image's `Descriptor`.
+fn assert_is_image(
+    local: &bollard::models::ImageInspect,
+    out: &BuildOutcome,
+    config_digest: &str,
+    what: &str,
+) {
+    match &local.descriptor {
+        Some(d) => assert_eq!(d.digest.as_deref(), Some(out.digest.as_str()), "{what}"),
+        None => assert_eq!(local.id.as_deref(), Some(config_digest), "{what}"),
+    }
 }
 
 /// The build a DockerBuild's status reports (`status` as JSON, from a file or the API).
