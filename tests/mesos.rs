@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::mesos::{MesosCluster, free_port};
+use common::mesos::{MesosCluster, executor_tarball, free_port, serve_tarball};
 use common::watcher::*;
 use common::*;
 
@@ -372,4 +372,34 @@ fn executor_containers(image: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// `--executor-uri` through the real agent: its fetcher step runs the shim's
+/// `mesos-fetcher` stand-in, which downloads and unpacks the tarball into the sandbox,
+/// and the agent then starts `./slipway executor` from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_executor_tarball_is_fetched_by_the_agent_and_builds() {
+    let (url, gets, server) = serve_tarball(executor_tarball().await).await;
+    let cluster = MesosCluster::start(1);
+    let reg = registry();
+    let fx = Fixture::new().file(
+        "a.yaml",
+        &doc(
+            "fetched",
+            &indent(&format!(
+                "source:\n  inline:\n    dockerfile: |\n      FROM scratch\n      LABEL executor=fetched\n\
+output: {{registry: '{reg}', repository: slipway-test/mesos-fetched}}"
+            )),
+        ),
+    );
+    let file = fx.path("a.yaml");
+    let _w = start(fx.dir.path(), &cluster.master(), &["--executor-uri", &url]);
+    let s = phase_of(&file, "fetched", "Succeeded").await;
+    assert_pushed(&outcome(&s)).await;
+    // the agent's fetcher (not slipway, not the test) downloaded the tarball once
+    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (_, state) = cluster.state().await;
+    let uris = &state["frameworks"][0]["executors"][0]["command"]["uris"];
+    assert_eq!(uris[0]["value"], url.as_str(), "{state}");
+    server.abort();
 }
