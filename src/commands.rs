@@ -115,9 +115,12 @@ pub struct MesosArgs {
     /// URL agents reach that server at (default: http://<listen address>).
     #[arg(long)]
     pub context_url: Option<String>,
-    /// Seconds a declined offer stays away while builds wait.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds a declined offer stays away (new work revives offers sooner).
+    #[arg(long, default_value_t = 120.0)]
     pub refuse_seconds: f64,
+    /// A launch with no status update for this long is reconciled, then relaunched.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub launch_timeout: Duration,
     /// How often every task is reconciled with the master.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub reconcile_interval: Duration,
@@ -270,6 +273,7 @@ pub async fn backend(
         builder: args.builder,
         buildkitd: args.buildkitd.clone(),
         refuse_seconds: m.refuse_seconds,
+        launch_timeout: m.launch_timeout,
         ..Default::default()
     };
     let opts = MesosOptions {
