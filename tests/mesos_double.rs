@@ -8,8 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::mesos::{executor_tarball, serve_tarball};
@@ -681,4 +680,94 @@ async fn the_double_refuses_what_a_master_would() {
     assert_eq!(v.len(), 2, "{v:?}");
     assert!(v[0].contains("Mesos-Stream-Id"), "{v:?}");
     assert!(v[1].contains("the offer has"), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
+    let base = ensure_base().await;
+    let double = MesosDouble::new()
+        .agent("agent-a.test", 2.0, 2048.0)
+        .start()
+        .await;
+    let dockerfile = format!(
+        "FROM {base}\nRUN sleep 4\n{}",
+        label_only("partitioned").replace("FROM scratch\n", "")
+    );
+    let fx = Fixture::new().file(
+        "b.yaml",
+        &build("partitioned", "mesos-partitioned", &dockerfile),
+    );
+    let file = fx.path("b.yaml");
+    let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
+
+    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
+        double
+            .executor_updates()
+            .into_iter()
+            .find(|s| s.message().contains("RUN sleep 4"))
+    })
+    .await;
+    // the agent is partitioned away for a moment; its executor goes on
+    let task = double.launches()[0].task.task_id.value.clone();
+    double.report_unreachable(&task);
+
+    let status = phase(&file, "partitioned", "Succeeded", &slipway, &[&double]).await;
+    assert_status_pushed(&status).await;
+    assert_eq!(double.launches().len(), 1, "{}", double.report());
+    assert_eq!(status["mesos"]["taskId"], task.as_str());
+    assert_eq!(status["attempts"].as_u64().unwrap_or(1), 1, "{status}");
+    assert!(
+        slipway.log().contains("task unreachable"),
+        "{}",
+        slipway.log()
+    );
+    assert_clean(&double);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_missed_heartbeats_make_slipway_subscribe_again() {
+    let double = MesosDouble::new()
+        .agent("agent-a.test", 2.0, 2048.0)
+        .heartbeat_seconds(1.0)
+        .start()
+        .await;
+    let fx = Fixture::new();
+    let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
+    wait_or_report("the first subscription", &slipway, &[&double], || {
+        Some(()).filter(|_| double.stream_ids().len() == 1)
+    })
+    .await;
+    double.go_silent();
+    let silent = Instant::now();
+    wait_or_report("a second subscription", &slipway, &[&double], || {
+        Some(()).filter(|_| double.stream_ids().len() >= 2)
+    })
+    .await;
+    // five intervals of silence, not fewer
+    assert!(
+        silent.elapsed() >= Duration::from_millis(4500),
+        "resubscribed after {:?}",
+        silent.elapsed()
+    );
+    assert!(slipway.log().contains("5 missed"), "{}", slipway.log());
+
+    // the new subscription works: a build goes through it
+    std::fs::write(
+        fx.path("b.yaml"),
+        build(
+            "after-silence",
+            "mesos-after-silence",
+            &label_only("after-silence"),
+        ),
+    )
+    .unwrap();
+    let status = phase(
+        &fx.path("b.yaml"),
+        "after-silence",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
+    assert_status_pushed(&status).await;
 }

@@ -183,7 +183,9 @@ pub async fn executor_tarball() -> Vec<u8> {
 }
 
 /// Serves `body` at `http://127.0.0.1:PORT/dist/slipway-executor.tar.gz`; counts GETs.
-pub async fn serve_tarball(body: Vec<u8>) -> (
+pub async fn serve_tarball(
+    body: Vec<u8>,
+) -> (
     String,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
     tokio::task::JoinHandle<()>,
