@@ -403,3 +403,64 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-fetched}}"
     assert_eq!(uris[0]["value"], url.as_str(), "{state}");
     server.abort();
 }
+
+/// A launch whose executor never registers gets no status update at all: after
+/// `--launch-timeout` slipway asks the master about that task, and when that brings
+/// nothing either, kills it and launches the build again.
+#[tokio::test]
+async fn a_launch_with_no_status_update_is_reconciled_then_relaunched() {
+    let cluster = MesosCluster::start(1);
+    let reg = registry();
+    let fx = Fixture::new().file(
+        "a.yaml",
+        &doc(
+            "silent",
+            &indent(&format!(
+                "source:\n  inline:\n    dockerfile: |\n      FROM scratch\n      LABEL launch=silent\n\
+output: {{registry: '{reg}', repository: slipway-test/mesos-silent}}"
+            )),
+        ),
+    );
+    // the first executor hangs before registering with the agent; later ones are slipway
+    let mark = fx.path("first-launch");
+    let script = fx.path("executor.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif mkdir '{}' 2>/dev/null; then exec sleep 600; fi\nexec '{}' \"$@\"\n",
+            mark.display(),
+            env!("CARGO_BIN_EXE_slipway")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let file = fx.path("a.yaml");
+    let w = start(
+        fx.dir.path(),
+        &cluster.master(),
+        &[
+            "--executor-path",
+            script.to_str().unwrap(),
+            "--launch-timeout",
+            "4s",
+        ],
+    );
+    let s = phase_of(&file, "silent", "Succeeded").await;
+    assert_pushed(&outcome(&s)).await;
+    assert!(mark.exists(), "the hanging executor ran");
+    assert!(s["attempts"].as_u64().unwrap() >= 2, "relaunched: {s}");
+    let log = w.log();
+    assert!(log.contains("reconciling"), "{log}");
+    assert!(log.contains("no status update for task"), "{log}");
+    // slipway killed the silent one (left alone, the agent fails it after its
+    // executor registration timeout, a minute)
+    let tasks = cluster.tasks().await;
+    let ours: Vec<&str> = tasks
+        .iter()
+        .filter(|(n, _)| n == "build tests/silent")
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert!(ours.contains(&"TASK_KILLED"), "{tasks:?}");
+    assert!(ours.contains(&"TASK_FINISHED"), "{tasks:?}");
+}
