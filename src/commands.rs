@@ -549,3 +549,21 @@ pub async fn graph(args: &GraphArgs) -> Result<Option<String>> {
     })?;
     Ok(None)
 }
+
+#[cfg(test)]
+mod mesos_defaults_tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mesos: MesosArgs,
+    }
+
+    #[test]
+    fn offers_are_refused_and_launches_watched_as_marathon_does() {
+        let m = <Cli as clap::Parser>::parse_from(["slipway"]).mesos;
+        assert_eq!(m.refuse_seconds, 120.0);
+        assert_eq!(m.launch_timeout, Duration::from_secs(300));
+    }
+}

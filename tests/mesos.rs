@@ -433,8 +433,7 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-silent}}"
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let file = fx.path("a.yaml");
     let w = start(
         fx.dir.path(),

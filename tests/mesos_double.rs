@@ -37,8 +37,14 @@ impl Slipway {
             .arg("watch")
             .arg(dir)
             .args(["--backend", "mesos", "--mesos-master", masters])
-            .args(["--retry-backoff", "200ms", "--refuse-seconds", "1"])
+            .args(["--retry-backoff", "200ms"])
             .args(["--concurrency", "3", "--max-attempts", "4"])
+            // short filters, unless the test is about them
+            .args(if extra.contains(&"--refuse-seconds") {
+                &[][..]
+            } else {
+                &["--refuse-seconds", "1"][..]
+            })
             .args(extra)
             .env("SLIPWAY_LOG", "debug")
             .env_remove("RUST_LOG")
@@ -770,4 +776,62 @@ async fn five_missed_heartbeats_make_slipway_subscribe_again() {
     )
     .await;
     assert_status_pushed(&status).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unusable_offers_are_refused_for_long_and_new_work_revives_them() {
+    let double = MesosDouble::new()
+        .agent("agent-a.test", 2.0, 2048.0)
+        .reoffer(true)
+        .start()
+        .await;
+    let reg = registry();
+    let big = doc(
+        "big",
+        &indent(&format!(
+            "source:\n  inline:\n    dockerfile: |\n      FROM scratch\n      LABEL size=big\n\
+output: {{registry: '{reg}', repository: slipway-test/mesos-refuse-big}}\nresources: {{cpus: 64, memMiB: 64}}"
+        )),
+    );
+    let fx = Fixture::new().file("big.yaml", &big);
+    let slipway = Slipway::start_with_path(
+        fx.dir.path(),
+        &double.master(),
+        &["--refuse-seconds", "120"],
+    );
+    // the only agent cannot hold the build: its offer is declined for 120 s
+    let decline = wait_or_report("a DECLINE", &slipway, &[&double], || {
+        double
+            .calls()
+            .into_iter()
+            .find(|c| c.kind() == call::Type::Decline)
+    })
+    .await;
+    let filters = decline.call.decline.as_ref().unwrap().filters.clone();
+    assert_eq!(filters.and_then(|f| f.refuse_seconds), Some(120.0));
+    let declined_at = double.calls().len();
+
+    // a build that fits arrives: REVIVE clears the filter, and it runs now
+    std::fs::write(
+        fx.path("small.yaml"),
+        build("small", "mesos-refuse-small", &label_only("small")),
+    )
+    .unwrap();
+    let status = phase(
+        &fx.path("small.yaml"),
+        "small",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
+    assert_status_pushed(&status).await;
+    assert!(
+        double.calls()[declined_at..]
+            .iter()
+            .any(|c| c.kind() == call::Type::Revive),
+        "{}",
+        double.report()
+    );
+    assert_clean(&double);
 }
