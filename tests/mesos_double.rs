@@ -807,7 +807,7 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-refuse-big}}\nresour
             .find(|c| c.kind() == call::Type::Decline)
     })
     .await;
-    let filters = decline.call.decline.as_ref().unwrap().filters.clone();
+    let filters = decline.call.decline.as_ref().unwrap().filters;
     assert_eq!(filters.and_then(|f| f.refuse_seconds), Some(120.0));
     let declined_at = double.calls().len();
 
