@@ -117,9 +117,12 @@ pub struct MesosArgs {
     /// URL agents reach that server at (default: http://<listen address>).
     #[arg(long)]
     pub context_url: Option<String>,
-    /// Seconds a declined offer stays away while builds wait.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds a declined offer stays away (new work revives offers sooner).
+    #[arg(long, default_value_t = 120.0)]
     pub refuse_seconds: f64,
+    /// A launch with no status update for this long is reconciled, then relaunched.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub launch_timeout: Duration,
     /// How often every task is reconciled with the master.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub reconcile_interval: Duration,
@@ -276,6 +279,7 @@ pub async fn backend(
         buildkitd: args.buildkitd.clone(),
         tls: args.tls.clone(),
         refuse_seconds: m.refuse_seconds,
+        launch_timeout: m.launch_timeout,
         ..Default::default()
     };
     let opts = MesosOptions {
@@ -551,4 +555,22 @@ pub async fn graph(args: &GraphArgs) -> Result<Option<String>> {
         message: e.to_string(),
     })?;
     Ok(None)
+}
+
+#[cfg(test)]
+mod mesos_defaults_tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mesos: MesosArgs,
+    }
+
+    #[test]
+    fn offers_are_refused_and_launches_watched_as_marathon_does() {
+        let m = <Cli as clap::Parser>::parse_from(["slipway"]).mesos;
+        assert_eq!(m.refuse_seconds, 120.0);
+        assert_eq!(m.launch_timeout, Duration::from_secs(300));
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::mesos::{MesosCluster, free_port};
+use common::mesos::{MesosCluster, executor_tarball, free_port, serve_tarball};
 use common::watcher::*;
 use common::*;
 
@@ -372,4 +372,94 @@ fn executor_containers(image: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// `--executor-uri` through the real agent: its fetcher step runs the shim's
+/// `mesos-fetcher` stand-in, which downloads and unpacks the tarball into the sandbox,
+/// and the agent then starts `./slipway executor` from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_executor_tarball_is_fetched_by_the_agent_and_builds() {
+    let (url, gets, server) = serve_tarball(executor_tarball().await).await;
+    let cluster = MesosCluster::start(1);
+    let reg = registry();
+    let fx = Fixture::new().file(
+        "a.yaml",
+        &doc(
+            "fetched",
+            &indent(&format!(
+                "source:\n  inline:\n    dockerfile: |\n      FROM scratch\n      LABEL executor=fetched\n\
+output: {{registry: '{reg}', repository: slipway-test/mesos-fetched}}"
+            )),
+        ),
+    );
+    let file = fx.path("a.yaml");
+    let _w = start(fx.dir.path(), &cluster.master(), &["--executor-uri", &url]);
+    let s = phase_of(&file, "fetched", "Succeeded").await;
+    assert_pushed(&outcome(&s)).await;
+    // the agent's fetcher (not slipway, not the test) downloaded the tarball once
+    assert_eq!(gets.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (_, state) = cluster.state().await;
+    let uris = &state["frameworks"][0]["executors"][0]["command"]["uris"];
+    assert_eq!(uris[0]["value"], url.as_str(), "{state}");
+    server.abort();
+}
+
+/// A launch whose executor never registers gets no status update at all: after
+/// `--launch-timeout` slipway asks the master about that task, and when that brings
+/// nothing either, kills it and launches the build again.
+#[tokio::test]
+async fn a_launch_with_no_status_update_is_reconciled_then_relaunched() {
+    let cluster = MesosCluster::start(1);
+    let reg = registry();
+    let fx = Fixture::new().file(
+        "a.yaml",
+        &doc(
+            "silent",
+            &indent(&format!(
+                "source:\n  inline:\n    dockerfile: |\n      FROM scratch\n      LABEL launch=silent\n\
+output: {{registry: '{reg}', repository: slipway-test/mesos-silent}}"
+            )),
+        ),
+    );
+    // the first executor hangs before registering with the agent; later ones are slipway
+    let mark = fx.path("first-launch");
+    let script = fx.path("executor.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif mkdir '{}' 2>/dev/null; then exec sleep 600; fi\nexec '{}' \"$@\"\n",
+            mark.display(),
+            env!("CARGO_BIN_EXE_slipway")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let file = fx.path("a.yaml");
+    let w = start(
+        fx.dir.path(),
+        &cluster.master(),
+        &[
+            "--executor-path",
+            script.to_str().unwrap(),
+            "--launch-timeout",
+            "4s",
+        ],
+    );
+    let s = phase_of(&file, "silent", "Succeeded").await;
+    assert_pushed(&outcome(&s)).await;
+    assert!(mark.exists(), "the hanging executor ran");
+    assert!(s["attempts"].as_u64().unwrap() >= 2, "relaunched: {s}");
+    let log = w.log();
+    assert!(log.contains("reconciling"), "{log}");
+    assert!(log.contains("no status update for task"), "{log}");
+    // slipway killed the silent one (left alone, the agent fails it after its
+    // executor registration timeout, a minute)
+    let tasks = cluster.tasks().await;
+    let ours: Vec<&str> = tasks
+        .iter()
+        .filter(|(n, _)| n == "build tests/silent")
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert!(ours.contains(&"TASK_KILLED"), "{tasks:?}");
+    assert!(ours.contains(&"TASK_FINISHED"), "{tasks:?}");
 }

@@ -8,10 +8,10 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::mesos::{executor_tarball, serve_tarball};
 use common::mesos_double::MesosDouble;
 use common::watcher::{doc, indent};
 use common::*;
@@ -37,8 +37,14 @@ impl Slipway {
             .arg("watch")
             .arg(dir)
             .args(["--backend", "mesos", "--mesos-master", masters])
-            .args(["--retry-backoff", "200ms", "--refuse-seconds", "1"])
+            .args(["--retry-backoff", "200ms"])
             .args(["--concurrency", "3", "--max-attempts", "4"])
+            // short filters, unless the test is about them
+            .args(if extra.contains(&"--refuse-seconds") {
+                &[][..]
+            } else {
+                &["--refuse-seconds", "1"][..]
+            })
             .args(extra)
             .env("SLIPWAY_LOG", "debug")
             .env_remove("RUST_LOG")
@@ -176,58 +182,6 @@ async fn assert_status_pushed(status: &serde_json::Value) {
 fn assert_clean(double: &MesosDouble) {
     let v = double.violations();
     assert!(v.is_empty(), "protocol violations: {v:#?}");
-}
-
-/// A tarball with a copy of this slipway binary at its top, as `--executor-uri` wants.
-/// The copy is stripped when `strip` is at hand, as a released tarball would be
-/// (a debug build is ~180 MB, and gzip in an unoptimised test build is slow).
-async fn executor_tarball() -> Vec<u8> {
-    tokio::task::spawn_blocking(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let copy = dir.path().join("slipway");
-        let stripped = Command::new("strip")
-            .arg("-o")
-            .arg(&copy)
-            .arg(env!("CARGO_BIN_EXE_slipway"))
-            .status()
-            .is_ok_and(|s| s.success());
-        if !stripped {
-            std::fs::copy(env!("CARGO_BIN_EXE_slipway"), &copy).unwrap();
-        }
-        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        tar.append_path_with_name(&copy, "slipway").unwrap();
-        tar.into_inner().unwrap().finish().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-/// Serves `body` at `http://127.0.0.1:PORT/dist/slipway-executor.tar.gz`; counts GETs.
-async fn serve_tarball(body: Vec<u8>) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    use axum::routing::get;
-    let gets = Arc::new(AtomicUsize::new(0));
-    let body = axum::body::Bytes::from(body);
-    let counter = gets.clone();
-    let app = axum::Router::new().route(
-        "/dist/slipway-executor.tar.gz",
-        get(move || {
-            let (body, counter) = (body.clone(), counter.clone());
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                ([("content-type", "application/gzip")], body)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/dist/slipway-executor.tar.gz",
-        listener.local_addr().unwrap()
-    );
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, gets, server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -732,4 +686,152 @@ async fn the_double_refuses_what_a_master_would() {
     assert_eq!(v.len(), 2, "{v:?}");
     assert!(v[0].contains("Mesos-Stream-Id"), "{v:?}");
     assert!(v[1].contains("the offer has"), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
+    let base = ensure_base().await;
+    let double = MesosDouble::new()
+        .agent("agent-a.test", 2.0, 2048.0)
+        .start()
+        .await;
+    let dockerfile = format!(
+        "FROM {base}\nRUN sleep 4\n{}",
+        label_only("partitioned").replace("FROM scratch\n", "")
+    );
+    let fx = Fixture::new().file(
+        "b.yaml",
+        &build("partitioned", "mesos-partitioned", &dockerfile),
+    );
+    let file = fx.path("b.yaml");
+    let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
+
+    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
+        double
+            .executor_updates()
+            .into_iter()
+            .find(|s| s.message().contains("RUN sleep 4"))
+    })
+    .await;
+    // the agent is partitioned away for a moment; its executor goes on
+    let task = double.launches()[0].task.task_id.value.clone();
+    double.report_unreachable(&task);
+
+    let status = phase(&file, "partitioned", "Succeeded", &slipway, &[&double]).await;
+    assert_status_pushed(&status).await;
+    assert_eq!(double.launches().len(), 1, "{}", double.report());
+    assert_eq!(status["mesos"]["taskId"], task.as_str());
+    assert_eq!(status["attempts"].as_u64().unwrap_or(1), 1, "{status}");
+    assert!(
+        slipway.log().contains("task unreachable"),
+        "{}",
+        slipway.log()
+    );
+    assert_clean(&double);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_missed_heartbeats_make_slipway_subscribe_again() {
+    let double = MesosDouble::new()
+        .agent("agent-a.test", 2.0, 2048.0)
+        .heartbeat_seconds(1.0)
+        .start()
+        .await;
+    let fx = Fixture::new();
+    let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
+    wait_or_report("the first subscription", &slipway, &[&double], || {
+        Some(()).filter(|_| double.stream_ids().len() == 1)
+    })
+    .await;
+    double.go_silent();
+    let silent = Instant::now();
+    wait_or_report("a second subscription", &slipway, &[&double], || {
+        Some(()).filter(|_| double.stream_ids().len() >= 2)
+    })
+    .await;
+    // five intervals of silence, not fewer
+    assert!(
+        silent.elapsed() >= Duration::from_millis(4500),
+        "resubscribed after {:?}",
+        silent.elapsed()
+    );
+    assert!(slipway.log().contains("5 missed"), "{}", slipway.log());
+
+    // the new subscription works: a build goes through it
+    std::fs::write(
+        fx.path("b.yaml"),
+        build(
+            "after-silence",
+            "mesos-after-silence",
+            &label_only("after-silence"),
+        ),
+    )
+    .unwrap();
+    let status = phase(
+        &fx.path("b.yaml"),
+        "after-silence",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
+    assert_status_pushed(&status).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unusable_offers_are_refused_for_long_and_new_work_revives_them() {
+    let double = MesosDouble::new()
+        .agent("agent-a.test", 2.0, 2048.0)
+        .reoffer(true)
+        .start()
+        .await;
+    let reg = registry();
+    let big = doc(
+        "big",
+        &indent(&format!(
+            "source:\n  inline:\n    dockerfile: |\n      FROM scratch\n      LABEL size=big\n\
+output: {{registry: '{reg}', repository: slipway-test/mesos-refuse-big}}\nresources: {{cpus: 64, memMiB: 64}}"
+        )),
+    );
+    let fx = Fixture::new().file("big.yaml", &big);
+    let slipway = Slipway::start_with_path(
+        fx.dir.path(),
+        &double.master(),
+        &["--refuse-seconds", "120"],
+    );
+    // the only agent cannot hold the build: its offer is declined for 120 s
+    let decline = wait_or_report("a DECLINE", &slipway, &[&double], || {
+        double
+            .calls()
+            .into_iter()
+            .find(|c| c.kind() == call::Type::Decline)
+    })
+    .await;
+    let filters = decline.call.decline.as_ref().unwrap().filters;
+    assert_eq!(filters.and_then(|f| f.refuse_seconds), Some(120.0));
+    let declined_at = double.calls().len();
+
+    // a build that fits arrives: REVIVE clears the filter, and it runs now
+    std::fs::write(
+        fx.path("small.yaml"),
+        build("small", "mesos-refuse-small", &label_only("small")),
+    )
+    .unwrap();
+    let status = phase(
+        &fx.path("small.yaml"),
+        "small",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
+    assert_status_pushed(&status).await;
+    assert!(
+        double.calls()[declined_at..]
+            .iter()
+            .any(|c| c.kind() == call::Type::Revive),
+        "{}",
+        double.report()
+    );
+    assert_clean(&double);
 }

@@ -156,3 +156,61 @@ fn kill_processes_under(dir: &Path) {
         }
     }
 }
+
+/// A tarball with a copy of this slipway binary at its top, as `--executor-uri` wants.
+/// The copy is stripped when `strip` is at hand, as a released tarball would be
+/// (a debug build is ~180 MB, and gzip in an unoptimised test build is slow).
+pub async fn executor_tarball() -> Vec<u8> {
+    tokio::task::spawn_blocking(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("slipway");
+        let stripped = std::process::Command::new("strip")
+            .arg("-o")
+            .arg(&copy)
+            .arg(env!("CARGO_BIN_EXE_slipway"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stripped {
+            std::fs::copy(env!("CARGO_BIN_EXE_slipway"), &copy).unwrap();
+        }
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        tar.append_path_with_name(&copy, "slipway").unwrap();
+        tar.into_inner().unwrap().finish().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Serves `body` at `http://127.0.0.1:PORT/dist/slipway-executor.tar.gz`; counts GETs.
+pub async fn serve_tarball(
+    body: Vec<u8>,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use axum::routing::get;
+    let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = axum::body::Bytes::from(body);
+    let counter = gets.clone();
+    let app = axum::Router::new().route(
+        "/dist/slipway-executor.tar.gz",
+        get(move || {
+            let (body, counter) = (body.clone(), counter.clone());
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ([("content-type", "application/gzip")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/dist/slipway-executor.tar.gz",
+        listener.local_addr().unwrap()
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, gets, server)
+}

@@ -163,6 +163,8 @@ struct Master {
     framework_info: Option<FrameworkInfo>,
     /// The current subscription: stream ID and the event sink.
     stream: Option<(String, Sink)>,
+    /// The stream stays open but carries nothing (see `MesosDouble::go_silent`).
+    silent: bool,
     /// Every stream ID handed out, in order.
     stream_ids: Vec<String>,
     calls: Vec<RecordedCall>,
@@ -244,6 +246,7 @@ impl MesosDoubleBuilder {
             framework_id: None,
             framework_info: None,
             stream: None,
+            silent: false,
             stream_ids: Vec::new(),
             calls: Vec::new(),
             events: Vec::new(),
@@ -450,6 +453,30 @@ impl MesosDouble {
         .await
     }
 
+    /// The event stream stays open but carries nothing from now on, heartbeats
+    /// included (a half-open connection, a stuck proxy), until the framework
+    /// subscribes again.
+    pub fn go_silent(&self) {
+        self.with(|m| m.silent = true);
+    }
+
+    /// The master reports `task_id` TASK_UNREACHABLE (its agent partitioned away),
+    /// while its executor goes on: its later updates arrive as when the agent
+    /// comes back.
+    pub fn report_unreachable(&self, task_id: &str) {
+        self.with(|m| {
+            let agent = m.tasks.get(task_id).map(|t| t.agent);
+            let s = m.master_status(
+                task_id,
+                agent,
+                TaskState::TaskUnreachable,
+                task_status::Reason::AgentRemoved,
+                "Agent is unreachable".into(),
+            );
+            m.emit_update(s);
+        });
+    }
+
     /// The agent is gone, as when the master removes it: its tasks are reported
     /// TASK_LOST (source MASTER, reason AGENT_REMOVED), the framework gets a
     /// FAILURE event for it, its offers are rescinded and it is never offered
@@ -584,6 +611,7 @@ impl Master {
     /// Sends an event on the framework's stream (if it has one) and records it.
     fn emit(&mut self, ev: sched::Event) {
         if let Some((_, sink)) = &self.stream
+            && !self.silent
             && sink
                 .send(Ok(recordio::encode(&ev.encode_to_vec())))
                 .is_err()
@@ -796,6 +824,7 @@ impl Master {
         let (tx, rx) = mpsc::unbounded_channel();
         let stream_id = uuid::Uuid::new_v4().to_string();
         self.stream = Some((stream_id.clone(), tx));
+        self.silent = false;
         self.stream_ids.push(stream_id.clone());
         for o in self.offers.values() {
             self.agents[o.agent].offered = false;

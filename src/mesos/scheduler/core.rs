@@ -3,119 +3,20 @@
 //! it; unit tests and the offer benchmark drive it directly.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::liveness::{LaunchCheck, LaunchWatch};
 use super::offers::{self, Avail};
+pub use super::types::{CoreConfig, ExecutorLaunch, Placement, TaskSpec, TaskUpdate};
 use crate::mesos::proto::v1::scheduler::{Call, call};
-use crate::mesos::proto::v1::{
-    self, AgentId, FrameworkId, FrameworkInfo, Offer, TaskId, TaskState, TaskStatus, task_status,
-};
+use crate::mesos::proto::v1::{self, Offer, TaskState, TaskStatus, task_status};
 use crate::mesos::task::{TaskReport, parse_task_id};
 use crate::metrics::metrics;
-use crate::runner::{BuildEvent, BuildOutcome};
+use crate::runner::BuildOutcome;
 use crate::{Error, Result};
-
-/// How agents get the executor.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ExecutorLaunch {
-    /// The slipway binary is already on every agent at this path.
-    Path(String),
-    /// A tarball with `slipway` at its top, fetched and unpacked by the agent.
-    Uri(String),
-    /// A Docker image with `slipway` on its PATH, run by the agent's Docker
-    /// containerizer with the agent's Docker socket mounted for the build.
-    Image {
-        image: String,
-        docker_socket: String,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub struct CoreConfig {
-    pub name: String,
-    pub user: String,
-    pub role: String,
-    pub principal: Option<String>,
-    pub failover_timeout: Duration,
-    pub executor: ExecutorLaunch,
-    /// Docker daemon the executor builds on (`--docker-host` on the agent).
-    pub agent_docker_host: Option<String>,
-    /// Builder the executor uses on the agent's daemon (`--builder`).
-    pub builder: crate::runner::Builder,
-    /// The standalone buildkitd the executor builds on (`--buildkit-addr` and TLS).
-    pub buildkitd: crate::runner::BuildkitdArgs,
-    /// `--ca-file` and `--certs-dir`, passed on to the executor.
-    pub tls: crate::tls::TlsArgs,
-    /// What the executor itself takes besides the build.
-    pub executor_cpus: f64,
-    pub executor_mem_mib: f64,
-    /// How long declined offers stay away while builds wait.
-    pub refuse_seconds: f64,
-    /// Pause after subscribing before launching, so reconciliation answers come first.
-    pub settle: Duration,
-}
-
-impl Default for CoreConfig {
-    fn default() -> Self {
-        Self {
-            name: "slipway".into(),
-            user: "root".into(),
-            role: "*".into(),
-            principal: None,
-            failover_timeout: Duration::from_secs(7 * 24 * 3600),
-            executor: ExecutorLaunch::Path("slipway".into()),
-            agent_docker_host: None,
-            builder: crate::runner::Builder::Auto,
-            buildkitd: Default::default(),
-            tls: Default::default(),
-            executor_cpus: 0.1,
-            executor_mem_mib: 32.0,
-            refuse_seconds: 5.0,
-            settle: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Where a task runs; written to `status.mesos`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Placement {
-    pub framework_id: String,
-    pub task_id: String,
-    pub agent_id: String,
-    pub host: String,
-}
-
-/// What the framework tells one build.
-#[derive(Debug)]
-pub enum TaskUpdate {
-    /// Not launched yet, and why.
-    Waiting(String),
-    Placed(Placement),
-    /// TASK_RUNNING: the executor started the build.
-    Started {
-        host: String,
-    },
-    Progress(BuildEvent),
-    /// Terminal.
-    Done(Result<BuildOutcome>),
-}
-
-/// One build handed to the framework.
-#[derive(Clone, Debug)]
-pub struct TaskSpec {
-    pub key: String,
-    pub spec_hash: String,
-    /// ID for a new launch.
-    pub task_id: String,
-    pub cpus: f64,
-    pub mem_mib: f64,
-    pub payload: Vec<u8>,
-    /// The task a previous run of slipway launched for this build (`status.mesos`).
-    pub previous: Option<(String, String)>,
-}
 
 struct Pending {
     spec: TaskSpec,
@@ -131,6 +32,10 @@ struct Active {
     host: String,
     running: bool,
     kill_requested: bool,
+    /// Until the launch's first status update.
+    watch: Option<LaunchWatch>,
+    /// TASK_UNREACHABLE: its agent is partitioned; it may come back.
+    unreachable: bool,
 }
 
 #[derive(Default)]
@@ -161,9 +66,10 @@ fn state_name(state: i32) -> String {
 
 fn is_terminal(state: TaskState) -> bool {
     use TaskState::*;
+    // a PARTITION_AWARE framework's unreachable task may come back
     !matches!(
         state,
-        TaskStaging | TaskStarting | TaskRunning | TaskKilling
+        TaskStaging | TaskStarting | TaskRunning | TaskKilling | TaskUnreachable
     )
 }
 
@@ -192,45 +98,6 @@ impl Core {
     /// Builds handed over and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.pending.len() + self.reconciling.len() + self.active.len()
-    }
-
-    fn call(&self, t: call::Type) -> Call {
-        let mut c = Call {
-            framework_id: self.framework_id.clone().map(|value| FrameworkId { value }),
-            ..Default::default()
-        };
-        c.set_type(t);
-        c
-    }
-
-    /// SUBSCRIBE, re-attaching to the persisted framework ID when there is one.
-    pub fn subscribe_call(&self) -> Call {
-        use v1::framework_info::{Capability, capability::Type as Cap};
-        let capabilities = [Cap::MultiRole, Cap::PartitionAware, Cap::TaskKillingState]
-            .into_iter()
-            .map(|t| {
-                let mut c = Capability::default();
-                c.set_type(t);
-                c
-            })
-            .collect();
-        let info = FrameworkInfo {
-            user: self.cfg.user.clone(),
-            name: self.cfg.name.clone(),
-            id: self.framework_id.clone().map(|value| FrameworkId { value }),
-            failover_timeout: Some(self.cfg.failover_timeout.as_secs_f64()),
-            checkpoint: Some(true),
-            roles: vec![self.cfg.role.clone()],
-            principal: self.cfg.principal.clone(),
-            capabilities,
-            ..Default::default()
-        };
-        let mut c = self.call(call::Type::Subscribe);
-        c.subscribe = Some(call::Subscribe {
-            framework_info: info,
-            ..Default::default()
-        });
-        c
     }
 
     /// The master took our subscription: reconcile what we know, then ask for offers
@@ -288,45 +155,12 @@ impl Core {
         }
     }
 
-    fn reconcile_call(&self, tasks: Vec<(String, Option<String>)>) -> Call {
-        let mut c = self.call(call::Type::Reconcile);
-        c.reconcile = Some(call::Reconcile {
-            tasks: tasks
-                .into_iter()
-                .map(|(t, a)| call::reconcile::Task {
-                    task_id: TaskId { value: t },
-                    agent_id: a.map(|value| AgentId { value }),
-                })
-                .collect(),
-        });
-        c
-    }
-
-    /// SUPPRESS when nothing waits for an offer, REVIVE when something does.
-    fn offers_wanted_call(&mut self) -> Call {
-        let want = !self.pending.is_empty();
-        self.suppressed = !want;
-        self.declined = false;
-        let mut c = if want {
-            self.call(call::Type::Revive)
-        } else {
-            self.call(call::Type::Suppress)
-        };
-        let roles = vec![self.cfg.role.clone()];
-        if want {
-            c.revive = Some(call::Revive { roles });
-        } else {
-            c.suppress = Some(call::Suppress { roles });
-        }
-        c
-    }
-
     /// A build to run.
     pub fn launch(&mut self, spec: TaskSpec, tx: mpsc::UnboundedSender<TaskUpdate>) -> Vec<Call> {
         let claim = (spec.key.clone(), spec.spec_hash.clone());
         if let Some((task_id, agent_id)) = self.unclaimed.remove(&claim) {
             info!(build = %spec.key, %task_id, "re-attached to a running task");
-            self.attach(task_id, agent_id, String::new(), spec.key, tx);
+            self.attach(task_id, agent_id, String::new(), spec.key, tx, None);
             return Vec::new();
         }
         let mut p = Pending {
@@ -369,6 +203,7 @@ impl Core {
         host: String,
         key: String,
         tx: mpsc::UnboundedSender<TaskUpdate>,
+        watch: Option<LaunchWatch>,
     ) {
         let _ = tx.send(TaskUpdate::Placed(Placement {
             framework_id: self.framework_id.clone().unwrap_or_default(),
@@ -385,6 +220,8 @@ impl Core {
                 host,
                 running: false,
                 kill_requested: false,
+                watch,
+                unreachable: false,
             },
         );
     }
@@ -431,13 +268,7 @@ impl Core {
             .into_iter()
             .map(|(task_id, agent_id)| {
                 info!(build = %key, %task_id, "killing task");
-                let mut c = self.call(call::Type::Kill);
-                c.kill = Some(call::Kill {
-                    task_id: TaskId { value: task_id },
-                    agent_id: agent_id.map(|value| AgentId { value }),
-                    kill_policy: None,
-                });
-                c
+                self.kill_call(task_id, agent_id)
             })
             .collect()
     }
@@ -478,6 +309,7 @@ impl Core {
                                 offer.hostname.clone(),
                                 p.spec.key.clone(),
                                 p.tx,
+                                Some(LaunchWatch::new(now)),
                             );
                             tasks.push(task);
                         }
@@ -588,6 +420,7 @@ impl Core {
                 String::new(),
                 p.spec.key,
                 p.tx,
+                None,
             );
         }
 
@@ -600,6 +433,14 @@ impl Core {
             }
             return self.ack_now(ack);
         };
+        if !reconciliation {
+            // the agent or executor answered: the launch reached it
+            a.watch = None;
+        }
+        if a.unreachable && state != TaskState::TaskUnreachable {
+            info!(build = %a.key, %task_id, state = %state_name(status.state), "the unreachable task is back");
+            a.unreachable = false;
+        }
         let host = if a.host.is_empty() {
             agent_id.clone()
         } else {
@@ -644,6 +485,15 @@ impl Core {
                     reason_name(&status)
                 ))),
             },
+            TaskState::TaskUnreachable => {
+                // lost but maybe back: the build waits for RUNNING/FINISHED, or for
+                // TASK_GONE/LOST (relaunched as any lost task)
+                if !a.unreachable {
+                    warn!(build = %a.key, %task_id, %host, "task unreachable (agent partitioned); waiting for it to come back");
+                    a.unreachable = true;
+                }
+                return self.ack_now(ack);
+            }
             TaskState::TaskKilled if a.kill_requested => {
                 Err(Error::Cancelled("build cancelled; task killed".into()))
             }
@@ -677,6 +527,39 @@ impl Core {
         }
     }
 
+    /// Launches that had no status update within the launch timeout: reconcile them,
+    /// and when that brings no answer either, kill them and let the build launch
+    /// again (a lost task is retried).
+    pub fn check_launches(&mut self, now: Instant) -> Vec<Call> {
+        let timeout = self.cfg.launch_timeout;
+        let (mut ask, mut give_up) = (Vec::new(), Vec::new());
+        for (id, a) in self.active.iter_mut() {
+            match a.watch.as_mut().map(|w| w.check(now, timeout)) {
+                Some(LaunchCheck::Reconcile) => ask.push((id.clone(), Some(a.agent_id.clone()))),
+                Some(LaunchCheck::GiveUp) => give_up.push(id.clone()),
+                _ => {}
+            }
+        }
+        let mut calls = Vec::new();
+        if !ask.is_empty() && self.subscribed {
+            info!(tasks = ?ask, "no status update within {timeout:?} of the launch; reconciling");
+            calls.push(self.reconcile_call(ask));
+        }
+        for id in give_up {
+            let Some(a) = self.active.remove(&id) else {
+                continue;
+            };
+            let msg = format!(
+                "no status update for task {id} within {timeout:?} of its launch, nor after reconciling it; launching again"
+            );
+            warn!(build = %a.key, "{msg}");
+            let _ = a.tx.send(TaskUpdate::Done(Err(Error::TaskLost(msg))));
+            // should it turn up after all, it must not build twice
+            calls.push(self.kill_call(id, Some(a.agent_id)));
+        }
+        calls
+    }
+
     /// The status for `key` is written: acknowledge its terminal updates.
     pub fn settled(&mut self, key: &str) -> Vec<Call> {
         self.unacked
@@ -685,19 +568,6 @@ impl Core {
             .into_iter()
             .flat_map(|a| self.ack_now(Some(a)))
             .collect()
-    }
-
-    fn ack_now(&self, ack: Option<(String, String, Vec<u8>)>) -> Vec<Call> {
-        let Some((task_id, agent_id, uuid)) = ack else {
-            return Vec::new();
-        };
-        let mut c = self.call(call::Type::Acknowledge);
-        c.acknowledge = Some(call::Acknowledge {
-            agent_id: AgentId { value: agent_id },
-            task_id: TaskId { value: task_id },
-            uuid,
-        });
-        vec![c]
     }
 
     /// The master rejected us (framework removed, failover timeout passed): start
@@ -723,294 +593,6 @@ fn tell(p: &mut Pending, msg: String) {
     }
 }
 
+mod calls;
 #[cfg(test)]
-mod tests {
-    use super::super::offers::tests::offer;
-    use super::*;
-    use crate::mesos::proto::v1::TaskId;
-
-    fn core() -> Core {
-        let cfg = CoreConfig {
-            settle: Duration::ZERO,
-            ..Default::default()
-        };
-        let mut c = Core::new(cfg, Some("fw-1".into()));
-        c.on_subscribed("fw-1".into(), Instant::now());
-        c
-    }
-
-    fn build(key: &str, cpus: f64) -> TaskSpec {
-        TaskSpec {
-            key: key.into(),
-            spec_hash: "sha256:00000000000000aa".into(),
-            task_id: crate::mesos::task::task_id(key, "sha256:00000000000000aa", 1),
-            cpus,
-            mem_mib: 100.0,
-            payload: b"{}".to_vec(),
-            previous: None,
-        }
-    }
-
-    fn kinds(calls: &[Call]) -> Vec<call::Type> {
-        calls.iter().map(|c| c.r#type()).collect()
-    }
-
-    fn status(task_id: &str, state: TaskState, uuid: Option<&[u8]>) -> TaskStatus {
-        let mut s = TaskStatus {
-            task_id: TaskId {
-                value: task_id.into(),
-            },
-            agent_id: Some(AgentId {
-                value: "agent-1".into(),
-            }),
-            uuid: uuid.map(<[u8]>::to_vec),
-            ..Default::default()
-        };
-        s.set_state(state);
-        s
-    }
-
-    fn drain(rx: &mut mpsc::UnboundedReceiver<TaskUpdate>) -> Vec<TaskUpdate> {
-        let mut v = Vec::new();
-        while let Ok(u) = rx.try_recv() {
-            v.push(u);
-        }
-        v
-    }
-
-    #[test]
-    fn one_offer_takes_as_many_builds_as_fit_and_the_rest_wait() {
-        let mut c = core();
-        let mut rxs = Vec::new();
-        for i in 0..3 {
-            let (tx, rx) = mpsc::unbounded_channel();
-            c.launch(build(&format!("ns/b{i}"), 0.9), tx);
-            rxs.push(rx);
-        }
-        // 2 CPUs hold two builds of 0.9 + 0.1 executor, not three
-        let calls = c.on_offers(vec![offer("o1", "h1", 2.0, 4096.0, "*")], Instant::now());
-        assert_eq!(kinds(&calls), vec![call::Type::Accept]);
-        let ops = &calls[0].accept.as_ref().unwrap().operations;
-        let tasks = &ops[0].launch.as_ref().unwrap().task_infos;
-        assert_eq!(tasks.len(), 2);
-        let cpus: f64 = tasks[0]
-            .resources
-            .iter()
-            .filter(|r| r.name == "cpus")
-            .map(|r| r.scalar.as_ref().unwrap().value)
-            .sum();
-        assert_eq!(cpus, 0.9);
-        assert_eq!(c.in_flight(), 3);
-        assert!(matches!(
-            drain(&mut rxs[0]).last(),
-            Some(TaskUpdate::Placed(_))
-        ));
-        // the third is still waiting; a second offer takes it and nothing is left to want
-        let calls = c.on_offers(vec![offer("o2", "h2", 1.0, 4096.0, "*")], Instant::now());
-        assert_eq!(
-            kinds(&calls),
-            vec![call::Type::Accept, call::Type::Suppress]
-        );
-    }
-
-    #[test]
-    fn a_build_no_offer_can_hold_is_told_why_and_offers_are_declined() {
-        let mut c = core();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        c.launch(build("ns/huge", 64.0), tx);
-        let calls = c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
-        assert_eq!(kinds(&calls), vec![call::Type::Decline]);
-        let refuse = calls[0].decline.as_ref().unwrap().filters.as_ref().unwrap();
-        assert_eq!(refuse.refuse_seconds, Some(5.0));
-        let msgs: Vec<String> = drain(&mut rx)
-            .into_iter()
-            .filter_map(|u| match u {
-                TaskUpdate::Waiting(m) => Some(m),
-                _ => None,
-            })
-            .collect();
-        let last = msgs.last().unwrap();
-        assert!(
-            last.contains("64.1 CPUs") && last.contains("4 CPUs"),
-            "{last}"
-        );
-        // the same reason is not repeated on every offer
-        c.on_offers(vec![offer("o2", "h1", 4.0, 4096.0, "*")], Instant::now());
-        assert!(drain(&mut rx).is_empty());
-    }
-
-    #[test]
-    fn offers_used_and_declined_and_tasks_launched_are_counted() {
-        use crate::metrics::sample;
-        let series = [
-            r#"slipway_mesos_offers_total{outcome="used"}"#,
-            r#"slipway_mesos_offers_total{outcome="declined"}"#,
-            "slipway_mesos_tasks_launched_total",
-        ];
-        let before = series.map(sample);
-        let mut c = core();
-        for i in 0..3 {
-            let (tx, _rx) = mpsc::unbounded_channel();
-            c.launch(build(&format!("ns/b{i}"), 0.9), tx);
-        }
-        // o1 holds two builds, o2 the third, o3 is left over
-        c.on_offers(
-            vec![
-                offer("o1", "h1", 2.0, 4096.0, "*"),
-                offer("o2", "h2", 1.0, 4096.0, "*"),
-                offer("o3", "h3", 1.0, 4096.0, "*"),
-            ],
-            Instant::now(),
-        );
-        let after = series.map(sample);
-        // process-wide counters that other tests move too: at least ours
-        let delta: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
-        assert!(delta[0] >= 2.0, "{delta:?}");
-        assert!(delta[1] >= 1.0, "{delta:?}");
-        assert!(delta[2] >= 3.0, "{delta:?}");
-    }
-
-    #[test]
-    fn idle_suppresses_and_new_work_revives() {
-        let mut c = Core::new(CoreConfig::default(), None);
-        let calls = c.on_subscribed("fw-9".into(), Instant::now());
-        assert_eq!(
-            kinds(&calls),
-            vec![call::Type::Reconcile, call::Type::Suppress]
-        );
-        let (tx, _rx) = mpsc::unbounded_channel();
-        assert_eq!(
-            kinds(&c.launch(build("ns/a", 1.0), tx)),
-            vec![call::Type::Revive]
-        );
-        // within the settle pause offers are not used: reconciliation answers come first
-        assert!(c.settling_until().is_some());
-        let calls = c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
-        assert_eq!(kinds(&calls), vec![call::Type::Decline]);
-    }
-
-    #[test]
-    fn a_lost_task_is_retryable_and_never_a_build_failure() {
-        for state in [
-            TaskState::TaskLost,
-            TaskState::TaskUnreachable,
-            TaskState::TaskGone,
-            TaskState::TaskDropped,
-        ] {
-            let mut c = core();
-            let (tx, mut rx) = mpsc::unbounded_channel();
-            let spec = build("ns/a", 1.0);
-            let id = spec.task_id.clone();
-            c.launch(spec, tx);
-            c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
-            let calls = c.on_update(status(&id, state, Some(b"u1")));
-            // acknowledged at once: nothing about it needs recording
-            assert_eq!(kinds(&calls), vec![call::Type::Acknowledge]);
-            let Some(TaskUpdate::Done(Err(e))) = drain(&mut rx).pop() else {
-                panic!("no result")
-            };
-            assert!(e.is_retryable(), "{state:?}: {e}");
-            assert_eq!(e.metric_label(), "TaskLost");
-        }
-    }
-
-    #[test]
-    fn a_finished_task_is_acknowledged_only_once_its_status_is_written() {
-        let mut c = core();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let spec = build("ns/a", 1.0);
-        let id = spec.task_id.clone();
-        c.launch(spec, tx);
-        c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
-        let running = c.on_update(status(&id, TaskState::TaskRunning, Some(b"u1")));
-        assert_eq!(kinds(&running), vec![call::Type::Acknowledge]);
-        let out = BuildOutcome {
-            digest: "sha256:ab".into(),
-            image: "r/a@sha256:ab".into(),
-            pushed_tags: vec!["r/a:latest".into()],
-            revision: None,
-            ..Default::default()
-        };
-        let mut fin = status(&id, TaskState::TaskFinished, Some(b"u2"));
-        fin.data = Some(TaskReport::Finished(out.clone()).encode());
-        assert!(c.on_update(fin).is_empty(), "held until settled");
-        let ups = drain(&mut rx);
-        assert!(ups.iter().any(|u| matches!(u, TaskUpdate::Started { .. })));
-        assert!(matches!(ups.last(), Some(TaskUpdate::Done(Ok(o))) if *o == out));
-        let acks = c.settled("ns/a");
-        assert_eq!(kinds(&acks), vec![call::Type::Acknowledge]);
-        assert_eq!(acks[0].acknowledge.as_ref().unwrap().uuid, b"u2");
-        assert!(c.settled("ns/a").is_empty());
-    }
-
-    #[test]
-    fn after_a_restart_a_running_task_is_reattached_and_a_gone_one_relaunched() {
-        let mut c = Core::new(
-            CoreConfig {
-                settle: Duration::ZERO,
-                ..Default::default()
-            },
-            Some("fw-1".into()),
-        );
-        let old = crate::mesos::task::task_id("ns/a", "sha256:00000000000000aa", 7);
-        let mut spec = build("ns/a", 1.0);
-        spec.previous = Some((old.clone(), "agent-1".into()));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        assert!(c.launch(spec.clone(), tx).is_empty(), "not subscribed yet");
-        let calls = c.on_subscribed("fw-1".into(), Instant::now());
-        let explicit = calls[0].reconcile.as_ref().unwrap();
-        assert_eq!(explicit.tasks[0].task_id.value, old);
-        // the master says it still runs: no new launch, updates flow to the build
-        c.on_update(status(&old, TaskState::TaskRunning, None));
-        let ups = drain(&mut rx);
-        assert!(
-            ups.iter()
-                .any(|u| matches!(u, TaskUpdate::Placed(p) if p.task_id == old))
-        );
-        let calls = c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
-        assert!(!kinds(&calls).contains(&call::Type::Accept));
-
-        // a second build whose old task is unknown to the master is launched anew
-        let old_b = crate::mesos::task::task_id("ns/b", "sha256:00000000000000aa", 3);
-        let mut spec_b = build("ns/b", 1.0);
-        spec_b.previous = Some((old_b.clone(), "agent-1".into()));
-        let (tx, _rx) = mpsc::unbounded_channel();
-        c.launch(spec_b, tx);
-        let mut gone = status(&old_b, TaskState::TaskUnknown, None);
-        gone.set_reason(task_status::Reason::Reconciliation);
-        c.on_update(gone);
-        let calls = c.on_offers(vec![offer("o2", "h1", 4.0, 4096.0, "*")], Instant::now());
-        assert!(kinds(&calls).contains(&call::Type::Accept));
-    }
-
-    #[test]
-    fn a_task_the_master_reports_for_a_build_is_claimed_without_a_launch() {
-        let mut c = core();
-        let running = crate::mesos::task::task_id("ns/a", "sha256:00000000000000aa", 5);
-        // implicit reconciliation tells of a task no build has asked for yet
-        c.on_update(status(&running, TaskState::TaskRunning, None));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        assert!(c.launch(build("ns/a", 1.0), tx).is_empty());
-        assert!(
-            matches!(drain(&mut rx).first(), Some(TaskUpdate::Placed(p)) if p.task_id == running)
-        );
-    }
-
-    #[test]
-    fn kill_reaches_a_running_task_and_its_end_is_a_cancellation() {
-        let mut c = core();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let spec = build("ns/a", 1.0);
-        let id = spec.task_id.clone();
-        c.launch(spec, tx);
-        c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
-        let calls = c.kill("ns/a");
-        assert_eq!(kinds(&calls), vec![call::Type::Kill]);
-        assert_eq!(calls[0].kill.as_ref().unwrap().task_id.value, id);
-        c.on_update(status(&id, TaskState::TaskKilled, Some(b"k")));
-        let Some(TaskUpdate::Done(Err(e))) = drain(&mut rx).pop() else {
-            panic!()
-        };
-        assert_eq!(e.metric_label(), "Cancelled");
-    }
-}
+mod tests;

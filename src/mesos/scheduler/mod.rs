@@ -2,8 +2,10 @@
 //! [`Core`] state; builds talk to it through a [`Framework`] handle.
 
 pub mod core;
+pub mod liveness;
 pub mod offers;
 mod store;
+mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +150,9 @@ async fn run(
     let mut held_offers = Vec::new();
     let mut reconcile = tokio::time::interval(opts.reconcile_interval.max(Duration::from_secs(1)));
     reconcile.tick().await;
+    // launches are checked a few times per launch timeout
+    let mut launches =
+        tokio::time::interval((opts.core.launch_timeout / 4).max(Duration::from_millis(200)));
 
     loop {
         if session.is_none() && Instant::now() >= retry_at {
@@ -203,6 +208,7 @@ async fn run(
                 core.on_offers(std::mem::take(&mut held_offers), std::time::Instant::now())
             }
             _ = reconcile.tick() => core.periodic(),
+            _ = launches.tick() => core.check_launches(std::time::Instant::now()),
             ev = next_event(&mut session) => match ev {
                 Ok(ev) => on_event(&mut core, &opts, ev, &mut held_offers),
                 Err(e) => {
@@ -225,13 +231,14 @@ async fn next_event(session: &mut Option<Session>) -> Result<Event> {
     let Some(s) = session else {
         return std::future::pending().await;
     };
-    // a missed heartbeat or three means the connection is dead, even if TCP says not
-    match tokio::time::timeout(s.heartbeat * 3, s.events.next()).await {
+    // missed heartbeats mean the connection is dead, even if TCP says not
+    let deadline = liveness::heartbeat_deadline(s.heartbeat);
+    match tokio::time::timeout(deadline, s.events.next()).await {
         Ok(Some(ev)) => ev,
         Ok(None) => Err(Error::Mesos("the master closed the event stream".into())),
         Err(_) => Err(Error::Mesos(format!(
-            "no heartbeat for {:.0?}",
-            s.heartbeat * 3
+            "no heartbeat for {deadline:.0?} ({} missed)",
+            liveness::MISSED_HEARTBEATS
         ))),
     }
 }
