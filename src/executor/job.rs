@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
+use crate::mesos::staging::{self, StagedBlob};
 use crate::mesos::task::TaskPayload;
 use crate::registry::DockerConfig;
 use crate::runner::{BuildEvent, BuildOutcome, BuildRequest, Builder, Runner};
@@ -22,8 +23,9 @@ pub enum JobMsg {
 }
 
 /// The build request in a task's data. Errors are the user's (InvalidSpec) and say
-/// what is wrong without quoting the data, which holds credentials.
-pub fn request(data: &[u8]) -> Result<BuildRequest> {
+/// what is wrong without quoting the data, which holds credentials. A context staged
+/// in the registry comes with it, to fetch before the build.
+pub fn request(data: &[u8]) -> Result<(BuildRequest, Option<StagedBlob>)> {
     if data.is_empty() {
         return Err(Error::InvalidSpec(
             "the task carries no build (TaskInfo.data is empty)".into(),
@@ -35,7 +37,7 @@ pub fn request(data: &[u8]) -> Result<BuildRequest> {
             .map_err(|e| Error::InvalidSpec(format!("docker config in the task: {e}")))?,
         None => DockerConfig::default(),
     };
-    Ok(BuildRequest {
+    let req = BuildRequest {
         key: payload.key,
         spec: payload.spec,
         // a remote build has no directory of its own: `path` sources arrive as URLs
@@ -43,12 +45,13 @@ pub fn request(data: &[u8]) -> Result<BuildRequest> {
         auth: Arc::new(auth),
         previous: None,
         secrets: payload.secrets,
-    })
+    };
+    Ok((req, payload.staged))
 }
 
 /// Starts the build; its events and its end arrive on `tx`, the end always last.
 pub fn spawn(
-    req: BuildRequest,
+    (req, staged): (BuildRequest, Option<StagedBlob>),
     docker_host: Option<String>,
     builder: Builder,
     buildkitd: crate::runner::BuildkitdArgs,
@@ -58,8 +61,19 @@ pub fn spawn(
     let span = info_span!("build", key = %req.key);
     tokio::spawn(
         async move {
-            let result =
-                match Runner::connect_with(docker_host.as_deref(), builder, &buildkitd).await {
+            // the sandbox (the executor's working directory) holds a staged context
+            let req = match staged {
+                Some(blob) => match std::env::current_dir() {
+                    Ok(sandbox) => staging::fetch_staged(&blob, req, &sandbox).await,
+                    Err(e) => Err(e.into()),
+                },
+                None => Ok(req),
+            };
+            let result = match req {
+                Err(e) => Err(e),
+                Ok(req) => match Runner::connect_with(docker_host.as_deref(), builder, &buildkitd)
+                    .await
+                {
                     Ok(runner) => {
                         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
                         let run = runner.run(req, ev_tx, cancel);
@@ -78,7 +92,8 @@ pub fn spawn(
                         }
                     }
                     Err(e) => Err(e),
-                };
+                },
+            };
             let _ = tx.send(JobMsg::Done(result));
         }
         .instrument(span),
@@ -124,9 +139,10 @@ mod tests {
             .unwrap(),
             docker_config: None,
             secrets,
+            staged: None,
         };
         assert!(!format!("{payload:?}").contains("tok-3f9a"));
-        let req = request(&payload.encode()).unwrap();
+        let (req, _) = request(&payload.encode()).unwrap();
         assert_eq!(req.secrets.0["npm"], b"tok-3f9a-never-shown");
         let shown = format!("{req:?}");
         assert!(

@@ -163,6 +163,42 @@ async fn manifest_request(
     Ok(resp)
 }
 
+/// Sends `request` (body-less, so it can be sent twice) with `creds` as basic auth;
+/// on a bearer challenge, again with a token for the scope the registry named.
+/// Returns the answer and the Authorization header that got it, for the requests
+/// that follow in the same scope (a blob upload's PUT, say).
+pub async fn authorized(
+    client: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+    creds: Option<&Credentials>,
+) -> Result<(reqwest::Response, Option<String>)> {
+    let unreachable =
+        |e: reqwest::Error| Error::Registry(format!("cannot reach the registry: {}", error_chain(&e.without_url())));
+    let retry = request
+        .try_clone()
+        .ok_or_else(|| Error::Registry("a request with a streamed body cannot be authorized".into()))?;
+    let basic = creds.map(Credentials::basic_header);
+    let first = match &basic {
+        Some(b) => request.header(header::AUTHORIZATION, b),
+        None => request,
+    };
+    let resp = first.send().await.map_err(unreachable)?;
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return Ok((resp, basic));
+    }
+    let Some(challenge) = resp.headers().get(header::WWW_AUTHENTICATE) else {
+        return Ok((resp, basic));
+    };
+    let challenge = challenge.to_str().unwrap_or_default().to_string();
+    let bearer = format!("Bearer {}", bearer_token(client, &challenge, creds).await?);
+    let resp = retry
+        .header(header::AUTHORIZATION, &bearer)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    Ok((resp, Some(bearer)))
+}
+
 /// Token flow of the distribution spec: `Bearer realm=...,service=...,scope=...`.
 async fn bearer_token(
     client: &reqwest::Client,
