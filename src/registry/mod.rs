@@ -172,11 +172,15 @@ pub async fn authorized(
     request: reqwest::RequestBuilder,
     creds: Option<&Credentials>,
 ) -> Result<(reqwest::Response, Option<String>)> {
-    let unreachable =
-        |e: reqwest::Error| Error::Registry(format!("cannot reach the registry: {}", error_chain(&e.without_url())));
-    let retry = request
-        .try_clone()
-        .ok_or_else(|| Error::Registry("a request with a streamed body cannot be authorized".into()))?;
+    let unreachable = |e: reqwest::Error| {
+        Error::Registry(format!(
+            "cannot reach the registry: {}",
+            error_chain(&e.without_url())
+        ))
+    };
+    let retry = request.try_clone().ok_or_else(|| {
+        Error::Registry("a request with a streamed body cannot be authorized".into())
+    })?;
     let basic = creds.map(Credentials::basic_header);
     let first = match &basic {
         Some(b) => request.header(header::AUTHORIZATION, b),

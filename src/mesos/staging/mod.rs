@@ -108,8 +108,7 @@ impl Stager {
                 let packed = Packed::new(dir, dockerfile).await?;
                 let (registry, repository) = registry::target(spec, dir, dockerfile)?;
                 let creds = auth.credentials_for(&registry).await?;
-                let pushed =
-                    registry::push(client, &registry, &repository, creds, &packed).await?;
+                let pushed = registry::push(client, &registry, &repository, creds, &packed).await?;
                 Ok((Handoff::Blob(pushed.blob.clone()), Staged::Registry(pushed)))
             }
             Stager::S3(store) => {

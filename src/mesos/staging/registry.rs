@@ -98,8 +98,26 @@ pub async fn push(
     let file = tokio::fs::File::open(&packed.path).await?;
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
     let c = creds.as_ref();
-    put_blob(client, registry, repository, c, &packed.digest, packed.size, body).await?;
-    put_blob(client, registry, repository, c, EMPTY_DIGEST, 2, "{}".into()).await?;
+    put_blob(
+        client,
+        registry,
+        repository,
+        c,
+        &packed.digest,
+        packed.size,
+        body,
+    )
+    .await?;
+    put_blob(
+        client,
+        registry,
+        repository,
+        c,
+        EMPTY_DIGEST,
+        2,
+        "{}".into(),
+    )
+    .await?;
     let manifest = manifest(&packed.digest, packed.size);
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
     let url = format!("{}/v2/{repository}/manifests/{digest}", base_url(registry));
@@ -140,7 +158,9 @@ async fn put_blob(
         .headers()
         .get(header::LOCATION)
         .and_then(|l| l.to_str().ok())
-        .ok_or_else(|| Error::Registry(format!("{registry} started an upload without a Location")))?;
+        .ok_or_else(|| {
+            Error::Registry(format!("{registry} started an upload without a Location"))
+        })?;
     let mut url = if location.starts_with('/') {
         format!("{base}{location}")
     } else {
@@ -184,8 +204,14 @@ impl Pushed {
         let base = base_url(&self.blob.registry);
         let repo = &self.blob.repository;
         for (what, url) in [
-            ("manifest", format!("{base}/v2/{repo}/manifests/{}", self.manifest)),
-            ("layer", format!("{base}/v2/{repo}/blobs/{}", self.blob.digest)),
+            (
+                "manifest",
+                format!("{base}/v2/{repo}/manifests/{}", self.manifest),
+            ),
+            (
+                "layer",
+                format!("{base}/v2/{repo}/blobs/{}", self.blob.digest),
+            ),
         ] {
             let req = self.client.request(Method::DELETE, &url);
             match authorized(&self.client, req, self.creds.as_ref()).await {

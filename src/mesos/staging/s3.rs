@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::ObjectStore;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
-use object_store::ObjectStore;
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
@@ -40,7 +40,9 @@ pub struct Written {
 /// `s3://bucket/prefix` → `(bucket, prefix)`; the prefix may be empty.
 pub fn parse_uri(uri: &str) -> Result<(String, String)> {
     let rest = uri.strip_prefix("s3://").ok_or_else(|| {
-        Error::InvalidSpec(format!("--staging-uri must be s3://bucket/prefix, not '{uri}'"))
+        Error::InvalidSpec(format!(
+            "--staging-uri must be s3://bucket/prefix, not '{uri}'"
+        ))
     })?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
@@ -128,7 +130,10 @@ mod tests {
 
     #[test]
     fn staging_uris_name_a_bucket_and_a_prefix() {
-        assert_eq!(parse_uri("s3://b/p/q/").unwrap(), ("b".into(), "p/q".into()));
+        assert_eq!(
+            parse_uri("s3://b/p/q/").unwrap(),
+            ("b".into(), "p/q".into())
+        );
         assert_eq!(parse_uri("s3://b").unwrap(), ("b".into(), "".into()));
         for bad in ["http://b/p", "s3:///p", "b/p"] {
             assert_eq!(parse_uri(bad).unwrap_err().metric_label(), "InvalidSpec");
