@@ -142,7 +142,7 @@ async fn a_path_build_stages_its_context_in_the_registry_and_deletes_it() {
     let log = w.log();
     let manifest = logged_digest(&log, "context staged in the registry");
     assert_ne!(
-        format!("{}", out.image).split('@').nth(1),
+        out.image.split('@').nth(1),
         Some(manifest.as_str()),
         "the staged artifact is not the image"
     );
