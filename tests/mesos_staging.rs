@@ -67,6 +67,21 @@ async fn assert_no_server_and_no_secret(w: &Watcher, cluster: &MesosCluster, sec
         "the master's /state shows the secret"
     );
     assert!(!log.contains(secret), "the log shows the secret");
+    // the agent's (in-process, so on the master's port): executors with their
+    // command and environment, the task that ran
+    let agent = http()
+        .get(format!("http://{}/slave(1)/state", cluster.master()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(agent.contains("build tests/local"), "{agent}");
+    assert!(
+        !agent.contains(secret),
+        "the agent's /state shows the secret"
+    );
 }
 
 /// `digest=sha256:…` of the log line with `marker`.
