@@ -296,6 +296,69 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
+    /// A registry that wants a bearer token, which its token service gives for the
+    /// right basic credentials only.
+    #[tokio::test]
+    async fn authorized_follows_the_bearer_challenge_with_basic_credentials() {
+        use axum::http::{HeaderMap, StatusCode as S};
+        use axum::routing::{get, post};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let basic = Credentials {
+            username: "u".into(),
+            password: "p4ss".into(),
+        }
+        .basic_header();
+        let want = basic.clone();
+        let app = axum::Router::new()
+            .route(
+                "/token",
+                get(move |h: HeaderMap| async move {
+                    if h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&want) {
+                        (S::OK, r#"{"token":"t0k"}"#)
+                    } else {
+                        (S::UNAUTHORIZED, "{}")
+                    }
+                }),
+            )
+            .route(
+                "/v2/app/blobs/uploads/",
+                post(move |h: HeaderMap| async move {
+                    if h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer t0k") {
+                        (S::ACCEPTED, HeaderMap::new())
+                    } else {
+                        let mut c = HeaderMap::new();
+                        let v = format!(
+                            r#"Bearer realm="http://{addr}/token",service="r",scope="repository:app:pull,push""#
+                        );
+                        c.insert("www-authenticate", v.parse().unwrap());
+                        (S::UNAUTHORIZED, c)
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/v2/app/blobs/uploads/");
+        let creds = Credentials {
+            username: "u".into(),
+            password: "p4ss".into(),
+        };
+        let (resp, auth) = authorized(&client, client.post(&url), Some(&creds))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert_eq!(auth.as_deref(), Some("Bearer t0k"));
+        let wrong = Credentials {
+            username: "u".into(),
+            password: "nope".into(),
+        };
+        let e = authorized(&client, client.post(&url), Some(&wrong))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("401"), "{e}");
+        assert!(!e.to_string().contains("nope"), "{e}");
+    }
+
     #[test]
     fn loopback_registries_use_http() {
         assert_eq!(base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
