@@ -33,6 +33,7 @@
 #   SLIPWAY_TEST_BUSYBOX   path of a static busybox to COPY into FROM-scratch images
 #   SLIPWAY_TEST_BUSYBOX_386  the same for linux/386 (scripts/ensure-busybox-386.sh)
 #   SLIPWAY_TEST_MESOS     path of mesos.sh (start/stop a Mesos master + agents)
+#   SLIPWAY_TEST_WEED      path of SeaweedFS's weed (scripts/ensure-seaweedfs.sh), an S3 server
 #   SLIPWAY_TEST_KUBE      path of scripts/kube.sh (start/stop/grant-own ... --dir D)
 #   SLIPWAY_TEST_KUBE_DIR  the shared cluster's dir: D/admin.kubeconfig (system:masters),
 #                          D/controller.kubeconfig (system:serviceaccount:slipway-system:slipway)
@@ -151,6 +152,11 @@ SLIPWAY_TEST_MESOS=$(bash scripts/ensure-mesos.sh </dev/null | tail -n 1) ||
   die "the Mesos master could not be built (scripts/ensure-mesos.sh)"
 export SLIPWAY_TEST_MESOS MESOS_SHIM_HOME=${MESOS_SHIM_HOME:-$SLIPWAY_STATE/mesos-shim}
 echo "SLIPWAY_TEST_MESOS=$SLIPWAY_TEST_MESOS"
+# SeaweedFS's weed, the S3 server of the `--staging s3` test (tests/mesos_staging.rs)
+SLIPWAY_TEST_WEED=$(bash scripts/ensure-seaweedfs.sh </dev/null | tail -n 1) ||
+  die "weed could not be built (scripts/ensure-seaweedfs.sh)"
+export SLIPWAY_TEST_WEED
+echo "SLIPWAY_TEST_WEED=$SLIPWAY_TEST_WEED"
 
 section "Kubernetes"
 command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || export PATH="$PATH:/usr/local/go/bin"

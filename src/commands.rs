@@ -117,6 +117,14 @@ pub struct MesosArgs {
     /// URL agents reach that server at (default: http://<listen address>).
     #[arg(long)]
     pub context_url: Option<String>,
+    /// How `path` contexts reach the agents: served by slipway, pushed to the build's
+    /// output repository, or written to `--staging-uri` (S3).
+    #[arg(long, value_enum, default_value = "serve")]
+    pub staging: crate::mesos::staging::Staging,
+    /// `s3://bucket/prefix` for `--staging s3` (endpoint, region and credentials
+    /// from the AWS_* variables).
+    #[arg(long)]
+    pub staging_uri: Option<String>,
     /// Seconds a declined offer stays away (new work revives offers sooner).
     #[arg(long, default_value_t = 120.0)]
     pub refuse_seconds: f64,
@@ -292,8 +300,12 @@ pub async fn backend(
         },
         default_cpus: m.default_cpus,
         default_mem_mib: m.default_mem,
-        context_listen: m.context_listen,
-        context_url: m.context_url.clone(),
+        staging: crate::mesos::staging::StagingOptions {
+            staging: m.staging,
+            listen: m.context_listen,
+            advertise: m.context_url.clone(),
+            uri: m.staging_uri.clone(),
+        },
     };
     Ok(Arc::new(MesosBackend::start(opts).await?))
 }

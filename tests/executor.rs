@@ -108,6 +108,7 @@ impl Executor {
 fn task(name: &str, spec_yaml: &str, docker_config: Option<String>) -> (String, Vec<u8>) {
     let id = task_id(&format!("test/{name}"), "sha256:0123456789abcdef", 1);
     let payload = TaskPayload {
+        staged: None,
         key: format!("test/{name}"),
         spec: spec(spec_yaml),
         docker_config,

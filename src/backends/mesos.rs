@@ -1,7 +1,6 @@
 //! The Mesos backend: each build becomes a task of slipway's framework, run by
 //! `slipway executor` on an agent with the same build runner.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use tracing::{info, instrument, warn};
 use super::Backend;
 use crate::api::MesosTask;
 use crate::mesos::scheduler::{Framework, FrameworkOptions, TaskSpec, TaskUpdate};
-use crate::mesos::staging::{Staged, Stager};
+use crate::mesos::staging::{Handoff, Staged, Stager, StagingOptions};
 use crate::mesos::task::{TaskPayload, task_id};
 use crate::runner::{self, BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, directives};
 use crate::{Error, Result};
@@ -21,9 +20,8 @@ pub struct MesosOptions {
     /// Resources of a build that names none (spec or CPUS/MEM lines).
     pub default_cpus: f64,
     pub default_mem_mib: f64,
-    /// Where the context server for `path` sources listens, and the URL agents use.
-    pub context_listen: SocketAddr,
-    pub context_url: Option<String>,
+    /// How `path` contexts reach the executors (`--staging` and its settings).
+    pub staging: StagingOptions,
 }
 
 pub struct MesosBackend {
@@ -38,7 +36,7 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 
 impl MesosBackend {
     pub async fn start(opts: MesosOptions) -> Result<Self> {
-        let stager = Stager::start(opts.context_listen, opts.context_url.as_deref()).await?;
+        let stager = Stager::start(&opts.staging).await?;
         Ok(Self {
             framework: Framework::start(opts.framework)?,
             stager,
@@ -68,10 +66,11 @@ impl MesosBackend {
         )
     }
 
-    /// The payload for the executor: a `path` source is staged and becomes a URL.
+    /// The payload for the executor: a `path` source is staged and becomes a URL (or,
+    /// staged in the registry, a blob the executor fetches).
     async fn payload(&self, req: &BuildRequest) -> Result<(TaskPayload, Option<Staged>)> {
         let mut spec = req.spec.clone();
-        let mut staged = None;
+        let (mut staged, mut blob) = (None, None);
         if let Some(path) = spec.source.path.take() {
             runner::context::check_relative(&path, "path")?;
             let dir = req
@@ -80,8 +79,14 @@ impl MesosBackend {
                 .unwrap_or(Path::new("."))
                 .join(&path);
             let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
-            let s = self.stager.stage(&dir, dockerfile).await?;
-            spec.source.url = Some(s.url.clone());
+            let (handoff, s) = self
+                .stager
+                .stage(&dir, dockerfile, &req.spec, &req.auth)
+                .await?;
+            match handoff {
+                Handoff::Url(url) => spec.source.url = Some(url),
+                Handoff::Blob(b) => blob = Some(b),
+            }
             staged = Some(s);
         }
         let docker_config = (!req.auth.is_empty()).then(|| req.auth.to_json());
@@ -91,6 +96,7 @@ impl MesosBackend {
                 spec,
                 docker_config,
                 secrets: req.secrets.clone(),
+                staged: blob,
             },
             staged,
         ))
@@ -101,9 +107,38 @@ impl MesosBackend {
 impl Backend for MesosBackend {
     #[instrument(skip_all, fields(build = %req.key))]
     async fn run(&self, req: BuildRequest, events: Events, cancel: Cancel) -> Result<BuildOutcome> {
+        // kept until the build ends: the executor downloads it when it starts
+        let (payload, staged) = self.payload(&req).await?;
+        let result = self.follow(req, payload, events, cancel).await;
+        if let Some(s) = staged {
+            s.remove().await;
+        }
+        result
+    }
+
+    fn name(&self) -> &'static str {
+        "mesos"
+    }
+
+    fn places_remotely(&self) -> bool {
+        true
+    }
+
+    fn settled(&self, key: &str) {
+        self.framework.settled(key);
+    }
+}
+
+impl MesosBackend {
+    /// Launches the task and follows it to its end.
+    async fn follow(
+        &self,
+        req: BuildRequest,
+        payload: TaskPayload,
+        events: Events,
+        cancel: Cancel,
+    ) -> Result<BuildOutcome> {
         let (cpus, mem_mib) = self.resources(&req);
-        // kept alive until the build ends: the executor downloads from it
-        let (payload, _staged) = self.payload(&req).await?;
         let hash = req.spec.hash();
         let spec = TaskSpec {
             key: req.key.clone(),
@@ -156,18 +191,6 @@ impl Backend for MesosBackend {
             };
             let _ = events.send(event);
         }
-    }
-
-    fn name(&self) -> &'static str {
-        "mesos"
-    }
-
-    fn places_remotely(&self) -> bool {
-        true
-    }
-
-    fn settled(&self, key: &str) {
-        self.framework.settled(key);
     }
 }
 

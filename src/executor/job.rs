@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
+use crate::mesos::staging::{self, StagedBlob};
 use crate::mesos::task::TaskPayload;
 use crate::registry::DockerConfig;
 use crate::runner::{BuildEvent, BuildOutcome, BuildRequest, Builder, Runner};
@@ -22,8 +23,9 @@ pub enum JobMsg {
 }
 
 /// The build request in a task's data. Errors are the user's (InvalidSpec) and say
-/// what is wrong without quoting the data, which holds credentials.
-pub fn request(data: &[u8]) -> Result<BuildRequest> {
+/// what is wrong without quoting the data, which holds credentials. A context staged
+/// in the registry comes with it, to fetch before the build.
+pub fn request(data: &[u8]) -> Result<(BuildRequest, Option<StagedBlob>)> {
     if data.is_empty() {
         return Err(Error::InvalidSpec(
             "the task carries no build (TaskInfo.data is empty)".into(),
@@ -35,7 +37,7 @@ pub fn request(data: &[u8]) -> Result<BuildRequest> {
             .map_err(|e| Error::InvalidSpec(format!("docker config in the task: {e}")))?,
         None => DockerConfig::default(),
     };
-    Ok(BuildRequest {
+    let req = BuildRequest {
         key: payload.key,
         spec: payload.spec,
         // a remote build has no directory of its own: `path` sources arrive as URLs
@@ -43,12 +45,13 @@ pub fn request(data: &[u8]) -> Result<BuildRequest> {
         auth: Arc::new(auth),
         previous: None,
         secrets: payload.secrets,
-    })
+    };
+    Ok((req, payload.staged))
 }
 
 /// Starts the build; its events and its end arrive on `tx`, the end always last.
 pub fn spawn(
-    req: BuildRequest,
+    (req, staged): (BuildRequest, Option<StagedBlob>),
     docker_host: Option<String>,
     builder: Builder,
     buildkitd: crate::runner::BuildkitdArgs,
@@ -59,33 +62,37 @@ pub fn spawn(
     let span = info_span!("build", key = %req.key);
     tokio::spawn(
         async move {
-            // read per build (one per executor): a bad file fails the build, named
-            let runner = match crate::tls::Tls::load(&tls) {
-                Ok(tls) => Runner::connect_with(docker_host.as_deref(), builder, &buildkitd)
-                    .await
-                    .and_then(|r| r.with_tls(&tls)),
-                Err(e) => Err(e),
-            };
-            let result = match runner {
-                Ok(runner) => {
-                    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-                    let run = runner.run(req, ev_tx, cancel);
-                    tokio::pin!(run);
-                    loop {
-                        tokio::select! {
-                            Some(ev) = ev_rx.recv() => { let _ = tx.send(JobMsg::Event(ev)); }
-                            r = &mut run => {
-                                // events sent just before the end still go first
-                                while let Ok(ev) = ev_rx.try_recv() {
-                                    let _ = tx.send(JobMsg::Event(ev));
-                                }
-                                break r;
+            let result: crate::Result<_> = async {
+                // the sandbox (the executor's working directory) holds a staged context
+                let req = match staged {
+                    Some(blob) => {
+                        let sandbox = std::env::current_dir()?;
+                        staging::fetch_staged(&blob, req, &sandbox).await?
+                    }
+                    None => req,
+                };
+                // read per build (one per executor): a bad file fails the build, named
+                let tls = crate::tls::Tls::load(&tls)?;
+                let runner = Runner::connect_with(docker_host.as_deref(), builder, &buildkitd)
+                    .await?
+                    .with_tls(&tls)?;
+                let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+                let run = runner.run(req, ev_tx, cancel);
+                tokio::pin!(run);
+                loop {
+                    tokio::select! {
+                        Some(ev) = ev_rx.recv() => { let _ = tx.send(JobMsg::Event(ev)); }
+                        r = &mut run => {
+                            // events sent just before the end still go first
+                            while let Ok(ev) = ev_rx.try_recv() {
+                                let _ = tx.send(JobMsg::Event(ev));
                             }
+                            break r;
                         }
                     }
                 }
-                Err(e) => Err(e),
-            };
+            }
+            .await;
             let _ = tx.send(JobMsg::Done(result));
         }
         .instrument(span),
@@ -131,9 +138,10 @@ mod tests {
             .unwrap(),
             docker_config: None,
             secrets,
+            staged: None,
         };
         assert!(!format!("{payload:?}").contains("tok-3f9a"));
-        let req = request(&payload.encode()).unwrap();
+        let (req, _) = request(&payload.encode()).unwrap();
         assert_eq!(req.secrets.0["npm"], b"tok-3f9a-never-shown");
         let shown = format!("{req:?}");
         assert!(

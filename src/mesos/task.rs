@@ -45,6 +45,9 @@ pub struct TaskPayload {
     /// The values of `spec.secrets`, by id.
     #[serde(default, skip_serializing_if = "BuildSecrets::is_empty")]
     pub secrets: BuildSecrets,
+    /// `--staging registry`: the context to fetch, by digest (the spec has no source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<crate::mesos::staging::StagedBlob>,
 }
 
 /// `data` of a status update from the executor.

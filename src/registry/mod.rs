@@ -165,6 +165,46 @@ async fn manifest_request(
     Ok(resp)
 }
 
+/// Sends `request` (body-less, so it can be sent twice) with `creds` as basic auth;
+/// on a bearer challenge, again with a token for the scope the registry named.
+/// Returns the answer and the Authorization header that got it, for the requests
+/// that follow in the same scope (a blob upload's PUT, say).
+pub async fn authorized(
+    client: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+    creds: Option<&Credentials>,
+) -> Result<(reqwest::Response, Option<String>)> {
+    let unreachable = |e: reqwest::Error| {
+        Error::Registry(format!(
+            "cannot reach the registry: {}",
+            error_chain(&e.without_url())
+        ))
+    };
+    let retry = request.try_clone().ok_or_else(|| {
+        Error::Registry("a request with a streamed body cannot be authorized".into())
+    })?;
+    let basic = creds.map(Credentials::basic_header);
+    let first = match &basic {
+        Some(b) => request.header(header::AUTHORIZATION, b),
+        None => request,
+    };
+    let resp = first.send().await.map_err(unreachable)?;
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return Ok((resp, basic));
+    }
+    let Some(challenge) = resp.headers().get(header::WWW_AUTHENTICATE) else {
+        return Ok((resp, basic));
+    };
+    let challenge = challenge.to_str().unwrap_or_default().to_string();
+    let bearer = format!("Bearer {}", bearer_token(client, &challenge, creds).await?);
+    let resp = retry
+        .header(header::AUTHORIZATION, &bearer)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    Ok((resp, Some(bearer)))
+}
+
 /// Token flow of the distribution spec: `Bearer realm=...,service=...,scope=...`.
 async fn bearer_token(
     client: &reqwest::Client,
@@ -257,6 +297,69 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry that wants a bearer token, which its token service gives for the
+    /// right basic credentials only.
+    #[tokio::test]
+    async fn authorized_follows_the_bearer_challenge_with_basic_credentials() {
+        use axum::http::{HeaderMap, StatusCode as S};
+        use axum::routing::{get, post};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let basic = Credentials {
+            username: "u".into(),
+            password: "p4ss".into(),
+        }
+        .basic_header();
+        let want = basic.clone();
+        let app = axum::Router::new()
+            .route(
+                "/token",
+                get(move |h: HeaderMap| async move {
+                    if h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&want) {
+                        (S::OK, r#"{"token":"t0k"}"#)
+                    } else {
+                        (S::UNAUTHORIZED, "{}")
+                    }
+                }),
+            )
+            .route(
+                "/v2/app/blobs/uploads/",
+                post(move |h: HeaderMap| async move {
+                    if h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer t0k") {
+                        (S::ACCEPTED, HeaderMap::new())
+                    } else {
+                        let mut c = HeaderMap::new();
+                        let v = format!(
+                            r#"Bearer realm="http://{addr}/token",service="r",scope="repository:app:pull,push""#
+                        );
+                        c.insert("www-authenticate", v.parse().unwrap());
+                        (S::UNAUTHORIZED, c)
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/v2/app/blobs/uploads/");
+        let creds = Credentials {
+            username: "u".into(),
+            password: "p4ss".into(),
+        };
+        let (resp, auth) = authorized(&client, client.post(&url), Some(&creds))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        assert_eq!(auth.as_deref(), Some("Bearer t0k"));
+        let wrong = Credentials {
+            username: "u".into(),
+            password: "nope".into(),
+        };
+        let e = authorized(&client, client.post(&url), Some(&wrong))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("401"), "{e}");
+        assert!(!e.to_string().contains("nope"), "{e}");
+    }
 
     #[test]
     fn loopback_registries_use_http() {

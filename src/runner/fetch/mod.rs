@@ -10,7 +10,7 @@ use std::process::Stdio;
 use crate::{Error, Result};
 
 mod url;
-pub use url::{DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_STALL, UrlLimits, url, version};
+pub use url::{DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_STALL, UrlLimits, download, url, version};
 
 /// What a fetch produced besides the files.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -92,7 +92,18 @@ pub async fn url(
     dest: &Path,
     limits: UrlLimits,
 ) -> Result<Option<String>> {
-    let shown = redact_credentials(url);
+    download(client.get(url), &redact_credentials(url), dest, limits).await
+}
+
+/// [`url()`] for a request already built (a registry blob with its Authorization
+/// header, say); `shown` names it in errors.
+pub async fn download(
+    request: reqwest::RequestBuilder,
+    shown: &str,
+    dest: &Path,
+    limits: UrlLimits,
+) -> Result<Option<String>> {
+    let shown = shown.to_string();
     let transfer = |e: reqwest::Error| {
         // reqwest's message embeds the URL, credentials included: drop it, keep causes.
         Error::Context(format!(
@@ -100,7 +111,7 @@ pub async fn url(
             error_chain(&e.without_url())
         ))
     };
-    let response = tokio::time::timeout(limits.stall, client.get(url).send())
+    let response = tokio::time::timeout(limits.stall, request.send())
         .await
         .map_err(|_| limits.stalled(&shown, "no response"))?
         .map_err(&transfer)?;

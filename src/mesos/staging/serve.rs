@@ -1,7 +1,6 @@
-//! Serves the packed context of `path` sources to remote executors, as portainer's
-//! staging did: the context is checked and packed here (a `..` or an escaping
-//! symlink is refused before anything leaves this machine), stored in a temporary
-//! file, and served at an unguessable URL until the build ends.
+//! `--staging serve`: the packed context of `path` sources is served to remote
+//! executors from slipway's own process, as portainer's staging did: stored in a
+//! temporary file and served at an unguessable URL until the build ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,31 +13,28 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
-use crate::runner::context;
 use crate::{Error, Result};
 
-type Served = Arc<Mutex<HashMap<String, PathBuf>>>;
+type Table = Arc<Mutex<HashMap<String, PathBuf>>>;
 
 /// The context server.
 #[derive(Clone)]
-pub struct Stager {
+pub struct Server {
     base_url: String,
     dir: Arc<tempfile::TempDir>,
-    served: Served,
+    served: Table,
 }
 
 /// A staged context; removed from the server and the disk when dropped.
-pub struct Staged {
+pub struct Served {
     pub url: String,
     token: String,
-    served: Served,
+    served: Table,
 }
 
-impl Drop for Staged {
+impl Drop for Served {
     fn drop(&mut self) {
         let path = self
             .served
@@ -51,7 +47,7 @@ impl Drop for Staged {
     }
 }
 
-impl Stager {
+impl Server {
     /// Listens on `listen`; executors reach it at `advertise` (default: the bound address).
     pub async fn start(listen: SocketAddr, advertise: Option<&str>) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -61,7 +57,7 @@ impl Stager {
         let base_url = advertise
             .map(|a| a.trim_end_matches('/').to_string())
             .unwrap_or_else(|| format!("http://{bound}"));
-        let served: Served = Arc::default();
+        let served: Table = Arc::default();
         let app = Router::new()
             .route("/contexts/{token}", get(serve))
             .with_state(served.clone());
@@ -79,29 +75,18 @@ impl Stager {
     }
 
     /// Checks and packs `dir` (with `dockerfile` inside it) as a tar and serves it.
-    pub async fn stage(&self, dir: &Path, dockerfile: &str) -> Result<Staged> {
-        context::check_relative(dockerfile, "dockerfile")?;
-        let plan = {
-            let (dir, df) = (dir.to_path_buf(), dockerfile.to_string());
-            tokio::task::spawn_blocking(move || context::plan(&dir, &df))
-                .await
-                .map_err(|e| Error::Context(e.to_string()))??
-        };
-        let text = plan.read_dockerfile()?;
+    pub async fn stage(&self, dir: &Path, dockerfile: &str) -> Result<Served> {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let path = self.dir.path().join(format!("{token}.tar"));
-        let mut file = tokio::fs::File::create(&path).await?;
-        let mut tar = Box::pin(context::stream(plan, dockerfile, text.into_bytes()));
-        while let Some(chunk) = tar.next().await {
-            file.write_all(&chunk.map_err(|e| Error::Context(e.to_string()))?)
-                .await?;
+        if let Err(e) = super::pack(dir, dockerfile, &path).await {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
         }
-        file.flush().await?;
         self.served
             .lock()
             .map_err(|_| Error::Context("context server state poisoned".into()))?
             .insert(token.clone(), path);
-        Ok(Staged {
+        Ok(Served {
             url: format!("{}/contexts/{token}", self.base_url),
             token,
             served: self.served.clone(),
@@ -109,7 +94,7 @@ impl Stager {
     }
 }
 
-async fn serve(State(served): State<Served>, UrlPath(token): UrlPath<String>) -> Response {
+async fn serve(State(served): State<Table>, UrlPath(token): UrlPath<String>) -> Response {
     let path = served.lock().ok().and_then(|m| m.get(&token).cloned());
     let Some(path) = path else {
         return (StatusCode::NOT_FOUND, "no such context (the build ended?)").into_response();
@@ -133,7 +118,7 @@ mod tests {
         let ctx = tempfile::tempdir().unwrap();
         std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY a /a\n").unwrap();
         std::fs::write(ctx.path().join("a"), "hello").unwrap();
-        let stager = Stager::start("127.0.0.1:0".parse().unwrap(), None)
+        let stager = Server::start("127.0.0.1:0".parse().unwrap(), None)
             .await
             .unwrap();
         let staged = stager.stage(ctx.path(), "Dockerfile").await.unwrap();
@@ -160,7 +145,7 @@ mod tests {
         let ctx = tempfile::tempdir().unwrap();
         std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", ctx.path().join("leak")).unwrap();
-        let stager = Stager::start("127.0.0.1:0".parse().unwrap(), None)
+        let stager = Server::start("127.0.0.1:0".parse().unwrap(), None)
             .await
             .unwrap();
         let err = stager.stage(ctx.path(), "Dockerfile").await.err().unwrap();
