@@ -42,6 +42,18 @@ pub struct ControllerArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
+    /// Where every build's log is kept (default: slipway-logs in the temp directory;
+    /// the chart mounts a volume).
+    #[arg(long, env = "SLIPWAY_LOG_DIR")]
+    pub log_dir: Option<std::path::PathBuf>,
+}
+
+impl ControllerArgs {
+    pub fn log_dir(&self) -> std::path::PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("slipway-logs"))
+    }
 }
 
 /// Runs until stopped, or until this replica loses the Lease (an error: the pod
