@@ -39,7 +39,7 @@ pub struct ControllerArgs {
     /// ConfigMap that keeps the Mesos framework ID (with --backend mesos).
     #[arg(long, default_value = "slipway-mesos-framework")]
     pub framework_id_configmap: String,
-    /// Address of /healthz, /readyz and /metrics.
+    /// Address of /healthz, /readyz, /metrics and /logs/{namespace}/{name}.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
     /// Where every build's log is kept (default: slipway-logs in the temp directory;
@@ -80,7 +80,16 @@ pub async fn run(
         "serving /healthz, /readyz and /metrics on {}",
         listener.local_addr()?
     );
-    tokio::spawn(health::serve(listener));
+    let logs = crate::logs::serve::LogApi {
+        client: client.clone(),
+        store: settings.queue.logs.clone().ok_or_else(|| {
+            Error::InvalidSpec("the controller needs a build log directory".into())
+        })?,
+    };
+    tokio::spawn(health::serve(
+        listener,
+        crate::logs::serve::router(Arc::new(logs)),
+    ));
 
     let lease = args.leader_elect.then(|| {
         Lease::new(

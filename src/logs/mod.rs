@@ -4,6 +4,7 @@
 //! ([`read`]). Builds run outside pods, so nothing else would keep their output.
 
 mod read;
+pub mod serve;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -44,6 +44,9 @@ pub enum LogError {
     Forbidden(String),
     #[error("{0}")]
     Unreadable(String),
+    /// The controller's refusal, with the exit code it gives.
+    #[error("{1}")]
+    Refused(u8, String),
 }
 
 impl LogError {
@@ -54,6 +57,7 @@ impl LogError {
             LogError::Expired { .. } => 4,
             LogError::Forbidden(_) => 5,
             LogError::Unreadable(_) => 1,
+            LogError::Refused(code, _) => *code,
         }
     }
 }
