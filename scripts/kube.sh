@@ -348,9 +348,11 @@ rules() {
 
 WATCHED_RULES=""
 OWN_RULES=""
+REVIEW_RULES=""
 load_rules() {
   WATCHED_RULES=$(rules watched) || exit 1
   OWN_RULES=$(rules own) || exit 1
+  REVIEW_RULES=$(rules review) || exit 1
 }
 
 # probe RULES: "VERB RESOURCE[.GROUP] [--subresource=S]" for the first rule of RULES
@@ -446,6 +448,26 @@ subjects:
 - kind: ServiceAccount
   name: $SA_NAME
   namespace: $SA_NAMESPACE
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: $RBAC_NAME-review
+rules:
+$REVIEW_RULES
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: $RBAC_NAME-review
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: $RBAC_NAME-review
+subjects:
+- kind: ServiceAccount
+  name: $SA_NAME
+  namespace: $SA_NAMESPACE
 EOF
 }
 
@@ -468,6 +490,7 @@ bootstrap() {
     die "the CRD of $CRD is not Established after ${TIMEOUT}s"
   wait_granted "$WATCHED_RULES" --all-namespaces
   wait_granted "$OWN_RULES" -n "$SA_NAMESPACE"
+  wait_granted "$REVIEW_RULES"
 }
 
 print_env() {

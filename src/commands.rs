@@ -1,7 +1,10 @@
 //! What each subcommand does; `main.rs` only parses the command line.
 
 pub mod controller;
+mod logs;
 mod progress;
+
+pub use logs::{LogsArgs, folder_log_root, logs};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -157,6 +160,8 @@ pub struct QueueArgs {
     pub max_auto_builds: usize,
     #[command(flatten)]
     pub triggers: TriggerArgs,
+    #[command(flatten)]
+    pub logs: crate::logs::LogArgs,
 }
 
 /// What rebuilds an image without a spec change (`watch` and `controller`).
@@ -203,13 +208,15 @@ impl TriggerArgs {
 }
 
 impl QueueArgs {
-    pub fn settings(&self, once: bool) -> Settings {
+    /// The settings, every build's log kept under `log_root`.
+    pub fn settings(&self, once: bool, log_root: PathBuf) -> Settings {
         Settings {
             queue: QueueConfig {
                 concurrency: self.concurrency,
                 max_attempts: self.max_attempts,
                 backoff: self.retry_backoff,
                 max_auto: self.max_auto_builds,
+                logs: Some(self.logs.store(log_root)),
             },
             once,
             triggers: self.triggers.settings(),

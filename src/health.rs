@@ -63,9 +63,10 @@ impl Readiness {
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener) -> Result<()> {
-    axum::serve(listener, router(readiness())).await?;
+/// Serves `/healthz`, `/readyz` and `/metrics`, and `extra`'s routes, on `listener`
+/// until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, extra: Router) -> Result<()> {
+    axum::serve(listener, router(readiness()).merge(extra)).await?;
     Ok(())
 }
 

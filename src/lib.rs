@@ -11,6 +11,7 @@ pub mod commands;
 pub mod executor;
 pub mod graph;
 pub mod health;
+pub mod logs;
 pub mod mesos;
 pub mod metrics;
 pub mod queue;

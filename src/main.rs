@@ -53,6 +53,8 @@ enum Command {
         #[command(flatten)]
         queue: QueueArgs,
     },
+    /// Print a build's kept log (a watch folder's; `-f` follows a running build).
+    Logs(commands::LogsArgs),
     /// Print the DockerBuild CustomResourceDefinition.
     Crd,
     /// Draw the image family (bases -> leaves) of a watch folder or a cluster, as
@@ -85,6 +87,13 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Logs(args) => match commands::logs(&args).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::Graph(args) => match commands::graph(&args).await {
             Ok(dot) => {
                 print!("{}", dot.unwrap_or_default());
@@ -113,17 +122,21 @@ async fn main() -> ExitCode {
             args,
             backend,
             queue,
-        } => match commands::controller::run(&args, &backend, queue.settings(false)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        },
+        } => {
+            match commands::controller::run(&args, &backend, queue.settings(false, args.log_dir()))
+                .await
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Watch {
             dir,
             backend,
             queue,
             once,
         } => {
-            let settings = queue.settings(once);
+            let settings = queue.settings(once, commands::folder_log_root(&dir));
             match commands::watch(&dir, &backend, settings).await {
                 Ok(s) if once => {
                     println!(

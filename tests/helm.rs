@@ -205,8 +205,12 @@ fn default_values_render_a_cluster_wide_local_controller() {
     let rules = rules_file();
     assert_eq!(one(&docs, "ClusterRole", name)["rules"], rules["watched"]);
     assert_eq!(one(&docs, "Role", "rel-slipway-own")["rules"], rules["own"]);
+    // the build-log endpoint's token and access reviews
+    let review = format!("{name}-review");
+    assert_eq!(one(&docs, "ClusterRole", &review)["rules"], rules["review"]);
     for (kind, n) in [
         ("ClusterRoleBinding", name),
+        ("ClusterRoleBinding", review.as_str()),
         ("RoleBinding", "rel-slipway-own"),
     ] {
         assert_eq!(
@@ -315,9 +319,15 @@ fn custom_values_render_what_they_promise() {
         "existingSecret: no Secret of the chart's"
     );
 
-    // namespace scope: a Role in the watched namespace, no ClusterRole at all
-    assert!(of_kind(&docs, "ClusterRole").is_empty());
-    assert!(of_kind(&docs, "ClusterRoleBinding").is_empty());
+    // namespace scope: a Role in the watched namespace; the only ClusterRole is the
+    // build-log endpoint's reviews (cluster-scoped by nature)
+    for kind in ["ClusterRole", "ClusterRoleBinding"] {
+        let names: Vec<&str> = of_kind(&docs, kind)
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [format!("{name}-review")], "{kind}");
+    }
     let rules = rules_file();
     let watched = one(&docs, "Role", name);
     assert_eq!(watched["metadata"]["namespace"], "team-a");

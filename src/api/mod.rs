@@ -356,6 +356,9 @@ pub struct DockerBuildStatus {
     /// The last builds, newest last (`spec.historyLimit` of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The last lines of a failed build's log (`slipway logs NAME` shows all of it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
 }
 
 /// Where a build runs on Mesos.

@@ -39,9 +39,21 @@ pub struct ControllerArgs {
     /// ConfigMap that keeps the Mesos framework ID (with --backend mesos).
     #[arg(long, default_value = "slipway-mesos-framework")]
     pub framework_id_configmap: String,
-    /// Address of /healthz, /readyz and /metrics.
+    /// Address of /healthz, /readyz, /metrics and /logs/{namespace}/{name}.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
+    /// Where every build's log is kept (default: slipway-logs in the temp directory;
+    /// the chart mounts a volume).
+    #[arg(long, env = "SLIPWAY_LOG_DIR")]
+    pub log_dir: Option<std::path::PathBuf>,
+}
+
+impl ControllerArgs {
+    pub fn log_dir(&self) -> std::path::PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("slipway-logs"))
+    }
 }
 
 /// Runs until stopped, or until this replica loses the Lease (an error: the pod
@@ -69,7 +81,16 @@ pub async fn run(
         "serving /healthz, /readyz and /metrics on {}",
         listener.local_addr()?
     );
-    tokio::spawn(health::serve(listener));
+    let logs = crate::logs::serve::LogApi {
+        client: client.clone(),
+        store: settings.queue.logs.clone().ok_or_else(|| {
+            Error::InvalidSpec("the controller needs a build log directory".into())
+        })?,
+    };
+    tokio::spawn(health::serve(
+        listener,
+        crate::logs::serve::router(Arc::new(logs)),
+    ));
 
     let lease = args.leader_elect.then(|| {
         Lease::new(

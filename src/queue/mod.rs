@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backends::Backend;
+use crate::logs::{BuildLog, LogStore, Redactor};
 use crate::metrics::metrics;
 use crate::reconciler::{InFlight, Inputs};
 use crate::runner::{BuildEvent, BuildOutcome, BuildRequest};
@@ -28,6 +29,37 @@ pub struct Job {
     pub lane: Lane,
     /// What the build is made from besides the spec, as the reconciler knew it.
     pub inputs: Inputs,
+    /// The build's number (`status.buildNumber`), naming its log.
+    pub number: u64,
+}
+
+impl Job {
+    /// What masks the build's secrets (registry passwords, build secrets) in its
+    /// output.
+    fn redactor(&self) -> Redactor {
+        let r = &self.request;
+        Redactor::new(
+            r.auth.secret_values().into_iter().chain(
+                r.secrets
+                    .0
+                    .values()
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+            ),
+        )
+    }
+
+    /// Opens the build's log in `store`; `None` (with a warning) when it cannot be
+    /// written: the build runs anyway.
+    fn open_log(&self, store: &LogStore) -> Option<BuildLog> {
+        let name = self.key.rsplit('/').next().unwrap_or(&self.key);
+        match store.open(&self.namespace, name, self.number, self.redactor()) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                warn!(build = %self.key, "the build's log is not kept: {e}");
+                None
+            }
+        }
+    }
 }
 
 use lanes::Fair;
@@ -63,6 +95,8 @@ pub enum Update {
         hash: String,
         job: u64,
         result: Result<BuildOutcome>,
+        /// The last lines of a failed build's log, for `status.logTail`.
+        log_tail: Vec<String>,
     },
 }
 
@@ -76,6 +110,8 @@ pub struct QueueConfig {
     pub backoff: Duration,
     /// Automatic (triggered) builds running at once, within `concurrency`.
     pub max_auto: usize,
+    /// Where every build's log is kept; none kept when unset.
+    pub logs: Option<LogStore>,
 }
 
 impl Default for QueueConfig {
@@ -85,6 +121,7 @@ impl Default for QueueConfig {
             max_attempts: 4,
             backoff: Duration::from_secs(5),
             max_auto: 1,
+            logs: None,
         }
     }
 }
@@ -286,8 +323,15 @@ impl Queue {
                 tokio::spawn(async move {
                     let key = job.key.clone();
                     let hash = job.spec_hash.clone();
+                    let (namespace, number) = (job.namespace.clone(), job.number);
+                    let log = cfg.logs.as_ref().and_then(|s| job.open_log(s));
+                    let redactor = job.redactor();
                     let start = Instant::now();
-                    let result = run_with_retries(&*backend, job, &cfg, cancel, &updates).await;
+                    let (result, log) =
+                        run_with_retries(&*backend, job, &cfg, cancel, &updates, log).await;
+                    let result = result.map_err(|e| redactor.error(e));
+                    let log_tail =
+                        close_log(log, &result, cfg.logs.as_ref(), &namespace, &key, number);
                     // the whole job, retries and their backoff included
                     metrics().build_finished(&result, start.elapsed());
                     {
@@ -303,6 +347,7 @@ impl Queue {
                         hash,
                         job: id,
                         result,
+                        log_tail,
                     };
                     if updates.send(finished).is_err() {
                         q.done(&key, id); // nobody listens: nothing to wait for
@@ -318,16 +363,46 @@ impl Queue {
     }
 }
 
+/// Ends the build's log with its outcome and applies retention; the tail of a failed
+/// build's log for its status.
+fn close_log(
+    log: Option<BuildLog>,
+    result: &Result<BuildOutcome>,
+    store: Option<&LogStore>,
+    namespace: &str,
+    key: &str,
+    number: u64,
+) -> Vec<String> {
+    let (Some(log), Some(store)) = (log, store) else {
+        return Vec::new();
+    };
+    let tail = if result.is_err() {
+        log.tail()
+    } else {
+        Vec::new()
+    };
+    log.finish(result);
+    let name = key.rsplit('/').next().unwrap_or(key);
+    if let Err(e) = store.prune(namespace, name, number) {
+        warn!(build = %key, "old build logs not removed: {e}");
+    }
+    tail
+}
+
 async fn run_with_retries(
     backend: &dyn Backend,
     job: Job,
     cfg: &QueueConfig,
     cancel: CancellationToken,
     updates: &mpsc::UnboundedSender<Update>,
-) -> Result<BuildOutcome> {
+    mut log: Option<BuildLog>,
+) -> (Result<BuildOutcome>, Option<BuildLog>) {
     let max = cfg.max_attempts.max(1);
     let mut attempt = 1;
     loop {
+        if let Some(log) = log.as_mut() {
+            log.note(&format!("attempt {attempt} of {max} on {}", backend.name()));
+        }
         let _ = updates.send(Update::Started {
             key: job.key.clone(),
             hash: job.spec_hash.clone(),
@@ -337,24 +412,36 @@ async fn run_with_retries(
         let forward = {
             let updates = updates.clone();
             let (key, hash) = (job.key.clone(), job.spec_hash.clone());
+            let mut log = log.take();
+            let redactor = job.redactor();
             tokio::spawn(async move {
                 while let Some(event) = rx.recv().await {
+                    let event = redactor.event(event);
+                    if let Some(log) = log.as_mut() {
+                        log.event(&event);
+                    }
                     let _ = updates.send(Update::Event {
                         key: key.clone(),
                         hash: hash.clone(),
                         event,
                     });
                 }
+                log
             })
         };
         info!(build = %job.key, attempt, backend = backend.name(), "build started");
         let result = backend.run(job.request.clone(), tx, cancel.clone()).await;
-        // every event of this attempt is reported before its outcome
-        let _ = forward.await;
+        // every event of this attempt is reported (and logged) before its outcome
+        log = forward.await.unwrap_or_default();
         match result {
             Err(e) if e.is_retryable() && attempt < max => {
                 let delay = cfg.backoff * 2u32.saturating_pow(attempt - 1);
                 warn!(build = %job.key, attempt, "retrying in {delay:?}: {e}");
+                if let Some(log) = log.as_mut() {
+                    log.note(&format!(
+                        "attempt {attempt} failed, retrying in {delay:?}: {e}"
+                    ));
+                }
                 let _ = updates.send(Update::Retrying {
                     key: job.key.clone(),
                     hash: job.spec_hash.clone(),
@@ -364,19 +451,20 @@ async fn run_with_retries(
                     error: e.to_string(),
                 });
                 tokio::select! {
-                    _ = cancel.cancelled() => return Err(Error::Cancelled("cancelled while waiting to retry".into())),
+                    _ = cancel.cancelled() => return (Err(Error::Cancelled("cancelled while waiting to retry".into())), log),
                     _ = tokio::time::sleep(delay) => {}
                 }
                 attempt += 1;
             }
             Err(e) if e.is_retryable() => {
                 let label = e.metric_label();
-                return Err(Error::from_label(
+                let e = Error::from_label(
                     label,
                     format!("gave up after {max} attempts: {}", e.detail()),
-                ));
+                );
+                return (Err(e), log);
             }
-            other => return other,
+            other => return (other, log),
         }
     }
 }

@@ -13,8 +13,12 @@ struct Recorder {
 
 #[async_trait]
 impl Backend for Recorder {
-    async fn run(&self, req: BuildRequest, _: Events, cancel: Cancel) -> Result<BuildOutcome> {
+    async fn run(&self, req: BuildRequest, events: Events, cancel: Cancel) -> Result<BuildOutcome> {
         self.order.lock().unwrap().push(req.key.clone());
+        let _ = events.send(crate::runner::BuildEvent::Log(format!(
+            "building {}",
+            req.key
+        )));
         tokio::select! {
             _ = cancel.cancelled() => return Err(Error::Cancelled("x".into())),
             _ = tokio::time::sleep(self.hold) => {}
@@ -54,6 +58,7 @@ fn job(ns: &str, name: &str) -> Job {
         },
         lane: Lane::User,
         inputs: Inputs::default(),
+        number: 1,
     }
 }
 
@@ -272,4 +277,41 @@ async fn a_queued_job_is_replaced_by_the_newest() {
     // twenty triggers while it waited: one build
     let order = rec.order.lock().unwrap().clone();
     assert_eq!(order, vec!["a/busy", "a/x"]);
+}
+
+#[tokio::test]
+async fn every_attempt_goes_to_one_log_and_a_failure_brings_its_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder(1);
+    rec.fail_times.lock().unwrap().insert("a/1".into(), 10);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cfg = QueueConfig {
+        max_attempts: 2,
+        backoff: Duration::from_millis(1),
+        logs: Some(crate::logs::LogStore {
+            root: dir.path().to_path_buf(),
+            retention: Default::default(),
+            max_bytes: crate::logs::DEFAULT_MAX_BYTES,
+        }),
+        ..Default::default()
+    };
+    let q = Queue::start(rec.clone(), cfg, tx);
+    q.submit(Job {
+        number: 7,
+        ..job("a", "1")
+    });
+    let tail = loop {
+        if let Update::Finished { log_tail, .. } = rx.recv().await.unwrap() {
+            break log_tail;
+        }
+    };
+    let text = std::fs::read_to_string(dir.path().join("a/1/7.log")).unwrap();
+    assert_eq!(text.matches("building a/1").count(), 2, "{text}");
+    assert!(text.contains("attempt 1 failed, retrying"), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("end of build 7: failed: registry: gave up after 2 attempts"),
+        "{last}"
+    );
+    assert_eq!(tail.last().map(String::as_str), Some("    building a/1"));
 }

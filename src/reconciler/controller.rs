@@ -380,6 +380,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
         },
         lane: cause.lane(),
         inputs: current.inputs.clone(),
+        number: status::number_for(status.as_ref().and_then(|s| s.build_number), cause.is_new()),
     });
     let queued = Queued {
         cause: Some(&cause),

@@ -114,7 +114,9 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
             .await;
             ctx.queue.settled(&key);
         }
-        Update::Finished { result, .. } => {
+        Update::Finished {
+            result, log_tail, ..
+        } => {
             match &result {
                 Ok(out) => {
                     info!(build = %key, image = %out.image, "succeeded");
@@ -122,7 +124,8 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
                 }
                 Err(e) => {
                     warn!(build = %key, reason = e.metric_label(), "failed: {e}");
-                    ctx.transition(&res, h, Transition::Failed(e)).await;
+                    ctx.transition(&res, h, Transition::Failed(e, &log_tail))
+                        .await;
                 }
             }
             ctx.queue.settled(&key);

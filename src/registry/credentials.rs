@@ -221,6 +221,18 @@ impl DockerConfig {
         self.auths.is_empty() && self.creds_store.is_none() && self.cred_helpers.is_empty()
     }
 
+    /// Every password, and its Basic form, for masking in kept build logs.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.auths
+            .values()
+            .flat_map(|c| {
+                let basic = c.basic_header();
+                let encoded = basic.strip_prefix("Basic ").unwrap_or(&basic).to_string();
+                [c.password.clone(), encoded]
+            })
+            .collect()
+    }
+
     /// The credentials for `registry`: its auths entry, else what its credential helper
     /// holds (None when it holds none). A helper that is missing or fails is an error,
     /// so that a push never goes anonymous in its place.

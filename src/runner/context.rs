@@ -170,6 +170,13 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
         } else {
             format!("{dir_rel}/{lossy}")
         };
+        // a watch folder's own state (build logs, the framework ID) changes with every
+        // build: in a context it would rebuild the image forever
+        if name == crate::sources::folder::STATE_DIR
+            && fs::metadata(&full).is_ok_and(|m| m.is_dir())
+        {
+            continue;
+        }
         let always = rel == dockerfile || rel == ".dockerignore";
         let excluded = !always && ignore.is_excluded(&rel);
         let meta = fs::symlink_metadata(&full)
@@ -731,6 +738,21 @@ mod tests {
                 (path, ty, body, mode, uid)
             })
             .collect()
+    }
+
+    #[test]
+    fn slipway_state_is_never_in_a_context() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "Dockerfile", b"FROM scratch\n");
+        write(dir.path(), ".slipway/logs/ns/app/1.log", b"log\n");
+        write(dir.path(), "sub/.slipway/logs/ns/b/1.log", b"log\n");
+        let paths: Vec<String> = plan(dir.path(), "Dockerfile")
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.path.clone())
+            .collect();
+        assert_eq!(paths, ["Dockerfile", "sub"]);
     }
 
     fn context_err<T: std::fmt::Debug>(r: Result<T>) -> String {

@@ -149,8 +149,12 @@ fn start_watcher(tx: mpsc::UnboundedSender<(PathBuf, bool)>) -> Option<Recommend
                 ev.kind,
                 EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
             );
+            // slipway's own state (build logs) is never in a context: see runner::context
+            let state = std::ffi::OsStr::new(crate::sources::folder::STATE_DIR);
             for p in ev.paths {
-                let _ = tx.send((p, gone));
+                if !p.components().any(|c| c.as_os_str() == state) {
+                    let _ = tx.send((p, gone));
+                }
             }
         }
         Err(e) => warn!("context watch error: {e}"),

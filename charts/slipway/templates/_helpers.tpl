@@ -66,8 +66,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* The controller's RBAC rules, from files/rbac-rules.yaml (the one source of them). */}}
 {{- define "slipway.rules" -}}
 {{- $rules := .Files.Get "files/rbac-rules.yaml" | fromYaml }}
-{{- if or (hasKey $rules "Error") (not (hasKey $rules "watched")) (not (hasKey $rules "own")) }}
-{{- fail (printf "files/rbac-rules.yaml must hold the lists `watched` and `own`: %v" (get $rules "Error")) }}
+{{- if or (hasKey $rules "Error") (not (hasKey $rules "watched")) (not (hasKey $rules "own")) (not (hasKey $rules "review")) }}
+{{- fail (printf "files/rbac-rules.yaml must hold the lists `watched`, `own` and `review`: %v" (get $rules "Error")) }}
 {{- end }}
 {{- toYaml $rules }}
 {{- end }}

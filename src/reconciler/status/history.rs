@@ -3,9 +3,18 @@
 
 use crate::api::{DEFAULT_HISTORY_LIMIT, DockerBuildStatus, HistoryEntry, MAX_HISTORY_LIMIT};
 
+/// The number of the build a cause queues after build `last`: the next one for a new
+/// build, the same one for a build resumed after a restart.
+pub(crate) fn number_for(last: Option<u64>, new: bool) -> u64 {
+    match (last, new) {
+        (Some(n), false) => n,
+        (last, _) => last.unwrap_or(0) + 1,
+    }
+}
+
 /// A new build: the next number, an entry for it, the oldest beyond `limit` dropped.
 pub(super) fn begin(s: &mut DockerBuildStatus, trigger: &str, limit: u32) {
-    let number = s.build_number.unwrap_or(0) + 1;
+    let number = number_for(s.build_number, true);
     s.build_number = Some(number);
     s.triggered_by = Some(trigger.to_string());
     s.history.push(HistoryEntry {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 mod history;
+pub(crate) use history::number_for;
 
 use super::cause::{Cause, Inputs};
 use crate::Error;
@@ -52,7 +53,8 @@ pub enum Transition<'a> {
         error: String,
     },
     Succeeded(&'a BuildOutcome),
-    Failed(&'a Error),
+    /// The error, and the last lines of the build's log.
+    Failed(&'a Error, &'a [String]),
 }
 
 /// A build queued: what it is made from, and why (a new build gets the next number
@@ -120,6 +122,7 @@ pub fn next(
             s.attempts = None;
             s.mesos = None;
             s.stages.clear();
+            s.log_tail.clear();
             (
                 Phase::Queued,
                 "Unknown",
@@ -217,6 +220,7 @@ pub fn next(
             s.platforms = out.platforms.clone();
             s.attestations = out.attestations.clone();
             s.stages = out.stages.clone();
+            s.log_tail.clear();
             if !out.base_images.is_empty() {
                 s.base_images = out.base_images.clone();
             }
@@ -232,8 +236,9 @@ pub fn next(
                 format!("pushed {n} tag{}", if n == 1 { "" } else { "s" }),
             )
         }
-        Transition::Failed(err) => {
+        Transition::Failed(err, tail) => {
             s.completion_time = Some(now.into());
+            s.log_tail = tail.to_vec();
             let phase = if matches!(err, Error::Cancelled(_)) {
                 Phase::Cancelled
             } else {

@@ -93,7 +93,7 @@ fn new_spec_drops_the_old_image() {
 #[test]
 fn failure_carries_the_error_and_reason() {
     let err = Error::BuildFailed("step 2/2 `RUN exit 3` failed".into());
-    let s = next(None, Some("h"), Some(4), Transition::Failed(&err), T0);
+    let s = next(None, Some("h"), Some(4), Transition::Failed(&err, &[]), T0);
     assert_eq!(s.phase, Some(Phase::Failed));
     assert_eq!(s.observed_generation, Some(4));
     assert!(s.message.as_deref().unwrap().contains("RUN exit 3"));
@@ -217,7 +217,13 @@ fn a_failed_build_shows_its_steps_and_a_new_attempt_starts_clean() {
     assert_eq!((st.phase, &st.message), (b.phase, &b.message));
     assert_eq!(st.conditions, b.conditions);
     let err = Error::BuildFailed("step 2/2 `RUN make` failed".into());
-    let f = next(Some(&st), Some("h"), None, Transition::Failed(&err), T1);
+    let f = next(
+        Some(&st),
+        Some("h"),
+        None,
+        Transition::Failed(&err, &[]),
+        T1,
+    );
     assert_eq!((f.phase, f.stages.clone()), (Some(Phase::Failed), steps));
     let again = Transition::Started {
         attempt: 2,
@@ -372,9 +378,46 @@ fn a_failed_build_records_the_commit_it_was_queued_for() {
         Some(&q),
         Some("h"),
         None,
-        Transition::Failed(&Error::BuildFailed("x".into())),
+        Transition::Failed(&Error::BuildFailed("x".into()), &[]),
         T1,
     );
     assert_eq!(f.revision.as_deref(), Some("abc"));
     assert_eq!(f.history[0].phase, Some(Phase::Failed));
+}
+
+#[test]
+fn a_failed_build_shows_its_log_tail_until_the_next_build() {
+    let err = Error::BuildFailed("step 2/2 `RUN make` failed".into());
+    let tail = [
+        "==> [2/2] RUN make".to_string(),
+        "    make: *** no rule".into(),
+    ];
+    let f = next(None, Some("h"), None, Transition::Failed(&err, &tail), T0);
+    assert_eq!(f.log_tail, tail);
+    // the message stays the short reason
+    assert!(!f.message.as_deref().unwrap().contains("no rule"));
+    let q = next(
+        Some(&f),
+        Some("h"),
+        None,
+        Transition::Queued(Queued::default()),
+        T1,
+    );
+    assert!(q.log_tail.is_empty());
+    let ok = next(
+        Some(&f),
+        Some("h"),
+        None,
+        Transition::Succeeded(&outcome()),
+        T1,
+    );
+    assert!(ok.log_tail.is_empty());
+}
+
+#[test]
+fn a_resumed_build_keeps_its_number_and_a_new_one_takes_the_next() {
+    assert_eq!(super::number_for(None, true), 1);
+    assert_eq!(super::number_for(None, false), 1);
+    assert_eq!(super::number_for(Some(4), true), 5);
+    assert_eq!(super::number_for(Some(4), false), 4);
 }

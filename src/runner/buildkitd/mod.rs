@@ -140,7 +140,6 @@ impl Buildkitd {
         let mut feed = |status| {
             for ev in told.progress.update(&status) {
                 if let BuildEvent::Step(s) | BuildEvent::Log(s) = &ev {
-                    debug!(target: "slipway::buildkitd", "{s}");
                     if !pushing && s.starts_with("exporting") {
                         pushing = true;
                         let _ = events.send(BuildEvent::Pushing {

@@ -15,14 +15,13 @@ use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use futures::{Stream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::task::JoinSet;
-use tracing::debug;
 
 use super::daemon::{self, Addr, JsonLines};
 use crate::api::StageStep;
+use crate::runner::Events;
 use crate::runner::errors::classify_docker_error;
 use crate::runner::progress::{Progress, StagesOnDrop};
 use crate::runner::session::Provided;
-use crate::runner::{BuildEvent, Events};
 use crate::{Error, Result};
 
 /// Builds with the daemon's BuildKit, which reads the context from a session we
@@ -146,9 +145,6 @@ async fn follow(
         match info.aux {
             Some(BuildInfoAux::BuildKit(status)) => {
                 for ev in progress.update(&status) {
-                    if let BuildEvent::Step(s) | BuildEvent::Log(s) = &ev {
-                        debug!(target: "slipway::docker", "{s}");
-                    }
                     let _ = events.send(ev);
                 }
             }

@@ -7,7 +7,6 @@ use bollard::Docker;
 use bollard::models::{BuildInfoAux, ImageId};
 use bollard::query_parameters::BuildImageOptions;
 use futures::StreamExt;
-use tracing::debug;
 
 use crate::runner::errors::{build_error, classify_docker_error, failure_message};
 use crate::runner::{BuildEvent, Events};
@@ -46,7 +45,6 @@ pub(super) async fn build(
                     }
                     let _ = events.send(BuildEvent::Log(line.to_string()));
                 }
-                debug!(target: "slipway::docker", "{line}");
             }
         }
         if let Some(err) = info.error_detail.and_then(|e| e.message) {
