@@ -139,13 +139,14 @@ impl Buildkitd {
         let mut pushing = false;
         let mut feed = |status| {
             for ev in told.progress.update(&status) {
-                if let BuildEvent::Step(s) | BuildEvent::Log(s) = &ev {
-                    if !pushing && s.starts_with("exporting") {
-                        pushing = true;
-                        let _ = events.send(BuildEvent::Pushing {
-                            tags: tag_refs.clone(),
-                        });
-                    }
+                if let BuildEvent::Step(s) | BuildEvent::Log(s) = &ev
+                    && !pushing
+                    && s.starts_with("exporting")
+                {
+                    pushing = true;
+                    let _ = events.send(BuildEvent::Pushing {
+                        tags: tag_refs.clone(),
+                    });
                 }
                 let _ = events.send(ev);
             }
