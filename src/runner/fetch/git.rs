@@ -136,8 +136,14 @@ fn fetch_remote(
     {
         return Err(failure("fetch", rev_shown, &shown, &e));
     }
-    let repo = clone_bare(&plain, &gitdir.join("full"), Want::Everything, &creds, interrupt)
-        .map_err(|e| failure("fetch", rev_shown, &shown, &e))?;
+    let repo = clone_bare(
+        &plain,
+        &gitdir.join("full"),
+        Want::Everything,
+        &creds,
+        interrupt,
+    )
+    .map_err(|e| failure("fetch", rev_shown, &shown, &e))?;
     let commit = resolve(&repo, rev, &shown)?;
     Ok((repo, commit))
 }
@@ -227,7 +233,11 @@ fn checkout(
         repo.checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)?;
     opts.destination_is_initially_empty = true;
     std::fs::create_dir_all(dir).map_err(gix::Error::from_error)?;
-    let objects = repo.objects.clone().into_arc().map_err(gix::Error::from_error)?;
+    let objects = repo
+        .objects
+        .clone()
+        .into_arc()
+        .map_err(gix::Error::from_error)?;
     let outcome = gix::worktree::state::checkout(
         &mut index,
         dir,
@@ -399,6 +409,7 @@ pub(crate) fn kind(detail: &str) -> Option<&'static str> {
         Some(NETWORK)
     } else if any(&[
         "no reference",
+        "didn't have any ref",
         "did not match",
         "couldn't find",
         "could not find",
@@ -420,6 +431,10 @@ fn failure(step: &str, rev: &str, shown: &str, e: &gix::Error) -> Error {
         format!("git {step} of '{rev}' from {shown} failed")
     };
     match kind(&detail) {
+        Some(AUTH) if detail.contains("No credentials were returned") => Error::Context(format!(
+            "{what}: {AUTH}: the server asks for credentials and none are set for this host \
+             (in the URL or the --git-credentials file)"
+        )),
         Some(k) => Error::Context(format!("{what}: {k}: {detail}")),
         None => Error::Context(format!("{what}: {detail}")),
     }
@@ -458,8 +473,14 @@ mod tests {
     #[test]
     fn kinds() {
         assert_eq!(kind("HTTP status 401 Unauthorized"), Some(AUTH));
-        assert_eq!(kind("error trying to connect: Connection refused"), Some(NETWORK));
-        assert_eq!(kind("no reference named 'x'"), Some(NO_SUCH_REVISION));
+        assert_eq!(
+            kind("error trying to connect: Connection refused"),
+            Some(NETWORK)
+        );
+        assert_eq!(
+            kind("The remote didn't have any ref that matched 'x'"),
+            Some(NO_SUCH_REVISION)
+        );
         assert_eq!(kind("corrupt pack"), None);
     }
 }

@@ -54,15 +54,18 @@ impl GitCredentials {
 
     /// The credential for `protocol` and `host` (with `:port` when not the default).
     pub(crate) fn find(&self, protocol: &str, host: &str) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .find(|e| e.protocol.eq_ignore_ascii_case(protocol) && e.host.eq_ignore_ascii_case(host))
+        self.entries.iter().find(|e| {
+            e.protocol.eq_ignore_ascii_case(protocol) && e.host.eq_ignore_ascii_case(host)
+        })
     }
 }
 
 fn read_file(path: &Path) -> Result<Vec<Entry>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::InvalidSpec(format!("cannot read --git-credentials {}: {e}", path.display()))
+        Error::InvalidSpec(format!(
+            "cannot read --git-credentials {}: {e}",
+            path.display()
+        ))
     })?;
     Ok(text.lines().filter_map(parse_line).collect())
 }
@@ -78,7 +81,12 @@ fn parse_line(line: &str) -> Option<Entry> {
     let authority = rest.split('/').next()?;
     let (userinfo, host) = authority.rsplit_once('@')?;
     let (user, pass) = userinfo.split_once(':')?;
-    let decode = |s: &str| percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned());
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
     Some(Entry {
         protocol: protocol.to_string(),
         host: host.to_string(),
@@ -110,7 +118,10 @@ mod tests {
             entries: vec![e, parse_line("http://bob:pw@127.0.0.1:9").unwrap()],
         };
         assert_eq!(
-            creds.find("https", "git.example.org:8443").unwrap().username,
+            creds
+                .find("https", "git.example.org:8443")
+                .unwrap()
+                .username,
             "al@ice"
         );
         assert!(creds.find("http", "git.example.org:8443").is_none());

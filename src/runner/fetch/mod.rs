@@ -62,9 +62,8 @@ pub async fn git(
         }
         // An empty `dest` (a fresh temporary directory) is replaced.
         if dest.is_dir() {
-            std::fs::remove_dir(&dest).map_err(|e| {
-                Error::Context(format!("cannot replace '{}': {e}", dest.display()))
-            })?;
+            std::fs::remove_dir(&dest)
+                .map_err(|e| Error::Context(format!("cannot replace '{}': {e}", dest.display())))?;
         }
         std::fs::rename(&tree, &dest)
             .map_err(|e| Error::Context(format!("cannot move into '{}': {e}", dest.display())))?;
