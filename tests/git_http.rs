@@ -276,3 +276,50 @@ async fn build_from_http_with_no_git_on_path() {
     assert!(all.contains(&server.url("app")), "{all}");
     assert!(!all.contains("wrong-pw"), "{all}");
 }
+
+/// The same inside the controller image (`SLIPWAY_TEST_IMAGE`, scripts/image.sh: a
+/// static binary on scratch, no git): `slipway build` of a git source over http.
+#[tokio::test]
+async fn git_source_builds_inside_the_controller_image() {
+    let image = std::env::var("SLIPWAY_TEST_IMAGE").unwrap_or_else(|_| {
+        panic!("SLIPWAY_TEST_IMAGE is not set: run the tests with scripts/test.sh, which builds the image with scripts/image.sh")
+    });
+    let base = ensure_base().await;
+    let reg = registry();
+    let server = GitHttpServer::start().await;
+    let w = Work::new(&server, "app");
+    w.write("Dockerfile", &format!("FROM {base}\nCOPY v.txt /v.txt\n"));
+    w.write("v.txt", "one\n");
+    w.commit("one");
+    let fx = Fixture::new()
+        .file(
+            "build.yaml",
+            &format!(
+                "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: inimage}}\nspec:\n  source: {{git: {{url: '{}', revision: main}}}}\n  output: {{registry: '{reg}', repository: slipway-test/git-image}}\n",
+                server.url("app")
+            ),
+        )
+        .file("creds", &format!("http://{USER}:{PASSWORD}@127.0.0.1:{}\n", server.port));
+    let mount = format!("{}:/work:ro", fx.dir.path().display());
+    let out = tokio::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "host", "-v"])
+        .arg("/var/run/docker.sock:/var/run/docker.sock")
+        .args(["-v", &mount, &image])
+        .args([
+            "build",
+            "/work/build.yaml",
+            "--git-credentials",
+            "/work/creds",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{reg}/slipway-test/git-image@sha256:")),
+        "{stdout}"
+    );
+}

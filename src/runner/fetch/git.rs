@@ -111,6 +111,7 @@ fn fetch_remote(
 ) -> Result<(gix::Repository, gix::ObjectId)> {
     let shown = redact_credentials(url);
     let rev_shown = rev.unwrap_or("HEAD");
+    ensure_crypto_provider();
     let creds = GitCredentials::for_url(url)?;
     let plain = without_userinfo(url);
     let want = match rev {
@@ -330,6 +331,7 @@ pub(crate) fn list_refs(url: &str, patterns: &[String], interrupt: &AtomicBool) 
         return Ok(out);
     }
     let _ = interrupt;
+    ensure_crypto_provider();
     let scratch = tempfile::tempdir()
         .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}")))?;
     let creds = GitCredentials::for_url(url)?;
@@ -374,6 +376,15 @@ pub(crate) fn list_refs(url: &str, patterns: &[String], interrupt: &AtomicBool) 
         }
     }
     Ok(out)
+}
+
+/// gix's reqwest takes rustls's process-wide provider: ring, the one every other TLS
+/// client here is built with.
+fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// The directory a `file://` URL or a plain path names; `None` for a network URL.
