@@ -237,11 +237,17 @@ async fn build_from_http_with_no_git_on_path() {
             .arg("--git-credentials")
             .arg(fx.path(creds))
             .env("PATH", empty_path.path())
+            // no system CA bundle either, as in the controller image
+            .env("SSL_CERT_FILE", empty_path.path().join("none.pem"))
+            .env("SSL_CERT_DIR", empty_path.path())
             .output()
     };
     assert!(
         Command::new("git")
             .env("PATH", empty_path.path())
+            // no system CA bundle either, as in the controller image
+            .env("SSL_CERT_FILE", empty_path.path().join("none.pem"))
+            .env("SSL_CERT_DIR", empty_path.path())
             .output()
             .is_err(),
         "no git on this PATH"

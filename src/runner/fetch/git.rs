@@ -164,8 +164,12 @@ fn clone_bare(
         gix::open::Options::isolated(),
     )?;
     let creds = creds.clone();
+    let shown_url = url.to_string();
     prep = prep.configure_connection(move |conn| {
         let creds = creds.clone();
+        if let Some(opts) = http_options(conn.remote().repo(), &shown_url) {
+            conn.set_transport_options(opts);
+        }
         conn.set_credentials(move |action| Ok(answer(&creds, action)));
         Ok(())
     });
@@ -353,9 +357,12 @@ pub(crate) fn list_refs(url: &str, patterns: &[String], interrupt: &AtomicBool) 
                     .map_err(gix::Error::from_error)
             })
             .collect::<gix::Result<Vec<_>>>()?;
-        let conn = remote
+        let mut conn = remote
             .connect(gix::remote::Direction::Fetch)?
             .with_credentials(|action| Ok(answer(&creds, action)));
+        if let Some(opts) = http_options(&repo, &plain) {
+            conn.set_transport_options(opts);
+        }
         let (map, _) = conn.ref_map(
             gix::progress::Discard,
             gix::remote::ref_map::Options {
@@ -385,6 +392,41 @@ fn ensure_crypto_provider() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// gitoxide's HTTP options for `url` with slipway's TLS roots: the compiled-in
+/// Mozilla roots plus the system bundle when there is one. reqwest's own default
+/// (the platform verifier) refuses to start without a system bundle, and the
+/// controller image has none.
+fn http_options(repo: &gix::Repository, url: &str) -> Option<Box<dyn std::any::Any>> {
+    use gix_transport::client::blocking_io::http;
+    let opts = repo.transport_options(url, None).ok().flatten()?;
+    let mut opts = opts.downcast::<http::Options>().ok()?;
+    let tls = tls_config();
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(move |b| {
+            Ok(b.tls_backend_preconfigured(tls.clone()))
+        })),
+        configure_request: None,
+    };
+    opts.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+    Some(opts)
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let (added, _) =
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    tracing::trace!(added, "system CA certificates for git over https");
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
 
 /// The directory a `file://` URL or a plain path names; `None` for a network URL.
