@@ -12,6 +12,7 @@ use crate::{Error, Result};
 
 mod git;
 mod git_credentials;
+mod git_tls;
 mod url;
 pub use git_credentials::set_git_credentials_file;
 pub use url::{DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_STALL, UrlLimits, url, version};
