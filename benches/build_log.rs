@@ -52,7 +52,10 @@ fn main() {
         log.event(&BuildEvent::Log(line.clone()));
     }
     let per_line = start.elapsed() / n;
-    println!("build_log: {n} lines written in {:?}: {per_line:?} per line", start.elapsed());
+    println!(
+        "build_log: {n} lines written in {:?}: {per_line:?} per line",
+        start.elapsed()
+    );
 
     // follow latency
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -54,6 +54,10 @@ pub struct BackendArgs {
     /// Most bytes a `url` source may download, and unpack to (local backend).
     #[arg(long, default_value_t = crate::runner::fetch::DEFAULT_MAX_CONTEXT_BYTES)]
     pub max_context_bytes: u64,
+    /// git-credential-store file (`https://user:password@host` lines) for `git`
+    /// sources and triggers over http(s).
+    #[arg(long, env = "SLIPWAY_GIT_CREDENTIALS")]
+    pub git_credentials: Option<PathBuf>,
     #[command(flatten)]
     pub mesos: MesosArgs,
 }
@@ -229,6 +233,9 @@ pub async fn backend(
     args: &BackendArgs,
     store: Arc<dyn FrameworkIdStore>,
 ) -> Result<Arc<dyn Backend>> {
+    if let Some(file) = &args.git_credentials {
+        crate::runner::fetch::set_git_credentials_file(file.clone());
+    }
     if args.backend == BackendKind::Local {
         let limits = crate::runner::fetch::UrlLimits {
             max_bytes: args.max_context_bytes,

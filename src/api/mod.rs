@@ -195,6 +195,9 @@ pub struct GitSource {
     /// Directory inside the repository used as the build context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_dir: Option<String>,
+    /// Fetch the repository's submodules (recursively) at their recorded commits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub submodules: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 use super::{GitTarget, Observation, Targets, TriggerSettings, WebhookSecret};
-use crate::runner::fetch::{checked_git_args, looks_like_sha, redact_credentials, run_git};
+use crate::runner::fetch::{checked_git_args, looks_like_sha, redact_credentials, remote_refs};
 use crate::{Error, Result};
 
 /// Lookups running at once, whatever the number of targets: a poll must not flood a
@@ -29,26 +29,14 @@ pub async fn ls_remote(url: &str, revision: Option<&str>) -> Result<String> {
     let shown = redact_credentials(url);
     let rev = checked_git_args(url, revision)?;
     let patterns = patterns(rev);
-    // Over protocol v2 the peeled line of an annotated tag comes only when asked for
-    // by name (the pattern `refs/tags/v1` does not match `refs/tags/v1^{}`).
-    let peeled: Vec<String> = patterns
-        .iter()
-        .filter(|p| p.starts_with("refs/"))
-        .map(|p| format!("{p}^{{}}"))
-        .collect();
-    let mut args = vec!["ls-remote", "--", url];
-    args.extend(patterns.iter().chain(&peeled).map(String::as_str));
-    // No repository needed: any existing directory will do as the working directory.
-    let dir = std::env::temp_dir();
-    let output = tokio::time::timeout(LS_REMOTE_TIMEOUT, run_git(&dir, &args))
+    let output = tokio::time::timeout(LS_REMOTE_TIMEOUT, remote_refs(url, patterns))
         .await
         .map_err(|_| {
             Error::Context(format!(
                 "git ls-remote {shown} timed out after {} s",
                 LS_REMOTE_TIMEOUT.as_secs()
             ))
-        })??
-        .map_err(|e| Error::Context(format!("git ls-remote {shown} failed: {e}")))?;
+        })??;
     match resolve(&output, rev) {
         Some(commit) => Ok(commit),
         None if rev.is_some_and(|r| looks_like_sha(r) && matches!(r.len(), 40 | 64)) => {

@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod git;
+pub mod git_http;
 pub mod helm;
 pub mod kube;
 pub mod mesos;

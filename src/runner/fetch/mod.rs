@@ -5,11 +5,16 @@
 //! every message ([`redact_credentials`]) and never written into the fetched directory.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{Error, Result};
 
+mod git;
+mod git_credentials;
+mod git_tls;
 mod url;
+pub use git_credentials::set_git_credentials_file;
 pub use url::{DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_STALL, UrlLimits, download, url, version};
 
 /// What a fetch produced besides the files.
@@ -19,94 +24,83 @@ pub struct Fetched {
     pub commit: Option<String>,
 }
 
-/// Lines of git's stderr kept in an error message: the cause is at the end.
-const STDERR_TAIL_LINES: usize = 5;
-
-/// Shallow fetch of `revision` (branch, tag or commit sha; default HEAD) of `url` into
-/// `dest` using the `git` CLI (tokio::process; init + fetch --depth 1 + checkout
-/// FETCH_HEAD, falling back to a full fetch when the server refuses a sha),
-/// GIT_TERMINAL_PROMPT=0, and returns the checked-out commit. Errors → Error::Context
-/// with git's stderr (last lines) and never a credential in a URL.
+/// Shallow fetch (depth 1) of `revision` (branch, tag or commit sha; default HEAD) of
+/// `url` into `dest` with gitoxide, falling back to a full fetch when the server
+/// refuses a sha (or it is abbreviated), and, with `submodules`, every submodule at
+/// its recorded commit. Returns the checked-out commit. Errors → Error::Context naming
+/// the URL without credentials and the kind (authentication, no such revision,
+/// network).
 ///
-/// `dest/.git` is removed afterwards, as BuildKit does for Git contexts by default: it
-/// would bloat the context, and its `FETCH_HEAD` records the URL, credentials included.
-/// Dropping the future kills the running git process.
-pub async fn git(url: &str, revision: Option<&str>, dest: &Path) -> Result<Fetched> {
-    let shown = redact_credentials(url);
-    let rev = checked_git_args(url, revision)?.unwrap_or("HEAD");
-    tokio::fs::create_dir_all(dest)
-        .await
-        .map_err(|e| Error::Context(format!("cannot create '{}': {e}", dest.display())))?;
-
-    let fail = |step: &str, stderr: String| {
-        Error::Context(format!(
-            "git {step} of '{rev}' from {shown} failed: {stderr}"
-        ))
-    };
-    run_git(dest, &["init", "--quiet"])
-        .await?
-        .map_err(|e| fail("init", e))?;
-
-    let shallow = run_git(
-        dest,
-        &[
-            "fetch",
-            "--quiet",
-            "--depth",
-            "1",
-            "--no-tags",
-            "--",
-            url,
-            rev,
-        ],
-    )
+/// `dest` gets the files only, never a `.git` (as BuildKit does for Git contexts by
+/// default): it would bloat the context. The work happens in a scratch directory next
+/// to `dest`, renamed into place only when complete: a dropped future stops the fetch
+/// and leaves no half-written `dest`.
+pub async fn git(
+    url: &str,
+    revision: Option<&str>,
+    submodules: bool,
+    dest: &Path,
+) -> Result<Fetched> {
+    let rev = checked_git_args(url, revision)?.map(str::to_string);
+    let (url, dest) = (url.to_string(), dest.to_path_buf());
+    let commit = blocking(move |interrupt| {
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        let scratch = tempfile::Builder::new()
+            .prefix(".slipway-git-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::Context(format!("cannot make a scratch directory: {e}")))?;
+        let tree = scratch.path().join("tree");
+        let commit = git::fetch_tree(
+            &url,
+            rev.as_deref(),
+            submodules,
+            &tree,
+            scratch.path(),
+            interrupt,
+        )?;
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(git::cancelled());
+        }
+        // An empty `dest` (a fresh temporary directory) is replaced.
+        if dest.is_dir() {
+            std::fs::remove_dir(&dest)
+                .map_err(|e| Error::Context(format!("cannot replace '{}': {e}", dest.display())))?;
+        }
+        std::fs::rename(&tree, &dest)
+            .map_err(|e| Error::Context(format!("cannot move into '{}': {e}", dest.display())))?;
+        Ok(commit)
+    })
     .await?;
-    match shallow {
-        Ok(_) => {
-            run_git(dest, &["checkout", "--quiet", "--detach", "FETCH_HEAD"])
-                .await?
-                .map_err(|e| fail("checkout", e))?;
-        }
-        // Servers may refuse a sha that is not a ref tip (allowAnySHA1InWant off), and
-        // none resolves an abbreviated one: fetch everything and look it up locally.
-        Err(_) if looks_like_sha(rev) => {
-            run_git(
-                dest,
-                &[
-                    "fetch",
-                    "--quiet",
-                    "--",
-                    url,
-                    "+refs/heads/*:refs/remotes/origin/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-            )
-            .await?
-            .map_err(|e| fail("fetch", e))?;
-            let wanted = format!("{rev}^{{commit}}");
-            let resolved = run_git(dest, &["rev-parse", "--verify", "--quiet", &wanted])
-                .await?
-                .map_err(|_| {
-                    Error::Context(format!("git revision '{rev}' not found in {shown}"))
-                })?;
-            run_git(dest, &["checkout", "--quiet", "--detach", resolved.trim()])
-                .await?
-                .map_err(|e| fail("checkout", e))?;
-        }
-        Err(e) => return Err(fail("fetch", e)),
-    }
-
-    let commit = run_git(dest, &["rev-parse", "HEAD"])
-        .await?
-        .map_err(|e| fail("rev-parse", e))?
-        .trim()
-        .to_string();
-    tokio::fs::remove_dir_all(dest.join(".git"))
-        .await
-        .map_err(|e| Error::Context(format!("cannot remove {}/.git: {e}", dest.display())))?;
     Ok(Fetched {
         commit: Some(commit),
     })
+}
+
+/// `git ls-remote url patterns…`'s output (`<sha>\t<ref>` lines, peeled tags as
+/// `<ref>^{}`), from gitoxide.
+pub(crate) async fn remote_refs(url: &str, patterns: Vec<String>) -> Result<String> {
+    let url = url.to_string();
+    blocking(move |interrupt| git::list_refs(&url, &patterns, interrupt)).await
+}
+
+/// Runs gitoxide's blocking work off the runtime. Dropping the future raises the
+/// interrupt flag gitoxide checks while receiving packs and writing files.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce(&AtomicBool) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    struct RaiseOnDrop(Arc<AtomicBool>);
+    impl Drop for RaiseOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let guard = RaiseOnDrop(flag.clone());
+    let result = tokio::task::spawn_blocking(move || work(&flag))
+        .await
+        .map_err(|e| Error::Context(format!("git task failed: {e}")))?;
+    drop(guard);
+    result
 }
 
 /// Refuses a URL or revision git would read as an option (option injection) and returns
@@ -132,45 +126,6 @@ pub(crate) fn checked_git_args<'a>(
 
 pub(crate) fn looks_like_sha(rev: &str) -> bool {
     (4..=64).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Runs git in `dir`. The outer error is "git could not be started"; the inner one is
-/// git's failure, as the redacted tail of its stderr. The one place slipway starts git
-/// (fetches here, `ls-remote` for the git triggers).
-pub(crate) async fn run_git(
-    dir: &Path,
-    args: &[&str],
-) -> Result<std::result::Result<String, String>> {
-    let output = tokio::process::Command::new("git")
-        .args(["-c", "advice.detachedHead=false"])
-        .args(args)
-        .current_dir(dir)
-        // Never wait for a password nobody will type.
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GCM_INTERACTIVE", "never")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| Error::Context(format!("cannot run git: {e}")))?;
-    if output.status.success() {
-        return Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()));
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("; ");
-    let tail = if tail.is_empty() {
-        format!("git exited with {}", output.status)
-    } else {
-        tail
-    };
-    Ok(Err(redact_credentials(&tail)))
 }
 
 /// Removes the `user:password@` part of every URL in `text`.
@@ -282,7 +237,7 @@ mod tests {
 
     async fn fetch(repo: &Repo, rev: Option<&str>) -> (Result<Fetched>, tempfile::TempDir) {
         let dest = tempfile::tempdir().unwrap();
-        let r = git(&repo.url, rev, &dest.path().join("src")).await;
+        let r = git(&repo.url, rev, false, &dest.path().join("src")).await;
         (r, dest)
     }
 
@@ -327,8 +282,10 @@ mod tests {
         let (r, _d) = fetch(&repo, Some("no-such-branch")).await;
         match r {
             Err(Error::Context(m)) => {
-                assert!(m.contains("'no-such-branch'"), "{m}");
-                assert!(m.contains("couldn't find remote ref"), "{m}");
+                assert!(
+                    m.starts_with("git revision 'no-such-branch' not found in file://"),
+                    "{m}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -350,6 +307,7 @@ mod tests {
         let r = git(
             "http://alice:s3cret@127.0.0.1:1/repo.git",
             Some("main"),
+            false,
             dest.path(),
         )
         .await;
@@ -367,11 +325,11 @@ mod tests {
     async fn git_option_injection_refused() {
         let dest = tempfile::tempdir().unwrap();
         assert!(matches!(
-            git("--upload-pack=touch /tmp/x", None, dest.path()).await,
+            git("--upload-pack=touch /tmp/x", None, false, dest.path()).await,
             Err(Error::InvalidSpec(_))
         ));
         assert!(matches!(
-            git("file:///x", Some("--output=/tmp/x"), dest.path()).await,
+            git("file:///x", Some("--output=/tmp/x"), false, dest.path()).await,
             Err(Error::InvalidSpec(_))
         ));
     }

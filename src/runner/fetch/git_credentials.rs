@@ -1,0 +1,145 @@
+//! Credentials for http(s) git remotes: the URL's own `user:password@`, then the
+//! lines of a git-credential-store file (`--git-credentials`, git's
+//! `https://user:password@host` format). Pure parsing and matching; the fetch code
+//! hands them to gitoxide when a server answers 401, so they never travel in a URL
+//! gitoxide could print.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use percent_encoding::percent_decode_str;
+
+use crate::{Error, Result};
+
+/// The file `--git-credentials` names, read again at every fetch (a mounted Secret
+/// may be rotated).
+static FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sets the git-credential-store file for this process (first call wins).
+pub fn set_git_credentials_file(path: PathBuf) {
+    let _ = FILE.set(path);
+}
+
+/// One `protocol://user:password@host[:port]` entry.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    protocol: String,
+    host: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
+}
+
+// Never print a password, not even in a debug log.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}@{}", self.protocol, self.username, self.host)
+    }
+}
+
+/// Every credential that may answer for one fetch, first match wins.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GitCredentials {
+    entries: Vec<Entry>,
+}
+
+impl GitCredentials {
+    /// The URL's userinfo first, then the `--git-credentials` file if one is set.
+    pub(crate) fn for_url(url: &str) -> Result<Self> {
+        let mut entries: Vec<Entry> = parse_line(url).into_iter().collect();
+        if let Some(path) = FILE.get() {
+            entries.extend(read_file(path)?);
+        }
+        Ok(Self { entries })
+    }
+
+    /// The credential for `protocol` and `host` (with `:port` when not the default).
+    pub(crate) fn find(&self, protocol: &str, host: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| {
+            e.protocol.eq_ignore_ascii_case(protocol) && e.host.eq_ignore_ascii_case(host)
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<Entry>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::InvalidSpec(format!(
+            "cannot read --git-credentials {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(text.lines().filter_map(parse_line).collect())
+}
+
+/// `https://user:pass@host:port/ignored-path` → an entry; anything else (comments, a
+/// URL without a password) → none. User and password are percent-decoded, as git
+/// writes them encoded.
+fn parse_line(line: &str) -> Option<Entry> {
+    let (protocol, rest) = line.trim().split_once("://")?;
+    if !matches!(protocol, "http" | "https") {
+        return None;
+    }
+    let authority = rest.split('/').next()?;
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (user, pass) = userinfo.split_once(':')?;
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    Some(Entry {
+        protocol: protocol.to_string(),
+        host: host.to_string(),
+        username: decode(user)?,
+        password: decode(pass)?,
+    })
+}
+
+/// `url` without `user:password@` for http(s), where credentials go through
+/// [`GitCredentials`]; other schemes unchanged (ssh's `git@` is a login name).
+pub(crate) fn without_userinfo(url: &str) -> String {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        super::redact_credentials(url)
+    } else {
+        url.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_parsed_like_git_credential_store() {
+        let e = parse_line("https://al%40ice:p%3Ass@git.example.org:8443/x").unwrap();
+        assert_eq!(e.username, "al@ice");
+        assert_eq!(e.password, "p:ss");
+        let creds = GitCredentials {
+            entries: vec![e, parse_line("http://bob:pw@127.0.0.1:9").unwrap()],
+        };
+        assert_eq!(
+            creds
+                .find("https", "git.example.org:8443")
+                .unwrap()
+                .username,
+            "al@ice"
+        );
+        assert!(creds.find("http", "git.example.org:8443").is_none());
+        assert_eq!(creds.find("http", "127.0.0.1:9").unwrap().password, "pw");
+        assert!(parse_line("# comment").is_none());
+        assert!(parse_line("https://nopassword@host").is_none());
+        assert!(parse_line("ssh://git:x@host").is_none());
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let e = parse_line("https://u:s3cret@h").unwrap();
+        assert!(!format!("{e:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn userinfo_is_removed_for_http_only() {
+        assert_eq!(without_userinfo("https://u:p@h/r.git"), "https://h/r.git");
+        assert_eq!(without_userinfo("ssh://git@h/r.git"), "ssh://git@h/r.git");
+    }
+}
