@@ -300,6 +300,7 @@ pub async fn backend(
         builder: args.builder,
         buildkitd: args.buildkitd.clone(),
         tls: args.tls.clone(),
+        docker_tls: args.docker_tls.clone(),
         refuse_seconds: m.refuse_seconds,
         launch_timeout: m.launch_timeout,
         ..Default::default()

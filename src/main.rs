@@ -72,6 +72,8 @@ enum Command {
         buildkitd: slipway::runner::BuildkitdArgs,
         #[command(flatten)]
         tls: slipway::tls::TlsArgs,
+        #[command(flatten)]
+        docker_tls: slipway::runner::DockerTls,
     },
 }
 
@@ -106,12 +108,14 @@ async fn main() -> ExitCode {
             builder,
             buildkitd,
             tls,
+            docker_tls,
         } => {
             let opts = slipway::executor::ExecutorOptions {
                 docker_host,
                 builder,
                 buildkitd,
                 tls,
+                docker_tls,
             };
             match slipway::executor::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,

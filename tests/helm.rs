@@ -951,3 +951,37 @@ fn a_registry_certs_secret_is_mounted_as_docker_certs_d() {
     let e = template("rel", "builds", &["--set", "tls.certsSecret=regcerts"]).unwrap_err();
     assert!(e.contains("tls.certsItems"), "{e}");
 }
+
+#[test]
+fn a_docker_daemon_over_tls_gets_its_client_certificate_from_a_secret() {
+    let docs = render(&[
+        "--set",
+        "builder.mode=dockerTcp",
+        "--set",
+        "local.dockerHost=tcp://docker.builds.svc:2376",
+        "--set",
+        "local.dockerTLSSecret=docker-client",
+    ]);
+    let deploy = one(&docs, "Deployment", "rel-slipway");
+    let c = container(deploy);
+    let a = container_args(c);
+    for want in [
+        "--docker-host=tcp://docker.builds.svc:2376",
+        "--docker-tls-verify",
+        "--docker-cert-path=/etc/slipway/docker-tls",
+    ] {
+        assert!(has(&a, want), "{want} missing from {a:?}");
+    }
+    assert!(!a.iter().any(|x| x.contains("docker.sock")), "{a:?}");
+    assert!(sidecar(deploy).is_none(), "no buildkitd sidecar");
+    let vol = volume(deploy, "docker-tls");
+    assert_eq!(vol["secret"]["secretName"], "docker-client");
+    assert_eq!(
+        mounts(c).get("/etc/slipway/docker-tls").map(String::as_str),
+        Some("docker-tls")
+    );
+    assert!(host_paths(deploy).is_empty(), "no node socket");
+
+    let e = template("rel", "builds", &["--set", "builder.mode=dockerTcp"]).unwrap_err();
+    assert!(e.contains("local.dockerHost"), "{e}");
+}

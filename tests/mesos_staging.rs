@@ -9,27 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::mesos::{MesosCluster, free_port};
+use common::mesos::{MesosCluster, free_port, watch_on_mesos};
 use common::watcher::*;
 use common::*;
 
 const SECRET: &str = "s3cr3t-staging-only-in-task-data";
 
 fn start(dir: &Path, master: &str, extra: &[&str], envs: &[(&str, &str)]) -> Watcher {
-    let mut args = vec![
-        "--backend",
-        "mesos",
-        "--mesos-master",
-        master,
-        "--refuse-seconds",
-        "1",
-        "--default-cpus",
-        "0.5",
-        "--default-mem",
-        "128",
-    ];
-    args.extend_from_slice(extra);
-    Watcher::start_with_env(Path::new("."), dir, &args, envs)
+    watch_on_mesos(dir, master, extra, envs)
 }
 
 /// A folder with one `path` build pushing to `reg`, with a docker config holding SECRET.

@@ -52,10 +52,7 @@ pub fn request(data: &[u8]) -> Result<(BuildRequest, Option<StagedBlob>)> {
 /// Starts the build; its events and its end arrive on `tx`, the end always last.
 pub fn spawn(
     (req, staged): (BuildRequest, Option<StagedBlob>),
-    docker_host: Option<String>,
-    builder: Builder,
-    buildkitd: crate::runner::BuildkitdArgs,
-    tls: crate::tls::TlsArgs,
+    opts: super::ExecutorOptions,
     cancel: CancellationToken,
     tx: mpsc::UnboundedSender<JobMsg>,
 ) -> JoinHandle<()> {
@@ -72,10 +69,15 @@ pub fn spawn(
                     None => req,
                 };
                 // read per build (one per executor): a bad file fails the build, named
-                let tls = crate::tls::Tls::load(&tls)?;
-                let runner = Runner::connect_with(docker_host.as_deref(), builder, &buildkitd)
-                    .await?
-                    .with_tls(&tls)?;
+                let tls = crate::tls::Tls::load(&opts.tls)?;
+                let runner = Runner::connect_tls(
+                    opts.docker_host.as_deref(),
+                    &opts.docker_tls,
+                    opts.builder,
+                    &opts.buildkitd,
+                )
+                .await?
+                .with_tls(&tls)?;
                 let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
                 let run = runner.run(req, ev_tx, cancel);
                 tokio::pin!(run);

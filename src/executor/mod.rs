@@ -54,6 +54,9 @@ pub struct ExecutorOptions {
     pub buildkitd: crate::runner::BuildkitdArgs,
     /// `--ca-file` and `--certs-dir` for registries and `url` sources.
     pub tls: crate::tls::TlsArgs,
+    /// `--docker-tls-verify` and `--docker-cert-path` for a daemon over TCP with TLS
+    /// (passed on by the framework; DOCKER_TLS_VERIFY and DOCKER_CERT_PATH otherwise).
+    pub docker_tls: crate::runner::DockerTls,
 }
 
 /// Runs the executor until its task's end is acknowledged, the agent shuts it down,
@@ -274,10 +277,7 @@ impl Executor {
         if let Some(t) = &mut self.task {
             t.build = Some(job::spawn(
                 req,
-                self.opts.docker_host.clone(),
-                self.opts.builder,
-                self.opts.buildkitd.clone(),
-                self.opts.tls.clone(),
+                self.opts.clone(),
                 t.cancel.clone(),
                 self.jobs.clone(),
             ));

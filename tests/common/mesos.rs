@@ -19,6 +19,39 @@ fn script() -> PathBuf {
     }))
 }
 
+/// `slipway watch`'s flags for the Mesos backend on `master`: quick re-offers and
+/// resources a one-agent test cluster has.
+pub fn mesos_args(master: &str) -> Vec<String> {
+    [
+        "--backend",
+        "mesos",
+        "--mesos-master",
+        master,
+        "--refuse-seconds",
+        "1",
+        "--default-cpus",
+        "0.5",
+        "--default-mem",
+        "128",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `slipway watch DIR` on the Mesos backend at `master`, with `extra` flags and `envs`.
+pub fn watch_on_mesos(
+    dir: &std::path::Path,
+    master: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> super::watcher::Watcher {
+    let mut args = mesos_args(master);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    super::watcher::Watcher::start_with_env(std::path::Path::new("."), dir, &args, envs)
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

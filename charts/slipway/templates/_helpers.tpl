@@ -107,6 +107,9 @@ Rendered (to nothing) by the Deployment.
 {{- if and (eq $mode "remote") (not $v.builder.tls.existingSecret) }}
 {{- fail "builder.mode: remote needs builder.tls.existingSecret, a Secret with the client certificate for that buildkitd (keys ca.pem, cert.pem, key.pem)" }}
 {{- end }}
+{{- if and (eq $mode "dockerTcp") (not $v.local.dockerHost) }}
+{{- fail "builder.mode: dockerTcp needs local.dockerHost, the daemon's tcp://HOST:2376 (and local.dockerTLSSecret with its client certificate)" }}
+{{- end }}
 {{- if and (eq $mode "buildkitdSidecar") $v.builder.sidecar.persistence.enabled (gt (int $v.replicas) 1) }}
 {{- fail "builder.sidecar.persistence.enabled needs replicas: 1: buildkitd locks its state directory, so replicas cannot share one volume" }}
 {{- end }}

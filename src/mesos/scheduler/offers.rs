@@ -151,6 +151,7 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         arguments.push("--builder".into());
         arguments.push(cfg.builder.as_arg().into());
     }
+    arguments.extend(cfg.docker_tls.to_args());
     arguments.extend(cfg.buildkitd.to_args());
     arguments.extend(cfg.tls.to_args());
     // no secrets here: the environment is part of the task's state on the master
@@ -298,6 +299,30 @@ mod builder_tests {
                 "tcp://127.0.0.1:1234",
                 "--buildkit-ca",
                 "/etc/bk/ca.pem"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_agents_daemon_over_tls_reaches_the_executor() {
+        let cfg = CoreConfig {
+            agent_docker_host: Some("tcp://10.0.0.5:2376".into()),
+            docker_tls: crate::runner::DockerTls {
+                docker_tls_verify: true,
+                docker_cert_path: Some("/etc/docker/client".into()),
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            command(&cfg).arguments,
+            [
+                "slipway",
+                "executor",
+                "--docker-host",
+                "tcp://10.0.0.5:2376",
+                "--docker-tls-verify",
+                "--docker-cert-path",
+                "/etc/docker/client"
             ]
         );
     }

@@ -36,6 +36,9 @@ pub struct CoreConfig {
     pub buildkitd: crate::runner::BuildkitdArgs,
     /// `--ca-file` and `--certs-dir`, passed on to the executor.
     pub tls: crate::tls::TlsArgs,
+    /// `--docker-tls-verify` and `--docker-cert-path` for `agent_docker_host`, passed
+    /// on to the executor (the files must be on the agents at that path).
+    pub docker_tls: crate::runner::DockerTls,
     /// What the executor itself takes besides the build.
     pub executor_cpus: f64,
     pub executor_mem_mib: f64,
@@ -62,6 +65,7 @@ impl Default for CoreConfig {
             builder: crate::runner::Builder::Auto,
             buildkitd: Default::default(),
             tls: Default::default(),
+            docker_tls: Default::default(),
             executor_cpus: 0.1,
             executor_mem_mib: 32.0,
             refuse_seconds: 120.0,

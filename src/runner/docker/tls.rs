@@ -25,6 +25,20 @@ pub struct DockerTls {
 }
 
 impl DockerTls {
+    /// The same as `slipway executor` flags, for a Mesos task (paths as the agents
+    /// see them).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.docker_tls_verify {
+            args.push("--docker-tls-verify".to_string());
+        }
+        if let Some(dir) = &self.docker_cert_path {
+            args.push("--docker-cert-path".to_string());
+            args.push(dir.display().to_string());
+        }
+        args
+    }
+
     /// As the docker CLI reads the environment: any non-empty DOCKER_TLS_VERIFY.
     pub fn from_env() -> Self {
         let env = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
