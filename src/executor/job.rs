@@ -12,7 +12,7 @@ use tracing::{Instrument, info_span};
 use crate::mesos::staging::{self, StagedBlob};
 use crate::mesos::task::TaskPayload;
 use crate::registry::DockerConfig;
-use crate::runner::{BuildEvent, BuildOutcome, BuildRequest, Builder, Runner};
+use crate::runner::{BuildEvent, BuildOutcome, BuildRequest, Runner};
 use crate::{Error, Result};
 
 /// What the build tells the event loop.
