@@ -48,13 +48,15 @@ apiVersion: v1   # not ours\nkind: ConfigMap\nmetadata: {{name: unrelated}}\ndat
             .await
             .unwrap();
     assert_eq!(served, digest);
-    // no temp files left behind
-    let names: Vec<_> = std::fs::read_dir(fx.dir.path())
+    // no temp files left behind: the files, and slipway's state dir (build logs)
+    let mut names: Vec<_> = std::fs::read_dir(fx.dir.path())
         .unwrap()
         .flatten()
-        .map(|e| e.file_name())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    assert_eq!(names, [".slipway", "builds.yaml", "wiki"]);
+    assert!(fx.path(".slipway/logs/tests/wiki/1.log").is_file());
     w.stop();
 }
 
