@@ -18,7 +18,7 @@ if [ -x "$OUT" ]; then
 fi
 SUDO=()
 [ "$(id -u)" = 0 ] || SUDO=(sudo)
-if ! dpkg --print-foreign-architectures | grep -qx i386; then
+if ! grep -qx i386 <<<"$(dpkg --print-foreign-architectures)"; then
   say "adding the i386 architecture to dpkg"
   "${SUDO[@]}" dpkg --add-architecture i386
 fi

@@ -17,7 +17,7 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v readelf >/dev/null 2>&1 || need+=(binutils)
-ldconfig -p | grep -q 'libcurl.so.4 ' || need+=(libcurl4)
+grep -q 'libcurl.so.4 ' <<<"$(ldconfig -p)" || need+=(libcurl4)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ensure-mesos: installing ${need[*]}" >&2
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2

@@ -56,11 +56,11 @@ BIN=$TARGET_DIR/$TARGET/release/slipway
 # A static binary (static-pie): no program interpreter, no shared libraries to load.
 # (`ldd` says "statically linked" and succeeds for those, so look at the ELF itself.)
 if command -v readelf >/dev/null 2>&1; then
-  if readelf -lW "$BIN" | grep -q 'program interpreter' || readelf -dW "$BIN" | grep -q '(NEEDED)'; then
+  if grep -q 'program interpreter' <<<"$(readelf -lW "$BIN")" || grep -q '(NEEDED)' <<<"$(readelf -dW "$BIN")"; then
     readelf -dW "$BIN" | grep '(NEEDED)' >&2 || true
     die "$BIN is dynamically linked; it would not start on scratch"
   fi
-elif ldd "$BIN" 2>/dev/null | grep -q '=>'; then
+elif grep -q '=>' <<<"$(ldd "$BIN" 2>/dev/null)"; then
   ldd "$BIN" >&2 || true
   die "$BIN is dynamically linked; it would not start on scratch"
 fi

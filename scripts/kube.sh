@@ -147,7 +147,7 @@ tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # log_mark FILE: its size now, to look at what a new start writes to it.
 log_mark() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
-bind_failed() { tail -c +"$(($2 + 1))" "$1" 2>/dev/null | grep -q 'address already in use'; }
+bind_failed() { grep -q 'address already in use' < <(tail -c +"$(($2 + 1))" "$1" 2>/dev/null); }
 
 # --- certificates, tokens, kubeconfigs --------------------------------------------
 
@@ -341,7 +341,9 @@ rules() {
     inblock { line[++n] = $0; if ($0 !~ /^[[:space:]]*(#.*)?$/) last = n }
     END { for (i = 1; i <= last; i++) print line[i] }
   ' "$RULES")
-  printf '%s\n' "$block" | grep -q '^[[:space:]]*- ' ||
+  # a here-string, not a pipe: with pipefail, grep -q quitting early could SIGPIPE the
+  # writer and fail the check (seen about 1 run in 2000)
+  grep -q '^[[:space:]]*- ' <<<"$block" ||
     die "$RULES: no block-style list under '$1:'"
   printf '%s\n' "$block"
 }
