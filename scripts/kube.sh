@@ -421,6 +421,32 @@ subjects:
 EOF
 }
 
+# cluster_role_manifest NAME RULES: a ClusterRole with RULES bound to the controller.
+cluster_role_manifest() {
+  cat <<EOF
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: $1
+rules:
+$2
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: $1
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: $1
+subjects:
+- kind: ServiceAccount
+  name: $SA_NAME
+  namespace: $SA_NAMESPACE
+EOF
+}
+
 bootstrap_manifest() {
   own_manifest "$SA_NAMESPACE"
   cat <<EOF
@@ -430,47 +456,9 @@ kind: ServiceAccount
 metadata:
   name: $SA_NAME
   namespace: $SA_NAMESPACE
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: $RBAC_NAME
-rules:
-$WATCHED_RULES
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: $RBAC_NAME
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: $RBAC_NAME
-subjects:
-- kind: ServiceAccount
-  name: $SA_NAME
-  namespace: $SA_NAMESPACE
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: $RBAC_NAME-review
-rules:
-$REVIEW_RULES
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: $RBAC_NAME-review
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: $RBAC_NAME-review
-subjects:
-- kind: ServiceAccount
-  name: $SA_NAME
-  namespace: $SA_NAMESPACE
 EOF
+  cluster_role_manifest "$RBAC_NAME" "$WATCHED_RULES"
+  cluster_role_manifest "$RBAC_NAME-review" "$REVIEW_RULES"
 }
 
 # apply_manifest FILE...: server-side apply; a replaced rule list replaces the old one.
