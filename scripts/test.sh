@@ -22,7 +22,9 @@
 #    Mesos executor image
 # 7. builds dockerd of Docker 29 once (scripts/dockerd-current.sh, minutes when cold,
 #    cached under $SLIPWAY_STATE) and starts a second, private daemon of it
-# 8. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets, then the
+# 8. cargo fmt --check, `cargo deny check licenses bans sources` (deny.toml; built once by
+#    scripts/ensure-cargo-deny.sh, beside the steps above), cargo clippy -D warnings,
+#    cargo test --all-targets, then the
 #    build tests (tests/local_build.rs, tests/buildkit.rs, tests/buildkit_inline_cache.rs,
 #    tests/pull_policy.rs) again on the Docker 29 daemon
 # Everything this script started is stopped on exit; a dockerd that was already
@@ -116,6 +118,10 @@ fi
 cargo --version
 cargo fmt --version || die "rustfmt is missing"
 cargo clippy --version || die "clippy is missing"
+# cargo-deny builds (once, minutes when cold) beside the Go builds below
+DENY_LOG=$(mktemp "${TMPDIR:-/tmp}/slipway-test-deny.XXXXXX")
+bash scripts/ensure-cargo-deny.sh </dev/null >"$DENY_LOG" 2>&1 &
+DENY_PID=$!
 
 section "git"
 # Git sources and the git trigger tests (a real `git daemon`, tests/common/git.rs);
@@ -235,6 +241,14 @@ step() {
 }
 
 step "cargo fmt" cargo fmt --all -- --check
+if wait "$DENY_PID"; then
+  step "cargo deny" "$(tail -n 1 "$DENY_LOG")" --log-level error check licenses bans sources
+else
+  cat "$DENY_LOG"
+  RESULTS+=("FAILED  cargo deny (scripts/ensure-cargo-deny.sh could not build it)")
+  FAILED=1
+fi
+rm -f "$DENY_LOG"
 step "cargo clippy" cargo clippy --all-targets -- -D warnings
 step "cargo test ($(daemon_name))" cargo test --all-targets "$@"
 # The build tests once more on the current Engine (containerd image store, newer API).
