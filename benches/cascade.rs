@@ -42,7 +42,7 @@ fn resource(name: &str, dockerfile: &str, base: Option<usize>) -> Resource {
     let yaml = format!(
         "source: {{inline: {{dockerfile: \"{dockerfile}\"}}}}\noutput: {{registry: '{REGISTRY}', repository: bench/{name}}}"
     );
-    let spec: DockerBuildSpec = serde_yaml_ng::from_str(&yaml).unwrap();
+    let spec: DockerBuildSpec = slipway::yaml::from_str(&yaml).unwrap();
     let mut b = DockerBuild::new(name, spec);
     b.metadata.namespace = Some("bench".into());
     let image = format!("{REGISTRY}/bench/{name}");

@@ -40,7 +40,7 @@ fn spec(name: &str, dockerfile: &str) -> (String, DockerBuildSpec) {
     let yaml = format!(
         "source: {{inline: {{dockerfile: \"{dockerfile}\"}}}}\noutput: {{registry: '{REGISTRY}', repository: bench/{name}}}"
     );
-    let spec: DockerBuildSpec = serde_yaml_ng::from_str(&yaml).unwrap();
+    let spec: DockerBuildSpec = slipway::yaml::from_str(&yaml).unwrap();
     (yaml, spec)
 }
 

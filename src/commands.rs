@@ -29,7 +29,7 @@ use crate::{Error, Result};
 
 /// The CRD generated from the Rust types, as YAML.
 pub fn crd_yaml() -> Result<String> {
-    serde_yaml_ng::to_string(&DockerBuild::crd()).map_err(|e| Error::InvalidSpec(e.to_string()))
+    crate::yaml::to_string(&DockerBuild::crd()).map_err(|e| Error::InvalidSpec(e.to_string()))
 }
 
 /// Where builds run, and how to reach it (flags shared by `watch` and `build`).

@@ -22,6 +22,7 @@ pub mod sources;
 pub mod telemetry;
 pub mod tls;
 pub mod triggers;
+pub mod yaml;
 
 use thiserror::Error;
 

@@ -458,9 +458,7 @@ spec: {{source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo m > /m\\n\"}}}}
     let mut w = Watcher::start(fx.dir.path(), &[]);
     let docs = wait_for("the --- document to succeed", LONG, || {
         let text = fx.read("m.yaml");
-        let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect();
+        let docs: Vec<serde_json::Value> = slipway::yaml::from_multiple(&text).unwrap();
         (docs.len() == 2 && docs[1]["status"]["phase"] == "Succeeded").then_some(docs)
     })
     .await;
@@ -658,7 +656,7 @@ async fn unknown_fields_are_warned_about_and_duplicate_keys_refused() {
     let msg = s["message"].as_str().unwrap();
     // the second timeoutSeconds is the file's line 10
     assert!(
-        msg.contains("dup.yaml: YAML error at line 10: spec: duplicate key \"timeoutSeconds\""),
+        msg.contains("dup.yaml: YAML error at line 10: duplicate key \"timeoutSeconds\""),
         "{msg}"
     );
     // only the build with the typo ran

@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn the_default_pull_policy_keeps_existing_spec_hashes() {
-        let spec = |yaml: &str| serde_yaml_ng::from_str::<DockerBuildSpec>(yaml).unwrap();
+        let spec = |yaml: &str| crate::yaml::from_str::<DockerBuildSpec>(yaml).unwrap();
         let plain = spec("source: {inline: {dockerfile: FROM scratch}}");
         let explicit = spec("source: {inline: {dockerfile: FROM scratch}}\npull: IfNotPresent");
         let always = spec("source: {inline: {dockerfile: FROM scratch}}\npull: Always");

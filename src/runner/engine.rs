@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn buildkitd_only_fields_are_refused_elsewhere_by_name() {
         let spec = |yaml: &str| -> DockerBuildSpec {
-            serde_yaml_ng::from_str(&format!("source: {{path: .}}\n{yaml}")).unwrap()
+            crate::yaml::from_str(&format!("source: {{path: .}}\n{yaml}")).unwrap()
         };
         for (yaml, field) in [
             ("cache: {ref: 'r/a:cache', mode: max}", "spec.cache"),

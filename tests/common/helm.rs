@@ -72,9 +72,9 @@ pub fn template_ok(release: &str, ns: &str, args: &[&str]) -> String {
 
 /// The YAML documents of a multi-document stream, as JSON (empty ones dropped).
 pub fn docs(yaml: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_yaml_ng::Deserializer::from_str(yaml)
-        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("bad YAML ({e}):\n{yaml}")))
+    slipway::yaml::from_multiple::<Value>(yaml)
+        .unwrap_or_else(|e| panic!("bad YAML ({e}):\n{yaml}"))
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -146,7 +146,7 @@ pub fn args(deploy: &Value) -> Vec<String> {
 /// `charts/slipway/files/rbac-rules.yaml` as JSON: `{watched: [...], own: [...]}`.
 pub fn rules_file() -> Value {
     let text = std::fs::read_to_string(chart_dir().join("files/rbac-rules.yaml")).unwrap();
-    serde_yaml_ng::from_str(&text).unwrap()
+    slipway::yaml::from_str(&text).unwrap()
 }
 
 /// A kubeconfig for the ServiceAccount `sa` of namespace `ns`, with a token from the

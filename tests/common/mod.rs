@@ -103,7 +103,7 @@ impl Fixture {
 
 /// A spec from YAML, as a user would write it.
 pub fn spec(yaml: &str) -> DockerBuildSpec {
-    serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
+    slipway::yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad test spec: {e}\n{yaml}"))
 }
 
 /// The builder tests use: `SLIPWAY_BUILDER` (as the binary reads it), else auto.
@@ -308,7 +308,7 @@ pub fn status_in(file: &Path, name: &str) -> Option<serde_json::Value> {
             block.push('\n');
         }
     }
-    let v: serde_json::Value = serde_yaml_ng::from_str(&block).ok()?;
+    let v: serde_json::Value = slipway::yaml::from_str(&block).ok()?;
     v.get("status").cloned()
 }
 

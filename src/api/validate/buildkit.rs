@@ -193,7 +193,7 @@ mod tests {
     /// The message a user sees for `yaml` (the spec's BuildKit fields), or None.
     fn seen(yaml: &str) -> Option<String> {
         let mut spec = inline_spec();
-        let extra: DockerBuildSpec = serde_yaml_ng::from_str(&format!(
+        let extra: DockerBuildSpec = crate::yaml::from_str(&format!(
             "source: {{inline: {{dockerfile: FROM scratch}}}}\n{yaml}"
         ))
         .expect("test yaml");

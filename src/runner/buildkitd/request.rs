@@ -136,7 +136,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> DockerBuildSpec {
-        serde_yaml_ng::from_str(&format!("source: {{path: .}}\n{yaml}")).unwrap()
+        crate::yaml::from_str(&format!("source: {{path: .}}\n{yaml}")).unwrap()
     }
 
     fn request(spec: &DockerBuildSpec) -> SolveRequest {

@@ -258,13 +258,13 @@ kind: C
             [1, 4, 5]
         );
         for (part, kind) in parts.iter().zip(["A", "B", "C"]) {
-            let v: serde_json::Value = serde_yaml_ng::from_str(part).unwrap();
+            let v: serde_json::Value = crate::yaml::from_str(part).unwrap();
             assert_eq!(v["kind"], kind);
         }
         // YAML allows no block mapping on the marker line: the parser says so
         let bad = split_documents("a: 1\n--- kind: B\n");
         assert_eq!(bad.len(), 2);
-        assert!(serde_yaml_ng::from_str::<serde_json::Value>("--- kind: B\n").is_err());
+        assert!(crate::yaml::from_str::<serde_json::Value>("--- kind: B\n").is_err());
     }
 
     #[test]
@@ -279,7 +279,7 @@ kind: C
             "a: 1\n--- {kind: DockerBuild, metadata: {name: x}, \"status\": {\"phase\":\"Queued\"}}   # mine\n---\nb: 2\n"
         );
         let again = split_documents(&whole);
-        let v: serde_json::Value = serde_yaml_ng::from_str(&whole[again[1].range.clone()]).unwrap();
+        let v: serde_json::Value = crate::yaml::from_str(&whole[again[1].range.clone()]).unwrap();
         assert_eq!(v["status"]["phase"], "Queued");
     }
 }

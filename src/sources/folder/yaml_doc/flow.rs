@@ -223,7 +223,7 @@ mod tests {
             out,
             "{apiVersion: slipway.dev/v1alpha1, kind: DockerBuild, metadata: {name: a}, \"status\": {\"phase\":\"Succeeded\",\"specHash\":\"ab\"}}\n"
         );
-        let v: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+        let v: serde_json::Value = crate::yaml::from_str(&out).unwrap();
         assert_eq!(v["status"], st());
         assert_eq!(v["metadata"]["name"], "a");
     }
@@ -255,7 +255,7 @@ mod tests {
             out,
             "--- # the wiki\n{kind: DockerBuild,   # ours\n status: {\n  \"phase\": \"Queued\"\n },\n spec: {a: [1, 2]},\n}\n"
         );
-        let v: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+        let v: serde_json::Value = crate::yaml::from_str(&out).unwrap();
         assert_eq!(v["status"]["phase"], "Queued");
         assert_eq!(v["spec"]["a"][1], 2);
     }
@@ -289,7 +289,7 @@ mod tests {
             out,
             "{kind: DockerBuild, note: it's fine, \"q\":\"x\", \"status\": {}}"
         );
-        let v: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+        let v: serde_json::Value = crate::yaml::from_str(&out).unwrap();
         assert_eq!(v["note"], "it's fine");
     }
 
