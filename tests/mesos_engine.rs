@@ -98,6 +98,13 @@ fn shared_daemon_traces(run: &str, config_digest: Option<&str>) -> Vec<String> {
 /// The registry serves `digest` for `repo:latest`, and the manifest hashes to it;
 /// returns the image's config digest.
 async fn registry_serves(repo: &str, digest: &str) -> String {
+    manifest(repo, digest).await["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn manifest(repo: &str, digest: &str) -> serde_json::Value {
     let reg = registry();
     let served = slipway::registry::manifest_digest(&http(), &reg, repo, "latest", None)
         .await
@@ -120,8 +127,7 @@ async fn registry_serves(repo: &str, digest: &str) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(&manifest))),
         digest
     );
-    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    m["config"]["digest"].as_str().unwrap().to_string()
+    serde_json::from_slice(&manifest).unwrap()
 }
 
 /// Entries of the places a daemon keeps state by default.
@@ -148,15 +154,28 @@ fn host_state() -> Vec<String> {
     out
 }
 
+/// Processes working in a sandbox under `work` other than Mesos's and the executor:
+/// a private daemon and what it started (containerd, runc) all work there.
+fn daemons_under(work: &Path) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(work))
+        })
+        .filter_map(|pid| {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&c).replace('\0', " ")))
+        })
+        .filter(|(_, c)| !c.contains(" executor") && !c.contains("mesos"))
+        .collect()
+}
+
 /// Asserts the private daemon's processes are gone and nothing stays mounted under
 /// the agents' work dir.
 async fn assert_nothing_runs_under(work: &Path) {
     let marker = work.display().to_string();
-    let left: Vec<_> = processes_with(&format!("{marker}"))
-        .into_iter()
-        .filter(|(_, c)| !c.contains("executor") && !c.contains("mesos"))
-        .collect();
-    let left = still_running(&left, Duration::from_secs(10)).await;
+    let left = still_running(&daemons_under(work), Duration::from_secs(10)).await;
     assert!(left.is_empty(), "left running: {left:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let under: Vec<&str> = mounts.lines().filter(|l| l.contains(&marker)).collect();
@@ -215,4 +234,132 @@ async fn an_ephemeral_buildkitd_builds_in_the_sandbox_and_leaves_nothing_behind(
 
     assert_nothing_runs_under(cluster.work_dir()).await;
     assert_eq!(host_state(), state_before, "new daemon state outside the sandbox");
+}
+
+/// Two builds of the same context on fresh sandboxes (each its own buildkitd, empty)
+/// with a registry cache: the second takes every layer from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_cache_spares_a_fresh_ephemeral_engine_the_unchanged_layers() {
+    let cluster = MesosCluster::start(1);
+    let run = unique();
+    let reg = registry();
+    let cache = format!("cache: {{ref: '{reg}/slipway-test/eph-cache:c{run}', mode: max}}");
+    let fx = context(Fixture::new(), &run).file(
+        "a.yaml",
+        &path_build("first", "slipway-test/eph-cache-a", &cache),
+    );
+    let bin = buildkitd_bin();
+    let _w = watch_on_mesos(
+        fx.dir.path(),
+        &cluster.master(),
+        &["--executor-engine", "ephemeral", "--executor-buildkitd-bin", &bin],
+        &[],
+    );
+    let first = phase_of(&fx.path("a.yaml"), "first", "Succeeded").await;
+    std::fs::write(
+        fx.path("b.yaml"),
+        path_build("second", "slipway-test/eph-cache-b", &cache),
+    )
+    .unwrap();
+    let second = phase_of(&fx.path("b.yaml"), "second", "Succeeded").await;
+    assert_eq!(engine_dirs(cluster.work_dir()).len(), 2, "two sandboxes");
+
+    let copies = |s: &serde_json::Value| -> Vec<(String, bool)> {
+        s["stages"]
+            .as_array()
+            .expect("status lists the steps")
+            .iter()
+            .filter(|st| st["name"].as_str().unwrap_or("").contains("COPY"))
+            .map(|st| (st["name"].as_str().unwrap().to_string(), st["cached"] == true))
+            .collect()
+    };
+    let (a, b) = (copies(&first), copies(&second));
+    assert_eq!(a.len(), 2, "{first}");
+    assert!(a.iter().all(|(_, cached)| !cached), "{a:?}");
+    assert_eq!(b.len(), 2, "{second}");
+    assert!(b.iter().all(|(_, cached)| *cached), "{b:?}");
+    // the very layers of the first (only the config's creation time differs)
+    let layers = |m: serde_json::Value| m["layers"].clone();
+    assert_eq!(
+        layers(manifest("slipway-test/eph-cache-a", &outcome(&first).digest).await),
+        layers(manifest("slipway-test/eph-cache-b", &outcome(&second).digest).await)
+    );
+}
+
+/// Where buildkitd is not the engine, a private dockerd: its data root, exec root
+/// (and so its containerd), pidfile and socket in the sandbox, no bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ephemeral_dockerd_builds_in_the_sandbox_and_leaves_nothing_behind() {
+    let cluster = MesosCluster::start(1);
+    let run = unique();
+    let repo = "slipway-test/eph-dockerd";
+    let fx = context(Fixture::new(), &run).file("a.yaml", &path_build("eph", repo, ""));
+    let state_before = host_state();
+    let _w = watch_on_mesos(
+        fx.dir.path(),
+        &cluster.master(),
+        &["--executor-engine", "ephemeral", "--builder", "buildkit-daemon"],
+        &[],
+    );
+    let s = phase_of(&fx.path("a.yaml"), "eph", "Succeeded").await;
+    let config = registry_serves(repo, &outcome(&s).digest).await;
+    assert_eq!(
+        shared_daemon_traces(&run, Some(&config)),
+        Vec::<String>::new()
+    );
+    let dirs = engine_dirs(cluster.work_dir());
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let engine = &dirs[0];
+    let log = std::fs::read_to_string(engine.join("dockerd.log")).unwrap();
+    assert!(log.contains("API listen on /proc/self/cwd/.engine/dockerd.sock")
+        || log.contains(&format!("API listen on {}", engine.display())), "{log}");
+    assert!(engine.join("data").join("containerd").is_dir(), "its containerd's root");
+    assert_nothing_runs_under(cluster.work_dir()).await;
+    assert_eq!(host_state(), state_before, "new daemon state outside the sandbox");
+}
+
+/// A daemon that never answers fails the build, bounded, with the end of its log;
+/// it and what it started are stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_engine_that_never_answers_fails_the_build_with_its_log() {
+    let cluster = MesosCluster::start(1);
+    let fx = context(Fixture::new(), &unique())
+        .file("a.yaml", &path_build("stuck", "slipway-test/eph-stuck", ""))
+        .file(
+            "fake-buildkitd",
+            "#!/bin/sh\necho 'fake buildkitd: no worker will come up' >&2\nsleep 300\n",
+        );
+    let fake = fx.path("fake-buildkitd");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = fake.display().to_string();
+    let mut w = watch_on_mesos(
+        fx.dir.path(),
+        &cluster.master(),
+        &[
+            "--executor-engine",
+            "ephemeral",
+            "--executor-buildkitd-bin",
+            &fake,
+            "--executor-engine-timeout",
+            "2",
+        ],
+        &[],
+    );
+    let file = fx.path("a.yaml");
+    let s = wait_for("the engine's failure in the status", Duration::from_secs(120), || {
+        status_in(&file, "stuck").filter(|s| {
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("did not become ready within 2 s"))
+        })
+    })
+    .await;
+    let msg = s["message"].as_str().unwrap();
+    assert!(msg.contains("fake buildkitd: no worker will come up"), "{msg}");
+    w.stop();
+    // the script and its sleeping child: stopped with their process group
+    let left = still_running(&processes_with(&fake), Duration::from_secs(10)).await;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(still_running(&daemons_under(cluster.work_dir()), Duration::from_secs(10)).await.is_empty());
 }
