@@ -82,7 +82,12 @@ fn docker_q(args: &[&str]) -> Vec<String> {
 /// image ID, and containers made from them.
 fn shared_daemon_traces(run: &str, config_digest: Option<&str>) -> Vec<String> {
     let mut found = docker_q(&["images", "-qa", "--filter", &format!("label=eph.run={run}")]);
-    found.extend(docker_q(&["ps", "-aq", "--filter", &format!("label=eph.run={run}")]));
+    found.extend(docker_q(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=eph.run={run}"),
+    ]));
     if let Some(id) = config_digest {
         let ok = std::process::Command::new("docker")
             .args(["image", "inspect", id])
@@ -215,7 +220,10 @@ async fn an_ephemeral_buildkitd_builds_in_the_sandbox_and_leaves_nothing_behind(
     let dirs = engine_dirs(cluster.work_dir());
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     let engine = &dirs[0];
-    assert!(engine.parent().unwrap().join("stdout").exists(), "{engine:?} is a sandbox's");
+    assert!(
+        engine.parent().unwrap().join("stdout").exists(),
+        "{engine:?} is a sandbox's"
+    );
     let log = std::fs::read_to_string(engine.join("buildkitd.log")).unwrap();
     assert!(
         log.contains("running server on /proc/self/cwd/.engine/buildkitd.sock")
@@ -233,7 +241,11 @@ async fn an_ephemeral_buildkitd_builds_in_the_sandbox_and_leaves_nothing_behind(
     );
 
     assert_nothing_runs_under(cluster.work_dir()).await;
-    assert_eq!(host_state(), state_before, "new daemon state outside the sandbox");
+    assert_eq!(
+        host_state(),
+        state_before,
+        "new daemon state outside the sandbox"
+    );
 }
 
 /// Two builds of the same context on fresh sandboxes (each its own buildkitd, empty)
@@ -252,7 +264,12 @@ async fn a_registry_cache_spares_a_fresh_ephemeral_engine_the_unchanged_layers()
     let _w = watch_on_mesos(
         fx.dir.path(),
         &cluster.master(),
-        &["--executor-engine", "ephemeral", "--executor-buildkitd-bin", &bin],
+        &[
+            "--executor-engine",
+            "ephemeral",
+            "--executor-buildkitd-bin",
+            &bin,
+        ],
         &[],
     );
     let first = phase_of(&fx.path("a.yaml"), "first", "Succeeded").await;
@@ -270,7 +287,12 @@ async fn a_registry_cache_spares_a_fresh_ephemeral_engine_the_unchanged_layers()
             .expect("status lists the steps")
             .iter()
             .filter(|st| st["name"].as_str().unwrap_or("").contains("COPY"))
-            .map(|st| (st["name"].as_str().unwrap().to_string(), st["cached"] == true))
+            .map(|st| {
+                (
+                    st["name"].as_str().unwrap().to_string(),
+                    st["cached"] == true,
+                )
+            })
             .collect()
     };
     let (a, b) = (copies(&first), copies(&second));
@@ -298,7 +320,12 @@ async fn an_ephemeral_dockerd_builds_in_the_sandbox_and_leaves_nothing_behind() 
     let _w = watch_on_mesos(
         fx.dir.path(),
         &cluster.master(),
-        &["--executor-engine", "ephemeral", "--builder", "buildkit-daemon"],
+        &[
+            "--executor-engine",
+            "ephemeral",
+            "--builder",
+            "buildkit-daemon",
+        ],
         &[],
     );
     let s = phase_of(&fx.path("a.yaml"), "eph", "Succeeded").await;
@@ -311,11 +338,21 @@ async fn an_ephemeral_dockerd_builds_in_the_sandbox_and_leaves_nothing_behind() 
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     let engine = &dirs[0];
     let log = std::fs::read_to_string(engine.join("dockerd.log")).unwrap();
-    assert!(log.contains("API listen on /proc/self/cwd/.engine/dockerd.sock")
-        || log.contains(&format!("API listen on {}", engine.display())), "{log}");
-    assert!(engine.join("data").join("containerd").is_dir(), "its containerd's root");
+    assert!(
+        log.contains("API listen on /proc/self/cwd/.engine/dockerd.sock")
+            || log.contains(&format!("API listen on {}", engine.display())),
+        "{log}"
+    );
+    assert!(
+        engine.join("data").join("containerd").is_dir(),
+        "its containerd's root"
+    );
     assert_nothing_runs_under(cluster.work_dir()).await;
-    assert_eq!(host_state(), state_before, "new daemon state outside the sandbox");
+    assert_eq!(
+        host_state(),
+        state_before,
+        "new daemon state outside the sandbox"
+    );
 }
 
 /// A daemon that never answers fails the build, bounded, with the end of its log;
@@ -347,19 +384,30 @@ async fn an_engine_that_never_answers_fails_the_build_with_its_log() {
         &[],
     );
     let file = fx.path("a.yaml");
-    let s = wait_for("the engine's failure in the status", Duration::from_secs(120), || {
-        status_in(&file, "stuck").filter(|s| {
-            s["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("did not become ready within 2 s"))
-        })
-    })
+    let s = wait_for(
+        "the engine's failure in the status",
+        Duration::from_secs(120),
+        || {
+            status_in(&file, "stuck").filter(|s| {
+                s["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("did not become ready within 2 s"))
+            })
+        },
+    )
     .await;
     let msg = s["message"].as_str().unwrap();
-    assert!(msg.contains("fake buildkitd: no worker will come up"), "{msg}");
+    assert!(
+        msg.contains("fake buildkitd: no worker will come up"),
+        "{msg}"
+    );
     w.stop();
     // the script and its sleeping child: stopped with their process group
     let left = still_running(&processes_with(&fake), Duration::from_secs(10)).await;
     assert!(left.is_empty(), "{left:?}");
-    assert!(still_running(&daemons_under(cluster.work_dir()), Duration::from_secs(10)).await.is_empty());
+    assert!(
+        still_running(&daemons_under(cluster.work_dir()), Duration::from_secs(10))
+            .await
+            .is_empty()
+    );
 }

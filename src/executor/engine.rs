@@ -114,7 +114,9 @@ pub fn choose(
     which: impl Fn(&str) -> Option<PathBuf>,
 ) -> Result<Daemon> {
     let missing = |what: &str, flag: &str| {
-        format!("the ephemeral engine needs {what}, which is not on this agent's PATH (or give {flag})")
+        format!(
+            "the ephemeral engine needs {what}, which is not on this agent's PATH (or give {flag})"
+        )
     };
     let given = |p: &PathBuf, err: fn(String) -> Error| {
         if p.is_file() {
@@ -236,10 +238,7 @@ mod tests {
         assert_eq!(choose(&a, Builder::BuildkitDaemon, &both).unwrap(), dd);
         assert_eq!(choose(&a, Builder::Classic, &both).unwrap(), dd);
         // auto without a buildkitd: the daemon's own builder
-        assert_eq!(
-            choose(&a, Builder::Auto, found(&["dockerd"])).unwrap(),
-            dd
-        );
+        assert_eq!(choose(&a, Builder::Auto, found(&["dockerd"])).unwrap(), dd);
     }
 
     #[test]
@@ -254,7 +253,10 @@ mod tests {
             ..Default::default()
         };
         let e = choose(&a, Builder::Auto, found(&["dockerd"])).unwrap_err();
-        assert!(e.to_string().contains("/nowhere/buildkitd does not exist"), "{e}");
+        assert!(
+            e.to_string().contains("/nowhere/buildkitd does not exist"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl Ephemeral {
             .kill_on_drop(true);
         let begun = Instant::now();
         let child = cmd.spawn().map_err(|e| {
-            category(&daemon, format!("cannot start {}: {e}", daemon_bin(&daemon)))
+            category(
+                &daemon,
+                format!("cannot start {}: {e}", daemon_bin(&daemon)),
+            )
         })?;
         let mut me = Self {
             addr: format!("unix://{}", sock.display()),
@@ -79,7 +82,10 @@ impl Ephemeral {
                 break;
             }
             if begun.elapsed() >= timeout {
-                let e = me.failed(format!("did not become ready within {} s", timeout.as_secs()));
+                let e = me.failed(format!(
+                    "did not become ready within {} s",
+                    timeout.as_secs()
+                ));
                 me.stop().await;
                 return Err(e);
             }
@@ -114,7 +120,10 @@ impl Ephemeral {
             .await
             .is_err()
         {
-            warn!(daemon = self.daemon.name(), "did not stop in time; killing it");
+            warn!(
+                daemon = self.daemon.name(),
+                "did not stop in time; killing it"
+            );
         }
         // containerd, shims, runc: anything of its group that outlived it
         let _ = kill_process_group(pid, Signal::KILL);
