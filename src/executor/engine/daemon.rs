@@ -32,6 +32,9 @@ pub struct Ephemeral {
     pub startup: Duration,
     dir: PathBuf,
     child: Child,
+    /// Its process group (its PID), until stopped: kept apart from the child, as a
+    /// daemon that died still leaves its group's other members to stop.
+    group: Option<Pid>,
 }
 
 impl Ephemeral {
@@ -63,6 +66,7 @@ impl Ephemeral {
                 format!("cannot start {}: {e}", daemon_bin(&daemon)),
             )
         })?;
+        let group = child.id().and_then(|p| Pid::from_raw(p as i32));
         let mut me = Self {
             addr: format!("unix://{}", sock.display()),
             socket_in_sandbox: format!("./{ENGINE_DIR}/{name}.sock"),
@@ -70,6 +74,7 @@ impl Ephemeral {
             daemon,
             dir,
             child,
+            group,
         };
         let timeout = args.start_timeout();
         loop {
@@ -112,7 +117,7 @@ impl Ephemeral {
     /// SIGTERM, a grace period, then SIGKILL to its whole process group; then
     /// whatever it left mounted under the sandbox is unmounted, so Mesos can remove it.
     pub async fn stop(mut self) {
-        let Some(pid) = self.child.id().and_then(|p| Pid::from_raw(p as i32)) else {
+        let Some(pid) = self.group.take() else {
             return;
         };
         let _ = kill_process(pid, Signal::TERM);
@@ -136,7 +141,7 @@ impl Ephemeral {
 impl Drop for Ephemeral {
     /// A build task aborted mid-way: no grace, but nothing of the group survives.
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id().and_then(|p| Pid::from_raw(p as i32)) {
+        if let Some(pid) = self.group.take() {
             let _ = kill_process_group(pid, Signal::KILL);
         }
     }
