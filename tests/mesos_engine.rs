@@ -411,3 +411,42 @@ async fn an_engine_that_never_answers_fails_the_build_with_its_log() {
             .is_empty()
     );
 }
+
+/// Without Mesos around it (whose agent would clean up after an exited executor):
+/// a daemon that never answers is stopped with its whole process group, children
+/// that would otherwise outlive it included, and the error quotes its log.
+#[tokio::test]
+async fn a_daemon_that_never_answers_is_stopped_with_what_it_started() {
+    use slipway::executor::engine::{Daemon, EngineArgs, Ephemeral};
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new().file(
+        "fake-buildkitd",
+        "#!/bin/sh\nsleep 300 &\necho $! > child.pid\necho 'fake: still loading' >&2\nwait\n",
+    );
+    let fake = fx.path("fake-buildkitd");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = EngineArgs {
+        start_timeout_secs: 1,
+        ..Default::default()
+    };
+    let sandbox = tempfile::tempdir().unwrap();
+    let e = match Ephemeral::start(Daemon::Buildkitd(fake), &args, sandbox.path()).await {
+        Ok(_) => panic!("a daemon that never listens came up"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("did not become ready within 1 s"), "{e}");
+    assert!(e.contains("fake: still loading"), "{e}");
+    // the script ran in the executor's working directory; its child's PID is there
+    let pid = std::fs::read_to_string("child.pid").unwrap();
+    let _ = std::fs::remove_file("child.pid");
+    // (SIGKILL lands a moment after it is sent; a zombie is dead)
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .map_or(true, |s| s.contains(") Z "))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !gone() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone(), "the daemon's child {pid} outlived it");
+}
