@@ -141,6 +141,8 @@ pub struct MesosArgs {
     /// How often every task is reconciled with the master.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub reconcile_interval: Duration,
+    #[command(flatten)]
+    pub engine: crate::executor::engine::EngineArgs,
 }
 
 pub use crate::api::parse_duration;
@@ -301,6 +303,7 @@ pub async fn backend(
         buildkitd: args.buildkitd.clone(),
         tls: args.tls.clone(),
         docker_tls: args.docker_tls.clone(),
+        engine: m.engine.clone(),
         refuse_seconds: m.refuse_seconds,
         launch_timeout: m.launch_timeout,
         ..Default::default()

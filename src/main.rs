@@ -74,6 +74,8 @@ enum Command {
         tls: slipway::tls::TlsArgs,
         #[command(flatten)]
         docker_tls: slipway::runner::DockerTls,
+        #[command(flatten)]
+        engine: slipway::executor::engine::EngineArgs,
     },
 }
 
@@ -109,6 +111,7 @@ async fn main() -> ExitCode {
             buildkitd,
             tls,
             docker_tls,
+            engine,
         } => {
             let opts = slipway::executor::ExecutorOptions {
                 docker_host,
@@ -116,6 +119,7 @@ async fn main() -> ExitCode {
                 buildkitd,
                 tls,
                 docker_tls,
+                engine,
             };
             match slipway::executor::run(opts).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
+use super::engine::{self, EngineMode};
 use crate::mesos::staging::{self, StagedBlob};
 use crate::mesos::task::TaskPayload;
 use crate::registry::DockerConfig;
@@ -52,7 +53,7 @@ pub fn request(data: &[u8]) -> Result<(BuildRequest, Option<StagedBlob>)> {
 /// Starts the build; its events and its end arrive on `tx`, the end always last.
 pub fn spawn(
     (req, staged): (BuildRequest, Option<StagedBlob>),
-    opts: super::ExecutorOptions,
+    mut opts: super::ExecutorOptions,
     cancel: CancellationToken,
     tx: mpsc::UnboundedSender<JobMsg>,
 ) -> JoinHandle<()> {
@@ -70,16 +71,31 @@ pub fn spawn(
                 };
                 // read per build (one per executor): a bad file fails the build, named
                 let tls = crate::tls::Tls::load(&opts.tls)?;
-                let runner = Runner::connect_tls(
-                    opts.docker_host.as_deref(),
-                    &opts.docker_tls,
-                    opts.builder,
-                    &opts.buildkitd,
-                )
-                .await?
-                .with_tls(&tls)?;
                 let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-                let run = runner.run(req, ev_tx, cancel);
+                let engine = match opts.engine.mode {
+                    EngineMode::Shared => None,
+                    EngineMode::Ephemeral => Some(engine::start_for(&mut opts, &ev_tx).await?),
+                };
+                let run = async {
+                    let r = async {
+                        Runner::connect_tls(
+                            opts.docker_host.as_deref(),
+                            &opts.docker_tls,
+                            opts.builder,
+                            &opts.buildkitd,
+                        )
+                        .await?
+                        .with_tls(&tls)?
+                        .run(req, ev_tx, cancel)
+                        .await
+                    }
+                    .await;
+                    // built and pushed (or not): the private daemon goes, with its children
+                    if let Some(e) = engine {
+                        e.stop().await;
+                    }
+                    r
+                };
                 tokio::pin!(run);
                 loop {
                     tokio::select! {

@@ -6,6 +6,7 @@
 //! terminal update.
 
 mod agent;
+pub mod engine;
 mod env;
 mod job;
 mod status;
@@ -57,6 +58,8 @@ pub struct ExecutorOptions {
     /// `--docker-tls-verify` and `--docker-cert-path` for a daemon over TCP with TLS
     /// (passed on by the framework; DOCKER_TLS_VERIFY and DOCKER_CERT_PATH otherwise).
     pub docker_tls: crate::runner::DockerTls,
+    /// `--executor-engine`: the agent's daemon, or a private one in the sandbox.
+    pub engine: engine::EngineArgs,
 }
 
 /// Runs the executor until its task's end is acknowledged, the agent shuts it down,

@@ -117,6 +117,11 @@ impl MesosCluster {
         self.running = true;
     }
 
+    /// The master's and agents' work dir (the executors' sandboxes are under it).
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
     pub fn master(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

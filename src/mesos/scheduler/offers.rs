@@ -152,6 +152,7 @@ fn command(cfg: &CoreConfig) -> CommandInfo {
         arguments.push(cfg.builder.as_arg().into());
     }
     arguments.extend(cfg.docker_tls.to_args());
+    arguments.extend(cfg.engine.to_args());
     arguments.extend(cfg.buildkitd.to_args());
     arguments.extend(cfg.tls.to_args());
     // no secrets here: the environment is part of the task's state on the master

@@ -39,6 +39,8 @@ pub struct CoreConfig {
     /// `--docker-tls-verify` and `--docker-cert-path` for `agent_docker_host`, passed
     /// on to the executor (the files must be on the agents at that path).
     pub docker_tls: crate::runner::DockerTls,
+    /// `--executor-engine` and its binaries, passed on to the executor.
+    pub engine: crate::executor::engine::EngineArgs,
     /// What the executor itself takes besides the build.
     pub executor_cpus: f64,
     pub executor_mem_mib: f64,
@@ -66,6 +68,7 @@ impl Default for CoreConfig {
             buildkitd: Default::default(),
             tls: Default::default(),
             docker_tls: Default::default(),
+            engine: Default::default(),
             executor_cpus: 0.1,
             executor_mem_mib: 32.0,
             refuse_seconds: 120.0,
