@@ -697,6 +697,8 @@ async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
     // unique repositories: an image of an earlier run must not count
     let id = &ns[ns.len() - 8..];
     let (first, second) = (format!("first-{id}"), format!("second-{id}"));
+    // woken with the second, and before it (in name order): its Secret read hangs
+    let cred = format!("cred-{id}");
     let first_image = format!("{}/slipway-test/kube-{first}:v1", registry());
     k.apply(
         &ns,
@@ -711,6 +713,25 @@ async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
     k.apply(
         &ns,
         &build_yaml(&second, &format!("FROM {first_image}\nRUN cat /done"), ""),
+    );
+    k.kubectl_ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "-n",
+        &ns,
+        &format!("--docker-server={}", registry()),
+        "--docker-username=u",
+        "--docker-password=p",
+    ]);
+    k.apply(
+        &ns,
+        &build_yaml(
+            &cred,
+            &format!("FROM {first_image}\nRUN cat /done"),
+            "    pushSecretRef: {name: regcred}\n",
+        ),
     );
     message_contains(&k, &ns, &first, "RUN sleep 4").await;
 
@@ -743,9 +764,12 @@ async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
     assert_pushed(&outcome(&one["status"])).await;
     assert_pushed(&outcome(&two["status"])).await;
     // no older phase, sent late, overwrites the final one
+    // and the one whose Secret read waited for the server builds now
+    let three = phase(&k, &ns, &cred, "Succeeded").await;
+    assert_pushed(&outcome(&three["status"])).await;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        for name in [&first, &second] {
+        for name in [&first, &second, &cred] {
             let v = k.get_json(&ns, "dockerbuild", name);
             assert_eq!(v["status"]["phase"], "Succeeded", "{name}: {v}");
         }

@@ -163,7 +163,7 @@ impl Context {
         }
         self.state.lock().await.statuses.insert(slot, next.clone());
         let notice = status::notice(prev.as_ref(), &next);
-        self.writer.send(key, origin, Work::Status(next));
+        self.writer.send(key, origin, Work::Status(Box::new(next)));
         if let Some(n) = notice {
             self.writer.send(key, origin, Work::Notice(n));
         }

@@ -55,7 +55,7 @@ impl Sink for SourceSink {
 /// What is still to be done for one resource.
 #[derive(Default)]
 struct Pending {
-    status: Option<DockerBuildStatus>,
+    status: Option<Box<DockerBuildStatus>>,
     notices: Vec<Notice>,
     /// Tell the backend once the status is written.
     settle: bool,
@@ -87,7 +87,7 @@ pub struct StatusWriter {
 
 /// One piece of work for a resource.
 pub enum Work {
-    Status(DockerBuildStatus),
+    Status(Box<DockerBuildStatus>),
     Notice(Notice),
     /// The backend may let go of the build's results once the statuses before are written.
     Settle,

@@ -76,10 +76,10 @@ impl Sink for Memory {
 }
 
 fn status(msg: &str) -> Work {
-    Work::Status(DockerBuildStatus {
+    Work::Status(Box::new(DockerBuildStatus {
         message: Some(msg.into()),
         ..Default::default()
-    })
+    }))
 }
 
 fn setup(concurrency: usize) -> (Arc<Memory>, StatusWriter, mpsc::UnboundedReceiver<String>) {
