@@ -656,3 +656,122 @@ async fn on_mesos_a_new_controller_pod_reattaches_through_the_framework_id_confi
     assert_eq!(ours.len(), 1, "one task only: {tasks:?}");
     assert!(second.log().contains("re-attached"), "{}", second.log());
 }
+
+/// The private cluster's kube-apiserver, stopped with SIGSTOP (its connections stay
+/// open and unanswered, as with a hung server) and continued on drop, so a failing
+/// test never leaves it stopped.
+struct Paused(String);
+
+impl Paused {
+    fn new(k: &Kube) -> Self {
+        let pid = std::fs::read_to_string(k.dir().join("kube-apiserver.pid")).unwrap();
+        let pid = pid.trim().to_string();
+        let st = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -STOP {pid}");
+        Self(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
+    let base = ensure_base().await;
+    let k = Kube::start_private();
+    let ns = k.new_namespace("pause");
+    let c = Controller::start(
+        &k.controller_kubeconfig(),
+        &ns,
+        "only",
+        &["--lease-duration", "60s"],
+    );
+    // unique repositories: an image of an earlier run must not count
+    let id = &ns[ns.len() - 8..];
+    let (first, second) = (format!("first-{id}"), format!("second-{id}"));
+    // woken with the second, and before it (in name order): its Secret read hangs
+    let cred = format!("cred-{id}");
+    let first_image = format!("{}/slipway-test/kube-{first}:v1", registry());
+    k.apply(
+        &ns,
+        &build_yaml(
+            &first,
+            &format!("FROM {base}\nRUN sleep 4 && echo {first} > /done"),
+            "",
+        ),
+    );
+    // built FROM the first's image: it starts only once the controller has taken in
+    // that the first build finished, which happens during the pause
+    k.apply(
+        &ns,
+        &build_yaml(&second, &format!("FROM {first_image}\nRUN cat /done"), ""),
+    );
+    k.kubectl_ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "-n",
+        &ns,
+        &format!("--docker-server={}", registry()),
+        "--docker-username=u",
+        "--docker-password=p",
+    ]);
+    k.apply(
+        &ns,
+        &build_yaml(
+            &cred,
+            &format!("FROM {first_image}\nRUN cat /done"),
+            "    pushSecretRef: {name: regcred}\n",
+        ),
+    );
+    message_contains(&k, &ns, &first, "RUN sleep 4").await;
+
+    let paused = Paused::new(&k);
+    let started = std::time::Instant::now();
+    let (client, reg) = (http(), registry());
+    let repo = format!("slipway-test/kube-{second}");
+    let mut landed = None;
+    while started.elapsed() < Duration::from_secs(19) {
+        if let Ok(d) = slipway::registry::manifest_digest(&client, &reg, &repo, "v1", None).await {
+            landed = Some((d, started.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let Some((digest, after)) = landed else {
+        panic!(
+            "the second image did not land during the 20 s pause: the controller waited for the API server\n{}",
+            c.log()
+        );
+    };
+    eprintln!("the second image landed {after:?} into the pause");
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(started.elapsed())).await;
+    drop(paused);
+
+    // once the server answers, every status lands, the newest last
+    let one = phase(&k, &ns, &first, "Succeeded").await;
+    let two = phase(&k, &ns, &second, "Succeeded").await;
+    assert_eq!(two["status"]["imageDigest"], digest.as_str());
+    assert_pushed(&outcome(&one["status"])).await;
+    assert_pushed(&outcome(&two["status"])).await;
+    // no older phase, sent late, overwrites the final one
+    // and the one whose Secret read waited for the server builds now
+    let three = phase(&k, &ns, &cred, "Succeeded").await;
+    assert_pushed(&outcome(&three["status"])).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for name in [&first, &second, &cred] {
+            let v = k.get_json(&ns, "dockerbuild", name);
+            assert_eq!(v["status"]["phase"], "Succeeded", "{name}: {v}");
+        }
+    }
+}

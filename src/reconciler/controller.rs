@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, watch};
-use tracing::{error, info, instrument, warn};
+use tracing::{info, instrument};
 
 use super::cause::{Current, spec_cause};
 use super::claims::Claims;
+use super::credentials::{self, Fetched};
 use super::deps::{Dependencies, Images};
 use super::observed::Observed;
 use super::status::{self, Queued, Transition};
+use super::status_writer::{StatusWriter, Work};
 use super::{Decision, decide, is_built};
 use crate::api::{DockerBuildStatus, PATH_IN_KUBERNETES, Triggers};
-use crate::metrics::metrics;
 use crate::queue::{Job, Queue, QueueConfig};
 use crate::registry::DockerConfig;
 use crate::runner::{self, BuildRequest, directives};
@@ -50,7 +51,11 @@ pub struct Context {
     pub(super) remote: bool,
     pub(super) state: Mutex<State>,
     /// Keys to reconcile again later (a Secret that does not exist yet, say).
-    pub(super) requeue: mpsc::UnboundedSender<String>,
+    pub(super) requeue: mpsc::UnboundedSender<(String, Duration)>,
+    /// Statuses, Events and releases go out through it, off the loop.
+    pub(super) writer: StatusWriter,
+    /// Where credentials read off the loop come back.
+    pub(super) fetched: credentials::Sender,
     /// What the triggers watch; None when they are off.
     pub(super) targets: Option<watch::Sender<Targets>>,
     /// A trigger computes `path` contexts' digests.
@@ -76,6 +81,10 @@ pub(super) struct State {
     /// Each resource's registry credentials as its last build used them (the base
     /// image poller borrows them).
     pub(super) auths: HashMap<String, Arc<DockerConfig>>,
+    /// Credentials being read, by key: for which spec hash.
+    pub(super) fetching: HashMap<String, String>,
+    /// Credentials read and not yet taken, by key.
+    pub(super) fetched: HashMap<String, Fetched>,
 }
 
 impl State {
@@ -153,13 +162,17 @@ impl Context {
             info!(build = %key, phase = %p, message = next.message.as_deref().unwrap_or(""), "phase");
         }
         self.state.lock().await.statuses.insert(slot, next.clone());
-        if let Err(e) = self.source.write_status(key, origin, &next).await {
-            metrics().reconcile_error(e.metric_label());
-            error!(build = %key, "cannot write status: {e}");
+        let notice = status::notice(prev.as_ref(), &next);
+        self.writer.send(key, origin, Work::Status(Box::new(next)));
+        if let Some(n) = notice {
+            self.writer.send(key, origin, Work::Notice(n));
         }
-        if let Some(n) = status::notice(prev.as_ref(), &next) {
-            self.source.notify(key, origin, &n).await;
-        }
+    }
+
+    /// The backend may let go of the build's results once the status written
+    /// before this call has landed.
+    pub(super) fn settle(&self, key: &str, origin: &str) {
+        self.writer.send(key, origin, Work::Settle);
     }
 
     /// Cancels the key's build; true when a running build will still report its end.
@@ -173,15 +186,13 @@ impl Context {
             reason: "Cancelled",
             message: format!("{why}; the build was cancelled"),
         };
-        self.source.notify(key, origin, &n).await;
+        self.writer.send(key, origin, Work::Notice(n));
         running
     }
 
     /// Lets the source forget a deleted resource (its finalizer, in Kubernetes).
-    pub(super) async fn release(&self, key: &str, origin: &str) {
-        if let Err(e) = self.source.released(key, origin).await {
-            warn!(build = %key, "cannot release the deleted resource: {e}");
-        }
+    pub(super) fn release(&self, key: &str, origin: &str) {
+        self.writer.send(key, origin, Work::Release);
     }
 
     /// The base images `res` waits for (`image (built by key)`), registering it as
@@ -328,7 +339,11 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
         Ok(_) => {}
     }
 
-    let auth = match ctx.source.auth(&res).await {
+    // read off the loop: this resource is reconciled again when they arrive
+    let Some(Fetched { auth, secrets, .. }) = ctx.credentials(&res, &hash).await else {
+        return Ok(Action::AwaitChange);
+    };
+    let auth = match auth {
         Ok(a) => {
             let a = Arc::new(a);
             ctx.state.lock().await.auths.insert(key.clone(), a.clone());
@@ -347,7 +362,7 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
             return Ok(Action::AwaitChange);
         }
     };
-    let secrets = match ctx.source.secrets(&res).await {
+    let secrets = match secrets {
         Ok(s) => s,
         // a Secret applied after the build: look again
         Err(e) if e.is_retryable() => {

@@ -5,10 +5,13 @@
 mod cause;
 mod claims;
 pub mod controller;
+mod credentials;
 mod deps;
 mod observed;
+mod requeue;
 mod run;
 mod status;
+mod status_writer;
 mod updates;
 
 pub use cause::{Cause, Current, InFlight, Inputs};

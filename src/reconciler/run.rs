@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
 use super::claims::{Claimed, Withdrawn};
 use super::controller::{Action, Context, Settings, State, Summary, images_of, reconcile};
+use super::credentials;
+use super::requeue::Requeue;
 use super::status::Transition;
+use super::status_writer::{self, SourceSink, StatusWriter};
 use super::updates::on_update;
 use crate::api::{Phase, validate_metadata};
 use crate::backends::Backend;
@@ -34,6 +38,13 @@ pub async fn run(
     let remote = backend.places_remotely();
     let queue = Queue::start(backend, settings.queue.clone(), up_tx);
     let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel();
+    let mut requeue = Requeue::default();
+    let (fetched_tx, mut fetched_rx) = mpsc::unbounded_channel();
+    let sink = SourceSink {
+        source: source.clone(),
+        queue: queue.clone(),
+    };
+    let writer = StatusWriter::new(Arc::new(sink), status_writer::CONCURRENCY);
     let on = settings.triggers.enabled && !settings.once;
     let Channels {
         targets,
@@ -53,6 +64,8 @@ pub async fn run(
         remote,
         state: Mutex::new(State::default()),
         requeue: requeue_tx,
+        writer: writer.clone(),
+        fetched: fetched_tx,
         targets: on.then_some(targets),
         contexts_watched: started.contexts,
         poll: settings.triggers.poll.clone(),
@@ -61,7 +74,13 @@ pub async fn run(
     let mut synced = false;
     let mut source_ended = false;
     loop {
-        if settings.once && synced && queue.busy() == 0 && up_rx.is_empty() {
+        if settings.once
+            && synced
+            && queue.busy() == 0
+            && up_rx.is_empty()
+            && ctx.state.lock().await.fetching.is_empty()
+            && fetched_rx.is_empty()
+        {
             break;
         }
         tokio::select! {
@@ -99,10 +118,22 @@ pub async fn run(
                 }
             },
             Some(up) = up_rx.recv() => on_update(up, &ctx).await,
-            Some(key) = requeue_rx.recv() => {
+            Some((key, after)) = requeue_rx.recv() => requeue.schedule(key, after),
+            Some(key) = requeue.next(), if requeue.len() > 0 => {
                 let res = ctx.state.lock().await.claims.holder(&key).cloned();
                 if let Some(res) = res {
                     run_reconcile(res, &ctx).await;
+                }
+            }
+            Some(f) = fetched_rx.recv() => {
+                let key = f.key.clone();
+                if credentials::arrived(f, &ctx).await {
+                    let res = ctx.state.lock().await.claims.holder(&key).cloned();
+                    if let Some(res) = res {
+                        run_reconcile(res, &ctx).await;
+                    }
+                    // not taken (the resource waits for a base now, say): read afresh later
+                    ctx.state.lock().await.fetched.remove(&key);
                 }
             }
             Some(obs) = observations.recv() => on_observation(obs, &ctx, synced).await,
@@ -127,6 +158,8 @@ pub async fn run(
     } else {
         source_task.abort();
     }
+    // what the loop decided is written before the run counts as over
+    writer.flush().await;
     let st = ctx.state.lock().await;
     let mut summary = Summary::default();
     for r in st.claims.holders() {
@@ -180,6 +213,8 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>, synced: bool) {
             if matches!(withdrawn, Withdrawn::Holder { .. }) {
                 st.observed.forget(&key);
                 st.auths.remove(&key);
+                st.fetching.remove(&key);
+                st.fetched.remove(&key);
             }
             drop(st);
             if let Withdrawn::Holder { next } = withdrawn {
@@ -196,7 +231,7 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>, synced: bool) {
                     return;
                 }
             }
-            ctx.release(&key, &origin).await;
+            ctx.release(&key, &origin);
         }
         SourceEvent::Invalid {
             key,
@@ -284,11 +319,7 @@ async fn run_reconcile(res: Resource, ctx: &Arc<Context>) {
     match reconcile(Arc::new(res), ctx.clone()).await {
         Ok(Action::AwaitChange) => {}
         Ok(Action::Requeue(after)) => {
-            let tx = ctx.requeue.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                let _ = tx.send(key);
-            });
+            let _ = ctx.requeue.send((key, after));
         }
         Err(e) => {
             metrics().reconcile_error(e.metric_label());

@@ -25,7 +25,7 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
         if let Some(origin) = releasing {
             info!(build = %key, "the deleted resource's build has stopped");
             ctx.queue.settled(&key);
-            ctx.release(&key, &origin).await;
+            ctx.release(&key, &origin);
             return;
         }
     }
@@ -112,7 +112,7 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
                 },
             )
             .await;
-            ctx.queue.settled(&key);
+            ctx.settle(&key, &res.origin);
         }
         Update::Finished {
             result, log_tail, ..
@@ -128,7 +128,7 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
                         .await;
                 }
             }
-            ctx.queue.settled(&key);
+            ctx.settle(&key, &res.origin);
             // builds waiting for this one's image may go now, and those built FROM it
             // compare its new digest with the one they recorded; it looks again itself
             // (an input that changed during the build)
