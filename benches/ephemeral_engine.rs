@@ -43,7 +43,7 @@ async fn startup(daemon: Daemon, runs: usize) -> Vec<Duration> {
 /// One build of the bench context on `buildkitd` at `args`.
 async fn build(args: &BuildkitdArgs, ctx: &Path) -> Duration {
     let reg = env("SLIPWAY_TEST_REGISTRY");
-    let spec = serde_yaml_ng::from_str(&format!(
+    let spec = slipway::yaml::from_str(&format!(
         "source: {{path: ctx}}\noutput: {{registry: '{reg}', repository: slipway-bench/ephemeral}}\n\
 cache: {{ref: '{reg}/slipway-bench/ephemeral:buildcache', mode: max}}"
     ))
