@@ -175,4 +175,37 @@ mod tests {
             }
         }
     }
+
+    /// A file that grows past the limit fails the resources it held, even when its
+    /// start no longer names them; its status is never written into it.
+    #[tokio::test]
+    async fn a_file_grown_over_the_limit_fails_the_resources_it_held() {
+        use super::super::{FolderSource, Source, SourceEvent};
+        use crate::api::DockerBuildStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.yaml");
+        std::fs::write(&p, doc("a")).unwrap();
+        let source = FolderSource::new(dir.path()).with_max_file_bytes(4096);
+        let p = std::fs::canonicalize(&p).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        source.report_file(&p, &tx).await;
+        assert!(matches!(rx.recv().await, Some(SourceEvent::Applied(_))));
+
+        let grown = format!("{}{}", "# padding\n".repeat(10_000), doc("a"));
+        std::fs::write(&p, &grown).unwrap();
+        source.report_file(&p, &tx).await;
+        match rx.try_recv() {
+            Ok(SourceEvent::Invalid { key, message, .. }) => {
+                assert_eq!(key, "team/a");
+                assert!(message.contains("a.yaml: the file is 100"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "nothing reported deleted");
+        source
+            .write_status("team/a", "a.yaml", &DockerBuildStatus::default())
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), grown);
+    }
 }
