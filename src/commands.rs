@@ -329,14 +329,19 @@ pub async fn backend(
 }
 
 /// `slipway watch DIR`: reconcile the folder until stopped (or, `once`, until done).
-pub async fn watch(dir: &Path, args: &BackendArgs, mut settings: Settings) -> Result<Summary> {
+pub async fn watch(
+    dir: &Path,
+    args: &BackendArgs,
+    mut settings: Settings,
+    max_file_bytes: u64,
+) -> Result<Summary> {
     settings.triggers.tls = crate::tls::Tls::load(&args.tls)?;
     // the framework ID lives with the folder's other state
     let store = Arc::new(FileStore::new(
         dir.join(STATE_DIR).join("mesos-framework-id"),
     ));
     let backend = backend(args, store).await?;
-    let source = Arc::new(FolderSource::new(dir));
+    let source = Arc::new(FolderSource::new(dir).with_max_file_bytes(max_file_bytes));
     let run = reconciler::run(source, backend, settings);
     tokio::select! {
         r = run => r,

@@ -31,6 +31,10 @@ enum Command {
         /// Exit once everything is reconciled and no build runs (exit 1 if any failed).
         #[arg(long)]
         once: bool,
+        /// Refuse (without reading) resource files bigger than this; 1.5 MiB is etcd's
+        /// request limit, so no bigger DockerBuild fits in a cluster either.
+        #[arg(long, default_value_t = slipway::sources::folder::DEFAULT_MAX_FILE_BYTES)]
+        max_resource_file_bytes: u64,
     },
     /// Build once: a DockerBuild YAML file, or a Dockerfile with flags.
     Build {
@@ -143,9 +147,10 @@ async fn main() -> ExitCode {
             backend,
             queue,
             once,
+            max_resource_file_bytes,
         } => {
             let settings = queue.settings(once, commands::folder_log_root(&dir));
-            match commands::watch(&dir, &backend, settings).await {
+            match commands::watch(&dir, &backend, settings, max_resource_file_bytes).await {
                 Ok(s) if once => {
                     println!(
                         "{} succeeded, {} failed, {} not built",

@@ -24,12 +24,15 @@ impl YamlError {
         let text = text.lines().next().unwrap_or_default();
         let message = text.rsplit_once(" at line ").map_or(text, |(m, _)| m);
         // its advice names a library option, not something a user can change
-        let message = match message.strip_prefix("duplicate mapping key: ") {
-            Some(key) => format!(
-                "duplicate key \"{}\"",
-                key.split(", set ").next().unwrap_or(key)
-            ),
-            None => message.trim().to_string(),
+        let message = if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+            let key = key.split(", set ").next().unwrap_or(key);
+            format!("duplicate key \"{key}\"")
+        } else if message.contains("recursion limit") || message.contains("breached: Depth") {
+            "nesting limit exceeded (the document is nested too deeply)".to_string()
+        } else if let Some(what) = message.strip_prefix("budget breached: ") {
+            format!("size limit exceeded (the document, aliases expanded, is too big: {what})")
+        } else {
+            message.trim().to_string()
         };
         YamlError { message, line }
     }
@@ -85,8 +88,11 @@ mod tests {
 
     #[test]
     fn nesting_and_alias_bombs_are_refused_quickly() {
-        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-        assert!(from_str::<Value>(&deep).is_err());
+        for n in [100, 100_000] {
+            let deep = "[".repeat(n) + &"]".repeat(n);
+            let e = from_str::<Value>(&deep).unwrap_err();
+            assert!(e.message.starts_with("nesting limit exceeded"), "{e:?}");
+        }
         let mut laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
         let mut prev = 'a';
         for n in 'b'..='i' {
@@ -96,7 +102,7 @@ mod tests {
             prev = n;
         }
         let e = from_str::<Value>(&laughs).unwrap_err();
-        assert!(e.message.contains("budget"), "{e:?}");
+        assert!(e.message.starts_with("size limit exceeded"), "{e:?}");
     }
 
     #[test]

@@ -916,3 +916,60 @@ async fn a_json_file_is_read_like_yaml_and_stays_json() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_resource_file_over_the_size_limit_is_refused_and_the_others_build() {
+    let base = ensure_base().await;
+    // 2 MiB (of comments, here): over the 1.5 MiB default, so never read whole
+    let big = format!(
+        "{}{}",
+        doc("huge", &indent(&quick_spec(&base, "huge"))),
+        format!("# {}\n", "x".repeat(1000)).repeat(2048)
+    );
+    let fx = Fixture::new().file("big.yaml", &big).file(
+        "small.yaml",
+        &doc("small", &indent(&quick_spec(&base, "small"))),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["watch", "--once"])
+        .arg(fx.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 succeeded, 1 failed, 0 not built",
+        "{stderr}"
+    );
+    // the refused resource is named, with the file, its size, the limit and the flag
+    let said = stderr
+        .lines()
+        .find(|l| l.contains("build=tests/huge") && l.contains("over the"))
+        .unwrap_or_else(|| panic!("no refusal of tests/huge: {stderr}"));
+    assert!(
+        said.contains(&format!(
+            "big.yaml: the file is {} bytes, over the 1572864-byte limit",
+            big.len()
+        )) && said.contains("--max-resource-file-bytes"),
+        "{said}"
+    );
+    assert_eq!(fx.read("big.yaml"), big, "left as it was");
+    assert_eq!(
+        status_in(&fx.path("small.yaml"), "small").unwrap()["phase"],
+        "Succeeded"
+    );
+
+    // the limit is the user's to raise
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["watch", "--once", "--max-resource-file-bytes", "4000000"])
+        .arg(fx.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        status_in(&fx.path("big.yaml"), "huge").unwrap()["phase"],
+        "Succeeded"
+    );
+}

@@ -1,12 +1,14 @@
 //! The image registry: credentials from a docker `config.json`, and the pushed
 //! manifest's digest read back through the v2 API to check what the daemon said.
 
+mod challenge;
 mod cred_helper;
 mod credentials;
 mod reference;
 
+pub use challenge::{BearerChallenge, parse_bearer_challenge};
 pub use credentials::{Credentials, DockerConfig};
-pub use reference::{ImageRef, is_registry_host};
+pub use reference::{ImageRef, grammar, is_registry_host};
 
 use reqwest::{StatusCode, header};
 use tracing::debug;
@@ -211,24 +213,10 @@ async fn bearer_token(
     challenge: &str,
     creds: Option<&Credentials>,
 ) -> Result<String> {
-    let Some(params) = challenge.strip_prefix("Bearer ") else {
-        return Err(Error::Registry(
-            "registry refused the credentials (401)".into(),
-        ));
-    };
-    let mut realm = None;
-    let mut query = Vec::new();
-    for part in params.split(',') {
-        if let Some((k, v)) = part.trim().split_once('=') {
-            let v = v.trim_matches('"').to_string();
-            if k == "realm" {
-                realm = Some(v);
-            } else {
-                query.push((k.to_string(), v));
-            }
-        }
-    }
-    let realm = realm.ok_or_else(|| Error::Registry("auth challenge without realm".into()))?;
+    let BearerChallenge {
+        realm,
+        params: query,
+    } = parse_bearer_challenge(challenge)?;
     let mut req = client.get(&realm).query(&query);
     if let Some(c) = creds {
         req = req.header(header::AUTHORIZATION, c.basic_header());
@@ -315,8 +303,13 @@ mod tests {
         let app = axum::Router::new()
             .route(
                 "/token",
-                get(move |h: HeaderMap| async move {
-                    if h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&want) {
+                get(move |h: HeaderMap, q: axum::extract::RawQuery| async move {
+                    // the whole scope: a token for "pull" alone could not push
+                    let scope_ok = q.0.as_deref()
+                        == Some("service=r&scope=repository%3Aapp%3Apull%2Cpush");
+                    if scope_ok
+                        && h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&want)
+                    {
                         (S::OK, r#"{"token":"t0k"}"#)
                     } else {
                         (S::UNAUTHORIZED, "{}")

@@ -83,17 +83,14 @@ mod tests {
 
     #[tokio::test]
     async fn images_no_registry_serves_are_left_out() {
-        let images = vec![
-            "127.0.0.1:1/none:1".into(),
-            "r.example/a@sha256:0123".into(),
-        ];
+        // a digest as the grammar has it: sha256 and 64 lowercase hex digits
+        let digest = format!("sha256:{}", "0123".repeat(16));
+        let image = format!("r.example/a@{digest}");
+        let images = vec!["127.0.0.1:1/none:1".into(), image.clone()];
         let found = Lookup::start(reqwest::Client::new().into(), images, Arc::default())
             .finish()
             .await;
-        let pinned = BaseImage {
-            image: "r.example/a@sha256:0123".into(),
-            digest: "sha256:0123".into(),
-        };
+        let pinned = BaseImage { image, digest };
         assert_eq!(found, vec![pinned]);
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::registry::grammar;
 use crate::{Error, Result};
 
 /// What the directive lines of a Dockerfile ask for. The resource's spec wins where both
@@ -92,7 +93,7 @@ pub fn parse(dockerfile: &str) -> Result<(Directives, String)> {
             }
             Kind::Tag => {
                 for tag in arg.split_whitespace() {
-                    if !is_valid_tag(tag) {
+                    if !grammar::is_tag(tag) {
                         return Err(invalid(
                             line_no,
                             format!(
@@ -228,12 +229,7 @@ fn single_word<'a>(line_no: usize, name: &str, arg: &'a str) -> Result<&'a str> 
 
 fn parse_registry(line_no: usize, name: &str, arg: &str) -> Result<String> {
     let value = single_word(line_no, name, arg)?;
-    let ok = !value.contains("://")
-        && !value.starts_with(['.', '-', ':'])
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if !ok {
+    if !grammar::is_registry(value) {
         return Err(invalid(
             line_no,
             format!(
@@ -244,11 +240,10 @@ fn parse_registry(line_no: usize, name: &str, arg: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
-/// Docker's repository path grammar: `/`-separated lowercase components, each
-/// alphanumeric runs joined by `.`, `_`, `__` or any number of `-`.
+/// The distribution grammar's repository path, as `spec.output.repository` is checked.
 fn parse_repository(line_no: usize, name: &str, arg: &str) -> Result<String> {
     let value = single_word(line_no, name, arg)?;
-    if !value.split('/').all(is_path_component) {
+    if !grammar::is_repository(value) {
         return Err(invalid(
             line_no,
             format!(
@@ -257,31 +252,6 @@ fn parse_repository(line_no: usize, name: &str, arg: &str) -> Result<String> {
         ));
     }
     Ok(value.to_string())
-}
-
-fn is_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator run: ".", "_", "__" or "-"+; then an alphanumeric must follow.
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
-            return false;
-        }
-    }
-    true
 }
 
 fn parse_cpus(line_no: usize, name: &str, arg: &str) -> Result<f64> {
@@ -318,16 +288,6 @@ fn parse_mem(arg: &str) -> Option<u64> {
         v as u64
     };
     (mib > 0).then_some(mib)
-}
-
-/// Docker's tag grammar: `[\w][\w.-]{0,127}`.
-fn is_valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    !b.is_empty()
-        && b.len() <= 128
-        && word(b[0])
-        && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
 }
 
 // ---------------------------------------------------------------------------------------
@@ -768,6 +728,41 @@ mod tests {
         // Valid repository spellings.
         let (d, _) = parse("REPOSITORY a.b/c__d/e---f/g_h\n").unwrap();
         assert_eq!(d.repository.as_deref(), Some("a.b/c__d/e---f/g_h"));
+    }
+
+    /// A REGISTRY, REPOSITORY or TAG line takes exactly what the spec's field takes:
+    /// the two used to disagree (a port that is no number, a host starting with '-',
+    /// a repository over 255 characters).
+    #[test]
+    fn directives_and_the_spec_read_names_alike() {
+        use crate::api::{validate_registry, validate_repository, validate_tag};
+        let long = "a".repeat(256);
+        for (value, ok) in [
+            ("r.example.org:5000", true),
+            ("[::1]:5000", true),
+            ("localhost", true),
+            ("r:port", false),
+            ("r:99999", false),
+            ("r.example.org:", false),
+            ("-r.example.org", false),
+            ("r.example.org-", false),
+            ("[::1", false),
+        ] {
+            assert_eq!(parse(&format!("REGISTRY {value}\n")).is_ok(), ok, "{value}");
+            assert_eq!(validate_registry(value).is_ok(), ok, "{value}");
+        }
+        for (value, ok) in [("wiki/gollum", true), ("-a", false), (long.as_str(), false)] {
+            assert_eq!(
+                parse(&format!("REPOSITORY {value}\n")).is_ok(),
+                ok,
+                "{value}"
+            );
+            assert_eq!(validate_repository(value).is_ok(), ok, "{value}");
+        }
+        for (value, ok) in [("v1.2", true), ("_x", true), ("-x", false), (".x", false)] {
+            assert_eq!(parse(&format!("TAG {value}\n")).is_ok(), ok, "{value}");
+            assert_eq!(validate_tag(value).is_ok(), ok, "{value}");
+        }
     }
 
     #[test]

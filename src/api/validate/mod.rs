@@ -9,14 +9,9 @@ pub use buildkit::split_cache_ref;
 use buildkit::{validate_cache_ref, validate_platforms, validate_secrets};
 
 // The grammars as regular expressions, for the CRD's CEL rules (admission in
-// Kubernetes); the functions below check the same things in Rust for every source.
-/// `host[:port]`, as [`validate_registry`] reads it.
-pub(super) const REGISTRY_RE: &str = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?";
-/// A repository, as [`validate_repository`] reads it.
-pub(super) const REPOSITORY_RE: &str =
-    "[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*";
-/// A tag, as [`validate_tag`] reads it.
-pub(super) const TAG_RE: &str = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+// Kubernetes); the functions below run the same patterns for every source.
+use crate::registry::grammar;
+pub(super) use crate::registry::grammar::{REGISTRY_RE, REPOSITORY_RE, TAG_RE};
 /// A build secret's id, as [`validate_secrets`] reads it.
 pub(super) const SECRET_ID_RE: &str = "[A-Za-z0-9._-]+";
 
@@ -138,17 +133,9 @@ fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
-/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+/// The distribution grammar's tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<()> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    let ok = grammar::is_tag(tag);
     if ok {
         Ok(())
     } else {
@@ -158,34 +145,10 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     }
 }
 
-/// Docker's repository grammar: lowercase path components separated by `/`, each
-/// made of `[a-z0-9]` runs joined by `.`, `_`, `__` or dashes.
+/// The distribution grammar's repository path: lowercase path components separated
+/// by `/`, each made of `[a-z0-9]` runs joined by `.`, `_`, `__` or dashes.
 pub fn validate_repository(repo: &str) -> Result<()> {
-    let component_ok = |c: &str| {
-        let b = c.as_bytes();
-        if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            if is_alnum(b[i]) {
-                i += 1;
-                continue;
-            }
-            // a separator run: ".", "_", "__" or one or more "-"
-            let start = i;
-            while i < b.len() && !is_alnum(b[i]) {
-                i += 1;
-            }
-            let sep = &c[start..i];
-            let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-            if !ok {
-                return false;
-            }
-        }
-        true
-    };
-    if !repo.is_empty() && repo.len() <= 255 && repo.split('/').all(component_ok) {
+    if grammar::is_repository(repo) {
         Ok(())
     } else {
         Err(Error::InvalidSpec(format!(
@@ -211,23 +174,20 @@ pub fn validate_registry(registry: &str) -> Result<()> {
     if registry.contains('/') {
         return bad("a registry has no path; put it in the repository");
     }
-    let (host, port) = match registry.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
-        _ => (registry, None),
-    };
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
-    {
-        return bad("the host name has characters a host name cannot have");
+    if grammar::is_registry(registry) {
+        return Ok(());
     }
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
+    // say which half is wrong: a ':' outside an IPv6 address's brackets starts the port
+    let port = match registry.rsplit_once(']') {
+        Some((_, rest)) => rest.strip_prefix(':'),
+        None => registry.split_once(':').map(|(_, p)| p),
+    };
+    if port.is_some_and(|p| !grammar::is_registry(&format!("h:{p}"))) {
         return bad("the port is not a number from 0 to 65535");
     }
-    Ok(())
+    bad(
+        "a host name is letters, digits and '-' (not at either end of a part) with '.' between parts, or an IPv6 address in brackets",
+    )
 }
 
 #[cfg(test)]
@@ -289,7 +249,18 @@ mod tests {
         ] {
             assert!(validate_registry(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://r:5000", "r:5000/x", "r:port", "r o"] {
+        // "-r.example.org" and "[::1" were taken here while the Dockerfile's
+        // REGISTRY line refused the one and the CRD's rule the other
+        for bad in [
+            "http://r:5000",
+            "r:5000/x",
+            "r:port",
+            "r o",
+            "-r.example.org",
+            "r-.example.org",
+            "[::1",
+            "r:65536",
+        ] {
             assert!(validate_registry(bad).is_err(), "{bad}");
         }
     }

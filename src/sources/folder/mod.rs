@@ -1,6 +1,7 @@
 //! The watch folder: every `*.yaml`/`*.yml`/`*.json` under a directory, status written back
 //! into the same file, atomically, touching nothing outside `status:`.
 
+mod limit;
 mod parse;
 mod scan;
 pub mod secrets;
@@ -25,6 +26,7 @@ use crate::{Error, Result};
 use scan::Resolved;
 use watch::FsEvent;
 
+pub use limit::DEFAULT_MAX_FILE_BYTES;
 pub use parse::{Doc, read_docs, status_yaml};
 pub use scan::is_yaml as is_resource_file;
 pub use yaml_doc::{DocSpan, replace_status, split_documents};
@@ -40,6 +42,8 @@ pub struct FolderSource {
     noted: Mutex<BTreeSet<String>>,
     /// Serialises read-modify-write of one file across concurrent status writes.
     write_lock: tokio::sync::Mutex<()>,
+    /// Bigger files are refused, not read.
+    max_file_bytes: u64,
 }
 
 /// The key under which a file that cannot be read at all is reported (its
@@ -60,7 +64,14 @@ impl FolderSource {
             files: Mutex::new(HashMap::new()),
             noted: Mutex::new(BTreeSet::new()),
             write_lock: tokio::sync::Mutex::new(()),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
+    }
+
+    /// Refuses resource files bigger than `bytes` (see [`DEFAULT_MAX_FILE_BYTES`]).
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -94,18 +105,16 @@ impl FolderSource {
     /// now, including deletions.
     async fn report_file(&self, path: &Path, tx: &mpsc::Sender<SourceEvent>) {
         let origin = self.origin(path);
-        let text = match std::fs::read(path).map(String::from_utf8) {
-            Ok(Ok(t)) => Some(Ok(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => Some(Err(e.to_string())),
-            Ok(Err(_)) => Some(Err("it is not UTF-8 text".to_string())),
-        };
         let mut now = BTreeSet::new();
         let mut events = Vec::new();
-        match &text {
-            None => {}
+        let present = match limit::read(path, self.max_file_bytes) {
+            limit::FileRead::Gone => false,
+            limit::FileRead::Text(text) => {
+                self.read_text(&text, path, &origin, &mut now, &mut events);
+                true
+            }
             // counted as failed (`--once` exits non-zero); nothing is written into it
-            Some(Err(e)) => {
+            limit::FileRead::Unreadable(e) => {
                 let key = unreadable_key(&origin);
                 now.insert(key.clone());
                 events.push(SourceEvent::Invalid {
@@ -113,12 +122,32 @@ impl FolderSource {
                     origin: origin.clone(),
                     message: format!("{origin}: cannot read the file: {e}"),
                 });
+                true
             }
-            Some(Ok(text)) => self.read_text(text, path, &origin, &mut now, &mut events),
-        }
+            limit::FileRead::TooLarge { size, keys } => {
+                // its resources as last read, and those its start names, fail with
+                // the reason; when none can be named, the file itself does
+                let message = limit::too_large_message(&origin, size, self.max_file_bytes);
+                let mut keys: BTreeSet<String> = keys.into_iter().collect();
+                keys.extend(self.lock_files().get(path).into_iter().flatten().cloned());
+                keys.remove(&unreadable_key(&origin));
+                if keys.is_empty() {
+                    keys.insert(unreadable_key(&origin));
+                }
+                for key in keys {
+                    now.insert(key.clone());
+                    events.push(SourceEvent::Invalid {
+                        key,
+                        origin: origin.clone(),
+                        message: message.clone(),
+                    });
+                }
+                true
+            }
+        };
         let before = {
             let mut files = self.lock_files();
-            if text.is_some() {
+            if present {
                 files.insert(path.to_path_buf(), now.clone())
             } else {
                 files.remove(path)
@@ -355,14 +384,16 @@ impl Source for FolderSource {
         if key == unreadable_key(origin) {
             return Ok(()); // no document to write into
         }
+        let path = self.root.join(origin);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > self.max_file_bytes) {
+            // writing means reading it whole: the status stays in the log (and --once's count)
+            debug!(build = %key, file = %origin, "over --max-resource-file-bytes; status not written into it");
+            return Ok(());
+        }
         let _guard = self.write_lock.lock().await;
         // the write re-reads and may briefly wait out a user's edit: off the runtime
-        let (path, key, origin, status) = (
-            self.root.join(origin),
-            key.to_string(),
-            origin.to_string(),
-            status.clone(),
-        );
+        let (path, key, origin, status) =
+            (path, key.to_string(), origin.to_string(), status.clone());
         tokio::task::spawn_blocking(move || write::write_status(&path, &key, &origin, &status))
             .await
             .map_err(|e| Error::Source {

@@ -113,7 +113,7 @@ fn key_of(v: &serde_json::Value) -> Option<String> {
 }
 
 /// The `name:` (and `namespace:`) of a broken document's metadata, read as text.
-fn guess_key(doc: &str) -> Option<String> {
+pub(super) fn guess_key(doc: &str) -> Option<String> {
     if !doc.lines().any(|l| l.trim_end() == format!("kind: {KIND}")) {
         return None;
     }

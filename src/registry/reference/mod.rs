@@ -1,6 +1,8 @@
 //! Image references as Docker reads them: `debian:12` is
 //! `docker.io/library/debian:12`, `host:5000/app` is `host:5000/app:latest`.
 
+pub mod grammar;
+
 /// A reference split into the parts the registry API wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageRef {
@@ -15,39 +17,24 @@ pub struct ImageRef {
 impl ImageRef {
     /// None for what is no registry reference at all (empty, `scratch`, bad syntax).
     pub fn parse(r: &str) -> Option<Self> {
-        let (name, digest) = match r.split_once('@') {
-            Some((n, d)) => (n, Some(d)),
-            None => (r, None),
-        };
-        let (registry, path) = match name.split_once('/') {
-            Some((h, rest)) if is_registry_host(h) => (h, rest),
-            _ => ("docker.io", name),
+        let p = grammar::parse(r)?;
+        // Docker's reading of the first part: a registry only if it looks like a host
+        let (registry, repository) = match p.domain {
+            Some(d) if is_registry_host(d) => (d, p.path.to_string()),
+            _ => ("docker.io", p.name()),
         };
         let registry = match registry {
             "index.docker.io" | "registry-1.docker.io" => "docker.io",
             r => r,
         };
-        // a tag follows the last ':' of the path (a port belongs to the host)
-        let (repository, tag) = match path.rsplit_once(':') {
-            Some((p, t)) if !t.contains('/') => (p, Some(t)),
-            _ => (path, None),
-        };
-        let reference = match (digest, tag) {
-            (Some(d), _) => d,
-            (None, Some(t)) => t,
-            (None, None) => "latest",
-        };
         let repository = if registry == "docker.io" && !repository.contains('/') {
             format!("library/{repository}")
         } else {
-            repository.to_string()
+            repository
         };
-        let ok = repository.split('/').all(|part| !part.is_empty())
-            && !reference.is_empty()
-            && !repository.eq_ignore_ascii_case("library/scratch")
-            && repository
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b));
+        // a tag with a digest names the digest's manifest: the digest is what counts
+        let reference = p.digest.or(p.tag).unwrap_or("latest");
+        let ok = grammar::is_repository(&repository) && repository != "library/scratch";
         ok.then(|| Self {
             registry: registry.to_string(),
             repository,
@@ -105,21 +92,38 @@ mod tests {
             p("127.0.0.1:5000", "team/base", "latest")
         );
         assert_eq!(parts("localhost/base:1.0"), p("localhost", "base", "1.0"));
+        let sha = format!("sha256:{}", "0123".repeat(16));
         assert_eq!(
-            parts("r.example.org/a@sha256:0123"),
-            p("r.example.org", "a", "sha256:0123")
+            parts(&format!("r.example.org/a:1@{sha}")),
+            p("r.example.org", "a", &sha)
         );
         assert_eq!(
             ImageRef::parse("debian:12").unwrap().api_host(),
             "registry-1.docker.io"
         );
         assert_eq!(
-            ImageRef::parse("a@sha256:0123").unwrap().pinned(),
-            Some("sha256:0123")
+            ImageRef::parse(&format!("a@{sha}")).unwrap().pinned(),
+            Some(sha.as_str())
         );
         assert_eq!(ImageRef::parse("a:1").unwrap().pinned(), None);
         for bad in ["", "scratch", "Upper/Case", "a:"] {
             assert_eq!(ImageRef::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// FROM lines are read with the distribution grammar: what Docker would refuse is
+    /// no base image to look up (it was taken before: a bad tag, a short digest, a
+    /// name over 255 characters, a '-' starting a host).
+    #[test]
+    fn what_the_grammar_refuses_is_no_reference() {
+        for bad in [
+            "r.example.org/app:-x".to_string(),
+            "app@sha256:0123".into(),
+            "r.example.org:99999/app".into(),
+            "-r.example.org/app".into(),
+            format!("r.example.org/{}", "a".repeat(255)),
+        ] {
+            assert_eq!(ImageRef::parse(&bad), None, "{bad}");
         }
     }
 }
