@@ -126,14 +126,12 @@ pub(crate) fn render(ev: &BuildEvent, pushes: &mut HashMap<String, String>) -> V
         BuildEvent::Running {
             host,
             sandbox: Some(s),
-        } => vec![
-            format!("--- running on {host}"),
-            format!(
-                "--- the build's log follows, copied from {} on {}",
-                s.path(crate::mesos::task::SandboxLog::FILE),
-                s.agent
-            ),
-        ],
+        } => vec![format!(
+            // the framework's own RUNNING said "running on" already
+            "--- the build's log on {host} follows, copied from {} on {}",
+            s.path(crate::mesos::task::SandboxLog::FILE),
+            s.agent
+        )],
         // written as they are, with their own timestamps (see BuildLog::event)
         BuildEvent::Copied(_) => Vec::new(),
         BuildEvent::Stages(steps) => {
