@@ -371,6 +371,10 @@ pub struct MesosTask {
     pub framework_id: String,
     pub task_id: String,
     pub agent_id: String,
+    /// The task's sandbox directory on the agent: the executor keeps the build's log
+    /// there (`slipway logs` reads the copy slipway keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 /// A Kubernetes-style condition (type Ready).

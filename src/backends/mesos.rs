@@ -9,6 +9,7 @@ use tracing::{info, instrument, warn};
 
 use super::Backend;
 use crate::api::MesosTask;
+use crate::mesos::scheduler::sandbox_log::SandboxCopy;
 use crate::mesos::scheduler::{Framework, FrameworkOptions, TaskSpec, TaskUpdate};
 use crate::mesos::staging::{Handoff, Staged, Stager, StagingOptions};
 use crate::mesos::task::{TaskPayload, task_id};
@@ -151,6 +152,8 @@ impl MesosBackend {
         };
         let mut updates = self.framework.launch(spec);
         let mut killed_at: Option<tokio::time::Instant> = None;
+        // the build's log in the executor's sandbox, copied while the task runs
+        let mut copy: Option<SandboxCopy> = None;
         loop {
             let update = tokio::select! {
                 u = updates.recv() => u,
@@ -162,6 +165,9 @@ impl MesosBackend {
                 }
                 _ = tokio::time::sleep_until(killed_at.map(|t| t + KILL_WAIT).unwrap_or_else(tokio::time::Instant::now)), if killed_at.is_some() => {
                     warn!("the killed task did not report within {KILL_WAIT:?}");
+                    if let Some(c) = copy.take() {
+                        c.finish(false).await;
+                    }
                     return Err(Error::Cancelled("build cancelled (the task did not confirm the kill)".into()));
                 }
             };
@@ -170,6 +176,9 @@ impl MesosBackend {
             };
             let event = match update {
                 TaskUpdate::Done(result) => {
+                    if let Some(c) = copy.take() {
+                        c.finish(result.is_err()).await;
+                    }
                     return match result {
                         Err(e) if killed_at.is_some() && !matches!(e, Error::Cancelled(_)) => {
                             Err(Error::Cancelled(format!("build cancelled ({e})")))
@@ -184,12 +193,24 @@ impl MesosBackend {
                         framework_id: p.framework_id,
                         task_id: p.task_id,
                         agent_id: p.agent_id,
+                        sandbox: None,
                     },
                 },
-                TaskUpdate::Started { host } => BuildEvent::Running { host },
+                TaskUpdate::Started { host } => BuildEvent::Running {
+                    host,
+                    sandbox: None,
+                },
                 TaskUpdate::Progress(ev) => ev,
             };
+            let sandbox = match &event {
+                BuildEvent::Running {
+                    sandbox: Some(s), ..
+                } if copy.is_none() => Some(s.clone()),
+                _ => None,
+            };
             let _ = events.send(event);
+            // after the event that says where: the log notes it before the copied lines
+            copy = copy.or_else(|| sandbox.map(|s| SandboxCopy::start(s, events.clone())));
         }
     }
 }

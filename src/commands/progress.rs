@@ -123,7 +123,7 @@ fn remote_line(ev: &BuildEvent) -> Option<String> {
         BuildEvent::Placed { host, task } => {
             Some(format!("launched on {host} as Mesos task {}", task.task_id))
         }
-        BuildEvent::Running { host } => Some(format!("building on {host}")),
+        BuildEvent::Running { host, .. } => Some(format!("building on {host}")),
         _ => None,
     }
 }

@@ -9,6 +9,7 @@ mod agent;
 pub mod engine;
 mod env;
 mod job;
+mod log;
 mod status;
 
 use std::ops::ControlFlow;
@@ -102,6 +103,8 @@ struct Executor {
     first_subscribed: Option<Instant>,
     shutdown_at: Option<Instant>,
     jobs: mpsc::UnboundedSender<JobMsg>,
+    /// The build's log in the sandbox, until the build ends.
+    log: Option<crate::logs::BuildLog>,
 }
 
 impl Executor {
@@ -116,6 +119,7 @@ impl Executor {
             first_subscribed: None,
             shutdown_at: None,
             jobs,
+            log: None,
         }
     }
 
@@ -269,7 +273,16 @@ impl Executor {
             Err(e) => return self.finish(Err(e)).await,
         };
         let host = self.agent_host.clone().unwrap_or_else(local_hostname);
-        let report = TaskReport::Progress(BuildEvent::Running { host: host.clone() });
+        let env_var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        // the build's log in the sandbox; RUNNING says where, for the framework to copy
+        let sandbox = log::sandbox(&self.agent.env().url, env_var).and_then(|(dir, at)| {
+            self.log = log::open(&dir, &req.0);
+            self.log.as_ref().map(|_| at)
+        });
+        let report = TaskReport::Progress(BuildEvent::Running {
+            host: host.clone(),
+            sandbox,
+        });
         let s = self.status(
             &id,
             TaskState::TaskRunning,
@@ -325,6 +338,9 @@ impl Executor {
     async fn on_job(&mut self, msg: JobMsg) -> Result<ControlFlow<()>> {
         match msg {
             JobMsg::Event(ev) => {
+                if let Some(log) = self.log.as_mut() {
+                    log.event(&ev);
+                }
                 let Some(id) = self
                     .task
                     .as_ref()
@@ -351,6 +367,9 @@ impl Executor {
             return;
         };
         let id = t.info.task_id.clone();
+        if let Some(log) = self.log.take() {
+            log.finish(&result);
+        }
         let s = match (result, t.kill) {
             (Ok(out), _) => {
                 info!(image = %out.image, "build succeeded");

@@ -49,14 +49,15 @@ pub fn progress_message(ev: &BuildEvent) -> Option<String> {
         BuildEvent::Step(s) => Some(s.clone()),
         BuildEvent::Pushing { tags } => Some(format!("pushing {}", tags.join(", "))),
         BuildEvent::Pushed { tag, digest } => Some(format!("pushed {tag} ({digest})")),
-        BuildEvent::Running { host } => Some(format!("building on {host}")),
+        BuildEvent::Running { host, .. } => Some(format!("building on {host}")),
         // the step list rides in the update's data, to the framework's status
         BuildEvent::Stages(steps) => Some(crate::runner::stages::summary(steps)),
         // the framework's own events: a runner never sends them
         BuildEvent::Log(_)
         | BuildEvent::PushProgress { .. }
         | BuildEvent::Waiting(_)
-        | BuildEvent::Placed { .. } => None,
+        | BuildEvent::Placed { .. }
+        | BuildEvent::Copied(_) => None,
     }
 }
 

@@ -10,6 +10,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub(crate) use read::is_end;
 pub use read::{Follow, LogError, LogQuery, find, follow};
 pub use writer::{BuildLog, END_MARK, Redactor, TAIL_LINES};
 

@@ -128,7 +128,7 @@ pub async fn follow(
 }
 
 /// The build's last line: `<timestamp> --- end of build N: ...`.
-fn is_end(line: &[u8]) -> bool {
+pub(crate) fn is_end(line: &[u8]) -> bool {
     let text = String::from_utf8_lossy(line);
     text.split_once(' ')
         .is_some_and(|(_, rest)| rest.starts_with(END_MARK))

@@ -238,3 +238,46 @@ async fn follow_prints_lines_as_they_come_and_stops_at_the_end() {
         Follow::Open
     );
 }
+
+#[test]
+fn a_log_copied_from_a_mesos_sandbox_is_kept_once_with_its_own_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let redactor = Redactor::new(["hunter22".to_string()]);
+    let mut log = store(dir.path()).open("ns", "app", 2, redactor).unwrap();
+    let sandbox = crate::mesos::task::SandboxLog {
+        agent: "http://agent:5051".into(),
+        directory: "/var/lib/mesos/runs/r1".into(),
+    };
+    log.event(&BuildEvent::Running {
+        host: "agent".into(),
+        sandbox: Some(sandbox),
+    });
+    // the executor's own lines, through its status updates: its log has them already
+    log.event(&BuildEvent::Step("[1/2] RUN make".into()));
+    log.event(&BuildEvent::Copied(vec![
+        "2026-01-01T00:00:00.000Z ==> [1/2] RUN make".into(),
+        "2026-01-01T00:00:01.500Z     token hunter22".into(),
+        "not stamped".into(),
+    ]));
+    let tail = log.tail();
+    let path = log.path().to_path_buf();
+    log.finish(&outcome());
+    let text = read(&path);
+    assert_eq!(text.matches("RUN make").count(), 1, "{text}");
+    assert!(
+        text.contains("\n2026-01-01T00:00:01.500Z     token ***\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("copied from /var/lib/mesos/runs/r1/slipway-build.log on http://agent:5051"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter22"), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("--- end of build 2: succeeded, reg/app@sha256:abc"),
+        "{text}"
+    );
+    // the tail shows the text, as for any build
+    assert_eq!(&tail[tail.len() - 2..], ["    token ***", "not stamped"]);
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use crate::runner::{BuildEvent, BuildOutcome};
+use crate::runner::{BuildEvent, BuildOutcome, BuildRequest};
 use crate::{Error, Result};
 
 /// Lines of a failed build's log shown in `status.logTail`.
@@ -38,6 +38,18 @@ impl Redactor {
         Self { values }
     }
 
+    /// What masks a build's registry passwords and build secrets.
+    pub fn for_request(req: &BuildRequest) -> Self {
+        Self::new(
+            req.auth.secret_values().into_iter().chain(
+                req.secrets
+                    .0
+                    .values()
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+            ),
+        )
+    }
+
     /// The event with its text masked: what a build prints goes to statuses and
     /// slipway's own log too.
     pub fn event(&self, ev: BuildEvent) -> BuildEvent {
@@ -49,6 +61,7 @@ impl Redactor {
             BuildEvent::Step(s) => BuildEvent::Step(mask(s)),
             BuildEvent::Log(s) => BuildEvent::Log(mask(s)),
             BuildEvent::Waiting(s) => BuildEvent::Waiting(mask(s)),
+            BuildEvent::Copied(lines) => BuildEvent::Copied(lines.into_iter().map(mask).collect()),
             other => other,
         }
     }
@@ -106,7 +119,21 @@ pub(crate) fn render(ev: &BuildEvent, pushes: &mut HashMap<String, String>) -> V
                 task.task_id
             )]
         }
-        BuildEvent::Running { host } => vec![format!("--- running on {host}")],
+        BuildEvent::Running {
+            host,
+            sandbox: None,
+        } => vec![format!("--- running on {host}")],
+        BuildEvent::Running {
+            host,
+            sandbox: Some(s),
+        } => vec![format!(
+            // the framework's own RUNNING said "running on" already
+            "--- the build's log on {host} follows, copied from {} on {}",
+            s.path(crate::mesos::task::SandboxLog::FILE),
+            s.agent
+        )],
+        // written as they are, with their own timestamps (see BuildLog::event)
+        BuildEvent::Copied(_) => Vec::new(),
         BuildEvent::Stages(steps) => {
             let cached = steps.iter().filter(|s| s.cached).count();
             vec![format!(
@@ -145,6 +172,9 @@ pub struct BuildLog {
     redactor: Redactor,
     tail: VecDeque<String>,
     pushes: HashMap<String, String>,
+    /// The runner keeps the build's log remotely and it is copied in: the events
+    /// that log has are not written a second time.
+    copied: bool,
 }
 
 impl BuildLog {
@@ -172,6 +202,7 @@ impl BuildLog {
             redactor,
             tail: VecDeque::new(),
             pushes: HashMap::new(),
+            copied: false,
         })
     }
 
@@ -181,6 +212,19 @@ impl BuildLog {
 
     /// Writes what `ev` means.
     pub fn event(&mut self, ev: &BuildEvent) {
+        match ev {
+            BuildEvent::Copied(lines) => {
+                for raw in lines {
+                    self.copied_line(raw);
+                }
+                return;
+            }
+            BuildEvent::Running {
+                sandbox: Some(_), ..
+            } => self.copied = true,
+            _ if self.copied && runner_logs(ev) => return,
+            _ => {}
+        }
         for line in render(ev, &mut self.pushes) {
             self.line(&line);
         }
@@ -205,6 +249,20 @@ impl BuildLog {
     }
 
     fn line(&mut self, text: &str) {
+        self.keep(text, None);
+    }
+
+    /// A line of a log the remote runner kept: its timestamp stays, when it has one.
+    fn copied_line(&mut self, raw: &str) {
+        match raw.split_once(' ') {
+            Some((ts, text)) if chrono::DateTime::parse_from_rfc3339(ts).is_ok() => {
+                self.keep(text, Some(ts))
+            }
+            _ => self.keep(raw, None),
+        }
+    }
+
+    fn keep(&mut self, text: &str, ts: Option<&str>) {
         let text = self.redactor.redact(text).into_owned();
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
@@ -222,14 +280,25 @@ impl BuildLog {
             self.write(&note);
             return;
         }
-        self.write(&text);
+        self.write_at(&text, ts);
     }
 
     fn write(&mut self, text: &str) {
+        self.write_at(text, None);
+    }
+
+    fn write_at(&mut self, text: &str, ts: Option<&str>) {
         let Some(file) = self.file.as_mut() else {
             return;
         };
-        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let now;
+        let ts = match ts {
+            Some(ts) => ts,
+            None => {
+                now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                &now
+            }
+        };
         let line = format!("{ts} {text}\n");
         // one write per line: a follower never sees half a line for long
         match file.write_all(line.as_bytes()) {
@@ -240,4 +309,18 @@ impl BuildLog {
             }
         }
     }
+}
+
+/// Events the runner writes into its own log (a Mesos executor's, in its sandbox).
+fn runner_logs(ev: &BuildEvent) -> bool {
+    matches!(
+        ev,
+        BuildEvent::Building { .. }
+            | BuildEvent::Step(_)
+            | BuildEvent::Log(_)
+            | BuildEvent::Pushing { .. }
+            | BuildEvent::PushProgress { .. }
+            | BuildEvent::Pushed { .. }
+            | BuildEvent::Stages(_)
+    )
 }

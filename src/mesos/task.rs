@@ -50,6 +50,24 @@ pub struct TaskPayload {
     pub staged: Option<crate::mesos::staging::StagedBlob>,
 }
 
+/// Where the executor keeps the build's log: the agent's base URL (its `/files/read`
+/// serves the file) and the sandbox directory as the agent sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxLog {
+    pub agent: String,
+    pub directory: String,
+}
+
+impl SandboxLog {
+    /// The build's log, in the sandbox.
+    pub const FILE: &'static str = "slipway-build.log";
+
+    pub fn path(&self, file: &str) -> String {
+        format!("{}/{file}", self.directory.trim_end_matches('/'))
+    }
+}
+
 /// `data` of a status update from the executor.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -37,15 +37,7 @@ impl Job {
     /// What masks the build's secrets (registry passwords, build secrets) in its
     /// output.
     fn redactor(&self) -> Redactor {
-        let r = &self.request;
-        Redactor::new(
-            r.auth.secret_values().into_iter().chain(
-                r.secrets
-                    .0
-                    .values()
-                    .map(|v| String::from_utf8_lossy(v).into_owned()),
-            ),
-        )
+        Redactor::for_request(&self.request)
     }
 
     /// Opens the build's log in `store`; `None` (with a warning) when it cannot be

@@ -86,10 +86,19 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
                 };
                 ctx.transition(&res, h, t).await;
             }
-            BuildEvent::Running { host } => {
-                ctx.transition(&res, h, Transition::Running { host: &host })
-                    .await;
+            BuildEvent::Running { host, sandbox } => {
+                let sandbox = sandbox.as_ref().map(|s| s.directory.as_str());
+                ctx.transition(
+                    &res,
+                    h,
+                    Transition::Running {
+                        host: &host,
+                        sandbox,
+                    },
+                )
+                .await;
             }
+            BuildEvent::Copied(_) => {}
             BuildEvent::Stages(steps) => {
                 ctx.transition(&res, h, Transition::Stages(&steps)).await;
             }

@@ -129,11 +129,19 @@ pub enum BuildEvent {
         host: String,
         task: crate::api::MesosTask,
     },
-    /// The build began on a remote host.
-    Running { host: String },
+    /// The build began on a remote host; a Mesos executor also says where it keeps
+    /// the build's log (absent from older executors).
+    Running {
+        host: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<crate::mesos::task::SandboxLog>,
+    },
     /// The steps BuildKit ran or took from its cache, sent when the build step ends,
     /// whether it succeeded or failed: a failure's status lists them too.
     Stages(Vec<crate::api::StageStep>),
+    /// Lines of the build's log as the remote runner kept it (timestamped, masked),
+    /// copied back by the framework; never sent over the wire.
+    Copied(Vec<String>),
 }
 
 pub type Events = mpsc::UnboundedSender<BuildEvent>;

@@ -37,6 +37,8 @@ pub enum Transition<'a> {
     /// The build began on a remote host.
     Running {
         host: &'a str,
+        /// Where the Mesos executor keeps the build's log, for `status.mesos.sandbox`.
+        sandbox: Option<&'a str>,
     },
     /// A progress line worth showing (the current Dockerfile step).
     Progress(String),
@@ -160,8 +162,11 @@ pub fn next(
                 format!("launched on {at} as Mesos task {}", task.task_id),
             )
         }
-        Transition::Running { host } => {
+        Transition::Running { host, sandbox } => {
             s.start_time.get_or_insert_with(|| now.into());
+            if let (Some(dir), Some(m)) = (sandbox, s.mesos.as_mut()) {
+                m.sandbox = Some(dir.to_string());
+            }
             let on = if host.is_empty() { "" } else { " on " };
             (
                 Phase::Building,

@@ -151,6 +151,7 @@ fn a_mesos_build_stays_queued_until_its_task_runs() {
         framework_id: "fw".into(),
         task_id: "t1".into(),
         agent_id: "a1".into(),
+        sandbox: None,
     };
     let placed = Transition::Placed {
         host: "agent-7",
@@ -166,13 +167,22 @@ fn a_mesos_build_stays_queued_until_its_task_runs() {
         Some(&s),
         Some("h"),
         None,
-        Transition::Running { host: "agent-7" },
+        Transition::Running {
+            host: "agent-7",
+            sandbox: Some("/var/lib/mesos/slaves/a1/runs/r1"),
+        },
         T1,
     );
     assert_eq!(
         (s.phase, s.start_time.as_deref()),
         (Some(Phase::Building), Some(T1))
     );
+    // the executor said where its sandbox is: status.mesos points at the log there
+    let task = MesosTask {
+        sandbox: Some("/var/lib/mesos/slaves/a1/runs/r1".into()),
+        ..task
+    };
+    assert_eq!(s.mesos.as_ref(), Some(&task));
     let out = outcome();
     let done = next(Some(&s), Some("h"), None, Transition::Succeeded(&out), T1);
     assert_eq!(
