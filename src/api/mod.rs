@@ -371,6 +371,10 @@ pub struct MesosTask {
     pub framework_id: String,
     pub task_id: String,
     pub agent_id: String,
+    /// Why the build went to this agent, by the base layers its daemon holds
+    /// (`placed on HOST: holds 5/6 base layers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 /// A Kubernetes-style condition (type Ready).

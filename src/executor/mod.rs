@@ -7,6 +7,7 @@
 
 mod agent;
 mod env;
+mod inventory;
 mod job;
 mod status;
 
@@ -348,6 +349,11 @@ impl Executor {
             return;
         };
         let id = t.info.task_id.clone();
+        // not for a kill: the agent's grace period is short
+        let holds = match t.kill {
+            None => inventory::collect(&self.opts).await,
+            Some(_) => Default::default(),
+        };
         let s = match (result, t.kill) {
             (Ok(out), _) => {
                 info!(image = %out.image, "build succeeded");
@@ -356,7 +362,7 @@ impl Executor {
                     &id,
                     TaskState::TaskFinished,
                     msg,
-                    Some(&TaskReport::Finished(out)),
+                    Some(&TaskReport::finished(out).with_holds(holds)),
                 )
             }
             (Err(_), Some((_, why))) => {
@@ -369,7 +375,7 @@ impl Executor {
                     &id,
                     TaskState::TaskFailed,
                     e.to_string(),
-                    Some(&TaskReport::failed(&e)),
+                    Some(&TaskReport::failed(&e).with_holds(holds)),
                 )
             }
         };

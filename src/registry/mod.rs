@@ -3,6 +3,7 @@
 
 mod cred_helper;
 mod credentials;
+pub mod layers;
 mod reference;
 
 pub use credentials::{Credentials, DockerConfig};
