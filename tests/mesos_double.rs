@@ -845,7 +845,10 @@ struct SecondDaemon {
 
 impl SecondDaemon {
     fn start() -> Self {
-        let dir = tempfile::Builder::new().prefix("slipway-d2-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-d2-")
+            .tempdir()
+            .unwrap();
         let out = Command::new("bash")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dockerd-current.sh"))
             .args(["start", "--dir"])
@@ -887,20 +890,22 @@ async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_t
     let on_d2 = slipway::runner::Runner::connect(Some(&d2.host), builder())
         .await
         .expect("second daemon reachable");
-    let fx_base = Fixture::new()
-        .busybox("busybox")
-        .file("marker", &run)
-        .file(
-            "Dockerfile",
-            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY marker /marker\n",
-        );
+    let fx_base = Fixture::new().busybox("busybox").file("marker", &run).file(
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY marker /marker\n",
+    );
     let base_spec = spec(&format!(
         "source: {{path: .}}\noutput: {{registry: '{}', repository: slipway-test/place-base, tags: ['{run}']}}",
         registry()
     ));
-    run_on(&on_d2, "test/place-base", base_spec, Some(fx_base.dir.path().into()))
-        .await
-        .expect("the base builds on the second daemon");
+    run_on(
+        &on_d2,
+        "test/place-base",
+        base_spec,
+        Some(fx_base.dir.path().into()),
+    )
+    .await
+    .expect("the base builds on the second daemon");
 
     let double = MesosDouble::new()
         .agent("other.test", 1.0, 2048.0)
@@ -913,10 +918,18 @@ async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_t
     let fx = Fixture::new()
         .file("w1.yaml", &build("w1", "place-w1", &label_only("w1")))
         .file("w2.yaml", &build("w2", "place-w2", &label_only("w2")));
-    let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &["--locality-wait", "3s"]);
+    let slipway =
+        Slipway::start_with_path(fx.dir.path(), &double.master(), &["--locality-wait", "3s"]);
     let mut warmed = HashSet::new();
     for w in ["w1", "w2"] {
-        let s = phase(&fx.path(&format!("{w}.yaml")), w, "Succeeded", &slipway, &[&double]).await;
+        let s = phase(
+            &fx.path(&format!("{w}.yaml")),
+            w,
+            "Succeeded",
+            &slipway,
+            &[&double],
+        )
+        .await;
         warmed.insert(s["mesos"]["agentId"].as_str().unwrap().to_string());
     }
     assert_eq!(warmed.len(), 2, "one warm-up on each agent");
@@ -929,7 +942,14 @@ async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_t
         )
     };
     std::fs::write(fx.path("leaf.yaml"), leaf("leaf")).unwrap();
-    let s = phase(&fx.path("leaf.yaml"), "leaf", "Succeeded", &slipway, &[&double]).await;
+    let s = phase(
+        &fx.path("leaf.yaml"),
+        "leaf",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
     // (built on the second daemon: the test daemon has no copy to compare with)
     assert!(s["imageDigest"].as_str().is_some(), "{s}");
     assert_eq!(s["mesos"]["agentId"], holder.as_str(), "{s}");
@@ -945,10 +965,24 @@ async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_t
         &format!("FROM {base}\nRUN [\"/bin/busybox\", \"sleep\", \"20\"]\n"),
     );
     std::fs::write(fx.path("sleeper.yaml"), sleeper).unwrap();
-    let s = phase(&fx.path("sleeper.yaml"), "sleeper", "Building", &slipway, &[&double]).await;
+    let s = phase(
+        &fx.path("sleeper.yaml"),
+        "sleeper",
+        "Building",
+        &slipway,
+        &[&double],
+    )
+    .await;
     assert_eq!(s["mesos"]["agentId"], holder.as_str(), "{s}");
     std::fs::write(fx.path("leaf2.yaml"), leaf("leaf2")).unwrap();
-    let s = phase(&fx.path("leaf2.yaml"), "leaf2", "Succeeded", &slipway, &[&double]).await;
+    let s = phase(
+        &fx.path("leaf2.yaml"),
+        "leaf2",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
     assert_status_pushed(&s).await;
     assert_ne!(s["mesos"]["agentId"], holder.as_str(), "{s}");
     let why = s["mesos"]["placement"].as_str().unwrap_or_default();
@@ -959,6 +993,9 @@ async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_t
         "{s}"
     );
     let sleeper = status_in(&fx.path("sleeper.yaml"), "sleeper").unwrap();
-    assert_eq!(sleeper["phase"], "Building", "leaf2 did not wait for the sleeper");
+    assert_eq!(
+        sleeper["phase"], "Building",
+        "leaf2 did not wait for the sleeper"
+    );
     assert_clean(&double);
 }
