@@ -164,7 +164,7 @@ impl Core {
         let claim = (spec.key.clone(), spec.spec_hash.clone());
         if let Some((task_id, agent_id)) = self.unclaimed.remove(&claim) {
             info!(build = %spec.key, %task_id, "re-attached to a running task");
-            self.attach(task_id, agent_id, String::new(), spec.key, tx, None, None);
+            self.attach(task_id, agent_id, String::new(), spec.key, tx, None);
             return Vec::new();
         }
         let mut p = Pending {
@@ -207,9 +207,10 @@ impl Core {
         host: String,
         key: String,
         tx: mpsc::UnboundedSender<TaskUpdate>,
-        watch: Option<LaunchWatch>,
-        why: Option<String>,
+        // a new launch: watched until its first update, and why it went there
+        launch: Option<(LaunchWatch, Option<String>)>,
     ) {
+        let (watch, why) = launch.map_or((None, None), |(w, why)| (Some(w), why));
         let _ = tx.send(TaskUpdate::Placed(Placement {
             framework_id: self.framework_id.clone().unwrap_or_default(),
             task_id: task_id.clone(),
@@ -323,8 +324,7 @@ impl Core {
                                 offer.hostname.clone(),
                                 p.spec.key.clone(),
                                 p.tx,
-                                Some(LaunchWatch::new(now)),
-                                why,
+                                Some((LaunchWatch::new(now), why)),
                             );
                             tasks.push(task);
                         }
@@ -438,7 +438,6 @@ impl Core {
                 String::new(),
                 p.spec.key,
                 p.tx,
-                None,
                 None,
             );
         }
