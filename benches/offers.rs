@@ -63,6 +63,7 @@ fn queued(cpus: f64) -> (Core, Vec<mpsc::UnboundedReceiver<TaskUpdate>>) {
                 mem_mib: 512.0,
                 payload: vec![b'x'; 600],
                 previous: None,
+                base_layers: Vec::new(),
             },
             tx,
         );

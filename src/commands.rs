@@ -138,6 +138,10 @@ pub struct MesosArgs {
     /// A launch with no status update for this long is reconciled, then relaunched.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub launch_timeout: Duration,
+    /// Longest a build waits for an offer of the agent holding most of its base
+    /// layers before it takes any fitting offer (0s: place by fit only).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub locality_wait: Duration,
     /// How often every task is reconciled with the master.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub reconcile_interval: Duration,
@@ -306,6 +310,7 @@ pub async fn backend(
         engine: m.engine.clone(),
         refuse_seconds: m.refuse_seconds,
         launch_timeout: m.launch_timeout,
+        locality_wait: m.locality_wait,
         ..Default::default()
     };
     let opts = MesosOptions {
@@ -607,5 +612,6 @@ mod mesos_defaults_tests {
         let m = <Cli as clap::Parser>::parse_from(["slipway"]).mesos;
         assert_eq!(m.refuse_seconds, 120.0);
         assert_eq!(m.launch_timeout, Duration::from_secs(300));
+        assert_eq!(m.locality_wait, Duration::from_secs(3));
     }
 }

@@ -222,7 +222,7 @@ async fn a_build_runs_reports_progress_and_finishes_with_the_pushed_digest() {
 
     let last = updates.last().unwrap();
     assert_eq!(last.message(), "pushed 2 tags");
-    let TaskReport::Finished(out) = report(last) else {
+    let TaskReport::Finished { outcome: out, .. } = report(last) else {
         panic!("FINISHED without an outcome")
     };
     assert_eq!(out.pushed_tags.len(), 2);
@@ -250,7 +250,10 @@ async fn a_failing_step_ends_failed_naming_the_step() {
 
     let last = agent.updates().pop().unwrap();
     assert_eq!(last.state(), TaskState::TaskFailed, "{:?}", agent.states());
-    let TaskReport::Failed { reason, message } = report(&last) else {
+    let TaskReport::Failed {
+        reason, message, ..
+    } = report(&last)
+    else {
         panic!("FAILED without a failure report")
     };
     assert_eq!(reason, "BuildFailed");
@@ -458,7 +461,7 @@ async fn after_an_agent_restart_unacknowledged_updates_are_handed_over() {
         1,
         "built once: {states:?}"
     );
-    let TaskReport::Finished(out) = report(&finished) else {
+    let TaskReport::Finished { outcome: out, .. } = report(&finished) else {
         panic!("FINISHED without an outcome")
     };
     assert_pushed(&out).await;

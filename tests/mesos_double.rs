@@ -835,3 +835,167 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-refuse-big}}\nresour
     );
     assert_clean(&double);
 }
+
+/// A second Docker daemon (scripts/dockerd-current.sh: its own data root, exec root,
+/// pidfile and socket; no bridge, no iptables), stopped when dropped.
+struct SecondDaemon {
+    dir: tempfile::TempDir,
+    host: String,
+}
+
+impl SecondDaemon {
+    fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-d2-")
+            .tempdir()
+            .unwrap();
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dockerd-current.sh"))
+            .args(["start", "--dir"])
+            .arg(dir.path())
+            .output()
+            .expect("run dockerd-current.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "second dockerd starts: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let host = stdout.lines().last().unwrap_or_default().to_string();
+        Self { dir, host }
+    }
+}
+
+impl Drop for SecondDaemon {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dockerd-current.sh"))
+            .args(["stop", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// Two agents with a Docker daemon each: `other.test` (offered first) on the test
+/// daemon, `holder.test` on a second daemon, the only one that holds the leaf's base
+/// (built there, with a file unique to this run). After one build has finished on
+/// each (so each has reported what its daemon holds), a leaf on that base goes to
+/// the holder, though the other agent's offer comes first; and with the holder busy,
+/// the next leaf waits `--locality-wait` for it, then takes the other agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_them() {
+    let d2 = SecondDaemon::start();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let base = format!("{}/slipway-test/place-base:{run}", registry());
+    let on_d2 = slipway::runner::Runner::connect(Some(&d2.host), builder())
+        .await
+        .expect("second daemon reachable");
+    let fx_base = Fixture::new().busybox("busybox").file("marker", &run).file(
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY marker /marker\n",
+    );
+    let base_spec = spec(&format!(
+        "source: {{path: .}}\noutput: {{registry: '{}', repository: slipway-test/place-base, tags: ['{run}']}}",
+        registry()
+    ));
+    run_on(
+        &on_d2,
+        "test/place-base",
+        base_spec,
+        Some(fx_base.dir.path().into()),
+    )
+    .await
+    .expect("the base builds on the second daemon");
+
+    let double = MesosDouble::new()
+        .agent("other.test", 1.0, 2048.0)
+        .agent("holder.test", 1.0, 2048.0)
+        .agent_env("DOCKER_HOST", &d2.host)
+        .start()
+        .await;
+    let holder = double.agents()[1].id.clone();
+    // one warm-up per agent: a build takes 0.6 of an agent's 1 CPU
+    let fx = Fixture::new()
+        .file("w1.yaml", &build("w1", "place-w1", &label_only("w1")))
+        .file("w2.yaml", &build("w2", "place-w2", &label_only("w2")));
+    let slipway =
+        Slipway::start_with_path(fx.dir.path(), &double.master(), &["--locality-wait", "3s"]);
+    let mut warmed = HashSet::new();
+    for w in ["w1", "w2"] {
+        let s = phase(
+            &fx.path(&format!("{w}.yaml")),
+            w,
+            "Succeeded",
+            &slipway,
+            &[&double],
+        )
+        .await;
+        warmed.insert(s["mesos"]["agentId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(warmed.len(), 2, "one warm-up on each agent");
+
+    let leaf = |name: &str| {
+        build(
+            name,
+            &format!("place-{name}"),
+            &format!("FROM {base}\nLABEL slipway.test={name} slipway.run={run}\n"),
+        )
+    };
+    std::fs::write(fx.path("leaf.yaml"), leaf("leaf")).unwrap();
+    let s = phase(
+        &fx.path("leaf.yaml"),
+        "leaf",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
+    // (built on the second daemon: the test daemon has no copy to compare with)
+    assert!(s["imageDigest"].as_str().is_some(), "{s}");
+    assert_eq!(s["mesos"]["agentId"], holder.as_str(), "{s}");
+    assert_eq!(
+        s["mesos"]["placement"], "placed on holder.test: holds 2/2 base layers",
+        "{s}"
+    );
+
+    // the holder busy: a build on the same base that sleeps there
+    let sleeper = build(
+        "sleeper",
+        "place-sleeper",
+        &format!("FROM {base}\nRUN [\"/bin/busybox\", \"sleep\", \"20\"]\n"),
+    );
+    std::fs::write(fx.path("sleeper.yaml"), sleeper).unwrap();
+    let s = phase(
+        &fx.path("sleeper.yaml"),
+        "sleeper",
+        "Building",
+        &slipway,
+        &[&double],
+    )
+    .await;
+    assert_eq!(s["mesos"]["agentId"], holder.as_str(), "{s}");
+    std::fs::write(fx.path("leaf2.yaml"), leaf("leaf2")).unwrap();
+    let s = phase(
+        &fx.path("leaf2.yaml"),
+        "leaf2",
+        "Succeeded",
+        &slipway,
+        &[&double],
+    )
+    .await;
+    assert_status_pushed(&s).await;
+    assert_ne!(s["mesos"]["agentId"], holder.as_str(), "{s}");
+    let why = s["mesos"]["placement"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("placed on other.test: holds ")
+            && why.contains("holder.test")
+            && why.contains("no fitting offer within 3s"),
+        "{s}"
+    );
+    let sleeper = status_in(&fx.path("sleeper.yaml"), "sleeper").unwrap();
+    assert_eq!(
+        sleeper["phase"], "Building",
+        "leaf2 did not wait for the sleeper"
+    );
+    assert_clean(&double);
+}

@@ -375,6 +375,10 @@ pub struct MesosTask {
     /// there (`slipway logs` reads the copy slipway keeps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// Why the build went to this agent, by the base layers its daemon holds
+    /// (`placed on HOST: holds 5/6 base layers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 /// A Kubernetes-style condition (type Ready).

@@ -30,6 +30,8 @@ pub struct MesosBackend {
     stager: Stager,
     default_cpus: f64,
     default_mem_mib: f64,
+    /// For looking up base layers to place builds by.
+    http: crate::tls::Clients,
 }
 
 /// How long a killed task may take to report that it stopped.
@@ -38,7 +40,10 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 impl MesosBackend {
     pub async fn start(opts: MesosOptions) -> Result<Self> {
         let stager = Stager::start(&opts.staging).await?;
+        let http = crate::tls::Tls::load(&opts.framework.core.tls)?
+            .clients(|b| b.connect_timeout(Duration::from_secs(5)))?;
         Ok(Self {
+            http,
             framework: Framework::start(opts.framework)?,
             stager,
             default_cpus: opts.default_cpus,
@@ -65,6 +70,16 @@ impl MesosBackend {
                 .map(|m| m as f64)
                 .unwrap_or(self.default_mem_mib),
         )
+    }
+
+    /// The layers of the Dockerfile's `FROM` images, when it can be read here
+    /// (inline and path sources), to place the build where they already are.
+    async fn base_layers(&self, req: &BuildRequest) -> Vec<String> {
+        let Some(text) = runner::local_dockerfile(&req.spec, req.base_dir.as_deref()) else {
+            return Vec::new();
+        };
+        let images = directives::from_images(&text, &req.spec.build_args);
+        crate::registry::layers::base_layers(&self.http, &images, &req.auth).await
     }
 
     /// The payload for the executor: a `path` source is staged and becomes a URL (or,
@@ -148,6 +163,7 @@ impl MesosBackend {
             cpus,
             mem_mib,
             payload: payload.encode(),
+            base_layers: self.base_layers(&req).await,
             previous: req.previous.map(|p| (p.task_id, p.agent_id)),
         };
         let mut updates = self.framework.launch(spec);
@@ -194,6 +210,7 @@ impl MesosBackend {
                         task_id: p.task_id,
                         agent_id: p.agent_id,
                         sandbox: None,
+                        placement: p.why,
                     },
                 },
                 TaskUpdate::Started { host } => BuildEvent::Running {

@@ -8,6 +8,7 @@
 mod agent;
 pub mod engine;
 mod env;
+mod inventory;
 mod job;
 mod log;
 mod status;
@@ -370,6 +371,11 @@ impl Executor {
         if let Some(log) = self.log.take() {
             log.finish(&result);
         }
+        // not for a kill: the agent's grace period is short
+        let holds = match t.kill {
+            None => inventory::collect(&self.opts).await,
+            Some(_) => Default::default(),
+        };
         let s = match (result, t.kill) {
             (Ok(out), _) => {
                 info!(image = %out.image, "build succeeded");
@@ -378,7 +384,7 @@ impl Executor {
                     &id,
                     TaskState::TaskFinished,
                     msg,
-                    Some(&TaskReport::Finished(out)),
+                    Some(&TaskReport::finished(out).with_holds(holds)),
                 )
             }
             (Err(_), Some((_, why))) => {
@@ -391,7 +397,7 @@ impl Executor {
                     &id,
                     TaskState::TaskFailed,
                     e.to_string(),
-                    Some(&TaskReport::failed(&e)),
+                    Some(&TaskReport::failed(&e).with_holds(holds)),
                 )
             }
         };

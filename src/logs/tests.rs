@@ -281,3 +281,26 @@ fn a_log_copied_from_a_mesos_sandbox_is_kept_once_with_its_own_timestamps() {
     // the tail shows the text, as for any build
     assert_eq!(&tail[tail.len() - 2..], ["    token ***", "not stamped"]);
 }
+
+#[test]
+fn a_placement_by_base_layers_is_a_line_of_its_own() {
+    let mut pushes = std::collections::HashMap::new();
+    let task = |placement: Option<&str>| crate::api::MesosTask {
+        task_id: "t1".into(),
+        placement: placement.map(str::to_string),
+        ..Default::default()
+    };
+    let placed = |t| BuildEvent::Placed {
+        host: "a.test".into(),
+        task: t,
+    };
+    let why = Some("placed on a.test: holds 5/6 base layers");
+    assert_eq!(
+        writer::render(&placed(task(why)), &mut pushes),
+        ["--- placed on a.test: holds 5/6 base layers; Mesos task t1"]
+    );
+    assert_eq!(
+        writer::render(&placed(task(None)), &mut pushes),
+        ["--- placed on a.test as Mesos task t1"]
+    );
+}

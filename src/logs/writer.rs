@@ -113,12 +113,13 @@ pub(crate) fn render(ev: &BuildEvent, pushes: &mut HashMap<String, String>) -> V
         }
         BuildEvent::Pushed { tag, digest } => vec![format!("--- pushed {tag} {digest}")],
         BuildEvent::Waiting(why) => vec![format!("--- waiting: {why}")],
-        BuildEvent::Placed { host, task } => {
-            vec![format!(
+        BuildEvent::Placed { host, task } => match &task.placement {
+            Some(why) => vec![format!("--- {why}; Mesos task {}", task.task_id)],
+            None => vec![format!(
                 "--- placed on {host} as Mesos task {}",
                 task.task_id
-            )]
-        }
+            )],
+        },
         BuildEvent::Running {
             host,
             sandbox: None,

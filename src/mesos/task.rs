@@ -74,10 +74,62 @@ impl SandboxLog {
 pub enum TaskReport {
     /// TASK_RUNNING: how the build is going.
     Progress(BuildEvent),
-    /// TASK_FINISHED: what was pushed.
-    Finished(BuildOutcome),
+    /// TASK_FINISHED: what was pushed. Flattened, so the wire shape is the outcome's
+    /// own and executors and frameworks of either age read each other's reports.
+    Finished {
+        #[serde(flatten)]
+        outcome: BuildOutcome,
+        /// What the agent's daemon holds, for cache-aware placement.
+        #[serde(default, skip_serializing_if = "Holdings::is_empty")]
+        holds: Holdings,
+    },
     /// TASK_FAILED: the build's error, by metric label, so retry rules still apply.
-    Failed { reason: String, message: String },
+    Failed {
+        reason: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Holdings::is_empty")]
+        holds: Holdings,
+    },
+}
+
+/// Image and layer digests an agent's Docker daemon holds, newest images first.
+/// Bounded (see [`Holdings::capped`]): a status update is no place for a whole
+/// image store.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Holdings {
+    /// `sha256:...` repo digests of the images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// `sha256:...` diff IDs of their layers (what a registry's image config lists
+    /// as `rootfs.diff_ids`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+}
+
+impl Holdings {
+    pub const MAX_IMAGES: usize = 128;
+    pub const MAX_LAYERS: usize = 1024;
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.layers.is_empty()
+    }
+
+    /// Without duplicates, at most [`Self::MAX_IMAGES`] and [`Self::MAX_LAYERS`],
+    /// keeping the first (newest) ones.
+    pub fn capped(images: Vec<String>, layers: Vec<String>) -> Self {
+        fn dedup(v: Vec<String>, max: usize) -> Vec<String> {
+            let mut seen = std::collections::HashSet::new();
+            v.into_iter()
+                .filter(|d| seen.insert(d.clone()))
+                .take(max)
+                .collect()
+        }
+        Self {
+            images: dedup(images, Self::MAX_IMAGES),
+            layers: dedup(layers, Self::MAX_LAYERS),
+        }
+    }
 }
 
 impl TaskReport {
@@ -85,6 +137,30 @@ impl TaskReport {
         TaskReport::Failed {
             reason: e.metric_label().to_string(),
             message: e.detail(),
+            holds: Holdings::default(),
+        }
+    }
+
+    pub fn finished(outcome: BuildOutcome) -> Self {
+        TaskReport::Finished {
+            outcome,
+            holds: Holdings::default(),
+        }
+    }
+
+    /// The same report, telling what the daemon holds.
+    pub fn with_holds(mut self, held: Holdings) -> Self {
+        if let TaskReport::Finished { holds, .. } | TaskReport::Failed { holds, .. } = &mut self {
+            *holds = held;
+        }
+        self
+    }
+
+    /// What a terminal report says the daemon holds.
+    pub fn holds(&self) -> Option<&Holdings> {
+        match self {
+            TaskReport::Finished { holds, .. } | TaskReport::Failed { holds, .. } => Some(holds),
+            TaskReport::Progress(_) => None,
         }
     }
 
@@ -130,7 +206,9 @@ mod tests {
     #[test]
     fn a_failure_keeps_its_retry_class_across_the_wire() {
         let sent = TaskReport::failed(&Error::Registry("connection refused".into()));
-        let TaskReport::Failed { reason, message } = TaskReport::decode(&sent.encode()).unwrap()
+        let TaskReport::Failed {
+            reason, message, ..
+        } = TaskReport::decode(&sent.encode()).unwrap()
         else {
             panic!("not a failure")
         };
@@ -152,7 +230,7 @@ mod tests {
         }];
         let progress = TaskReport::Progress(BuildEvent::Stages(steps.clone()));
         assert_eq!(TaskReport::decode(&progress.encode()).unwrap(), progress);
-        let done = TaskReport::Finished(BuildOutcome {
+        let done = TaskReport::finished(BuildOutcome {
             stages: steps,
             ..Default::default()
         });
@@ -161,7 +239,7 @@ mod tests {
 
     #[test]
     fn what_a_build_was_made_from_crosses_the_wire() {
-        let done = TaskReport::Finished(BuildOutcome {
+        let done = TaskReport::finished(BuildOutcome {
             base_images: vec![crate::api::BaseImage {
                 image: "debian:12".into(),
                 digest: "sha256:0123".into(),
@@ -170,5 +248,48 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(TaskReport::decode(&done.encode()).unwrap(), done);
+    }
+
+    #[test]
+    fn holdings_ride_with_terminal_reports_and_old_reports_still_read() {
+        let holds = Holdings::capped(
+            vec!["sha256:i1".into(), "sha256:i1".into()],
+            vec!["sha256:l1".into(), "sha256:l2".into()],
+        );
+        assert_eq!(holds.images, ["sha256:i1"], "duplicates are dropped");
+        let done = TaskReport::finished(BuildOutcome {
+            digest: "sha256:d".into(),
+            ..Default::default()
+        })
+        .with_holds(holds.clone());
+        let back = TaskReport::decode(&done.encode()).unwrap();
+        assert_eq!(back.holds(), Some(&holds));
+        let failed = TaskReport::failed(&Error::BuildFailed("x".into())).with_holds(holds.clone());
+        assert_eq!(
+            TaskReport::decode(&failed.encode()).unwrap().holds(),
+            Some(&holds)
+        );
+        // what an executor of before this field sent
+        let old = br#"{"finished":{"digest":"sha256:d","image":"r/a@sha256:d","pushedTags":[],"revision":null}}"#;
+        let TaskReport::Finished { outcome, holds } = TaskReport::decode(old).unwrap() else {
+            panic!("not finished")
+        };
+        assert_eq!(outcome.digest, "sha256:d");
+        assert!(holds.is_empty());
+        let old = br#"{"failed":{"reason":"BuildFailed","message":"m"}}"#;
+        assert!(TaskReport::decode(old).unwrap().holds().unwrap().is_empty());
+        // and a framework of before reads the new shape as the outcome it knew
+        let v: serde_json::Value = serde_json::from_slice(&done.encode()).unwrap();
+        let outcome: BuildOutcome = serde_json::from_value(v["finished"].clone()).unwrap();
+        assert_eq!(outcome.digest, "sha256:d");
+    }
+
+    #[test]
+    fn holdings_are_capped() {
+        let many = |p: &str, n: usize| (0..n).map(|i| format!("sha256:{p}{i}")).collect();
+        let h = Holdings::capped(many("i", 1000), many("l", 5000));
+        assert_eq!(h.images.len(), Holdings::MAX_IMAGES);
+        assert_eq!(h.layers.len(), Holdings::MAX_LAYERS);
+        assert_eq!(h.layers[0], "sha256:l0", "the newest are kept");
     }
 }

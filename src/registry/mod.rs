@@ -4,6 +4,7 @@
 mod challenge;
 mod cred_helper;
 mod credentials;
+pub mod layers;
 mod reference;
 
 pub use challenge::{BearerChallenge, parse_bearer_challenge};

@@ -578,7 +578,7 @@ impl Runner {
 
 /// The Docker daemon at `docker_host`, `DOCKER_HOST` or the local socket, with an
 /// agreed API version.
-async fn connect_docker(docker_host: Option<&str>, tls: &DockerTls) -> Result<Docker> {
+pub(crate) async fn connect_docker(docker_host: Option<&str>, tls: &DockerTls) -> Result<Docker> {
     let env_host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
     let host = docker_host.map(str::to_string).or(env_host);
     let docker = match &host {

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::DockerBuildSpec;
 use crate::registry::DockerConfig;
 
+pub(crate) use docker::connect_docker;
 pub use docker::{DockerTls, Runner};
 
 /// File bytes this process has sent BuildKit by file sync so far (the contexts' data

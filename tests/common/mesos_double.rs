@@ -69,6 +69,9 @@ pub struct AgentConfig {
     pub hostname: String,
     pub cpus: f64,
     pub mem: f64,
+    /// Environment its executors get (before the framework's): `DOCKER_HOST` gives
+    /// the agent a Docker daemon of its own.
+    pub env: Vec<(String, String)>,
 }
 
 /// A scheduler call as it arrived, and what the double answered.
@@ -204,7 +207,16 @@ impl MesosDoubleBuilder {
             hostname: hostname.into(),
             cpus,
             mem,
+            env: Vec::new(),
         });
+        self
+    }
+
+    /// An environment variable for the executors of the agent added last.
+    pub fn agent_env(mut self, name: &str, value: &str) -> Self {
+        if let Some(a) = self.agents.last_mut() {
+            a.env.push((name.into(), value.into()));
+        }
         self
     }
 
@@ -1666,7 +1678,7 @@ async fn executor_api(State(state): State<Shared>, body: Bytes) -> Response {
 /// What a Mesos agent does for a LAUNCH: fetch the URIs into the sandbox, start
 /// the executor there, and report its end.
 async fn run_executor(shared: Shared, task_id: String) {
-    let (info, sandbox, port, framework_id, agent_id) = {
+    let (info, sandbox, port, framework_id, agent_id, agent_env) = {
         let m = shared.lock().unwrap();
         let t = &m.tasks[&task_id];
         let e = &m.executors[&t.executor_id];
@@ -1676,6 +1688,7 @@ async fn run_executor(shared: Shared, task_id: String) {
             m.port,
             e.framework_id.clone(),
             m.agents[t.agent].cfg.id.clone(),
+            m.agents[t.agent].cfg.env.clone(),
         )
     };
     let executor = info.executor.clone().unwrap_or_default();
@@ -1763,7 +1776,8 @@ async fn run_executor(shared: Shared, task_id: String) {
         .env("MESOS_SANDBOX", &sandbox)
         .env("MESOS_CHECKPOINT", "0")
         .env("MESOS_HTTP_COMMAND_EXECUTOR", "0")
-        .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "5secs");
+        .env("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "5secs")
+        .envs(agent_env);
     for v in command.environment.iter().flat_map(|e| e.variables.iter()) {
         cmd.env(&v.name, v.value.as_deref().unwrap_or_default());
     }

@@ -10,6 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::liveness::{LaunchCheck, LaunchWatch};
 use super::offers::{self, Avail};
+use super::placement::Locality;
 pub use super::types::{CoreConfig, ExecutorLaunch, Placement, TaskSpec, TaskUpdate};
 use crate::mesos::proto::v1::scheduler::{Call, call};
 use crate::mesos::proto::v1::{self, Offer, TaskState, TaskStatus, task_status};
@@ -56,6 +57,8 @@ pub struct Core {
     suppressed: bool,
     /// Offers were declined with a filter since the last REVIVE.
     declined: bool,
+    /// What each agent's daemon holds, and the builds waiting for a better agent.
+    locality: Locality,
 }
 
 fn state_name(state: i32) -> String {
@@ -76,6 +79,7 @@ fn is_terminal(state: TaskState) -> bool {
 impl Core {
     pub fn new(cfg: CoreConfig, framework_id: Option<String>) -> Self {
         Self {
+            locality: Locality::new(cfg.locality_wait),
             cfg,
             framework_id,
             ..Default::default()
@@ -203,13 +207,16 @@ impl Core {
         host: String,
         key: String,
         tx: mpsc::UnboundedSender<TaskUpdate>,
-        watch: Option<LaunchWatch>,
+        // a new launch: watched until its first update, and why it went there
+        launch: Option<(LaunchWatch, Option<String>)>,
     ) {
+        let (watch, why) = launch.map_or((None, None), |(w, why)| (Some(w), why));
         let _ = tx.send(TaskUpdate::Placed(Placement {
             framework_id: self.framework_id.clone().unwrap_or_default(),
             task_id: task_id.clone(),
             agent_id: agent_id.clone(),
             host: host.clone(),
+            why,
         }));
         self.active.insert(
             task_id,
@@ -230,6 +237,7 @@ impl Core {
     pub fn kill(&mut self, key: &str) -> Vec<Call> {
         if let Some(i) = self.pending.iter().position(|p| p.spec.key == key) {
             if let Some(p) = self.pending.remove(i) {
+                self.locality.forget(&p.spec.task_id);
                 let _ = p.tx.send(TaskUpdate::Done(Err(Error::Cancelled(
                     "cancelled before it was launched".into(),
                 ))));
@@ -281,6 +289,7 @@ impl Core {
         let (mut used, mut launched) = (0, 0);
         let settling = self.launch_after.is_some_and(|t| now < t);
         let mut largest: Option<(Avail, String)> = None;
+        let mut passed = Vec::new();
         for offer in offers {
             let mut avail = Avail::of(&offer);
             let mut tasks = Vec::new();
@@ -293,6 +302,12 @@ impl Core {
                         s.mem_mib + self.cfg.executor_mem_mib,
                     );
                     if avail.fits(need.0, need.1) {
+                        // delay scheduling: a better agent may offer soon
+                        let Some(why) = self.locality.take(&s.task_id, &s.base_layers, &offer, now)
+                        else {
+                            i += 1;
+                            continue;
+                        };
                         if let Some(p) = self.pending.remove(i) {
                             let task = offers::task_info(
                                 &self.cfg,
@@ -309,7 +324,7 @@ impl Core {
                                 offer.hostname.clone(),
                                 p.spec.key.clone(),
                                 p.tx,
-                                Some(LaunchWatch::new(now)),
+                                Some((LaunchWatch::new(now), why)),
                             );
                             tasks.push(task);
                         }
@@ -324,7 +339,10 @@ impl Core {
             }
             let id = offer.id.clone();
             if tasks.is_empty() {
-                declined.push(id);
+                match self.locality.refuse(now) {
+                    Some(_) => passed.push(id),
+                    None => declined.push(id),
+                }
                 continue;
             }
             used += 1;
@@ -339,17 +357,24 @@ impl Core {
                 offer_ids: vec![id],
                 operations: vec![op],
                 filters: Some(v1::Filters {
-                    refuse_seconds: Some(self.cfg.refuse_seconds),
+                    refuse_seconds: Some(
+                        self.locality.refuse(now).unwrap_or(self.cfg.refuse_seconds),
+                    ),
                 }),
             });
             calls.push(c);
+        }
+        if let Some(refuse) = self.locality.end_batch(now).filter(|_| !passed.is_empty()) {
+            calls.push(self.decline_call(passed, refuse));
         }
         // say why builds still wait when no offer could ever hold them
         if !settling && let Some((big, host)) = &largest {
             let (ec, em) = (self.cfg.executor_cpus, self.cfg.executor_mem_mib);
             for p in self.pending.iter_mut() {
                 let (c, m) = (p.spec.cpus + ec, p.spec.mem_mib + em);
-                let msg = if big.fits(c, m) {
+                let msg = if let Some(why) = self.locality.waiting(&p.spec.task_id) {
+                    why
+                } else if big.fits(c, m) {
                     "waiting for a Mesos offer".to_string()
                 } else {
                     format!(
@@ -373,14 +398,7 @@ impl Core {
             };
             debug!(offers = declined.len(), "declining");
             self.declined = true;
-            let mut c = self.call(call::Type::Decline);
-            c.decline = Some(call::Decline {
-                offer_ids: declined,
-                filters: Some(v1::Filters {
-                    refuse_seconds: Some(refuse),
-                }),
-            });
-            calls.push(c);
+            calls.push(self.decline_call(declined, refuse));
         }
         if self.pending.is_empty() && !self.suppressed {
             calls.push(self.offers_wanted_call());
@@ -451,6 +469,11 @@ impl Core {
             .as_deref()
             .filter(|d| !d.is_empty())
             .map(TaskReport::decode);
+        if let Some(Ok(r)) = &report
+            && let Some(holds) = r.holds()
+        {
+            self.locality.record(&agent_id, &host, holds);
+        }
         let done: Result<BuildOutcome> = match state {
             TaskState::TaskStaging | TaskState::TaskStarting | TaskState::TaskKilling => {
                 return self.ack_now(ack);
@@ -466,7 +489,7 @@ impl Core {
                 return self.ack_now(ack);
             }
             TaskState::TaskFinished => match report {
-                Some(Ok(TaskReport::Finished(out))) => Ok(out),
+                Some(Ok(TaskReport::Finished { outcome, .. })) => Ok(outcome),
                 // the master's answer to reconciliation has no data: the agent resends
                 // the real update once we are subscribed again
                 None if reconciliation => return self.ack_now(ack),
@@ -476,9 +499,9 @@ impl Core {
                 ))),
             },
             TaskState::TaskFailed => match report {
-                Some(Ok(TaskReport::Failed { reason, message })) => {
-                    Err(Error::from_label(&reason, message))
-                }
+                Some(Ok(TaskReport::Failed {
+                    reason, message, ..
+                })) => Err(Error::from_label(&reason, message)),
                 None if reconciliation => return self.ack_now(ack),
                 _ => Err(Error::Mesos(format!(
                     "the executor on {host} failed ({}): {message}",

@@ -4,6 +4,7 @@
 pub mod core;
 pub mod liveness;
 pub mod offers;
+pub mod placement;
 pub mod sandbox_log;
 mod store;
 mod types;

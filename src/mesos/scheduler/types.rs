@@ -52,6 +52,9 @@ pub struct CoreConfig {
     pub launch_timeout: Duration,
     /// Pause after subscribing before launching, so reconciliation answers come first.
     pub settle: Duration,
+    /// Longest a build passes up fitting offers while an agent holding more of its
+    /// base layers may still offer (`--locality-wait`; delay scheduling).
+    pub locality_wait: Duration,
 }
 
 impl Default for CoreConfig {
@@ -74,6 +77,7 @@ impl Default for CoreConfig {
             refuse_seconds: 120.0,
             launch_timeout: Duration::from_secs(300),
             settle: Duration::from_secs(1),
+            locality_wait: Duration::from_secs(3),
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Placement {
     pub task_id: String,
     pub agent_id: String,
     pub host: String,
+    /// Why there, by base layers held (`placed on HOST: holds 5/6 base layers`).
+    pub why: Option<String>,
 }
 
 /// What the framework tells one build.
@@ -114,4 +120,6 @@ pub struct TaskSpec {
     pub payload: Vec<u8>,
     /// The task a previous run of slipway launched for this build (`status.mesos`).
     pub previous: Option<(String, String)>,
+    /// Diff IDs of the layers of its `FROM` images, to place it by (may be empty).
+    pub base_layers: Vec<String>,
 }

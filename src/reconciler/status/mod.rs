@@ -155,12 +155,11 @@ pub fn next(
             } else {
                 host
             };
-            (
-                Phase::Queued,
-                "Unknown",
-                "Launching",
-                format!("launched on {at} as Mesos task {}", task.task_id),
-            )
+            let msg = match &task.placement {
+                Some(why) => format!("{why}; launched as Mesos task {}", task.task_id),
+                None => format!("launched on {at} as Mesos task {}", task.task_id),
+            };
+            (Phase::Queued, "Unknown", "Launching", msg)
         }
         Transition::Running { host, sandbox } => {
             s.start_time.get_or_insert_with(|| now.into());

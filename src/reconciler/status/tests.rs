@@ -151,7 +151,7 @@ fn a_mesos_build_stays_queued_until_its_task_runs() {
         framework_id: "fw".into(),
         task_id: "t1".into(),
         agent_id: "a1".into(),
-        sandbox: None,
+        ..Default::default()
     };
     let placed = Transition::Placed {
         host: "agent-7",
@@ -162,6 +162,24 @@ fn a_mesos_build_stays_queued_until_its_task_runs() {
     assert_eq!(
         s.message.as_deref(),
         Some("launched on agent-7 as Mesos task t1")
+    );
+    // placed by the base layers its daemon holds: the status says so, and keeps it
+    let by_layers = MesosTask {
+        placement: Some("placed on agent-7: holds 5/6 base layers".into()),
+        ..task.clone()
+    };
+    let placed = Transition::Placed {
+        host: "agent-7",
+        task: &by_layers,
+    };
+    let p = next(Some(&s), Some("h"), None, placed, T1);
+    assert_eq!(
+        p.message.as_deref(),
+        Some("placed on agent-7: holds 5/6 base layers; launched as Mesos task t1")
+    );
+    assert_eq!(
+        p.mesos.and_then(|m| m.placement).as_deref(),
+        Some("placed on agent-7: holds 5/6 base layers")
     );
     let s = next(
         Some(&s),

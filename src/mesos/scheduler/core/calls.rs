@@ -100,3 +100,17 @@ impl Core {
         c
     }
 }
+
+impl Core {
+    /// DECLINE of `offers`, kept away for `refuse_seconds`.
+    pub(super) fn decline_call(&self, offers: Vec<v1::OfferId>, refuse_seconds: f64) -> Call {
+        let mut c = self.call(call::Type::Decline);
+        c.decline = Some(call::Decline {
+            offer_ids: offers,
+            filters: Some(v1::Filters {
+                refuse_seconds: Some(refuse_seconds),
+            }),
+        });
+        c
+    }
+}
