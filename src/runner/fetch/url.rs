@@ -226,7 +226,12 @@ const BZIP2_MAGIC: &[u8] = b"BZh";
 
 /// Unpacks a (possibly compressed) tar into `dest`, within `limits.max_bytes` of
 /// decompressed data, until `stop` fires. Blocking.
-fn unpack(mut file: File, dest: &Path, limits: UrlLimits, stop: &CancellationToken) -> Result<()> {
+pub(crate) fn unpack(
+    mut file: File,
+    dest: &Path,
+    limits: UrlLimits,
+    stop: &CancellationToken,
+) -> Result<()> {
     let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}"));
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut magic = [0u8; 6];
