@@ -65,3 +65,8 @@ fn dockerignore() {
 fn unpack() {
     replay("unpack");
 }
+
+#[test]
+fn challenge() {
+    replay("challenge");
+}

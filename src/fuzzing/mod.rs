@@ -3,11 +3,13 @@
 //! the stable toolchain. Each `check_*` takes the raw fuzz input and panics when the
 //! property does not hold; inputs it cannot use are simply ignored.
 
+mod challenge;
 mod dockerignore;
 mod folder;
 mod recordio;
 mod unpack;
 
+pub use challenge::check_challenge;
 pub use dockerignore::check_dockerignore;
 pub use folder::check_status_write;
 pub use recordio::check_recordio;
@@ -20,6 +22,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("recordio", check_recordio),
     ("dockerignore", check_dockerignore),
     ("unpack", check_unpack),
+    ("challenge", check_challenge),
 ];
 
 /// The Dockerfile directive lexer: never panics; what it returns is the input with

@@ -1,10 +1,12 @@
 //! The image registry: credentials from a docker `config.json`, and the pushed
 //! manifest's digest read back through the v2 API to check what the daemon said.
 
+mod challenge;
 mod cred_helper;
 mod credentials;
 mod reference;
 
+pub use challenge::bearer_challenge;
 pub use credentials::{Credentials, DockerConfig};
 pub use reference::{ImageRef, is_registry_host};
 
@@ -211,21 +213,18 @@ async fn bearer_token(
     challenge: &str,
     creds: Option<&Credentials>,
 ) -> Result<String> {
-    let Some(params) = challenge.strip_prefix("Bearer ") else {
+    let Some(params) = bearer_challenge(challenge) else {
         return Err(Error::Registry(
             "registry refused the credentials (401)".into(),
         ));
     };
     let mut realm = None;
     let mut query = Vec::new();
-    for part in params.split(',') {
-        if let Some((k, v)) = part.trim().split_once('=') {
-            let v = v.trim_matches('"').to_string();
-            if k == "realm" {
-                realm = Some(v);
-            } else {
-                query.push((k.to_string(), v));
-            }
+    for (k, v) in params {
+        if k == "realm" {
+            realm = Some(v);
+        } else {
+            query.push((k, v));
         }
     }
     let realm = realm.ok_or_else(|| Error::Registry("auth challenge without realm".into()))?;
