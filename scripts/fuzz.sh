@@ -42,7 +42,7 @@ fi
 cargo +nightly fuzz build "${flags[@]}" >&2
 
 count_findings() {
-  find "fuzz/artifacts/$1" -type f 2>/dev/null | wc -l
+  if [ -d "fuzz/artifacts/$1" ]; then find "fuzz/artifacts/$1" -type f | wc -l; else echo 0; fi
 }
 
 rows=()

@@ -11,7 +11,9 @@ pub fn check_dockerignore(data: &[u8]) {
     let Ok(ignore) = DockerIgnore::parse(patterns) else {
         return;
     };
-    for path in paths.lines().filter(|p| !p.is_empty()) {
+    // the paths the context walk asks about: relative, no empty, `.` or `..` component
+    let walkable = |p: &&str| p.split('/').all(|c| !matches!(c, "" | "." | ".."));
+    for path in paths.lines().filter(walkable) {
         let excluded = ignore.is_excluded(path);
         for (i, _) in path.match_indices('/') {
             let dir = &path[..i];

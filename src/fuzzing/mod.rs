@@ -15,8 +15,11 @@ pub use folder::check_status_write;
 pub use recordio::check_recordio;
 pub use unpack::check_unpack;
 
+/// A property: panics when the input breaks it.
+pub type Check = fn(&[u8]);
+
 /// The corpus directory names under `fuzz/corpus/`, each with its property.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("directives", check_directives),
     ("status_write", check_status_write),
     ("recordio", check_recordio),
