@@ -17,7 +17,10 @@ pub fn check_challenge(data: &[u8]) {
         .filter(|(k, _)| !k.is_empty() && k.bytes().all(is_tchar))
         .map(|(k, v)| {
             // a header value is visible ASCII, spaces and tabs
-            let v: String = v.chars().filter(|c| *c == ' ' || c.is_ascii_graphic()).collect();
+            let v: String = v
+                .chars()
+                .filter(|c| *c == ' ' || c.is_ascii_graphic())
+                .collect();
             (k.to_ascii_lowercase(), v)
         })
         .collect();

@@ -97,6 +97,11 @@ fn doc_kinds(text: &str) -> Vec<String> {
         .map(|((doc, _), span)| match doc {
             Doc::Build(b) => format!("build {}", b.key()),
             Doc::Other { kind } => format!("other {kind} {}", &text[span.range]),
+            // a nameless broken document is keyed by its line, which a longer
+            // status above it moves
+            Doc::Invalid { key, .. } if key.starts_with(&format!("{ORIGIN}#")) => {
+                "invalid, unnamed".to_string()
+            }
             Doc::Invalid { key, .. } => format!("invalid {key}"),
         })
         .collect()

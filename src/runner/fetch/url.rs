@@ -345,10 +345,17 @@ fn unpack_entries(
                         target.display()
                     )));
                 }
-                check_link_target(dest, &rel, &target, link_kind)
+                // a symlink's target is relative to where it really lands, through the
+                // symlinks among its parents, not to its name in the archive
+                let at = match link_kind {
+                    LinkKind::Symbolic => landing(dest, &rel)
+                        .ok_or_else(|| refuse("would land outside the context"))?,
+                    LinkKind::Hard => rel.clone(),
+                };
+                check_link_target(dest, &at, &target, link_kind)
                     .map_err(|e| refuse(&format!("is refused: {}", context_message(e))))?;
                 if link_kind == LinkKind::Symbolic {
-                    symlinks.push((rel.clone(), target));
+                    symlinks.push((at, target));
                 }
             }
             tar::EntryType::XGlobalHeader
@@ -380,6 +387,26 @@ fn unpack_entries(
         })?;
     }
     Ok(())
+}
+
+/// Where `rel` is created under `dest` once the symlinks among its existing parents
+/// are followed (as the OS will), relative to `dest`; None when that is outside it.
+fn landing(dest: &Path, rel: &Path) -> Option<PathBuf> {
+    let real_dest = dest.canonicalize().ok()?;
+    let mut existing = dest.join(rel.parent()?);
+    // parents not there yet are created as plain directories
+    let mut missing = Vec::new();
+    let real = loop {
+        match existing.canonicalize() {
+            Ok(real) => break real,
+            Err(_) => missing.push(existing.file_name()?.to_owned()),
+        }
+        existing.pop();
+    };
+    let mut at = real.strip_prefix(&real_dest).ok()?.to_path_buf();
+    at.extend(missing.iter().rev());
+    at.push(rel.file_name()?);
+    Some(at)
 }
 
 fn context_message(e: Error) -> String {
