@@ -9,6 +9,8 @@ pub mod api;
 pub mod backends;
 pub mod commands;
 pub mod executor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod health;
 pub mod logs;

@@ -6,6 +6,8 @@ use futures::{Stream, StreamExt};
 
 /// Records larger than this are refused: a corrupt length must not allocate gigabytes.
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+/// Longest length line (u64::MAX has 20 digits).
+const MAX_LENGTH_LINE: usize = 20;
 
 /// Frames one record.
 pub fn encode(record: &[u8]) -> Bytes {
@@ -29,8 +31,15 @@ impl Decoder {
 
     /// The next whole record, if one has arrived.
     pub fn next_record(&mut self) -> Result<Option<Bytes>, String> {
-        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-            if self.buf.len() > 20 {
+        // a longer line is refused whether or not its newline has arrived yet, so the
+        // outcome never depends on how the network cut the bytes
+        let nl = self
+            .buf
+            .iter()
+            .take(MAX_LENGTH_LINE + 1)
+            .position(|&b| b == b'\n');
+        let Some(nl) = nl else {
+            if self.buf.len() > MAX_LENGTH_LINE {
                 return Err("RecordIO: no length line in the first 20 bytes".into());
             }
             return Ok(None);
@@ -117,5 +126,9 @@ mod tests {
         let mut d = Decoder::default();
         d.push(&[b'1'; 25]);
         assert!(d.next_record().is_err());
+        // refused alike whether its newline came in the same chunk or not
+        let mut d = Decoder::default();
+        d.push(b"000000000000000000000005\nhello");
+        assert!(d.next_record().unwrap_err().contains("no length line"));
     }
 }

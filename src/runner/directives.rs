@@ -114,8 +114,8 @@ pub fn parse(dockerfile: &str) -> Result<(Directives, String)> {
 
     let mut out = String::with_capacity(dockerfile.len() + 16);
     for (i, line) in physical.iter().enumerate() {
+        out.push_str(line.bom);
         if commented[i] {
-            out.push_str(line.bom);
             out.push_str("# ");
         }
         out.push_str(line.raw_without_bom);

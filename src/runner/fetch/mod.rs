@@ -15,6 +15,7 @@ mod git_credentials;
 mod git_tls;
 mod url;
 pub use git_credentials::set_git_credentials_file;
+pub(crate) use url::unpack;
 pub use url::{DEFAULT_MAX_CONTEXT_BYTES, DEFAULT_STALL, UrlLimits, download, url, version};
 
 /// What a fetch produced besides the files.

@@ -226,7 +226,12 @@ const BZIP2_MAGIC: &[u8] = b"BZh";
 
 /// Unpacks a (possibly compressed) tar into `dest`, within `limits.max_bytes` of
 /// decompressed data, until `stop` fires. Blocking.
-fn unpack(mut file: File, dest: &Path, limits: UrlLimits, stop: &CancellationToken) -> Result<()> {
+pub(crate) fn unpack(
+    mut file: File,
+    dest: &Path,
+    limits: UrlLimits,
+    stop: &CancellationToken,
+) -> Result<()> {
     let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}"));
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut magic = [0u8; 6];
@@ -340,10 +345,17 @@ fn unpack_entries(
                         target.display()
                     )));
                 }
-                check_link_target(dest, &rel, &target, link_kind)
+                // a symlink's target is relative to where it really lands, through the
+                // symlinks among its parents, not to its name in the archive
+                let at = match link_kind {
+                    LinkKind::Symbolic => landing(dest, &rel)
+                        .ok_or_else(|| refuse("would land outside the context"))?,
+                    LinkKind::Hard => rel.clone(),
+                };
+                check_link_target(dest, &at, &target, link_kind)
                     .map_err(|e| refuse(&format!("is refused: {}", context_message(e))))?;
                 if link_kind == LinkKind::Symbolic {
-                    symlinks.push((rel.clone(), target));
+                    symlinks.push((at, target));
                 }
             }
             tar::EntryType::XGlobalHeader
@@ -375,6 +387,26 @@ fn unpack_entries(
         })?;
     }
     Ok(())
+}
+
+/// Where `rel` is created under `dest` once the symlinks among its existing parents
+/// are followed (as the OS will), relative to `dest`; None when that is outside it.
+fn landing(dest: &Path, rel: &Path) -> Option<PathBuf> {
+    let real_dest = dest.canonicalize().ok()?;
+    let mut existing = dest.join(rel.parent()?);
+    // parents not there yet are created as plain directories
+    let mut missing = Vec::new();
+    let real = loop {
+        match existing.canonicalize() {
+            Ok(real) => break real,
+            Err(_) => missing.push(existing.file_name()?.to_owned()),
+        }
+        existing.pop();
+    };
+    let mut at = real.strip_prefix(&real_dest).ok()?.to_path_buf();
+    at.extend(missing.iter().rev());
+    at.push(rel.file_name()?);
+    Some(at)
 }
 
 fn context_message(e: Error) -> String {

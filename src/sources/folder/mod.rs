@@ -29,6 +29,7 @@ use watch::FsEvent;
 pub use limit::DEFAULT_MAX_FILE_BYTES;
 pub use parse::{Doc, read_docs, status_yaml};
 pub use scan::is_yaml as is_resource_file;
+pub(crate) use write::merge_status;
 pub use yaml_doc::{DocSpan, replace_status, split_documents};
 
 /// State kept under the watched folder (the Mesos framework ID, later).

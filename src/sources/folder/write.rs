@@ -37,7 +37,7 @@ pub fn write_status(
 }
 
 /// `text` with `status` in the document defining `key`; None when no document does.
-fn merge_status(
+pub(crate) fn merge_status(
     text: &str,
     key: &str,
     origin: &str,
