@@ -16,6 +16,7 @@ use crate::api::{BuildSource, DockerBuild, DockerBuildSpec, Output};
 use std::time::Duration;
 
 use crate::backends::{Backend, LocalBackend, MesosBackend, MesosOptions};
+use crate::logs::LogStore;
 use crate::mesos::http::BasicAuth;
 use crate::mesos::scheduler::{
     CoreConfig, ExecutorLaunch, FileStore, FrameworkIdStore, FrameworkOptions,
@@ -526,13 +527,27 @@ pub fn one_shot_requests(
 pub async fn build_once(
     requests: Vec<BuildRequest>,
     args: &BackendArgs,
+    logs: Option<LogStore>,
 ) -> Result<Vec<(String, Result<BuildOutcome>)>> {
     let backend = backend(args, Arc::new(NoStore)).await?;
     let mut results = Vec::new();
     for req in requests {
         let key = req.key.clone();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let shown = tokio::spawn(progress::show(key.clone(), rx));
+        let log = logs.as_ref().and_then(|store| one_shot_log(store, &req));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (show_tx, show_rx) = tokio::sync::mpsc::unbounded_channel();
+        let shown = tokio::spawn(progress::show(key.clone(), show_rx));
+        // the log sees every event the terminal does; it ends when the build drops `tx`
+        let kept = tokio::spawn(async move {
+            let mut log = log;
+            while let Some(ev) = rx.recv().await {
+                if let Some(log) = log.as_mut() {
+                    log.event(&ev);
+                }
+                let _ = show_tx.send(ev);
+            }
+            log
+        });
         let cancel = CancellationToken::new();
         let run = backend.run(req, tx, cancel.clone());
         let result = tokio::select! {
@@ -542,11 +557,30 @@ pub async fn build_once(
                 Err(Error::Cancelled("interrupted".into()))
             }
         };
+        if let Ok(Some(log)) = kept.await {
+            let path = log.path().to_path_buf();
+            log.finish(&result);
+            eprintln!("{key}: log kept in {}", path.display());
+        }
         let _ = shown.await;
         backend.settled(&key);
         results.push((key, result));
     }
     Ok(results)
+}
+
+/// A resource's next build log, numbered after the kept ones; a log that cannot be
+/// opened is warned about, never a reason not to build.
+fn one_shot_log(store: &LogStore, req: &BuildRequest) -> Option<crate::logs::BuildLog> {
+    let (ns, name) = req.key.split_once('/')?;
+    let opened = store.next_number(ns, name).and_then(|n| {
+        let log = store.open(ns, name, n, crate::logs::Redactor::for_request(req))?;
+        store.prune(ns, name, n)?;
+        Ok(log)
+    });
+    opened
+        .inspect_err(|e| tracing::warn!(key = %req.key, "no build log kept: {e}"))
+        .ok()
 }
 
 /// A one-shot build keeps no framework ID: each run is a new framework.

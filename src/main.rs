@@ -177,7 +177,16 @@ async fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
             };
-            match commands::build_once(requests, &backend).await {
+            // a resource file's builds keep their logs beside it, as `slipway watch` does
+            let logs = slipway::sources::folder::is_resource_file(&file).then(|| {
+                let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+                slipway::logs::LogStore {
+                    root: commands::folder_log_root(dir.unwrap_or(".".as_ref())),
+                    retention: Default::default(),
+                    max_bytes: slipway::logs::DEFAULT_MAX_BYTES,
+                }
+            });
+            match commands::build_once(requests, &backend, logs).await {
                 Ok(results) => {
                     let mut ok = true;
                     for (key, r) in results {

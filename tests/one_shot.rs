@@ -106,6 +106,43 @@ apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: bad}}\nsp
     }
     // one shot leaves the file alone
     assert!(!fx.read("builds.yaml").contains("status:"));
+    // but keeps each build's log beside it, where `slipway logs` finds it
+    let ok = fx.read(".slipway/logs/default/ok/1.log");
+    assert!(
+        ok.lines().last().unwrap().contains(&format!(
+            "--- end of build 1: succeeded, {reg}/slipway-test/yaml-ok@sha256:"
+        )),
+        "{ok}"
+    );
+    let logs = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["logs", "bad", "--dir"])
+        .arg(fx.path(""))
+        .output()
+        .unwrap();
+    let bad = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(bad.contains("RUN exit 4"), "{bad}");
+    assert!(bad.contains("--- end of build 1: failed"), "{bad}");
+    assert!(stderr.contains("default/bad: log kept in "), "{stderr}");
+    // a second run is build 2, next to the first
+    let again = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("build")
+        .arg(fx.path("builds.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        fx.read(".slipway/logs/default/bad/2.log")
+            .contains("end of build 2: failed")
+    );
+    assert!(
+        fx.read(".slipway/logs/default/bad/1.log")
+            .contains("end of build 1: failed")
+    );
 }
 
 #[test]

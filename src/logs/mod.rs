@@ -108,6 +108,13 @@ impl LogStore {
         BuildLog::open(&path, number, self.max_bytes, redactor)
     }
 
+    /// The number after the highest kept: what a build run outside the queue
+    /// (`slipway build`) is numbered.
+    pub fn next_number(&self, namespace: &str, name: &str) -> Result<u64> {
+        let kept = numbered(&self.dir(namespace, name))?;
+        Ok(kept.iter().map(|(n, _)| *n).max().unwrap_or(0) + 1)
+    }
+
     /// Removes the logs retention no longer keeps, never `current`'s.
     pub fn prune(&self, namespace: &str, name: &str, current: u64) -> Result<()> {
         let dir = self.dir(namespace, name);
