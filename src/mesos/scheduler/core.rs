@@ -54,6 +54,9 @@ pub struct Core {
     unclaimed: HashMap<(String, String), (String, String)>,
     /// Terminal updates acknowledged once their status is written, by key.
     unacked: HashMap<String, Vec<(String, String, Vec<u8>)>>,
+    /// Acknowledgements whose status was written while unsubscribed: sent once
+    /// subscribed again (a call without a subscription is refused).
+    settled_offline: Vec<(String, String, Vec<u8>)>,
     suppressed: bool,
     /// Offers were declined with a filter since the last REVIVE.
     declined: bool,
@@ -113,7 +116,10 @@ impl Core {
         self.framework_id = Some(framework_id);
         self.subscribed = true;
         self.launch_after = Some(now + self.cfg.settle);
-        let mut calls = Vec::new();
+        let mut calls: Vec<Call> = std::mem::take(&mut self.settled_offline)
+            .into_iter()
+            .flat_map(|a| self.ack_now(Some(a)))
+            .collect();
         let known: Vec<(String, Option<String>)> = self
             .active
             .iter()
@@ -585,10 +591,12 @@ impl Core {
 
     /// The status for `key` is written: acknowledge its terminal updates.
     pub fn settled(&mut self, key: &str) -> Vec<Call> {
-        self.unacked
-            .remove(key)
-            .unwrap_or_default()
-            .into_iter()
+        let acks = self.unacked.remove(key).unwrap_or_default();
+        if !self.subscribed {
+            self.settled_offline.extend(acks);
+            return Vec::new();
+        }
+        acks.into_iter()
             .flat_map(|a| self.ack_now(Some(a)))
             .collect()
     }

@@ -227,6 +227,35 @@ fn a_finished_task_is_acknowledged_only_once_its_status_is_written() {
 }
 
 #[test]
+fn a_status_written_while_disconnected_is_acknowledged_after_subscribing_again() {
+    let mut c = core();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let spec = build("ns/a", 1.0);
+    let id = spec.task_id.clone();
+    c.launch(spec, tx);
+    c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
+    let mut fin = status(&id, TaskState::TaskFinished, Some(b"u2"));
+    fin.data = Some(TaskReport::finished(BuildOutcome::default()).encode());
+    assert!(c.on_update(fin).is_empty(), "held until settled");
+    // the master fails over before the status is written
+    c.on_disconnected("master gone");
+    assert!(
+        c.settled("ns/a").is_empty(),
+        "no call without a subscription"
+    );
+    let calls = c.on_subscribed("fw".into(), Instant::now());
+    let acks: Vec<_> = calls
+        .iter()
+        .filter_map(|c| c.acknowledge.as_ref())
+        .collect();
+    assert_eq!(acks.len(), 1, "{:?}", kinds(&calls));
+    assert_eq!(acks[0].uuid, b"u2");
+    // once only
+    let again = c.on_subscribed("fw".into(), Instant::now());
+    assert!(again.iter().all(|c| c.acknowledge.is_none()));
+}
+
+#[test]
 fn after_a_restart_a_running_task_is_reattached_and_a_gone_one_relaunched() {
     let mut c = Core::new(
         CoreConfig {
