@@ -7,23 +7,29 @@
 //! again. Elsewhere (or where the filesystem cannot exchange) the check is made
 //! just before a plain rename.
 //!
-//! What no rename-based write can keep: bytes written later through a descriptor
-//! opened on the old file long before (a logger holding it open). A writer that
-//! opened it just before the swap gets a short grace to finish its write.
+//! A writer that opened the old file before the swap (`>>` between its open and its
+//! write) may write into it after: the swapped-out file is drained until no one has
+//! it open for writing, which Linux tells through a read lease (granted only then).
+//! What no rename-based write can keep: bytes a program holding the old file open
+//! for good (a logger) writes after `WRITER_WAIT`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempPath;
+use tracing::warn;
 
 /// Merges tried before giving up on a file that changes faster than we write it.
 const ATTEMPTS: usize = 20;
 const TMP_SUFFIX: &str = ".slipway-tmp";
-/// A file modified this recently may have an appender in the middle of a write.
+/// How long writers still holding the swapped-out file get to close it.
+const WRITER_WAIT: Duration = Duration::from_secs(2);
+const WRITER_POLL: Duration = Duration::from_millis(5);
+/// Without leases: a file modified this recently may have an appender in the
+/// middle of a write, which gets a short grace to finish it.
 const BUSY: Duration = Duration::from_millis(100);
-/// How long such an appender gets to finish the write it began before the swap.
 const GRACE: Duration = Duration::from_millis(20);
 
 /// Points where a test plays a user's edit.
@@ -130,9 +136,34 @@ fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Moves to `path` what writers still holding the swapped-out `old` write into it
-/// (it is read up to its end already): while it keeps growing, or once if it was
-/// written to just now.
+/// (it is read up to its end already, and has no name any more, so no new writer
+/// can open it): until none of them has it open.
 fn carry_appends(old: &mut File, path: &Path) -> io::Result<()> {
+    let deadline = Instant::now() + WRITER_WAIT;
+    loop {
+        // asked before reading: once no writer is left, the read gets every byte
+        let writers = open_for_writing(old);
+        let mut added = Vec::new();
+        old.read_to_end(&mut added)?;
+        append(path, &added)?;
+        match writers {
+            Some(false) => return Ok(()),
+            Some(true) if Instant::now() < deadline => std::thread::sleep(WRITER_POLL),
+            Some(true) => {
+                warn!(
+                    path = %path.display(),
+                    "a program keeps the replaced copy of this file open for writing; \
+                     what it writes there from now on is not carried over"
+                );
+                return Ok(());
+            }
+            None => return carry_recent_appends(old, path),
+        }
+    }
+}
+
+/// Where leases are unavailable: the grace for a writer caught mid-write.
+fn carry_recent_appends(old: &mut File, path: &Path) -> io::Result<()> {
     let busy = old
         .metadata()?
         .modified()
@@ -152,6 +183,30 @@ fn carry_appends(old: &mut File, path: &Path) -> io::Result<()> {
         append(path, &added)?;
     }
     Ok(())
+}
+
+/// Whether anyone has `file` open for writing: Linux grants a read lease on a
+/// read-only descriptor only when no one has (released at once). None where
+/// leases are unavailable (another owner's file, NFS, not Linux).
+#[cfg(target_os = "linux")]
+fn open_for_writing(file: &File) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl with integer arguments on a descriptor `file` keeps open.
+    if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        return Some(false);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => Some(true),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_for_writing(_: &File) -> Option<bool> {
+    None
 }
 
 /// Swaps the two names atomically; false where the system cannot.
@@ -263,6 +318,31 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "a: 1\nstatus: ok\n# late\n"
+        );
+        only_the_file_left(dir.path());
+    }
+
+    /// `>>` opens the file, then is descheduled before it writes: its line goes to
+    /// the swapped-out copy long after any grace, and must still reach the file.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_writer_paused_between_its_open_and_its_write_loses_nothing() {
+        let (dir, p) = file("a: 1\n");
+        let mut writer = None;
+        update(&p, merge, &mut |s| {
+            if s == Stage::Checked && writer.is_none() {
+                let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+                writer = Some(std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(400));
+                    f.write_all(b"# paused\n").unwrap();
+                }));
+            }
+        })
+        .unwrap();
+        writer.unwrap().join().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a: 1\nstatus: ok\n# paused\n"
         );
         only_the_file_left(dir.path());
     }
