@@ -29,7 +29,8 @@ pub mod yaml;
 use thiserror::Error;
 
 /// Everything that can go wrong, grouped so a status message and a metric label
-/// can be derived from it.
+/// can be derived from it. Each variant is one [`Kind`]; what a kind means for
+/// retries and labels is in one table, [`KINDS`].
 #[derive(Error, Debug)]
 pub enum Error {
     /// The resource itself is wrong: the user must change it. Never retried.
@@ -60,9 +61,9 @@ pub enum Error {
     #[error("cancelled: {0}")]
     Cancelled(String),
 
-    /// The build took longer than `spec.timeoutSeconds`.
-    #[error("timed out after {0} s")]
-    Timeout(u64),
+    /// The build took longer than `spec.timeoutSeconds` (see [`Error::timed_out`]).
+    #[error("{0}")]
+    Timeout(String),
 
     /// A Mesos task was lost with its agent, dropped or gone: not the build's fault.
     /// Retried on another offer.
@@ -73,66 +74,183 @@ pub enum Error {
     #[error("mesos: {0}")]
     Mesos(String),
 
-    /// The Kubernetes API could not be reached or refused a call. Retried with backoff.
-    #[error("kubernetes: {0}")]
-    Kube(String),
+    /// The Kubernetes API could not be reached or refused a call. Retried with
+    /// backoff unless the API server called the request itself malformed.
+    #[error("kubernetes: {message}")]
+    Kube {
+        message: String,
+        /// The API server's HTTP status, when it answered.
+        status: Option<u16>,
+        #[source]
+        source: Option<Box<kube::Error>>,
+    },
 
     /// A resource file could not be read or written.
-    #[error("{path}: {message}")]
+    #[error("{}", with_path(path, message))]
     Source { path: String, message: String },
 
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
 
-impl Error {
+fn with_path(path: &str, message: &str) -> String {
+    if path.is_empty() {
+        message.to_string()
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+/// The category of an [`Error`]: what drives retries, the status condition's
+/// reason, the metric label, and the label a Mesos executor reports its failure by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InvalidSpec,
+    Context,
+    BuildFailed,
+    Registry,
+    Docker,
+    Buildkit,
+    Cancelled,
+    Timeout,
+    TaskLost,
+    Mesos,
+    Kube,
+    Source,
+    Io,
+}
+
+/// The one table: each kind's label and whether it is retried. Infrastructure
+/// failures are retried; a user's mistake fails once.
+pub const KINDS: [(Kind, &str, bool); 13] = [
+    (Kind::InvalidSpec, "InvalidSpec", false),
+    (Kind::Context, "ContextError", false),
+    (Kind::BuildFailed, "BuildFailed", false),
+    (Kind::Registry, "RegistryError", true),
+    (Kind::Docker, "DockerError", true),
+    (Kind::Buildkit, "BuildkitError", true),
+    (Kind::Cancelled, "Cancelled", false),
+    (Kind::Timeout, "Timeout", false),
+    (Kind::TaskLost, "TaskLost", true),
+    (Kind::Mesos, "MesosError", true),
+    (Kind::Kube, "KubeError", true),
+    (Kind::Source, "SourceError", false),
+    (Kind::Io, "IoError", false),
+];
+
+impl Kind {
+    fn row(self) -> &'static (Kind, &'static str, bool) {
+        KINDS
+            .iter()
+            .find(|r| r.0 == self)
+            .expect("every kind has a row in KINDS")
+    }
+
     /// Short label for metrics and the status condition's `reason`.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::Context(_) => "ContextError",
-            Error::BuildFailed(_) => "BuildFailed",
-            Error::Registry(_) => "RegistryError",
-            Error::Docker(_) => "DockerError",
-            Error::Buildkit(_) => "BuildkitError",
-            Error::Cancelled(_) => "Cancelled",
-            Error::Timeout(_) => "Timeout",
-            Error::TaskLost(_) => "TaskLost",
-            Error::Mesos(_) => "MesosError",
-            Error::Kube(_) => "KubeError",
-            Error::Source { .. } => "SourceError",
-            Error::Io(_) => "IoError",
+    pub fn label(self) -> &'static str {
+        self.row().1
+    }
+
+    pub fn is_retryable(self) -> bool {
+        self.row().2
+    }
+
+    /// The kind a label names; an unknown label (a newer executor's) is a build
+    /// failure, never retried by mistake.
+    pub fn from_label(label: &str) -> Kind {
+        KINDS
+            .iter()
+            .find(|r| r.1 == label)
+            .map_or(Kind::BuildFailed, |r| r.0)
+    }
+}
+
+impl Error {
+    /// An error of `kind` with `message`, as [`Error::detail`] gives it back.
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        let m = message.into();
+        match kind {
+            Kind::InvalidSpec => Error::InvalidSpec(m),
+            Kind::Context => Error::Context(m),
+            Kind::BuildFailed => Error::BuildFailed(m),
+            Kind::Registry => Error::Registry(m),
+            Kind::Docker => Error::Docker(m),
+            Kind::Buildkit => Error::Buildkit(m),
+            Kind::Cancelled => Error::Cancelled(m),
+            Kind::Timeout => Error::Timeout(m),
+            Kind::TaskLost => Error::TaskLost(m),
+            Kind::Mesos => Error::Mesos(m),
+            Kind::Kube => Error::Kube {
+                message: m,
+                status: None,
+                source: None,
+            },
+            Kind::Source => Error::Source {
+                path: String::new(),
+                message: m,
+            },
+            Kind::Io => Error::Io(std::io::Error::other(m)),
         }
     }
 
-    /// Infrastructure failures are retried; a user's mistake fails once.
+    /// A build that ran past its `spec.timeoutSeconds`.
+    pub fn timed_out(seconds: u64) -> Self {
+        Error::Timeout(format!("timed out after {seconds} s"))
+    }
+
+    /// A failed Kubernetes call, keeping the API server's status and the cause.
+    pub fn kube(context: impl std::fmt::Display, e: kube::Error) -> Self {
+        let status = match &e {
+            kube::Error::Api(s) => Some(s.code),
+            _ => None,
+        };
+        Error::Kube {
+            message: format!("{context}: {e}"),
+            status,
+            source: Some(Box::new(e)),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::InvalidSpec(_) => Kind::InvalidSpec,
+            Error::Context(_) => Kind::Context,
+            Error::BuildFailed(_) => Kind::BuildFailed,
+            Error::Registry(_) => Kind::Registry,
+            Error::Docker(_) => Kind::Docker,
+            Error::Buildkit(_) => Kind::Buildkit,
+            Error::Cancelled(_) => Kind::Cancelled,
+            Error::Timeout(_) => Kind::Timeout,
+            Error::TaskLost(_) => Kind::TaskLost,
+            Error::Mesos(_) => Kind::Mesos,
+            Error::Kube { .. } => Kind::Kube,
+            Error::Source { .. } => Kind::Source,
+            Error::Io(_) => Kind::Io,
+        }
+    }
+
+    /// Short label for metrics and the status condition's `reason`.
+    pub fn metric_label(&self) -> &'static str {
+        self.kind().label()
+    }
+
+    /// Infrastructure failures are retried; a user's mistake fails once, and so
+    /// does a request the API server called malformed (400, 422): sending it
+    /// again cannot help.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Registry(_)
-                | Error::Docker(_)
-                | Error::Buildkit(_)
-                | Error::TaskLost(_)
-                | Error::Mesos(_)
-                | Error::Kube(_)
-        )
+        match self {
+            Error::Kube {
+                status: Some(400 | 422),
+                ..
+            } => false,
+            e => e.kind().is_retryable(),
+        }
     }
 
     /// The error a remote build reported by its label and message (the Mesos
     /// executor's FAILED update), so retry rules apply as if it ran here.
     pub fn from_label(label: &str, message: String) -> Self {
-        match label {
-            "InvalidSpec" => Error::InvalidSpec(message),
-            "ContextError" => Error::Context(message),
-            "RegistryError" => Error::Registry(message),
-            "DockerError" => Error::Docker(message),
-            "BuildkitError" => Error::Buildkit(message),
-            "Cancelled" => Error::Cancelled(message),
-            "TaskLost" => Error::TaskLost(message),
-            "MesosError" => Error::Mesos(message),
-            "KubeError" => Error::Kube(message),
-            _ => Error::BuildFailed(message),
-        }
+        Error::new(Kind::from_label(label), message)
     }
 
     /// The message without the variant's prefix, for sending to another process.
@@ -145,12 +263,79 @@ impl Error {
             | Error::Docker(m)
             | Error::Buildkit(m)
             | Error::Cancelled(m)
+            | Error::Timeout(m)
             | Error::TaskLost(m)
             | Error::Mesos(m)
-            | Error::Kube(m) => m.clone(),
+            | Error::Kube { message: m, .. } => m.clone(),
+            Error::Io(e) => e.to_string(),
             other => other.to_string(),
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    /// Every kind survives the trip through another process (label and detail,
+    /// as a Mesos executor sends them) with its label, retry rule and message.
+    #[test]
+    fn every_kind_round_trips_through_its_label() {
+        for (kind, label, retry) in KINDS {
+            let e = Error::new(kind, "the reason");
+            assert_eq!(e.kind(), kind);
+            assert_eq!(e.metric_label(), label);
+            assert_eq!(e.is_retryable(), retry, "{label}");
+            let back = Error::from_label(e.metric_label(), e.detail());
+            assert_eq!(back.kind(), kind, "{label}");
+            assert_eq!(back.to_string(), e.to_string(), "{label}");
+        }
+        let labels: std::collections::HashSet<_> = KINDS.iter().map(|r| r.1).collect();
+        assert_eq!(labels.len(), KINDS.len(), "labels are unique");
+    }
+
+    #[test]
+    fn a_timeout_reported_from_afar_is_still_a_timeout() {
+        let e = Error::timed_out(600);
+        assert_eq!(e.to_string(), "timed out after 600 s");
+        let back = Error::from_label("Timeout", e.detail());
+        assert_eq!(back.metric_label(), "Timeout");
+        assert!(!back.is_retryable());
+        assert_eq!(back.to_string(), "timed out after 600 s");
+    }
+
+    #[test]
+    fn an_unknown_label_is_a_build_failure() {
+        let e = Error::from_label("SomethingNew", "x".into());
+        assert_eq!(e.kind(), Kind::BuildFailed);
+        assert!(!e.is_retryable());
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("the server said no", "Invalid")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn a_kube_error_keeps_the_http_status_and_its_cause() {
+        use std::error::Error as _;
+        let e = Error::kube("writing the status of team/a", api_error(422));
+        assert!(matches!(
+            e,
+            Error::Kube {
+                status: Some(422),
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("the server said no"), "{e}");
+        assert!(e.source().is_some());
+        assert!(!e.is_retryable(), "a malformed request is not sent again");
+        assert!(Error::kube("reading", api_error(503)).is_retryable());
+        assert!(Error::kube("reading", api_error(403)).is_retryable());
+    }
+}

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
 use tracing::info;
 
 use super::{BackendArgs, BackendKind, NoStore, backend, parse_duration, shutdown_signal};
@@ -64,11 +63,7 @@ pub async fn run(
     mut settings: Settings,
 ) -> Result<()> {
     settings.triggers.tls = crate::tls::Tls::load(&backend_args.tls)?;
-    let client = Client::try_default().await.map_err(|e| {
-        Error::Kube(format!(
-            "no cluster to talk to (KUBECONFIG, ~/.kube/config or the pod's service account): {e}"
-        ))
-    })?;
+    let client = crate::sources::kube::default_client().await?;
     let own_namespace = args
         .pod_namespace
         .clone()

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
 use tracing::warn;
 
 use super::Member;
@@ -76,11 +76,7 @@ pub fn from_folder(dir: &Path) -> Result<Vec<Member>> {
 /// Every DockerBuild of `namespace` (all namespaces when `None`), with the default
 /// kubeconfig (KUBECONFIG, ~/.kube/config or in-cluster).
 pub async fn from_kube(namespace: Option<&str>) -> Result<Vec<Member>> {
-    let client = Client::try_default().await.map_err(|e| {
-        Error::Kube(format!(
-            "no cluster to talk to (KUBECONFIG, ~/.kube/config or the pod's service account): {e}"
-        ))
-    })?;
+    let client = crate::sources::kube::default_client().await?;
     let api: Api<DockerBuild> = match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
@@ -88,7 +84,7 @@ pub async fn from_kube(namespace: Option<&str>) -> Result<Vec<Member>> {
     let list = api
         .list(&ListParams::default())
         .await
-        .map_err(|e| Error::Kube(format!("listing DockerBuilds: {e}")))?;
+        .map_err(|e| Error::kube("listing DockerBuilds", e))?;
     Ok(list
         .items
         .into_iter()

@@ -219,6 +219,22 @@ mod tests {
         assert!(!user.is_retryable());
     }
 
+    /// A build that ran past `spec.timeoutSeconds` on an agent is reported as a
+    /// timeout (reason `Timeout`), not as a failed Dockerfile.
+    #[test]
+    fn a_timeout_on_an_agent_stays_a_timeout() {
+        let sent = TaskReport::failed(&Error::timed_out(30));
+        let TaskReport::Failed {
+            reason, message, ..
+        } = TaskReport::decode(&sent.encode()).unwrap()
+        else {
+            panic!("not a failure")
+        };
+        let e = Error::from_label(&reason, message);
+        assert_eq!(e.metric_label(), "Timeout");
+        assert_eq!(e.to_string(), "timed out after 30 s");
+    }
+
     #[test]
     fn steps_cross_the_wire_on_success_and_failure() {
         use crate::api::StageStep;

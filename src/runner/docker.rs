@@ -160,7 +160,7 @@ impl Runner {
                 match timeout {
                     Some(s) => tokio::time::timeout(Duration::from_secs(s), work)
                         .await
-                        .unwrap_or(Err(Error::Timeout(s))),
+                        .unwrap_or(Err(Error::timed_out(s))),
                     None => work.await,
                 }
             } => r,

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use tracing::{info, warn};
 
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -88,18 +88,24 @@ impl Lease {
             match self.try_acquire().await {
                 Ok(Attempt::Held) => renewed = Instant::now(),
                 Ok(Attempt::Taken(holder)) => {
-                    return Error::Kube(format!(
-                        "lost the lease {}/{} to {holder}",
-                        self.cfg.namespace, self.cfg.name
-                    ));
+                    return Error::new(
+                        Kind::Kube,
+                        format!(
+                            "lost the lease {}/{} to {holder}",
+                            self.cfg.namespace, self.cfg.name
+                        ),
+                    );
                 }
                 Err(e) if renewed.elapsed() >= self.cfg.renew_deadline() => {
-                    return Error::Kube(format!(
-                        "could not renew the lease {}/{} for {:?}: {e}",
-                        self.cfg.namespace,
-                        self.cfg.name,
-                        renewed.elapsed()
-                    ));
+                    return Error::new(
+                        Kind::Kube,
+                        format!(
+                            "could not renew the lease {}/{} for {:?}: {e}",
+                            self.cfg.namespace,
+                            self.cfg.name,
+                            renewed.elapsed()
+                        ),
+                    );
                 }
                 Err(e) => warn!(lease = %self.cfg.name, "renewing the lease failed: {e}"),
             }
@@ -201,5 +207,5 @@ impl Lease {
 }
 
 fn kube_err(e: kube::Error) -> Error {
-    Error::Kube(e.to_string())
+    Error::kube("the leader lease", e)
 }

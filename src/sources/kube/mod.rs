@@ -29,7 +29,7 @@ use super::{Notice, Resource, Source, SourceEvent};
 use crate::api::{API_VERSION, DockerBuild, DockerBuildStatus, KIND};
 use crate::registry::DockerConfig;
 use crate::runner::BuildSecrets;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 
 /// Held on every DockerBuild until its build has stopped.
 pub const FINALIZER: &str = "slipway.dev/build";
@@ -37,6 +37,16 @@ pub const FINALIZER: &str = "slipway.dev/build";
 pub const MANAGER: &str = "slipway";
 /// How long a status write keeps trying through API errors before it gives up.
 const WRITE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// A client from the default kubeconfig (KUBECONFIG, ~/.kube/config or in-cluster).
+pub async fn default_client() -> Result<Client> {
+    Client::try_default().await.map_err(|e| {
+        Error::kube(
+            "no cluster to talk to (KUBECONFIG, ~/.kube/config or the pod's service account)",
+            e,
+        )
+    })
+}
 
 pub struct KubeSource {
     client: Client,
@@ -254,7 +264,7 @@ impl Source for KubeSource {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(Error::Kube(format!("writing the status of {key}: {e}"))),
+                Err(e) => return Err(Error::kube(format!("writing the status of {key}"), e)),
             }
         }
     }
@@ -279,8 +289,8 @@ impl Source for KubeSource {
         let what = format!("Secret {ns}/{name} (spec.output.pushSecretRef)");
         let secret = match api.get_opt(name).await {
             Ok(Some(s)) => s,
-            Ok(None) => return Err(Error::Kube(format!("{what} does not exist"))),
-            Err(e) => return Err(Error::Kube(format!("cannot read {what}: {e}"))),
+            Ok(None) => return Err(Error::new(Kind::Kube, format!("{what} does not exist"))),
+            Err(e) => return Err(Error::kube(format!("cannot read {what}"), e)),
         };
         let type_ = secret.type_.as_deref().unwrap_or("Opaque");
         if type_ != "kubernetes.io/dockerconfigjson" {
@@ -335,7 +345,7 @@ impl Source for KubeSource {
             let obj = match api.get_opt(name).await {
                 Ok(Some(o)) => o,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(Error::Kube(e.to_string())),
+                Err(e) => return Err(Error::kube(format!("reading {key}"), e)),
             };
             if obj.uid().as_deref() != Some(origin)
                 || !obj.finalizers().iter().any(|f| f == FINALIZER)
@@ -349,12 +359,13 @@ impl Source for KubeSource {
                 }
                 // someone changed the object meanwhile: read it again
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(Error::Kube(e.to_string())),
+                Err(e) => return Err(Error::kube(format!("removing the finalizer of {key}"), e)),
             }
         }
-        Err(Error::Kube(format!(
-            "{key}: the finalizer could not be removed (the object kept changing)"
-        )))
+        Err(Error::new(
+            Kind::Kube,
+            format!("{key}: the finalizer could not be removed (the object kept changing)"),
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use kube::api::Api;
 use crate::api::{BuildSecret, SECRET_FILE_IN_KUBERNETES};
 use crate::runner::BuildSecrets;
 use crate::sources::folder::secrets::check_size;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 
 /// The values of `secrets`, by id. A Secret that does not exist (yet) is retryable
 /// (`Error::Kube`: it may be applied after the build); a missing key is the user's.
@@ -35,8 +35,8 @@ pub(super) async fn read(
         if !fetched.contains_key(&r.name) {
             let secret = match api.get_opt(&r.name).await {
                 Ok(Some(x)) => x,
-                Ok(None) => return Err(Error::Kube(format!("{what} does not exist"))),
-                Err(e) => return Err(Error::Kube(format!("cannot read {what}: {e}"))),
+                Ok(None) => return Err(Error::new(Kind::Kube, format!("{what} does not exist"))),
+                Err(e) => return Err(Error::kube(format!("cannot read {what}"), e)),
             };
             fetched.insert(r.name.clone(), secret);
         }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::mesos::scheduler::FrameworkIdStore;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 
 const KEY: &str = "frameworkId";
 
@@ -26,9 +26,10 @@ impl ConfigMapStore {
     pub async fn open(client: Client, namespace: &str, name: &str) -> Result<Arc<Self>> {
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
         let existing = api.get_opt(name).await.map_err(|e| {
-            Error::Kube(format!(
-                "reading ConfigMap {namespace}/{name} (the Mesos framework ID): {e}"
-            ))
+            Error::kube(
+                format!("reading ConfigMap {namespace}/{name} (the Mesos framework ID)"),
+                e,
+            )
         })?;
         let current = existing
             .as_ref()
@@ -65,7 +66,7 @@ impl FrameworkIdStore for ConfigMapStore {
         *cur = id.clone();
         self.writes
             .send(id)
-            .map_err(|_| Error::Kube("the framework ID writer stopped".into()))
+            .map_err(|_| Error::new(Kind::Kube, "the framework ID writer stopped"))
     }
 }
 
