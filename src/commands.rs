@@ -473,10 +473,12 @@ pub fn one_shot_requests(
             secrets: Default::default(),
         }]);
     }
-    let text = std::fs::read_to_string(file).map_err(|e| Error::Source {
-        path: file.display().to_string(),
-        message: e.to_string(),
-    })?;
+    // the watch folder's limit: a file this big is no resource, and reading it whole costs memory
+    let text = crate::sources::folder::read_resource_file(
+        file,
+        crate::sources::folder::DEFAULT_MAX_FILE_BYTES,
+    )
+    .map_err(|message| Error::new(crate::Kind::Source, message))?;
     let origin = file.display().to_string();
     let base_dir = std::path::absolute(file)?.parent().map(Path::to_path_buf);
     let mut out = Vec::new();

@@ -145,6 +145,22 @@ apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: bad}}\nsp
     );
 }
 
+/// A file far past any resource's size is refused before it is read whole.
+#[test]
+fn a_huge_file_is_refused_with_the_limit_named() {
+    let fx = Fixture::new();
+    let path = fx.dir.path().join("huge.yaml");
+    let line = "# padding padding padding padding padding padding padding padding\n";
+    std::fs::write(&path, line.repeat(40_000)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["build", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("over the 1572864-byte limit"), "{err}");
+}
+
 #[test]
 fn missing_file_is_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_slipway"))

@@ -80,6 +80,18 @@ fn names_in(start: &[u8]) -> Vec<String> {
 }
 
 /// What the status (or the log, when no resource can be named) says of a refused file.
+/// The text of one resource file read on its own (`slipway build FILE`), or what
+/// a person is told instead.
+pub fn read_one(path: &Path, max: u64) -> Result<String, String> {
+    let origin = path.display().to_string();
+    match read(path, max) {
+        FileRead::Text(t) => Ok(t),
+        FileRead::Gone => Err(format!("{origin}: no such file")),
+        FileRead::Unreadable(e) => Err(format!("{origin}: cannot read the file: {e}")),
+        FileRead::TooLarge { size, .. } => Err(too_large_message(&origin, size, max)),
+    }
+}
+
 pub(super) fn too_large_message(origin: &str, size: u64, max: u64) -> String {
     format!(
         "{origin}: the file is {size} bytes, over the {max}-byte limit of a resource file (--max-resource-file-bytes, by default 1.5 MiB, etcd's request limit); it was not read: split it into smaller files"

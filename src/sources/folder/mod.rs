@@ -26,7 +26,7 @@ use crate::{Error, Result};
 use scan::Resolved;
 use watch::FsEvent;
 
-pub use limit::DEFAULT_MAX_FILE_BYTES;
+pub use limit::{DEFAULT_MAX_FILE_BYTES, read_one as read_resource_file};
 pub use parse::{Doc, read_docs, status_yaml};
 pub use scan::is_yaml as is_resource_file;
 pub(crate) use write::merge_status;
