@@ -40,8 +40,7 @@ impl LeaseConfig {
 pub struct Lease {
     api: Api<KubeLease>,
     cfg: LeaseConfig,
-    /// The other holder's record as last seen, and when it last changed.
-    observed: Mutex<Option<(String, Instant)>>,
+    observer: Mutex<Observer>,
 }
 
 enum Attempt {
@@ -55,7 +54,7 @@ impl Lease {
         Self {
             api: Api::namespaced(client, &cfg.namespace),
             cfg,
-            observed: Mutex::new(None),
+            observer: Mutex::new(Observer::default()),
         }
     }
 
@@ -161,20 +160,21 @@ impl Lease {
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
-        let mine = holder.as_deref() == Some(me.as_str());
-        if !mine && let Some(h) = &holder {
-            let record = format!("{h} {:?}", spec.renew_time.as_ref().map(|t| t.0));
-            let held_for = Duration::from_secs(
-                u64::try_from(spec.lease_duration_seconds.unwrap_or(secs)).unwrap_or(1),
-            );
-            if !self.expired(record, held_for) {
-                return Ok(Attempt::Taken(h.clone()));
+        let verdict = self
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .judge(spec, &me, secs, Instant::now());
+        match verdict {
+            Verdict::Taken(h) => return Ok(Attempt::Taken(h)),
+            Verdict::Renew => {}
+            Verdict::TakeOver(was) => {
+                if let Some(h) = was {
+                    info!(lease = %self.cfg.name, holder = %h, "the leader stopped renewing; taking over");
+                }
+                spec.acquire_time = Some(now.clone());
+                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
             }
-            info!(lease = %self.cfg.name, holder = %h, "the leader stopped renewing; taking over");
-        }
-        if !mine {
-            spec.acquire_time = Some(now.clone());
-            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
         spec.holder_identity = Some(me);
         spec.lease_duration_seconds = Some(secs);
@@ -192,15 +192,50 @@ impl Lease {
             Err(e) => Err(kube_err(e)),
         }
     }
+}
 
-    /// True when `record` has not changed for `held_for` as seen from here.
-    fn expired(&self, record: String, held_for: Duration) -> bool {
-        let mut seen = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.as_ref() {
-            Some((r, since)) if *r == record => since.elapsed() >= held_for,
+/// What to do with the lease as read.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// This replica holds it: renew.
+    Renew,
+    /// Another replica holds it and has renewed within its duration.
+    Taken(String),
+    /// Free (never held, released) or its holder (named) stopped renewing: take it.
+    TakeOver(Option<String>),
+}
+
+/// Judges expiry by how long this replica has seen the holder's record unchanged,
+/// so no clocks are compared. Pure but for the `now` it is given.
+#[derive(Default)]
+struct Observer {
+    /// The other holder's record as last seen, and when it last changed.
+    seen: Option<(String, Instant)>,
+}
+
+impl Observer {
+    fn judge(&mut self, spec: &LeaseSpec, me: &str, default_secs: i32, now: Instant) -> Verdict {
+        let Some(h) = spec.holder_identity.as_deref().filter(|h| !h.is_empty()) else {
+            return Verdict::TakeOver(None);
+        };
+        if h == me {
+            return Verdict::Renew;
+        }
+        let record = format!("{h} {:?}", spec.renew_time.as_ref().map(|t| t.0));
+        let held_for = Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(default_secs)).unwrap_or(1),
+        );
+        match &self.seen {
+            Some((r, since)) if *r == record => {
+                if now.duration_since(*since) >= held_for {
+                    Verdict::TakeOver(Some(h.to_string()))
+                } else {
+                    Verdict::Taken(h.to_string())
+                }
+            }
             _ => {
-                *seen = Some((record, Instant::now()));
-                false
+                self.seen = Some((record, now));
+                Verdict::Taken(h.to_string())
             }
         }
     }
@@ -208,4 +243,74 @@ impl Lease {
 
 fn kube_err(e: kube::Error) -> Error {
     Error::kube("the leader lease", e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: Option<&str>, renewed_secs: i64, duration: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(String::from),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed_secs).unwrap())),
+            lease_duration_seconds: Some(duration),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_holder_that_keeps_renewing_keeps_the_lease() {
+        let mut o = Observer::default();
+        let t0 = Instant::now();
+        for i in 0..10u64 {
+            // renewed every 5 s, looked at every 5 s, for far longer than 15 s
+            let now = t0 + Duration::from_secs(5 * i);
+            let v = o.judge(&spec(Some("a"), 5 * i as i64, 15), "b", 15, now);
+            assert_eq!(v, Verdict::Taken("a".into()), "at {i}");
+        }
+    }
+
+    #[test]
+    fn a_holder_that_stops_renewing_is_taken_over_after_its_duration_as_seen_here() {
+        let mut o = Observer::default();
+        let t0 = Instant::now();
+        // its renew time is long past by the wall clock: only our own clock counts
+        let stale = spec(Some("a"), 0, 15);
+        assert_eq!(o.judge(&stale, "b", 15, t0), Verdict::Taken("a".into()));
+        let almost = t0 + Duration::from_secs(14);
+        assert_eq!(o.judge(&stale, "b", 15, almost), Verdict::Taken("a".into()));
+        let after = t0 + Duration::from_secs(15);
+        assert_eq!(
+            o.judge(&stale, "b", 15, after),
+            Verdict::TakeOver(Some("a".into()))
+        );
+    }
+
+    #[test]
+    fn a_new_holder_starts_the_clock_again() {
+        let mut o = Observer::default();
+        let t0 = Instant::now();
+        o.judge(&spec(Some("a"), 0, 15), "b", 15, t0);
+        let later = t0 + Duration::from_secs(20);
+        let v = o.judge(&spec(Some("c"), 0, 15), "b", 15, later);
+        assert_eq!(v, Verdict::Taken("c".into()));
+    }
+
+    #[test]
+    fn our_own_lease_is_renewed_and_a_released_one_taken() {
+        let mut o = Observer::default();
+        let now = Instant::now();
+        assert_eq!(
+            o.judge(&spec(Some("b"), 0, 15), "b", 15, now),
+            Verdict::Renew
+        );
+        assert_eq!(
+            o.judge(&spec(None, 0, 1), "b", 15, now),
+            Verdict::TakeOver(None)
+        );
+        assert_eq!(
+            o.judge(&spec(Some(""), 0, 1), "b", 15, now),
+            Verdict::TakeOver(None)
+        );
+    }
 }
