@@ -99,10 +99,8 @@ async fn locate(site: &LaunchSite, auth: Option<&BasicAuth>) -> Result<SandboxLo
         let state = match agent_state(&client, &url, auth).await {
             Ok(s) => s,
             // refused: asking again will not change that
-            Err(e) if e.to_string().contains("(401)") || e.to_string().contains("(403)") => {
-                return Err(e);
-            }
-            Err(e) => {
+            Err((e, false)) => return Err(e),
+            Err((e, true)) => {
                 last = Some(e);
                 continue;
             }
@@ -121,21 +119,32 @@ async fn locate(site: &LaunchSite, auth: Option<&BasicAuth>) -> Result<SandboxLo
     Err(last.unwrap_or_else(|| Error::Mesos(format!("GET {url}: no answer"))))
 }
 
+/// The agent's `/state`; an error says whether asking again may help (not when
+/// the agent refused the credentials).
 async fn agent_state(
     client: &reqwest::Client,
     url: &str,
     auth: Option<&BasicAuth>,
-) -> Result<Value> {
+) -> std::result::Result<Value, (Error, bool)> {
+    let what = format!("GET {url}");
     let req = http::authorized(client.get(url).timeout(REQUEST_TIMEOUT), auth);
     let resp = req
         .send()
         .await
-        .map_err(|e| Error::Mesos(format!("GET {url}: {e}")))?;
-    let what = format!("GET {url}");
-    let resp = http::expect_accepted(resp, &what).await?;
-    resp.json()
+        .map_err(|e| (Error::Mesos(format!("{what}: {e}")), true))?;
+    let refused = matches!(
+        resp.status(),
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    );
+    let resp = http::expect_accepted(resp, &what)
         .await
-        .map_err(|e| Error::Mesos(format!("{what}: unreadable answer: {e}")))
+        .map_err(|e| (e, !refused))?;
+    resp.json().await.map_err(|e| {
+        (
+            Error::Mesos(format!("{what}: unreadable answer: {e}")),
+            true,
+        )
+    })
 }
 
 /// The directory of `executor` of `framework` in an agent's `/state`: among its
@@ -152,10 +161,9 @@ fn directory_in(state: &Value, framework: &str, executor: &str) -> Option<String
                 .into_iter()
                 .chain(list(&f, "completed_executors"))
         })
-        .filter(|e| e["id"] == executor)
-        .filter_map(|e| e["directory"].as_str().map(str::to_string))
-        // the latest run last
-        .last()
+        // an executor ID is used once (it is its task's, which is new per launch)
+        .find(|e| e["id"] == executor)
+        .and_then(|e| e["directory"].as_str().map(str::to_string))
 }
 
 #[cfg(test)]
@@ -188,6 +196,65 @@ mod tests {
             agent_url(&offer).as_deref(),
             Some("http://agent-7.example.org:5051")
         );
+    }
+
+    #[test]
+    fn a_launch_names_its_agents_address_and_its_executor() {
+        use super::super::core::{Core, CoreConfig, TaskUpdate};
+        use crate::mesos::proto::v1::scheduler::call;
+        let cfg = CoreConfig {
+            settle: Duration::ZERO,
+            ..Default::default()
+        };
+        let now = std::time::Instant::now();
+        let mut c = Core::new(cfg, Some("fw-1".into()));
+        c.on_subscribed("fw-1".into(), now);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let task_id = crate::mesos::task::task_id("ns/app", "sha256:aa", 1);
+        c.launch(
+            super::super::TaskSpec {
+                key: "ns/app".into(),
+                spec_hash: "sha256:aa".into(),
+                task_id: task_id.clone(),
+                cpus: 0.5,
+                mem_mib: 100.0,
+                payload: b"{}".to_vec(),
+                previous: None,
+                base_layers: Vec::new(),
+            },
+            tx,
+        );
+        let mut offer = super::super::offers::tests::offer("o1", "h1", 2.0, 4096.0, "*");
+        offer.url = Some(ProtoUrl {
+            scheme: "http".into(),
+            address: Address {
+                hostname: Some("h1".into()),
+                ip: Some("10.0.0.7".into()),
+                port: 5051,
+            },
+            path: Some("/slave(1)".into()),
+            ..Default::default()
+        });
+        let calls = c.on_offers(vec![offer], now);
+        let accept = calls
+            .iter()
+            .find(|c| c.r#type() == call::Type::Accept)
+            .and_then(|c| c.accept.as_ref())
+            .expect("launched");
+        let task = &accept.operations[0].launch.as_ref().unwrap().task_infos[0];
+        let mut placed = None;
+        while let Ok(u) = rx.try_recv() {
+            if let TaskUpdate::Placed(p) = u {
+                placed = Some(p);
+            }
+        }
+        let site = LaunchSite::of(&placed.expect("placed")).expect("the agent's address");
+        assert_eq!(site.agent_url, "http://10.0.0.7:5051/slave(1)");
+        assert_eq!(site.framework_id, "fw-1");
+        // the sandbox is looked up by the executor ID the task was launched with
+        let executor = task.executor.as_ref().unwrap();
+        assert_eq!(site.executor_id, executor.executor_id.value);
+        assert_eq!(site.executor_id, task_id);
     }
 
     #[test]
