@@ -18,10 +18,11 @@ use crate::runner::{BuildEvent, Events};
 use crate::{Error, Result};
 
 /// Looks at the agent's `/state` this often, this many times: the agent may list
-/// the executor a moment after it reported the task's end.
+/// the executor a moment after it reported the task's end. An agent that does not
+/// answer at all is not asked again (it may be gone: the build's retry waits).
 const TRIES: u32 = 5;
 const PAUSE: Duration = Duration::from_millis(500);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The agent's HTTP address from its offer: `http://10.0.0.7:5051/slave(1)` (the
 /// path is the agent's libprocess ID, under which its `/state` is served).
@@ -120,7 +121,7 @@ async fn locate(site: &LaunchSite, auth: Option<&BasicAuth>) -> Result<SandboxLo
 }
 
 /// The agent's `/state`; an error says whether asking again may help (not when
-/// the agent refused the credentials).
+/// the agent refused the credentials or did not answer).
 async fn agent_state(
     client: &reqwest::Client,
     url: &str,
@@ -131,7 +132,7 @@ async fn agent_state(
     let resp = req
         .send()
         .await
-        .map_err(|e| (Error::Mesos(format!("{what}: {e}")), true))?;
+        .map_err(|e| (Error::Mesos(format!("{what}: {e}")), false))?;
     let refused = matches!(
         resp.status(),
         reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
