@@ -276,7 +276,9 @@ async fn an_executor_that_dies_before_its_first_update_leaves_its_output_in_the_
     let (out, mut w, _fx) = log_of_a_build_whose_executor_never_started(&cluster, &[]).await;
     // found through the agent named in the offer: its /state lists the sandbox
     assert!(
-        out.contains("--- the executor ended before it started the build; its sandbox is "),
+        out.contains(
+            "--- the executor ended before it said where its sandbox is; the agent has it at "
+        ),
         "{out}"
     );
     let (_, stderr) = out

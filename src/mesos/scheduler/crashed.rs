@@ -70,7 +70,7 @@ pub async fn keep_output(site: &LaunchSite, events: &Events, auth: Option<BasicA
     match locate(site, auth.as_ref()).await {
         Ok(at) => {
             let _ = events.send(BuildEvent::Copied(vec![format!(
-                "--- the executor ended before it started the build; its sandbox is {} on {}",
+                "--- the executor ended before it said where its sandbox is; the agent has it at {} ({})",
                 at.directory, at.agent
             )]));
             SandboxCopy::start(at, events.clone(), auth)
@@ -79,7 +79,7 @@ pub async fn keep_output(site: &LaunchSite, events: &Events, auth: Option<BasicA
         }
         Err(e) => {
             let _ = events.send(BuildEvent::Copied(vec![format!(
-                "--- the executor ended before it started the build, and its sandbox could not be found: {e}"
+                "--- the executor ended before it said where its sandbox is, and the agent could not say: {e}"
             )]));
         }
     }
