@@ -9,6 +9,8 @@ use tracing::{info, instrument, warn};
 
 use super::Backend;
 use crate::api::MesosTask;
+use crate::mesos::http::BasicAuth;
+use crate::mesos::scheduler::crashed::{self, LaunchSite};
 use crate::mesos::scheduler::sandbox_log::SandboxCopy;
 use crate::mesos::scheduler::{Framework, FrameworkOptions, TaskSpec, TaskUpdate};
 use crate::mesos::staging::{Handoff, Staged, Stager, StagingOptions};
@@ -32,6 +34,8 @@ pub struct MesosBackend {
     default_mem_mib: f64,
     /// For looking up base layers to place builds by.
     http: crate::tls::Clients,
+    /// The framework's credentials, for the agents' `/files/read` and `/state`.
+    auth: Option<BasicAuth>,
 }
 
 /// How long a killed task may take to report that it stopped.
@@ -44,6 +48,7 @@ impl MesosBackend {
             .clients(|b| b.connect_timeout(Duration::from_secs(5)))?;
         Ok(Self {
             http,
+            auth: opts.framework.auth.clone(),
             framework: Framework::start(opts.framework)?,
             stager,
             default_cpus: opts.default_cpus,
@@ -170,6 +175,8 @@ impl MesosBackend {
         let mut killed_at: Option<tokio::time::Instant> = None;
         // the build's log in the executor's sandbox, copied while the task runs
         let mut copy: Option<SandboxCopy> = None;
+        // where the task went, for when its executor ends before saying where its sandbox is
+        let mut site: Option<LaunchSite> = None;
         loop {
             let update = tokio::select! {
                 u = updates.recv() => u,
@@ -192,8 +199,12 @@ impl MesosBackend {
             };
             let event = match update {
                 TaskUpdate::Done(result) => {
-                    if let Some(c) = copy.take() {
-                        c.finish(result.is_err()).await;
+                    match (copy.take(), &site) {
+                        (Some(c), _) => c.finish(result.is_err()).await,
+                        (None, Some(s)) if result.is_err() && killed_at.is_none() => {
+                            crashed::keep_output(s, &events, self.auth.clone()).await
+                        }
+                        _ => {}
                     }
                     return match result {
                         Err(e) if killed_at.is_some() && !matches!(e, Error::Cancelled(_)) => {
@@ -203,16 +214,19 @@ impl MesosBackend {
                     };
                 }
                 TaskUpdate::Waiting(msg) => BuildEvent::Waiting(msg),
-                TaskUpdate::Placed(p) => BuildEvent::Placed {
-                    host: p.host,
-                    task: MesosTask {
-                        framework_id: p.framework_id,
-                        task_id: p.task_id,
-                        agent_id: p.agent_id,
-                        sandbox: None,
-                        placement: p.why,
-                    },
-                },
+                TaskUpdate::Placed(p) => {
+                    site = LaunchSite::of(&p);
+                    BuildEvent::Placed {
+                        host: p.host,
+                        task: MesosTask {
+                            framework_id: p.framework_id,
+                            task_id: p.task_id,
+                            agent_id: p.agent_id,
+                            sandbox: None,
+                            placement: p.why,
+                        },
+                    }
+                }
                 TaskUpdate::Started { host } => BuildEvent::Running {
                     host,
                     sandbox: None,
@@ -227,7 +241,9 @@ impl MesosBackend {
             };
             let _ = events.send(event);
             // after the event that says where: the log notes it before the copied lines
-            copy = copy.or_else(|| sandbox.map(|s| SandboxCopy::start(s, events.clone())));
+            copy = copy.or_else(|| {
+                sandbox.map(|s| SandboxCopy::start(s, events.clone(), self.auth.clone()))
+            });
         }
     }
 }

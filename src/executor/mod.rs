@@ -106,6 +106,9 @@ struct Executor {
     jobs: mpsc::UnboundedSender<JobMsg>,
     /// The build's log in the sandbox, until the build ends.
     log: Option<crate::logs::BuildLog>,
+    /// Masks the build's secrets in what its updates say: the master keeps their
+    /// text in its task state, for anyone who reads `/api/v1` GET_TASKS.
+    redactor: crate::logs::Redactor,
 }
 
 impl Executor {
@@ -121,6 +124,7 @@ impl Executor {
             shutdown_at: None,
             jobs,
             log: None,
+            redactor: Default::default(),
         }
     }
 
@@ -273,6 +277,7 @@ impl Executor {
             Ok(r) => r,
             Err(e) => return self.finish(Err(e)).await,
         };
+        self.redactor = crate::logs::Redactor::for_request(&req.0);
         let host = self.agent_host.clone().unwrap_or_else(local_hostname);
         let env_var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         // the build's log in the sandbox; RUNNING says where, for the framework to copy
@@ -339,6 +344,7 @@ impl Executor {
     async fn on_job(&mut self, msg: JobMsg) -> Result<ControlFlow<()>> {
         match msg {
             JobMsg::Event(ev) => {
+                let ev = self.redactor.event(ev);
                 if let Some(log) = self.log.as_mut() {
                     log.event(&ev);
                 }
@@ -368,6 +374,7 @@ impl Executor {
             return;
         };
         let id = t.info.task_id.clone();
+        let result = result.map_err(|e| self.redactor.error(e));
         if let Some(log) = self.log.take() {
             log.finish(&result);
         }

@@ -50,18 +50,36 @@ pub fn headers(stream_id: Option<&str>, auth: Option<&BasicAuth>) -> HeaderMap {
     if let Some(id) = stream_id.and_then(|s| HeaderValue::from_str(s).ok()) {
         h.insert(STREAM_ID, id);
     }
-    if let Some(a) = auth {
-        let raw = format!("{}:{}", a.principal, a.secret);
+    if let Some(v) = auth.and_then(BasicAuth::header) {
+        h.insert(AUTHORIZATION, v);
+    }
+    h
+}
+
+/// `req` with the credentials, when there are any (the agent's read-only endpoints
+/// ask for the same ones the master does).
+pub fn authorized(
+    req: reqwest::RequestBuilder,
+    auth: Option<&BasicAuth>,
+) -> reqwest::RequestBuilder {
+    match auth.and_then(BasicAuth::header) {
+        Some(v) => req.header(AUTHORIZATION, v),
+        None => req,
+    }
+}
+
+impl BasicAuth {
+    /// The `Authorization` value, marked sensitive so no debug output shows it.
+    pub fn header(&self) -> Option<HeaderValue> {
+        let raw = format!("{}:{}", self.principal, self.secret);
         let value = format!(
             "Basic {}",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw)
         );
-        if let Ok(mut v) = HeaderValue::from_str(&value) {
-            v.set_sensitive(true);
-            h.insert(AUTHORIZATION, v);
-        }
+        let mut v = HeaderValue::from_str(&value).ok()?;
+        v.set_sensitive(true);
+        Some(v)
     }
-    h
 }
 
 /// POSTs a protobuf message, following redirects to the leader. Returns the response

@@ -11,6 +11,8 @@ pub struct MesosCluster {
     docker: bool,
     work: tempfile::TempDir,
     running: bool,
+    /// `MESOS_*` flags for the master and agents (mesos.sh passes them on).
+    env: Vec<(String, String)>,
 }
 
 fn script() -> PathBuf {
@@ -78,6 +80,24 @@ impl MesosCluster {
             docker,
             work: tempfile::tempdir().unwrap(),
             running: false,
+            env: Vec::new(),
+        };
+        c.up();
+        c
+    }
+
+    /// With `MESOS_*` flags for the master and agents (in-process, they share them).
+    pub fn start_with_env(agents: u32, env: &[(&str, &str)]) -> Self {
+        let mut c = Self {
+            port: free_port(),
+            agents,
+            docker: false,
+            work: tempfile::tempdir().unwrap(),
+            running: false,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         c.up();
         c
@@ -87,6 +107,7 @@ impl MesosCluster {
         Command::new("sh")
             .arg(script())
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("mesos.sh runs")
     }

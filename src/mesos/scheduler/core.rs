@@ -62,6 +62,8 @@ pub struct Core {
     declined: bool,
     /// What each agent's daemon holds, and the builds waiting for a better agent.
     locality: Locality,
+    /// Each agent's HTTP address, by agent ID, from its latest offer.
+    agent_urls: HashMap<String, String>,
 }
 
 fn state_name(state: i32) -> String {
@@ -222,6 +224,7 @@ impl Core {
             task_id: task_id.clone(),
             agent_id: agent_id.clone(),
             host: host.clone(),
+            agent_url: self.agent_urls.get(&agent_id).cloned(),
             why,
         }));
         self.active.insert(
@@ -297,6 +300,9 @@ impl Core {
         let mut largest: Option<(Avail, String)> = None;
         let mut passed = Vec::new();
         for offer in offers {
+            if let Some(url) = super::crashed::agent_url(&offer) {
+                self.agent_urls.insert(offer.agent_id.value.clone(), url);
+            }
             let mut avail = Avail::of(&offer);
             let mut tasks = Vec::new();
             if !settling {

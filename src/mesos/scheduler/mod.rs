@@ -2,6 +2,7 @@
 //! [`Core`] state; builds talk to it through a [`Framework`] handle.
 
 pub mod core;
+pub mod crashed;
 pub mod liveness;
 pub mod offers;
 pub mod placement;

@@ -3,7 +3,9 @@
 //! `{"data": "...", "offset": N}`; `offset=-1` gives the file's size). One task per
 //! build, off the framework's event loop: it reads on from where it stopped while
 //! the build runs, drains the rest when the task ends, and then keeps the
-//! executor's stderr too if the task ended before the build's log did (a crash).
+//! executor's stdout and stderr too if the task ended before the build's log did (a
+//! crash). With `--principal`, the reads carry the framework's credentials: an agent
+//! run with `--authenticate_http_readonly` refuses anonymous ones.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::logs::is_end;
-use crate::mesos::http;
+use crate::mesos::http::{self, BasicAuth};
 use crate::mesos::task::SandboxLog;
 use crate::runner::{BuildEvent, Events};
 use crate::{Error, Result};
@@ -39,9 +41,9 @@ pub struct SandboxCopy {
 
 impl SandboxCopy {
     /// Starts copying; the lines arrive on `events` as [`BuildEvent::Copied`].
-    pub fn start(at: SandboxLog, events: Events) -> Self {
+    pub fn start(at: SandboxLog, events: Events, auth: Option<BasicAuth>) -> Self {
         let (ended, rx) = watch::channel(None);
-        let task = tokio::spawn(copy(at, events, rx));
+        let task = tokio::spawn(copy(at, events, auth, rx));
         Self { ended, task }
     }
 
@@ -58,8 +60,13 @@ impl SandboxCopy {
     }
 }
 
-async fn copy(at: SandboxLog, events: Events, mut ended: watch::Receiver<Option<bool>>) {
-    let mut log = Reader::new(&at, SandboxLog::FILE);
+async fn copy(
+    at: SandboxLog,
+    events: Events,
+    auth: Option<BasicAuth>,
+    mut ended: watch::Receiver<Option<bool>>,
+) {
+    let mut log = Reader::new(&at, SandboxLog::FILE, auth.clone());
     let mut seen_end = false;
     let failed = loop {
         let done = *ended.borrow_and_update();
@@ -88,18 +95,22 @@ async fn copy(at: SandboxLog, events: Events, mut ended: watch::Receiver<Option<
         }
     };
     if failed && !seen_end {
-        stderr(&at, &events).await;
+        for file in ["stdout", "stderr"] {
+            executor_output(&at, &events, auth.clone(), file).await;
+        }
     }
 }
 
-/// The executor's stderr, after a `---` line: why it ended without finishing.
-async fn stderr(at: &SandboxLog, events: &Events) {
-    let mut r = Reader::new(at, "stderr");
-    let mut lines =
-        vec!["--- the executor's stderr (the task ended before the build's log did):".to_string()];
+/// The executor's `stdout` or `stderr`, after a `---` line: why it ended without
+/// finishing. Nothing when the file is missing or empty.
+async fn executor_output(at: &SandboxLog, events: &Events, auth: Option<BasicAuth>, file: &str) {
+    let mut r = Reader::new(at, file, auth);
+    let mut lines = vec![format!(
+        "--- the executor's {file} (the task ended before the build's log did):"
+    )];
     let size = match r.size().await {
-        Ok(Some(size)) => size,
-        Ok(None) => return,
+        Ok(Some(size)) if size > 0 => size,
+        Ok(_) => return,
         Err(e) => {
             lines.push(format!("--- it could not be read from {}: {e}", at.agent));
             let _ = events.send(BuildEvent::Copied(lines));
@@ -131,6 +142,7 @@ struct Reader {
     url: String,
     path: String,
     offset: u64,
+    auth: Option<BasicAuth>,
 }
 
 /// The agent's answer to `/files/read`.
@@ -141,19 +153,19 @@ struct ReadAnswer {
 }
 
 impl Reader {
-    fn new(at: &SandboxLog, file: &str) -> Self {
+    fn new(at: &SandboxLog, file: &str, auth: Option<BasicAuth>) -> Self {
         Self {
             client: http::client(),
             url: format!("{}/files/read", at.agent.trim_end_matches('/')),
             path: at.path(file),
             offset: 0,
+            auth,
         }
     }
 
-    /// `/files/read` at `offset`; None when the file is not there (yet).
-    async fn read(&self, offset: i64, length: usize) -> Result<Option<ReadAnswer>> {
-        let failed = |e: String| Error::Mesos(format!("GET {}?path={}: {e}", self.url, self.path));
-        let resp = self
+    /// The `/files/read` request for `length` bytes at `offset`.
+    fn request(&self, offset: i64, length: usize) -> reqwest::RequestBuilder {
+        let req = self
             .client
             .get(&self.url)
             .query(&[
@@ -161,12 +173,25 @@ impl Reader {
                 ("offset", &offset.to_string()),
                 ("length", &length.to_string()),
             ])
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        http::authorized(req, self.auth.as_ref())
+    }
+
+    /// `/files/read` at `offset`; None when the file is not there (yet).
+    async fn read(&self, offset: i64, length: usize) -> Result<Option<ReadAnswer>> {
+        let failed = |e: String| Error::Mesos(format!("GET {}?path={}: {e}", self.url, self.path));
+        let resp = self
+            .request(offset, length)
             .send()
             .await
             .map_err(|e| failed(e.to_string()))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
+        }
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(failed(
+                "not authenticated (401); the agent reads files for --principal and --secret-file only".into(),
+            ));
         }
         if !resp.status().is_success() {
             return Err(failed(format!("HTTP {}", resp.status())));
@@ -245,6 +270,41 @@ mod tests {
         assert_eq!(whole_lines("half a li", false), (Vec::new(), 0));
         let (lines, used) = whole_lines(data, true);
         assert_eq!((lines.len(), used), (2, data.len()));
+    }
+
+    #[test]
+    fn reads_carry_the_frameworks_credentials_and_never_show_them() {
+        let at = SandboxLog {
+            agent: "http://10.0.0.7:5051".into(),
+            directory: "/var/lib/mesos/slaves/S0/runs/r1".into(),
+        };
+        let auth = BasicAuth {
+            principal: "slipway".into(),
+            secret: "hunter2-files".into(),
+        };
+        let req = Reader::new(&at, SandboxLog::FILE, Some(auth))
+            .request(-1, 0)
+            .build()
+            .unwrap();
+        assert_eq!(req.url().path(), "/files/read");
+        let query: Vec<_> = req.url().query_pairs().into_owned().collect();
+        assert!(query.contains(&(
+            "path".into(),
+            "/var/lib/mesos/slaves/S0/runs/r1/slipway-build.log".into()
+        )));
+        // base64("slipway:hunter2-files")
+        let encoded = "c2xpcHdheTpodW50ZXIyLWZpbGVz";
+        let h = &req.headers()[reqwest::header::AUTHORIZATION];
+        assert_eq!(h, &format!("Basic {encoded}"));
+        assert!(h.is_sensitive());
+        let shown = format!("{req:?}");
+        assert!(!shown.contains(encoded) && !shown.contains("hunter2-files"));
+        // no credentials configured: anonymous, as before
+        let anon = Reader::new(&at, "stderr", None)
+            .request(0, 10)
+            .build()
+            .unwrap();
+        assert!(anon.headers().get(reqwest::header::AUTHORIZATION).is_none());
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct Placement {
     pub task_id: String,
     pub agent_id: String,
     pub host: String,
+    /// The agent's HTTP address from the accepted offer (`Offer.url`), to find the
+    /// sandbox through when the executor never says where it is.
+    pub agent_url: Option<String>,
     /// Why there, by base layers held (`placed on HOST: holds 5/6 base layers`).
     pub why: Option<String>,
 }
