@@ -50,7 +50,7 @@ fn main() {
     );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut with, mut without, mut pairs) = (Vec::new(), Vec::new(), Vec::<f64>::new());
     // one untimed build first: the daemon's and registry's first-build costs
     build(&rt, &cli, &ctx, &registry, "warmup", Some(&store));
     for i in 0..runs {
@@ -60,6 +60,7 @@ fn main() {
         } else {
             [false, true]
         };
+        let mut pair = [Duration::ZERO; 2];
         for keep in order {
             let tag = format!("{}{i}", if keep { "kept" } else { "none" });
             let took = build(&rt, &cli, &ctx, &registry, &tag, keep.then_some(&store));
@@ -69,8 +70,11 @@ fn main() {
                 took.as_secs_f64()
             );
             if keep { &mut with } else { &mut without }.push(took);
+            pair[usize::from(!keep)] = took;
         }
+        pairs.push(pair[0].as_secs_f64() / pair[1].as_secs_f64());
     }
+    pairs.sort_by(f64::total_cmp);
     let (w, n) = (median(&mut with), median(&mut without));
     let log = newest_log(&store.root.join("bench/overhead"));
     println!(
@@ -80,6 +84,12 @@ fn main() {
         w.as_secs_f64() / n.as_secs_f64(),
         with[0].as_secs_f64(),
         without[0].as_secs_f64(),
+    );
+    println!(
+        "log_overhead: ratio within each back-to-back pair: median {:.3}, min {:.3}, max {:.3}",
+        pairs[pairs.len() / 2],
+        pairs[0],
+        pairs[pairs.len() - 1]
     );
     println!(
         "log_overhead: one kept log is {} lines, {} bytes",
