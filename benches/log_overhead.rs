@@ -1,11 +1,14 @@
 //! What keeping a build's log costs on the 200 MiB build (build_vs_docker's cold
 //! scenario: its context, `--no-cache`, a changed file, pushed to the registry): the
 //! one-shot build path (`commands::build_once`) with a `LogStore` and without, runs
-//! interleaved so drift in the daemon or the registry hits both alike.
+//! interleaved so drift in the daemon or the registry hits both alike. Wall clock, and
+//! slipway's own CPU time (user + system of this process), which other load on the
+//! machine hardly moves.
 //!
 //! `cargo bench --profile dev --bench log_overhead` with SLIPWAY_TEST_REGISTRY set,
 //! against the real Docker daemon. Env: BENCH_RUNS (default 5 pairs), BENCH_BUILDER
-//! (`--builder`, default auto).
+//! (`--builder`, default auto). Each build leaves a new 200 MiB layer in the daemon's
+//! build cache and the registry (scripts/bench.sh's registry is thrown away after).
 
 mod support;
 
@@ -51,6 +54,7 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (mut with, mut without, mut pairs) = (Vec::new(), Vec::new(), Vec::<f64>::new());
+    let (mut cpu_with, mut cpu_without) = (Vec::new(), Vec::new());
     // one untimed build first: the daemon's and registry's first-build costs
     build(&rt, &cli, &ctx, &registry, "warmup", Some(&store));
     for i in 0..runs {
@@ -63,12 +67,21 @@ fn main() {
         let mut pair = [Duration::ZERO; 2];
         for keep in order {
             let tag = format!("{}{i}", if keep { "kept" } else { "none" });
+            let cpu = cpu_time();
             let took = build(&rt, &cli, &ctx, &registry, &tag, keep.then_some(&store));
+            let cpu = cpu_time() - cpu;
             println!(
-                "  run {i} logs {:<4}: {:.2}s",
+                "  run {i} logs {:<4}: {:.2}s, CPU {:.3}s",
                 keep_word(keep),
-                took.as_secs_f64()
+                took.as_secs_f64(),
+                cpu.as_secs_f64()
             );
+            if keep {
+                &mut cpu_with
+            } else {
+                &mut cpu_without
+            }
+            .push(cpu);
             if keep { &mut with } else { &mut without }.push(took);
             pair[usize::from(!keep)] = took;
         }
@@ -84,6 +97,13 @@ fn main() {
         w.as_secs_f64() / n.as_secs_f64(),
         with[0].as_secs_f64(),
         without[0].as_secs_f64(),
+    );
+    let (cw, cn) = (median(&mut cpu_with), median(&mut cpu_without));
+    println!(
+        "log_overhead: slipway's CPU, median with logs {:.3}s | without {:.3}s | ratio {:.3}",
+        cw.as_secs_f64(),
+        cn.as_secs_f64(),
+        cw.as_secs_f64() / cn.as_secs_f64()
     );
     println!(
         "log_overhead: ratio within each back-to-back pair: median {:.3}, min {:.3}, max {:.3}",
@@ -142,6 +162,15 @@ fn newest_log(dir: &Path) -> String {
         .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
         .unwrap();
     std::fs::read_to_string(newest).unwrap()
+}
+
+/// User + system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes it
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 fn median(v: &mut [Duration]) -> Duration {
