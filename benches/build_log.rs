@@ -1,6 +1,7 @@
 //! Kept build logs: what writing one costs per line (every event of a build goes
 //! through [`BuildLog::event`]), and how long `slipway logs -f` takes from a line
-//! written by the build to the line printed (the follower polls the file).
+//! written by the build to the line printed (in process; benches/logs_follow.rs
+//! times the real binaries).
 //!
 //! `cargo bench --bench build_log`; `cargo test` skips it.
 //! Env: BENCH_LINES (default 200: lines followed, one every 10 ms).

@@ -16,16 +16,15 @@
 //! first exported, against a warm local rebuild and a cold build.
 //! Reports medians, ratios, and slipway's peak RSS (VmHWM).
 
+mod support;
 #[path = "build_vs_docker/tools.rs"]
 mod tools;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use support::fixture::{FILE_BYTES, FILES, make_context};
 use tools::{Buildkitd, Engine, median, run, run_measured};
-
-const FILES: usize = 200;
-const FILE_BYTES: usize = 1024 * 1024;
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -57,7 +56,7 @@ fn main() {
     let big = dir.path().join("big");
     make_context(&big);
     std::fs::write(big.join("Dockerfile"), "FROM scratch\nCOPY . /ctx\n").unwrap();
-    let base = push_base(&registry, dir.path());
+    let base = support::fixture::push_base(&tools::docker_client(), &registry, dir.path());
     let multi = dir.path().join("multi");
     std::fs::create_dir_all(&multi).unwrap();
     std::fs::write(multi.join("Dockerfile"), multi_stage(&base)).unwrap();
@@ -170,40 +169,4 @@ FROM {base} AS two\nRUN sleep 3 && echo two > /two\n\
 FROM {base} AS unused\nRUN sleep 3 && echo unused > /unused\n\
 FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n"
     )
-}
-
-/// A busybox base image in the registry, for RUN steps on every engine.
-fn push_base(registry: &str, dir: &Path) -> String {
-    let ctx = dir.join("base");
-    std::fs::create_dir_all(&ctx).unwrap();
-    let busybox = std::env::var("SLIPWAY_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".into());
-    std::fs::copy(busybox, ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-    )
-    .unwrap();
-    let image = format!("{registry}/bench/base:latest");
-    run(std::process::Command::new(tools::docker_client())
-        .args(["build", "-q", "-t", &image])
-        .arg(&ctx));
-    run(std::process::Command::new(tools::docker_client()).args(["push", "-q", &image]));
-    image
-}
-
-/// Files of pseudo-random bytes (incompressible, like real binaries).
-fn make_context(dir: &Path) {
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for i in 0..FILES {
-        let sub = dir.join(format!("d{}", i % 10));
-        std::fs::create_dir_all(&sub).unwrap();
-        let mut buf = vec![0u8; FILE_BYTES];
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        std::fs::write(sub.join(format!("f{i}.bin")), buf).unwrap();
-    }
 }

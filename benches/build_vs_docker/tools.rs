@@ -142,20 +142,7 @@ impl Engine {
     }
 }
 
-/// Debian's docker.io client (20.10): it builds with BuildKit without buildx, which
-/// a newer client earlier on PATH refuses to do. BENCH_DOCKER overrides.
-pub fn docker_client() -> PathBuf {
-    std::env::var_os("BENCH_DOCKER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let debian = PathBuf::from("/usr/bin/docker");
-            if debian.exists() {
-                debian
-            } else {
-                "docker".into()
-            }
-        })
-}
+pub use crate::support::fixture::docker as docker_client;
 
 pub fn run(cmd: &mut Command) {
     let out = cmd

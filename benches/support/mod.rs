@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod fixture;
+
 /// The run's size from `var` (default `default`), or None when cargo did not ask
 /// for a benchmark run (`cargo test --all-targets` builds and starts benches too).
 pub fn size(name: &str, var: &str, default: usize) -> Option<usize> {

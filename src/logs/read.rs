@@ -2,11 +2,16 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::Notify;
 
 use super::END_MARK;
 
-/// How often a followed log is looked at for new lines.
+/// How often a followed log is looked at for new lines when no write woke the
+/// follower first (a file system without inotify, say).
 const FOLLOW_POLL: Duration = Duration::from_millis(25);
 
 /// Which log: a resource's, and a build number (default: its latest build).
@@ -103,7 +108,20 @@ pub async fn follow(
     out: &mut (dyn Write + Send),
     follow: bool,
 ) -> std::io::Result<Follow> {
+    follow_polling(path, out, follow, FOLLOW_POLL).await
+}
+
+/// [`follow`], woken by each write to the file and, failing that, every `poll`.
+pub(crate) async fn follow_polling(
+    path: &Path,
+    out: &mut (dyn Write + Send),
+    follow: bool,
+    poll: Duration,
+) -> std::io::Result<Follow> {
     let mut file = std::fs::File::open(path)?;
+    // kept alive for the loop; without a watch the poll alone finds new lines
+    let written = Arc::new(Notify::new());
+    let _watch = follow.then(|| on_write(path, written.clone())).flatten();
     let mut pos = 0u64;
     let mut partial = Vec::new();
     loop {
@@ -123,8 +141,29 @@ pub async fn follow(
         if !follow {
             return Ok(Follow::Open);
         }
-        tokio::time::sleep(FOLLOW_POLL).await;
+        // a write since the read above left a permit: no line waits for the poll
+        let _ = tokio::time::timeout(poll, written.notified()).await;
     }
+}
+
+/// Wakes `written` whenever `path` is written to; None when it cannot be watched.
+fn on_write(path: &Path, written: Arc<Notify>) -> Option<RecommendedWatcher> {
+    let handler = move |res: notify::Result<notify::Event>| {
+        // the follower's own reads are events too: only writes wake it
+        if let Ok(ev) = res
+            && matches!(ev.kind, EventKind::Modify(_))
+        {
+            written.notify_one();
+        }
+    };
+    let mut watcher = RecommendedWatcher::new(handler, notify::Config::default())
+        .inspect_err(|e| tracing::debug!("cannot watch the log, polling it: {e}"))
+        .ok()?;
+    watcher
+        .watch(path, RecursiveMode::NonRecursive)
+        .inspect_err(|e| tracing::debug!("cannot watch the log, polling it: {e}"))
+        .ok()?;
+    Some(watcher)
 }
 
 /// The build's last line: `<timestamp> --- end of build N: ...`.

@@ -239,6 +239,38 @@ async fn follow_prints_lines_as_they_come_and_stops_at_the_end() {
     );
 }
 
+#[tokio::test]
+async fn follow_wakes_on_each_write_and_ends_with_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = store(dir.path())
+        .open("ns", "app", 1, Redactor::default())
+        .unwrap();
+    log.event(&BuildEvent::Step("[1/1] RUN make".into()));
+    let path = log.path().to_path_buf();
+    // a poll that never comes in this test: only the writes can wake the follower
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let end = super::read::follow_polling(&path, &mut out, true, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        (end, String::from_utf8(out).unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..20 {
+        log.event(&BuildEvent::Log(format!("line-{i}")));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    log.finish(&outcome());
+    let (end, text) = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the end line woke the follower")
+        .unwrap();
+    assert_eq!(end, Follow::Ended);
+    assert_eq!(text.lines().count(), 22, "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(last.ends_with("succeeded, reg/app@sha256:abc"), "{last}");
+}
+
 #[test]
 fn a_log_copied_from_a_mesos_sandbox_is_kept_once_with_its_own_timestamps() {
     let dir = tempfile::tempdir().unwrap();
