@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod backoff;
 pub mod commands;
 pub mod executor;
 #[doc(hidden)]

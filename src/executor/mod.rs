@@ -135,7 +135,8 @@ impl Executor {
     /// The event loop: the subscription, the build's messages and a timer, until done.
     async fn run(mut self, mut jobs_rx: mpsc::UnboundedReceiver<JobMsg>) -> Result<()> {
         let mut events: Option<Events> = None;
-        let mut retry = Resubscribe::new(FIRST_SUBSCRIBE_TIMEOUT);
+        let backoff_max = self.agent.env().backoff_max;
+        let mut retry = Resubscribe::new(FIRST_SUBSCRIBE_TIMEOUT, backoff_max);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
@@ -145,7 +146,7 @@ impl Executor {
                     lost => {
                         events = None;
                         self.connected = false;
-                        retry = Resubscribe::new(self.agent.env().recovery_timeout);
+                        retry = Resubscribe::new(self.agent.env().recovery_timeout, backoff_max);
                         self.lost(lost.and_then(Result::err))
                     }
                 },
@@ -156,9 +157,7 @@ impl Executor {
                             self.connected = true;
                             Ok(ControlFlow::Continue(()))
                         }
-                        Err(e) => retry
-                            .failed(e, self.agent.env().backoff_max)
-                            .map(ControlFlow::Continue),
+                        Err(e) => retry.failed(e).map(ControlFlow::Continue),
                     }
                 },
                 Some(msg) = jobs_rx.recv() => self.on_job(msg).await,
@@ -522,33 +521,34 @@ impl Executor {
 struct Resubscribe {
     since: Instant,
     at: Instant,
-    delay: Duration,
+    backoff: crate::backoff::Backoff,
     limit: Duration,
 }
 
 impl Resubscribe {
-    fn new(limit: Duration) -> Self {
+    /// Delays double up to `max` (the agent's MESOS_SUBSCRIPTION_BACKOFF_MAX).
+    fn new(limit: Duration, max: Duration) -> Self {
         let now = Instant::now();
         Self {
             since: now,
             at: now,
-            delay: FIRST_BACKOFF,
+            backoff: crate::backoff::Backoff::new(FIRST_BACKOFF, max.max(FIRST_BACKOFF)),
             limit,
         }
     }
 
-    /// After a failed SUBSCRIBE: schedules the next one, doubling the delay up to
-    /// `max`, or gives up once `limit` has passed.
-    fn failed(&mut self, e: Error, max: Duration) -> Result<()> {
+    /// After a failed SUBSCRIBE: schedules the next one, or gives up once `limit`
+    /// has passed.
+    fn failed(&mut self, e: Error) -> Result<()> {
         if self.since.elapsed() >= self.limit {
             return Err(Error::Mesos(format!(
                 "could not subscribe to the agent within {} s: {e}",
                 self.limit.as_secs()
             )));
         }
-        debug!(error = %e, retry_in = ?self.delay, "SUBSCRIBE failed");
-        self.at = Instant::now() + self.delay;
-        self.delay = (self.delay * 2).min(max.max(FIRST_BACKOFF));
+        let delay = self.backoff.next_delay();
+        debug!(error = %e, retry_in = ?delay, "SUBSCRIBE failed");
+        self.at = Instant::now() + delay;
         Ok(())
     }
 }
@@ -575,17 +575,19 @@ mod tests {
 
     #[tokio::test]
     async fn resubscribing_backs_off_up_to_the_max_then_gives_up() {
-        let mut r = Resubscribe::new(Duration::from_secs(60));
         let max = Duration::from_millis(500);
+        let mut r = Resubscribe::new(Duration::from_secs(60), max);
         let mut delays = Vec::new();
         for _ in 0..5 {
-            r.failed(Error::Mesos("down".into()), max).unwrap();
-            delays.push(r.delay.as_millis());
+            let before = Instant::now();
+            r.failed(Error::Mesos("down".into())).unwrap();
+            delays.push(r.at.duration_since(before).as_millis());
         }
-        assert_eq!(delays, [200, 400, 500, 500, 500]);
+        assert!((100..=200).contains(&delays[0]), "{delays:?}");
+        assert!(delays[3..].iter().all(|d| *d == 500), "{delays:?}");
 
-        let mut r = Resubscribe::new(Duration::ZERO);
-        let e = r.failed(Error::Mesos("HTTP 503".into()), max).unwrap_err();
+        let mut r = Resubscribe::new(Duration::ZERO, max);
+        let e = r.failed(Error::Mesos("HTTP 503".into())).unwrap_err();
         assert!(e.to_string().contains("could not subscribe"), "{e}");
         assert!(e.to_string().contains("HTTP 503"), "{e}");
     }

@@ -98,13 +98,17 @@ pub struct QueueConfig {
     pub concurrency: usize,
     /// Tries per build for retryable failures (registry down, daemon unreachable).
     pub max_attempts: u32,
-    /// First retry delay; doubles each time.
+    /// First retry delay; doubles each time (jittered, at most `MAX_RETRY_DELAY`).
     pub backoff: Duration,
     /// Automatic (triggered) builds running at once, within `concurrency`.
     pub max_auto: usize,
     /// Where every build's log is kept; none kept when unset.
     pub logs: Option<LogStore>,
 }
+
+/// However many attempts a build is given, it never waits longer than this between
+/// two of them.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -391,6 +395,7 @@ async fn run_with_retries(
 ) -> (Result<BuildOutcome>, Option<BuildLog>) {
     let max = cfg.max_attempts.max(1);
     let mut attempt = 1;
+    let mut backoff = crate::backoff::Backoff::new(cfg.backoff, MAX_RETRY_DELAY.max(cfg.backoff));
     loop {
         if let Some(log) = log.as_mut() {
             log.note(&format!("attempt {attempt} of {max} on {}", backend.name()));
@@ -427,7 +432,7 @@ async fn run_with_retries(
         log = forward.await.unwrap_or_default();
         match result {
             Err(e) if e.is_retryable() && attempt < max => {
-                let delay = cfg.backoff * 2u32.saturating_pow(attempt - 1);
+                let delay = backoff.next_delay();
                 warn!(build = %job.key, attempt, "retrying in {delay:?}: {e}");
                 if let Some(log) = log.as_mut() {
                     log.note(&format!(

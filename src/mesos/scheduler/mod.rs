@@ -148,7 +148,8 @@ async fn run(
     let mut core = Core::new(opts.core.clone(), opts.store.load());
     let mut session: Option<Session> = None;
     let mut next_master = 0usize;
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut retry_at = Instant::now();
     let mut held_offers = Vec::new();
     let mut reconcile = tokio::time::interval(opts.reconcile_interval.max(Duration::from_secs(1)));
@@ -174,22 +175,22 @@ async fn run(
                         },
                     );
                     let calls = core.on_subscribed(framework_id, std::time::Instant::now());
-                    backoff = Duration::from_millis(500);
+                    backoff.reset();
                     session = Some(s);
                     send_all(&client, &mut session, opts.auth.as_ref(), calls).await;
                 }
                 Err(e) => {
+                    let delay = backoff.next_delay();
                     let msg = format!(
                         "cannot subscribe to the Mesos master at {}: {e}; retrying in {:.0?}",
                         url.origin().ascii_serialization(),
-                        backoff
+                        delay
                     );
                     warn!("{msg}");
                     core.on_disconnected(&msg);
                     report(&conn, Connection::Failed(msg));
                     next_master += 1;
-                    retry_at = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    retry_at = Instant::now() + delay;
                 }
             }
         }
@@ -221,7 +222,7 @@ async fn run(
                     core.on_disconnected(&msg);
                     report(&conn, Connection::Failed(msg));
                     held_offers.clear();
-                    retry_at = Instant::now() + backoff;
+                    retry_at = Instant::now() + backoff.next_delay();
                     Vec::new()
                 }
             },

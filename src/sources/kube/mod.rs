@@ -247,7 +247,8 @@ impl Source for KubeSource {
         });
         let params = PatchParams::apply(MANAGER).force();
         let started = Instant::now();
-        let mut delay = Duration::from_millis(200);
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match api.patch_status(name, &params, &Patch::Apply(&patch)).await {
                 Ok(_) => return Ok(()),
@@ -260,9 +261,9 @@ impl Source for KubeSource {
                     return Ok(());
                 }
                 Err(e) if transient(&e) && started.elapsed() < WRITE_PATIENCE => {
+                    let delay = backoff.next_delay();
                     warn!(build = %key, "writing status failed, retrying in {delay:?}: {e}");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(Error::kube(format!("writing the status of {key}"), e)),
             }

@@ -80,14 +80,16 @@ async fn write_loop(
         while let Ok(newer) = rx.try_recv() {
             id = newer;
         }
-        let mut delay = std::time::Duration::from_millis(200);
+        let mut backoff = crate::backoff::Backoff::new(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(10),
+        );
         loop {
             match write(&api, &name, id.as_deref()).await {
                 Ok(()) => break,
                 Err(e) => {
                     warn!(configmap = %name, "cannot save the framework ID, retrying: {e}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
