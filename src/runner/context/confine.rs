@@ -11,22 +11,44 @@ use crate::{Error, Result};
 /// Same limit as Linux's ELOOP, so a symlink cycle is refused instead of looping.
 const MAX_SYMLINK_HOPS: usize = 40;
 
+/// How a path leaves its root by its spelling alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lexical {
+    Absolute,
+    ParentDir,
+}
+
+/// The one lexical check behind every path named relative to a root (a resource's
+/// `contextDir`, `dockerfile` or secret file, an archive entry or its hard link target):
+/// absolute, or with a `..` component. Symlinks are [`resolve_within`]'s business.
+pub(crate) fn lexical_escape(path: &Path) -> Option<Lexical> {
+    if path.has_root() || path.is_absolute() {
+        return Some(Lexical::Absolute);
+    }
+    path.components()
+        .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+        .then_some(Lexical::ParentDir)
+}
+
+/// [`lexical_escape`] for a path a resource names, where backslashes count as separators
+/// too, so a Windows-style `..\x` or `\x` is refused as well.
+fn lexical_escape_str(path: &str) -> Option<Lexical> {
+    lexical_escape(Path::new(&path.replace('\\', "/")))
+}
+
 /// Refuses absolute paths and any `..` component (what: "contextDir", "dockerfile",
 /// "path" — used in the message). These are mistakes in the resource, hence
 /// `Error::InvalidSpec`.
 pub fn check_relative(path: &str, what: &str) -> Result<()> {
-    if path.starts_with('/') || path.starts_with('\\') || Path::new(path).is_absolute() {
-        return Err(Error::InvalidSpec(format!(
+    match lexical_escape_str(path) {
+        Some(Lexical::Absolute) => Err(Error::InvalidSpec(format!(
             "{what} '{path}' must be a path relative to the build context, not an absolute path"
-        )));
-    }
-    // Backslashes count as separators too, so a Windows-style `..\x` is refused as well.
-    if path.split(['/', '\\']).any(|c| c == "..") {
-        return Err(Error::InvalidSpec(format!(
+        ))),
+        Some(Lexical::ParentDir) => Err(Error::InvalidSpec(format!(
             "{what} '{path}' must stay inside the build context ('..' is not allowed)"
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Resolves the symlink at `rel_link` the way the kernel would — component by component
@@ -174,11 +196,10 @@ pub fn resolve_beside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
             "{what} '{rel}' {why}: it must be a path inside the directory of the resource's file"
         )))
     };
-    if rel.starts_with('/') || rel.starts_with('\\') || Path::new(rel).is_absolute() {
-        return refuse("is an absolute path".into());
-    }
-    if rel.split(['/', '\\']).any(|c| c == "..") {
-        return refuse("climbs out with '..'".into());
+    match lexical_escape_str(rel) {
+        Some(Lexical::Absolute) => return refuse("is an absolute path".into()),
+        Some(Lexical::ParentDir) => return refuse("climbs out with '..'".into()),
+        None => {}
     }
     match resolve_within(base, PathBuf::new(), Path::new(rel)) {
         Ok(rel) => Ok(base.join(rel)),
@@ -187,6 +208,32 @@ pub fn resolve_beside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
             via.as_deref().unwrap_or(Path::new(rel)).display()
         )),
         Err(Escape::Loop) => refuse("has too many levels of symbolic links".into()),
+        Err(Escape::Io(e)) => Err(e),
+    }
+}
+
+/// Where `rel`, about to be created under `root` (an archive entry), lands once the
+/// symlinks among its existing parents are followed as the OS will, relative to `root`;
+/// refused when that is outside `root`. Parents not there yet count as plain directories.
+pub(crate) fn landing(root: &Path, rel: &Path) -> Result<PathBuf> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| Error::Context(format!("'{}' names no file", rel.display())))?;
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    match resolve_within(root, PathBuf::new(), parent) {
+        Ok(mut at) => {
+            at.push(name);
+            Ok(at)
+        }
+        Err(Escape::Outside { via }) => Err(Error::Context(format!(
+            "'{}' would land outside the context through symlink '{}'",
+            rel.display(),
+            via.as_deref().unwrap_or(parent).display()
+        ))),
+        Err(Escape::Loop) => Err(Error::Context(format!(
+            "'{}': too many levels of symbolic links",
+            rel.display()
+        ))),
         Err(Escape::Io(e)) => Err(e),
     }
 }

@@ -18,7 +18,7 @@ mod confine;
 mod stream;
 
 use confine::check_symlink;
-pub(crate) use confine::{LinkKind, check_link_target};
+pub(crate) use confine::{Lexical, LinkKind, check_link_target, landing, lexical_escape};
 pub use confine::{check_relative, resolve_beside, resolve_context_dir};
 pub(crate) use stream::ExactFile;
 pub use stream::stream;
