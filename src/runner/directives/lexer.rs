@@ -321,3 +321,34 @@ fn expand_var(
     let name: String = chars[start..j].iter().collect();
     (env.get(&name).cloned().unwrap_or_default(), j)
 }
+
+/// The `--flag=value` words that open an instruction's arguments, as BuildKit's
+/// `extractBuilderFlags` reads them: quotes removed (a quoted span may hold blanks), `\`
+/// escaping the next character whatever the `escape` directive, ending at the first word
+/// that is not a flag or at a bare `--`.
+pub(super) fn builder_flags(args: &str) -> Vec<String> {
+    let mut flags = Vec::new();
+    let mut chars = args.trim_start().chars().peekable();
+    while chars.peek().is_some() {
+        let mut rest = chars.clone();
+        if !(rest.next() == Some('-') && rest.next() == Some('-')) {
+            break;
+        }
+        let (mut word, mut quote) = (String::new(), None);
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, c) if c.is_whitespace() => break,
+                (None, '\'' | '"') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (_, '\\') => word.extend(chars.next()),
+                (_, c) => word.push(c),
+            }
+        }
+        if word == "--" {
+            break;
+        }
+        flags.push(word);
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+    }
+    flags
+}

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 mod lexer;
 
-use lexer::{escape_char, expand, instructions, split_lines, split_words};
+use lexer::{builder_flags, escape_char, expand, instructions, split_lines, split_words};
 
 /// What the directive lines of a Dockerfile ask for. The resource's spec wins where both
 /// say something; merging is the caller's business.
@@ -125,6 +125,18 @@ pub fn parse(dockerfile: &str) -> Result<(Directives, String)> {
         out.push_str(line.raw_without_bom);
     }
     Ok((directives, out))
+}
+
+/// The value of every `RUN --mount=` flag, in file order, as BuildKit receives it (shell
+/// quotes removed, still one CSV record): only the flags before the command count, so a
+/// `--mount=` the command itself is given is not one.
+pub(crate) fn run_mounts(dockerfile: &str) -> Vec<String> {
+    instructions(&split_lines(dockerfile))
+        .into_iter()
+        .filter(|ins| ins.keyword.eq_ignore_ascii_case("run"))
+        .flat_map(|ins| builder_flags(&ins.args))
+        .filter_map(|f| f.strip_prefix("--mount=").map(str::to_string))
+        .collect()
 }
 
 /// Image references in FROM lines (not stage names, not `scratch`), with `$VAR`/`${VAR}`
