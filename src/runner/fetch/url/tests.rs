@@ -309,6 +309,13 @@ async fn url_refuses_escaping_entries() {
     }
 }
 
+/// Unpacks `data` into `dest` with the default limits, as a downloaded file would be.
+fn unpack_bytes(data: &[u8], dest: &Path) -> Result<()> {
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut f, data).unwrap();
+    unpack(f, dest, UrlLimits::default(), &CancellationToken::new())
+}
+
 #[test]
 fn write_through_a_symlink_made_escaping_later_is_refused() {
     use tar::EntryType::{Regular, Symlink};
@@ -320,14 +327,7 @@ fn write_through_a_symlink_made_escaping_later_is_refused() {
         ("a/up", Symlink, "..", b""),
         ("b/evil", Regular, "", b"x"),
     ]);
-    let mut f = tempfile::tempfile().unwrap();
-    std::io::Write::write_all(&mut f, &data).unwrap();
-    let m = context_msg(unpack(
-        f,
-        &dir.path().join("ctx"),
-        UrlLimits::default(),
-        &CancellationToken::new(),
-    ));
+    let m = context_msg(unpack_bytes(&data, &dir.path().join("ctx")));
     assert!(m.contains("'b/evil' cannot be unpacked"), "{m}");
     assert!(!dir.path().join("outside/evil").exists());
 }
@@ -565,14 +565,7 @@ fn symlink_placed_through_a_symlink_leading_out_is_refused_naming_it() {
         ("a/up", Symlink, "..", b""),
         ("b/x", Symlink, "y", b""),
     ]);
-    let mut f = tempfile::tempfile().unwrap();
-    std::io::Write::write_all(&mut f, &data).unwrap();
-    let m = context_msg(unpack(
-        f,
-        &dir.path().join("ctx"),
-        UrlLimits::default(),
-        &CancellationToken::new(),
-    ));
+    let m = context_msg(unpack_bytes(&data, &dir.path().join("ctx")));
     assert!(
         m.contains("'b/x' would land outside the context through symlink 'a/up'"),
         "{m}"
