@@ -2,31 +2,30 @@
 //! buildkitd) → registry.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptions, PushImageOptions, TagImageOptions};
+use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
 use futures::StreamExt;
 use tracing::{debug, instrument, warn};
 
 use super::fetch::UrlLimits;
-use super::{
-    BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, bases, context, directives, fetch,
-};
+use super::{BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, bases, context, directives};
 use crate::api::PullPolicy;
-use crate::registry::{self, Credentials, error_chain};
-use crate::tls::{Clients, RegistryHttp, Tls};
+use crate::registry;
+use crate::tls::{Clients, Tls};
 
 mod buildkit;
 mod classic;
 mod daemon;
 mod inline_cache;
+mod push;
 mod tls;
+mod workspace;
 use super::buildkitd::{self, Buildkitd};
 use super::engine::{self, Builder, BuildkitdArgs, Engine};
-use super::errors::{blame_context, classify_docker_error, push_error};
+use super::errors::blame_context;
 use super::filesync::LocalDirs;
 use super::session;
 use crate::{Error, Result};
@@ -50,16 +49,6 @@ pub struct Runner {
     url_limits: UrlLimits,
     /// `--default-cache-ref`: the cache tag for builds without `spec.cache`.
     default_cache: Option<String>,
-}
-
-/// A context directory, and the temporary directory holding it if it was fetched.
-struct Workspace {
-    dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-    revision: Option<String>,
-    source_url: Option<String>,
-    /// A `url` source's version as fetched.
-    source_version: Option<String>,
 }
 
 impl Runner {
@@ -426,153 +415,6 @@ impl Runner {
             source_version: ws.source_version,
             ..Default::default()
         })
-    }
-
-    async fn workspace(&self, req: &BuildRequest) -> Result<Workspace> {
-        let src = &req.spec.source;
-        let base = req.base_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        if let Some(path) = &src.path {
-            let dir = context::resolve_context_dir(&base, path)?;
-            if !dir.is_dir() {
-                return Err(Error::Context(format!(
-                    "source.path '{path}' is not a directory (looked in {})",
-                    base.display()
-                )));
-            }
-            return Ok(Workspace {
-                dir,
-                _tmp: None,
-                revision: None,
-                source_url: None,
-                source_version: None,
-            });
-        }
-        let tmp = tempfile::Builder::new()
-            .prefix("slipway-ctx-")
-            .tempdir()
-            .map_err(|e| Error::Context(format!("cannot make a temporary directory: {e}")))?;
-        let root = tmp.path().to_path_buf();
-        if let Some(inline) = &src.inline {
-            let file = req.spec.dockerfile.as_deref().unwrap_or("Dockerfile");
-            context::check_relative(file, "dockerfile")?;
-            let p = root.join(file);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&p, &inline.dockerfile)?;
-            return Ok(Workspace {
-                dir: root,
-                _tmp: Some(tmp),
-                revision: None,
-                source_url: None,
-                source_version: None,
-            });
-        }
-        if let Some(git) = &src.git {
-            let fetched =
-                fetch::git(&git.url, git.revision.as_deref(), git.submodules, &root).await?;
-            let dir = match &git.context_dir {
-                Some(c) => context::resolve_context_dir(&root, c)?,
-                None => root.clone(),
-            };
-            if !dir.is_dir() {
-                return Err(Error::Context(format!(
-                    "contextDir '{}' does not exist in the repository",
-                    git.context_dir.as_deref().unwrap_or("")
-                )));
-            }
-            return Ok(Workspace {
-                dir,
-                _tmp: Some(tmp),
-                revision: fetched.commit,
-                source_url: Some(git.url.clone()),
-                source_version: None,
-            });
-        }
-        if let Some(url) = &src.url {
-            let version = fetch::url(&self.downloads, url, &root, self.url_limits).await?;
-            return Ok(Workspace {
-                dir: root,
-                _tmp: Some(tmp),
-                revision: None,
-                source_url: Some(url.clone()),
-                source_version: version,
-            });
-        }
-        Err(Error::InvalidSpec("spec.source is empty".into()))
-    }
-
-    /// Whether the registry asks for credentials (401). Any HTTP answer means it is
-    /// there; no answer is a retryable error.
-    async fn ping_registry(&self, registry: &str) -> Result<bool> {
-        self.http
-            .client(registry)
-            .get(format!("{}/v2/", self.http.base_url(registry)))
-            .send()
-            .await
-            .map(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
-            .map_err(|e| Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e))))
-    }
-
-    async fn push(
-        &self,
-        docker: &Docker,
-        name: &str,
-        tag: &str,
-        creds: Option<&Credentials>,
-        events: &Events,
-    ) -> Result<String> {
-        let reference = format!("{name}:{tag}");
-        let mut stream = docker.push_image(
-            name,
-            Some(PushImageOptions {
-                tag: Some(tag.to_string()),
-                platform: None,
-            }),
-            creds.map(Credentials::to_docker),
-        );
-        let mut digest = None;
-        while let Some(item) = stream.next().await {
-            let info = match item {
-                Ok(i) => i,
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(push_error(&reference, &error));
-                }
-                Err(e) => return Err(classify_docker_error(e)),
-            };
-            if let Some(err) = info.error_detail.and_then(|e| e.message) {
-                return Err(push_error(&reference, &err));
-            }
-            if let Some(status) = info.status {
-                // "latest: digest: sha256:... size: 528" ends a push
-                if let Some(d) = status
-                    .split_once("digest: ")
-                    .and_then(|(_, rest)| rest.split_whitespace().next())
-                {
-                    digest = Some(d.to_string());
-                }
-                let (current, total) = info
-                    .progress_detail
-                    .map(|p| (p.current.unwrap_or(0), p.total.unwrap_or(0)))
-                    .unwrap_or((0, 0));
-                let _ = events.send(BuildEvent::PushProgress {
-                    tag: reference.clone(),
-                    status,
-                    current: current.max(0) as u64,
-                    total: total.max(0) as u64,
-                });
-            }
-        }
-        let digest = digest.ok_or_else(|| {
-            Error::Registry(format!(
-                "pushing {reference}: the daemon reported no digest"
-            ))
-        })?;
-        let _ = events.send(BuildEvent::Pushed {
-            tag: reference,
-            digest: digest.clone(),
-        });
-        Ok(digest)
     }
 }
 

@@ -105,19 +105,15 @@ pub(super) fn solve_request(s: &Solve) -> SolveRequest {
 /// without `id`, BuildKit uses the target's file name).
 pub(super) fn mounted_secrets(dockerfile: &str) -> Vec<String> {
     let mut ids = Vec::new();
-    for token in dockerfile.split_whitespace() {
-        let Some(opts) = token.strip_prefix("--mount=") else {
-            continue;
-        };
-        let kv: HashMap<&str, &str> = opts
-            .split(',')
-            .filter_map(|o| o.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim_matches('"')))
-            .collect();
-        if kv.get("type") != Some(&"secret") {
+    for mount in crate::runner::directives::run_mounts(dockerfile) {
+        let kv = mount_options(&mount);
+        if !kv
+            .get("type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("secret"))
+        {
             continue;
         }
-        let id = kv.get("id").map(|s| s.to_string()).or_else(|| {
+        let id = kv.get("id").cloned().or_else(|| {
             kv.get("target")
                 .or(kv.get("dst"))
                 .or(kv.get("destination"))
@@ -129,6 +125,25 @@ pub(super) fn mounted_secrets(dockerfile: &str) -> Vec<String> {
         }
     }
     ids
+}
+
+/// A mount's `key=value` options (keys lower-cased, later ones win), read as BuildKit's
+/// `parseMount` does: one CSV record, so a field in CSV quotes may hold a `,`
+/// (`--mount='type=secret,"target=/run/a,b"'`). Unreadable CSV yields no options:
+/// BuildKit refuses that Dockerfile itself, with its own message.
+fn mount_options(mount: &str) -> HashMap<String, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(mount.as_bytes());
+    let mut record = csv::StringRecord::new();
+    if !reader.read_record(&mut record).unwrap_or(false) {
+        return HashMap::new();
+    }
+    record
+        .iter()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -222,5 +237,20 @@ RUN --mount=type=cache,target=/c --mount=type=secret,target=/root/.netrc make\n\
 RUN --mount=type=secret,id=tok true\n";
         assert_eq!(mounted_secrets(df), ["tok", ".netrc"]);
         assert!(mounted_secrets("FROM x\nRUN echo --mount\n").is_empty());
+    }
+
+    #[test]
+    fn mount_options_are_read_as_buildkit_reads_them() {
+        // CSV quotes (kept through shell quotes or escaped) let a value hold a comma;
+        // shell quotes let it hold a blank; keys are case-insensitive.
+        let df = "FROM x\n\
+RUN --mount='type=secret,\"target=/run/a,b\"' cat /run/a,b\n\
+RUN --mount=type=secret,\\\"id=x,y\\\" true\n\
+RUN --mount=\"type=secret,id=my tok\" true\n\
+RUN --network=none \\\n  --mount=TYPE=secret,ID=cont true\n";
+        assert_eq!(mounted_secrets(df), ["a,b", "x,y", "my tok", "cont"]);
+        // A `--mount=` the command is given is not the step's mount: nothing to refuse.
+        let df = "FROM x\nRUN docker build --mount=type=secret,id=ghost .\n";
+        assert!(mounted_secrets(df).is_empty(), "{:?}", mounted_secrets(df));
     }
 }

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{error_chain, redact_credentials};
-use crate::runner::context::{LinkKind, check_link_target};
+use crate::runner::context::{Lexical, LinkKind, check_link_target, landing, lexical_escape};
 use crate::{Error, Result};
 
 /// Default of `--max-context-bytes`.
@@ -304,14 +304,10 @@ fn unpack_entries(
         let path = entry.path().map_err(io_err)?.into_owned();
         let name = path.display().to_string();
         let refuse = |why: &str| Error::Context(format!("archive entry '{name}' {why}"));
-        if path.has_root() {
-            return Err(refuse("has an absolute path"));
-        }
-        if path
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
-        {
-            return Err(refuse("has a '..' in its path"));
+        match lexical_escape(&path) {
+            Some(Lexical::Absolute) => return Err(refuse("has an absolute path")),
+            Some(Lexical::ParentDir) => return Err(refuse("has a '..' in its path")),
+            None => {}
         }
         let rel: PathBuf = path
             .components()
@@ -337,8 +333,9 @@ fn unpack_entries(
                 } else {
                     LinkKind::Hard
                 };
+                // an absolute one is refused below, naming where it points
                 if link_kind == LinkKind::Hard
-                    && target.components().any(|c| c == Component::ParentDir)
+                    && lexical_escape(&target) == Some(Lexical::ParentDir)
                 {
                     return Err(refuse(&format!(
                         "is a hard link to '{}', outside the archive",
@@ -349,7 +346,7 @@ fn unpack_entries(
                 // symlinks among its parents, not to its name in the archive
                 let at = match link_kind {
                     LinkKind::Symbolic => landing(dest, &rel)
-                        .ok_or_else(|| refuse("would land outside the context"))?,
+                        .map_err(|e| refuse(&format!("is refused: {}", context_message(e))))?,
                     LinkKind::Hard => rel.clone(),
                 };
                 check_link_target(dest, &at, &target, link_kind)
@@ -387,26 +384,6 @@ fn unpack_entries(
         })?;
     }
     Ok(())
-}
-
-/// Where `rel` is created under `dest` once the symlinks among its existing parents
-/// are followed (as the OS will), relative to `dest`; None when that is outside it.
-fn landing(dest: &Path, rel: &Path) -> Option<PathBuf> {
-    let real_dest = dest.canonicalize().ok()?;
-    let mut existing = dest.join(rel.parent()?);
-    // parents not there yet are created as plain directories
-    let mut missing = Vec::new();
-    let real = loop {
-        match existing.canonicalize() {
-            Ok(real) => break real,
-            Err(_) => missing.push(existing.file_name()?.to_owned()),
-        }
-        existing.pop();
-    };
-    let mut at = real.strip_prefix(&real_dest).ok()?.to_path_buf();
-    at.extend(missing.iter().rev());
-    at.push(rel.file_name()?);
-    Some(at)
 }
 
 fn context_message(e: Error) -> String {

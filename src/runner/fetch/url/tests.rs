@@ -309,6 +309,13 @@ async fn url_refuses_escaping_entries() {
     }
 }
 
+/// Unpacks `data` into `dest` with the default limits, as a downloaded file would be.
+fn unpack_bytes(data: &[u8], dest: &Path) -> Result<()> {
+    let mut f = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut f, data).unwrap();
+    unpack(f, dest, UrlLimits::default(), &CancellationToken::new())
+}
+
 #[test]
 fn write_through_a_symlink_made_escaping_later_is_refused() {
     use tar::EntryType::{Regular, Symlink};
@@ -320,14 +327,7 @@ fn write_through_a_symlink_made_escaping_later_is_refused() {
         ("a/up", Symlink, "..", b""),
         ("b/evil", Regular, "", b"x"),
     ]);
-    let mut f = tempfile::tempfile().unwrap();
-    std::io::Write::write_all(&mut f, &data).unwrap();
-    let m = context_msg(unpack(
-        f,
-        &dir.path().join("ctx"),
-        UrlLimits::default(),
-        &CancellationToken::new(),
-    ));
+    let m = context_msg(unpack_bytes(&data, &dir.path().join("ctx")));
     assert!(m.contains("'b/evil' cannot be unpacked"), "{m}");
     assert!(!dir.path().join("outside/evil").exists());
 }
@@ -551,4 +551,24 @@ fn sizes_for_people() {
     assert_eq!(human_bytes(8 << 30), "8 GiB");
     assert_eq!(human_bytes(1536 * 1024), "1.5 MiB");
     assert_eq!(human_bytes(512), "512 bytes");
+}
+
+#[test]
+fn symlink_placed_through_a_symlink_leading_out_is_refused_naming_it() {
+    use tar::EntryType::{Directory, Symlink};
+    let dir = tempfile::tempdir().unwrap();
+    // `b` leads out only once `a/up` exists, and `ctx/../outside` does not exist yet:
+    // where `b/x` lands is found by following the links, not by asking the disk.
+    let data = raw_tar(&[
+        ("a/", Directory, "", b""),
+        ("b", Symlink, "a/up/../outside", b""),
+        ("a/up", Symlink, "..", b""),
+        ("b/x", Symlink, "y", b""),
+    ]);
+    let m = context_msg(unpack_bytes(&data, &dir.path().join("ctx")));
+    assert!(
+        m.contains("'b/x' would land outside the context through symlink 'a/up'"),
+        "{m}"
+    );
+    assert!(!dir.path().join("outside").exists());
 }
