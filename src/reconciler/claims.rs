@@ -10,7 +10,10 @@ use crate::sources::Resource;
 
 #[derive(Default)]
 pub struct Claims {
-    names: HashMap<String, Holders>,
+    /// Boxed: a Resource is kilobytes inline, and a table of them (with its free
+    /// buckets and, while it grows, the old table) was most of a controller holding
+    /// 100,000 resources (benches/kube_sync.rs).
+    names: HashMap<String, Box<Holders>>,
     /// (key, origin) of each document that claims a name but cannot be built.
     broken: HashSet<(String, String)>,
 }
@@ -48,10 +51,10 @@ impl Claims {
             None => {
                 self.names.insert(
                     key,
-                    Holders {
+                    Box::new(Holders {
                         holder: res,
                         others: BTreeMap::new(),
-                    },
+                    }),
                 );
                 Claimed::Holds
             }

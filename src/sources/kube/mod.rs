@@ -6,6 +6,7 @@
 mod lease;
 mod secrets;
 mod store;
+mod watched;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 
 pub use lease::{Lease, LeaseConfig};
 pub use store::ConfigMapStore;
+use watched::Watched;
 
 use super::{Notice, Resource, Source, SourceEvent};
 use crate::api::{API_VERSION, DockerBuild, DockerBuildStatus, KIND};
@@ -79,11 +81,7 @@ impl KubeSource {
     }
 
     /// Turns one watched object into what the reconciler hears.
-    async fn seen(&self, mut obj: DynamicObject, events: &mpsc::Sender<SourceEvent>) -> bool {
-        // kept for as long as the resource lives: drop what the reconciler never reads
-        // (managed fields and kubectl's last-applied copy are most of an object)
-        obj.metadata.managed_fields = None;
-        obj.metadata.annotations = None;
+    async fn seen(&self, obj: Watched, events: &mpsc::Sender<SourceEvent>) -> bool {
         let key = key_of(&obj);
         let origin = obj.uid().unwrap_or_default();
         if obj.metadata.deletion_timestamp.is_some() {
@@ -93,13 +91,10 @@ impl KubeSource {
                 .is_ok();
         }
         let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
-        let build = serde_json::to_value(&obj)
-            .and_then(serde_json::from_value::<DockerBuild>)
-            .map_err(|e| format!("cannot read {key}: {e}"));
         if !has_finalizer && let Err(e) = self.set_finalizer(&obj, true).await {
             warn!(build = %key, "cannot add the finalizer: {e}");
         }
-        let ev = match build {
+        let ev = match obj.into_build() {
             Ok(build) => SourceEvent::Applied(Box::new(Resource {
                 build,
                 origin,
@@ -107,10 +102,10 @@ impl KubeSource {
                 // the API server does its own field validation
                 warnings: Vec::new(),
             })),
-            Err(message) => SourceEvent::Invalid {
+            Err(e) => SourceEvent::Invalid {
+                message: format!("cannot read {key}: {e}"),
                 key,
                 origin,
-                message,
             },
         };
         events.send(ev).await.is_ok()
@@ -118,7 +113,7 @@ impl KubeSource {
 
     /// Adds or removes our finalizer, guarded by the object's resourceVersion so a
     /// concurrent change of the list is never overwritten.
-    async fn set_finalizer(&self, obj: &DynamicObject, on: bool) -> kube::Result<()> {
+    async fn set_finalizer(&self, obj: &impl kube::Resource, on: bool) -> kube::Result<()> {
         let mut list: Vec<String> = obj
             .finalizers()
             .iter()
@@ -160,7 +155,10 @@ impl KubeSource {
 #[async_trait]
 impl Source for KubeSource {
     async fn run(&self, events: mpsc::Sender<SourceEvent>) -> Result<()> {
-        let api = self.dynamic(self.namespace.as_deref());
+        let api: Api<Watched> = match self.namespace.as_deref() {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
         let cfg = watcher::Config::default().page_size(500);
         let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
         // what the reconciler has been told exists (key -> uid), and what a (re)list
@@ -394,7 +392,7 @@ fn transient(e: &kube::Error) -> bool {
     }
 }
 
-fn key_of(obj: &DynamicObject) -> String {
+fn key_of(obj: &impl kube::Resource) -> String {
     format!(
         "{}/{}",
         obj.namespace().unwrap_or_else(|| "default".into()),
