@@ -1013,7 +1013,11 @@ fn the_log_proxy_role_matches_what_slipway_logs_kube_asks_for() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for default in ["[default: slipway-system]", "[default: slipway]", "[default: metrics]"] {
+    for default in [
+        "[default: slipway-system]",
+        "[default: slipway]",
+        "[default: metrics]",
+    ] {
         assert!(help.contains(default), "{default} not in:\n{help}");
     }
 }

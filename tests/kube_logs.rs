@@ -159,8 +159,8 @@ spec: {{automountServiceAccountToken: false, containers: [{{name: slipway, image
 apiVersion: v1\nkind: Service\nmetadata: {{name: slipway}}\n\
 spec: {{ports: [{{name: metrics, port: 8080}}]}}\n---\n\
 apiVersion: v1\nkind: Endpoints\nmetadata: {{name: slipway}}\n\
-subsets:\n- addresses: [{{ip: '{ip}', targetRef: {{kind: Pod, name: slipway-0, namespace: {ns}}}}}]\n\
-  ports: [{{name: metrics, port: {port}}}]\n"
+subsets:\n- addresses: [{{ip: '{ip}', targetRef: {{kind: Pod, name: slipway-0, namespace: {ns}}}}}]\n  \
+ports: [{{name: metrics, port: {port}}}]\n"
     )
 }
 
@@ -210,14 +210,24 @@ async fn slipway_logs_kube_reaches_the_controller_through_the_api_servers_proxy(
     );
     k.apply(&ns, &build_yaml("app", &base));
     k.apply(&ns, &reader_rbac(&ns));
-    k.apply(&ns, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: outsider}\n");
+    k.apply(
+        &ns,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: outsider}\n",
+    );
     k.apply(&ctl_ns, &proxy_rbac(&ctl_ns, &ns, &["reader", "nobody"]));
     let port = c.metrics_port().await;
     k.apply(&ctl_ns, &controller_service(&ctl_ns, &ip, port));
     let status = format!(r#"{{"status":{{"podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#);
     k.kubectl_ok(&[
-        "patch", "pod", "slipway-0", "-n", &ctl_ns, "--subresource=status", "--type=merge",
-        "-p", &status,
+        "patch",
+        "pod",
+        "slipway-0",
+        "-n",
+        &ctl_ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
     ]);
     k.wait_json(&ns, "dockerbuild", "app", LONG, |v| {
         v["status"]["phase"] == "Succeeded"
@@ -271,7 +281,10 @@ async fn slipway_logs_kube_reaches_the_controller_through_the_api_servers_proxy(
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("may not get dockerbuilds/log"), "{err}");
-    assert!(err.contains(&format!("system:serviceaccount:{ns}:nobody")), "{err}");
+    assert!(
+        err.contains(&format!("system:serviceaccount:{ns}:nobody")),
+        "{err}"
+    );
 
     // not even allowed through the proxy: the API server's refusal, and what is missing
     let out = cli("outsider");
