@@ -985,3 +985,39 @@ fn a_docker_daemon_over_tls_gets_its_client_certificate_from_a_secret() {
     let e = template("rel", "builds", &["--set", "builder.mode=dockerTcp"]).unwrap_err();
     assert!(e.contains("local.dockerHost"), "{e}");
 }
+
+/// `slipway logs --kube`'s defaults find the chart's Service (release `slipway` in
+/// slipway-system), and the chart's log-proxy Role allows exactly the proxy ID the CLI
+/// asks for (RBAC sees `http:SERVICE:PORT` whole as the resource name).
+#[test]
+fn the_log_proxy_role_matches_what_slipway_logs_kube_asks_for() {
+    let docs = docs(&template_ok("slipway", "slipway-system", &[]));
+    let svc = one(&docs, "Service", "slipway");
+    assert_eq!(svc["metadata"]["namespace"], "slipway-system");
+    let ports: Vec<&str> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(ports.contains(&"metrics"), "{ports:?}");
+    let role = one(&docs, "Role", "slipway-log-proxy");
+    assert_eq!(role["metadata"]["namespace"], "slipway-system");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["services/proxy"],
+            "resourceNames": ["http:slipway:metrics"], "verbs": ["get"]}])
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["logs", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for default in [
+        "[default: slipway-system]",
+        "[default: slipway]",
+        "[default: metrics]",
+    ] {
+        assert!(help.contains(default), "{default} not in:\n{help}");
+    }
+}

@@ -131,3 +131,168 @@ async fn build_logs_are_served_only_to_those_kubernetes_allows() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("dockerbuilds/log"));
     drop(c);
 }
+
+/// A non-loopback IPv4 address of this host: the API server refuses loopback
+/// Endpoints ("may not be in the loopback range"), so the controller listens here.
+fn host_ip() -> String {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("`ip` runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+        .expect("this host has a non-loopback IPv4 address")
+}
+
+/// The controller as the API server's service proxy finds it: a selector-less
+/// Service whose Endpoints name a Pod object (the proxy only dials addresses of a
+/// Pod of the namespace) whose status carries the controller's address.
+fn controller_service(ns: &str, ip: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: default}}\n---\n\
+apiVersion: v1\nkind: Pod\nmetadata: {{name: slipway-0}}\n\
+spec: {{automountServiceAccountToken: false, containers: [{{name: slipway, image: slipway}}]}}\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {{name: slipway}}\n\
+spec: {{ports: [{{name: metrics, port: 8080}}]}}\n---\n\
+apiVersion: v1\nkind: Endpoints\nmetadata: {{name: slipway}}\n\
+subsets:\n- addresses: [{{ip: '{ip}', targetRef: {{kind: Pod, name: slipway-0, namespace: {ns}}}}}]\n  \
+ports: [{{name: metrics, port: {port}}}]\n"
+    )
+}
+
+/// `get services/proxy` on the controller's Service, as the CLI names it.
+fn proxy_rbac(ctl_ns: &str, ns: &str, subjects: &[&str]) -> String {
+    let subjects: String = subjects
+        .iter()
+        .map(|s| format!("- {{kind: ServiceAccount, name: {s}, namespace: {ns}}}\n"))
+        .collect();
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: log-proxy, namespace: {ctl_ns}}}\n\
+rules:\n- apiGroups: ['']\n  resources: [services/proxy]\n  resourceNames: ['http:slipway:metrics']\n  verbs: [get]\n---\n\
+apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: log-proxy, namespace: {ctl_ns}}}\n\
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: log-proxy}}\n\
+subjects:\n{subjects}"
+    )
+}
+
+#[tokio::test]
+async fn slipway_logs_kube_reaches_the_controller_through_the_api_servers_proxy() {
+    let k = Kube::shared();
+    let ns = k.new_namespace("logs-proxy");
+    let ctl_ns = k.new_bare_namespace("slipway-ctl");
+    let base = ensure_base().await;
+    let logdir = tempfile::tempdir().unwrap();
+    let ip = host_ip();
+    let listen = format!("{ip}:0");
+    let c = Controller::spawn(
+        &[
+            "controller",
+            "--namespace",
+            &ns,
+            "--pod-namespace",
+            &ns,
+            "--identity",
+            "logs-proxy",
+            "--metrics-listen",
+            &listen,
+            "--lease-duration",
+            "3s",
+            "--log-dir",
+            logdir.path().to_str().unwrap(),
+        ],
+        &k.controller_kubeconfig(),
+        &[("SLIPWAY_LOG", "debug")],
+        "logs-proxy",
+    );
+    k.apply(&ns, &build_yaml("app", &base));
+    k.apply(&ns, &reader_rbac(&ns));
+    k.apply(
+        &ns,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: outsider}\n",
+    );
+    k.apply(&ctl_ns, &proxy_rbac(&ctl_ns, &ns, &["reader", "nobody"]));
+    let port = c.metrics_port().await;
+    k.apply(&ctl_ns, &controller_service(&ctl_ns, &ip, port));
+    let status = format!(r#"{{"status":{{"podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#);
+    k.kubectl_ok(&[
+        "patch",
+        "pod",
+        "slipway-0",
+        "-n",
+        &ctl_ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
+    k.wait_json(&ns, "dockerbuild", "app", LONG, |v| {
+        v["status"]["phase"] == "Succeeded"
+    })
+    .await;
+    let kept = std::fs::read_to_string(logdir.path().join(format!("{ns}/app/1.log"))).unwrap();
+
+    // each caller's own kubeconfig: the API server's address, its CA, the SA's token
+    let admin = std::fs::read_to_string(k.admin_kubeconfig()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |sa: &str| {
+        let token = k.kubectl_ok(&["create", "token", sa, "-n", &ns]);
+        let config: String = admin
+            .lines()
+            .map(|l| match l.trim_start().strip_prefix("token:") {
+                Some(_) => format!("    token: {}", token.trim()),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = dir.path().join(sa);
+        std::fs::write(&path, config).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(["logs", "app", "-n", &ns, "--kube"])
+            .args(["--controller-namespace", &ctl_ns])
+            .env("KUBECONFIG", &path)
+            .env_remove("SLIPWAY_TOKEN")
+            .output()
+            .unwrap()
+    };
+
+    // allowed both hops: the whole log (RBAC sees new bindings a moment later)
+    let mut tries = 0;
+    let out = loop {
+        let out = cli("reader");
+        if out.status.success() {
+            break out;
+        }
+        tries += 1;
+        assert!(
+            tries < 50,
+            "the reader is still refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(String::from_utf8_lossy(&out.stdout), kept);
+
+    // through the proxy, but not allowed to read the log: the controller says so
+    let out = cli("nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("may not get dockerbuilds/log"), "{err}");
+    assert!(
+        err.contains(&format!("system:serviceaccount:{ns}:nobody")),
+        "{err}"
+    );
+
+    // not even allowed through the proxy: the API server's refusal, and what is missing
+    let out = cli("outsider");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("`get` on `services/proxy` (resource name http:slipway:metrics)"),
+        "{err}"
+    );
+    drop(c);
+}

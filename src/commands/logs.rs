@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use crate::logs::{Follow, LogError, LogQuery, find, follow};
 use crate::sources::folder::STATE_DIR;
 
+mod remote;
+
 /// `slipway logs`' arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
@@ -23,13 +25,25 @@ pub struct LogsArgs {
     /// The watch folder.
     #[arg(long, default_value = ".", conflicts_with = "kube")]
     pub dir: PathBuf,
-    /// Read from the Kubernetes controller instead of a folder.
-    #[arg(long, requires = "server")]
+    /// Read from the Kubernetes controller instead of a folder: through the API
+    /// server's proxy to the controller's Service (the kubeconfig's credentials), or
+    /// at `--server`.
+    #[arg(long)]
     pub kube: bool,
-    /// The controller's address (`kubectl port-forward` to its metrics port, or its
-    /// Service), e.g. http://127.0.0.1:8080.
+    /// The controller's address (`kubectl port-forward` to its metrics port), e.g.
+    /// http://127.0.0.1:8080; default: through the API server's service proxy.
     #[arg(long)]
     pub server: Option<String>,
+    /// Namespace of the controller's Service (the chart's release namespace).
+    #[arg(long, default_value = "slipway-system", requires = "kube")]
+    pub controller_namespace: String,
+    /// Name of the controller's Service (the chart's full name, `<release>-slipway`,
+    /// just `slipway` for the release `slipway`).
+    #[arg(long, default_value = "slipway", requires = "kube")]
+    pub controller_service: String,
+    /// The Service's port, by name or number (the chart names it `metrics`).
+    #[arg(long, default_value = "metrics", requires = "kube")]
+    pub controller_port: String,
     /// Bearer token the controller checks with Kubernetes (default: the kubeconfig's).
     #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -42,8 +56,8 @@ pub fn folder_log_root(dir: &Path) -> PathBuf {
 
 /// Prints the log to stdout.
 pub async fn logs(args: &LogsArgs) -> Result<Follow, LogError> {
-    if let Some(server) = &args.server {
-        return remote(args, server).await;
+    if args.kube || args.server.is_some() {
+        return remote::remote(args).await;
     }
     let q = LogQuery {
         namespace: args.namespace.clone(),
@@ -62,70 +76,4 @@ pub async fn logs(args: &LogsArgs) -> Result<Follow, LogError> {
     follow(&path, &mut out, args.follow)
         .await
         .map_err(|e| LogError::Unreadable(format!("{}: {e}", path.display())))
-}
-
-/// The log from the controller's endpoint, streamed to stdout as it comes.
-async fn remote(args: &LogsArgs, server: &str) -> Result<Follow, LogError> {
-    use std::io::Write;
-
-    let token = match &args.token {
-        Some(t) => t.clone(),
-        None => kubeconfig_token().await?,
-    };
-    let url = format!(
-        "{}/logs/{}/{}",
-        server.trim_end_matches('/'),
-        args.namespace,
-        args.name
-    );
-    let mut query = vec![("follow", args.follow.to_string())];
-    if let Some(b) = args.build {
-        query.push(("build", b.to_string()));
-    }
-    let unreachable = |e: reqwest::Error| LogError::Unreadable(format!("{url}: {e}"));
-    let mut resp = reqwest::Client::new()
-        .get(&url)
-        .query(&query)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(
-            match serde_json::from_str::<crate::logs::serve::Refusal>(&text) {
-                Ok(r) => LogError::Refused(r.code, r.message),
-                Err(_) => LogError::Unreadable(format!("{url}: {status}: {text}")),
-            },
-        );
-    }
-    let mut out = std::io::stdout();
-    let mut ended = false;
-    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
-        ended |= String::from_utf8_lossy(&chunk).contains(crate::logs::END_MARK);
-        out.write_all(&chunk)
-            .and_then(|_| out.flush())
-            .map_err(|e| LogError::Unreadable(e.to_string()))?;
-    }
-    Ok(if ended { Follow::Ended } else { Follow::Open })
-}
-
-/// The bearer token of the kubeconfig's current user.
-async fn kubeconfig_token() -> Result<String, LogError> {
-    use secrecy::ExposeSecret;
-
-    let no_token = || {
-        LogError::Forbidden(
-            "no bearer token: pass --token (kubectl create token NAME), or use a kubeconfig with a token".into(),
-        )
-    };
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| LogError::Unreadable(format!("kubeconfig: {e}")))?;
-    config
-        .auth_info
-        .token
-        .map(|t| t.expose_secret().to_string())
-        .ok_or_else(no_token)
 }

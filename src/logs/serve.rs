@@ -31,6 +31,10 @@ pub struct LogApi {
     pub store: LogStore,
 }
 
+/// The caller's `Bearer` token when it comes through the API server's service proxy,
+/// which drops `Authorization` once it has authenticated the request itself.
+pub const FORWARDED_AUTHORIZATION: &str = "x-slipway-authorization";
+
 #[derive(Debug, serde::Deserialize)]
 struct Params {
     build: Option<u64>,
@@ -72,14 +76,21 @@ async fn get_log(
     Query(p): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let bearer = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    // either way the token itself is reviewed: a header proves nothing by its name
+    let token = bearer(header::AUTHORIZATION.as_str()).or_else(|| bearer(FORWARDED_AUTHORIZATION));
     let Some(token) = token else {
-        let e = LogError::Forbidden("send a bearer token (kubectl create token ...)".into());
+        let e = LogError::Forbidden(format!(
+            "send a bearer token in Authorization, or in {FORWARDED_AUTHORIZATION} through the \
+             API server's proxy (kubectl create token ...)"
+        ));
         return refuse(StatusCode::UNAUTHORIZED, &e);
     };
     let user = match api.authenticate(token).await {
