@@ -64,6 +64,7 @@ BUSYBOX=$(static_busybox) || die "static busybox not found (apt-get install busy
 bash "$ROOT/scripts/ensure-docker.sh" >/dev/null || die "Docker Engine is not available"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slipway-faults.XXXXXX")
+NONCE=${WORK##*.}
 SLIPWAY_PID=""
 DOCKERD_DIR=""
 KUBE_DIR=""
@@ -109,11 +110,12 @@ new_build() {
   local name=$1 ctx="$WORK/folder/ctx-$1"
   mkdir -p "$ctx"
   cp "$BUSYBOX" "$ctx/busybox"
-  # the run's name in the RUN line makes every build new (no cache hit)
+  # the run's name and the script's NONCE in the RUN line make every build new (no
+  # cache hit, also when the script runs again on the same daemon)
   cat >"$ctx/Dockerfile" <<EOF
 FROM scratch
 COPY busybox /bin/busybox
-RUN ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 3 && echo $name > /id && /bin/busybox dd if=/dev/urandom of=/blob bs=1M count=8 2>/dev/null"]
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 3 && echo $name $NONCE > /id && /bin/busybox dd if=/dev/urandom of=/blob bs=1M count=8 2>/dev/null"]
 EOF
   cat >"$WORK/folder/$name.yaml" <<EOF
 apiVersion: slipway.dev/v1alpha1
@@ -145,7 +147,7 @@ spec:
     inline:
       dockerfile: |
         FROM $BASE
-        RUN sleep 3 && echo $1 > /id && dd if=/dev/urandom of=/blob bs=1M count=8 2>/dev/null
+        RUN sleep 3 && echo $1 $NONCE > /id && dd if=/dev/urandom of=/blob bs=1M count=8 2>/dev/null
   output:
     registry: "$REG"
     repository: faults/$1
@@ -427,6 +429,9 @@ case_mesos_kill() {
   done
   recount "${names[@]}"
   stop_slipway
+  # every restart must subscribe as the same framework (else its tasks are orphans)
+  say "mesos-kill: $(grep -o 'subscribed framework_id=[^ ]*' "$WORK/slipway.log" | sort -u | wc -l) framework ID(s)," \
+    "$(grep -c 're-attached to a running task' "$WORK/slipway.log") re-attachment(s) to a running task"
   record mesos-kill "$RUNS"
 }
 
