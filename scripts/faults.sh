@@ -28,7 +28,8 @@
 #
 # A run is "lost" when its build never ends (no Succeeded or Failed within 3 min),
 # "wrong" when it ends Failed or its status digest is not what the registry serves
-# for its tag, and each extra PUT of its manifest counts as a duplicate push.
+# for its tag, or its phase is not Succeeded when the case ends; each extra PUT of
+# its manifest counts as a duplicate push (recounted when the case ends).
 # Needs Docker Engine (scripts/ensure-docker.sh), Debian's docker-registry and
 # busybox-static (scripts/registry.sh installs what it needs), python3 and curl; the
 # kube cases scripts/ensure-kube.sh's binaries (SLIPWAY_KUBE_BIN), the Mesos cases
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
     --cases) CASES=${2:?}; shift 2 ;;
     --bin) BIN=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h | --help) sed -n '2,41p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,36p' "$0" >&2; exit 2 ;;
     *) die "unknown argument '$1'" ;;
   esac
 done
@@ -245,10 +246,11 @@ recount() {
 }
 
 case_watch_kill() {
-  local i name delay
+  local i name delay names=()
   start_slipway
   for i in $(seq 1 "$RUNS"); do
     name="kill-$i"
+    names+=("$name")
     new_build "$name"
     wait_phase "$name" 60 Building Pushing >/dev/null || say "$name: never seen building"
     # somewhere from the start of the build to past its push
@@ -260,6 +262,7 @@ case_watch_kill() {
     start_slipway
     judge "$name"
   done
+  recount "${names[@]}"
   stop_slipway
   record watch-kill "$RUNS"
 }
