@@ -87,11 +87,14 @@ REGPORT=${REG##*:}
 mkdir -p "$WORK/folder"
 RESULTS=()
 
-# What start_slipway runs, and where the cases read statuses: the watch folder by
-# default; the kube and Mesos cases set their own.
-SLIPWAY_ARGS=(watch "$WORK/folder")
-FOLDER=$WORK/folder
-MODE=folder
+# What start_slipway runs, and where the cases read statuses: the watch folder
+# (folder_mode, at the start of each watch case); the kube and Mesos cases set their own.
+folder_mode() {
+  SLIPWAY_ARGS=(watch "$WORK/folder")
+  FOLDER=$WORK/folder
+  MODE=folder
+}
+folder_mode
 
 # start_slipway [ENV=VALUE...]: `slipway ARGS`, its log appended to slipway.log.
 start_slipway() {
@@ -247,6 +250,7 @@ recount() {
 
 case_watch_kill() {
   local i name delay names=()
+  folder_mode
   start_slipway
   for i in $(seq 1 "$RUNS"); do
     name="kill-$i"
@@ -269,6 +273,7 @@ case_watch_kill() {
 
 case_registry_down() {
   local i name
+  folder_mode
   start_slipway
   for i in $(seq 1 "$(( RUNS < 3 ? RUNS : 3 ))"); do
     name="regdown-$i"
@@ -288,6 +293,7 @@ case_registry_down() {
 
 case_dockerd_restart() {
   local i name host
+  folder_mode
   DOCKERD_DIR="$WORK/dockerd"
   host=$(bash "$ROOT/scripts/dockerd-current.sh" start --dir "$DOCKERD_DIR" | tail -n 1) ||
     die "the private dockerd did not start"
