@@ -52,6 +52,9 @@ pub struct Core {
     /// Running tasks of ours that the master reported and no build has claimed yet:
     /// (key, spec hash) → (task ID, agent ID).
     unclaimed: HashMap<(String, String), (String, String)>,
+    /// The same for tasks that ended (FINISHED/FAILED) before their build was resumed:
+    /// the build takes the outcome, and the update is acknowledged once it is written.
+    ended_unclaimed: HashMap<(String, String), TaskStatus>,
     /// Terminal updates acknowledged once their status is written, by key.
     unacked: HashMap<String, Vec<(String, String, Vec<u8>)>>,
     /// Acknowledgements whose status was written while unsubscribed: sent once
@@ -170,6 +173,13 @@ impl Core {
     /// A build to run.
     pub fn launch(&mut self, spec: TaskSpec, tx: mpsc::UnboundedSender<TaskUpdate>) -> Vec<Call> {
         let claim = (spec.key.clone(), spec.spec_hash.clone());
+        if let Some(status) = self.ended_unclaimed.remove(&claim) {
+            let task_id = status.task_id.value.clone();
+            let agent_id = status.agent_id.clone().map(|a| a.value).unwrap_or_default();
+            info!(build = %spec.key, %task_id, "re-attached to a task that ended while slipway was away");
+            self.attach(task_id, agent_id, String::new(), spec.key, tx, None);
+            return self.on_update(status);
+        }
         if let Some((task_id, agent_id)) = self.unclaimed.remove(&claim) {
             info!(build = %spec.key, %task_id, "re-attached to a running task");
             self.attach(task_id, agent_id, String::new(), spec.key, tx, None);
@@ -456,10 +466,18 @@ impl Core {
 
         let Some(a) = self.active.get_mut(&task_id) else {
             // not ours now: a task from an earlier run, or one already finished
-            if !is_terminal(state)
-                && let Some(claim) = parse_task_id(&task_id)
-            {
-                self.unclaimed.insert(claim, (task_id, agent_id));
+            if let Some(claim) = parse_task_id(&task_id) {
+                if !is_terminal(state) {
+                    self.unclaimed.insert(claim, (task_id, agent_id));
+                } else {
+                    // it ended before its build was resumed: acknowledging now would
+                    // lose the outcome, and the build would run again (a second push)
+                    self.unclaimed.remove(&claim);
+                    if matches!(state, TaskState::TaskFinished | TaskState::TaskFailed) {
+                        self.ended_unclaimed.insert(claim, status);
+                        return Vec::new();
+                    }
+                }
             }
             return self.ack_now(ack);
         };

@@ -546,3 +546,42 @@ fn a_waiting_build_is_told_which_agent_it_waits_for() {
         Some("waiting up to 3s for an offer of hold: holds 3/3 base layers (locality)")
     );
 }
+
+/// faults.sh (mesos-kill) caught it: slipway killed after the push, the FINISHED update
+/// arrives after subscribing again but before the build is resumed. It used to be
+/// acknowledged and dropped, the build re-attached to a task that would say nothing
+/// more (stuck), and the next restart built it again (a second push).
+#[test]
+fn a_task_that_ended_before_its_build_resumed_gives_it_the_outcome() {
+    let mut c = core();
+    let spec = build("ns/a", 1.0);
+    let id = spec.task_id.clone();
+    // the implicit reconciliation says it runs; then its FINISHED update comes
+    assert!(
+        c.on_update(status(&id, TaskState::TaskRunning, None))
+            .is_empty()
+    );
+    let out = BuildOutcome {
+        digest: "sha256:ab".into(),
+        image: "r/a@sha256:ab".into(),
+        pushed_tags: vec!["r/a:latest".into()],
+        ..Default::default()
+    };
+    let mut fin = status(&id, TaskState::TaskFinished, Some(b"u2"));
+    fin.data = Some(TaskReport::finished(out.clone()).encode());
+    assert!(c.on_update(fin).is_empty(), "held until the build has it");
+    // the build is resumed: it takes the outcome, nothing is launched again
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    assert!(c.launch(spec, tx).is_empty());
+    let ups = drain(&mut rx);
+    assert!(
+        matches!(ups.last(), Some(TaskUpdate::Done(Ok(o))) if *o == out),
+        "{} updates, the last not the outcome",
+        ups.len()
+    );
+    let calls = c.on_offers(vec![offer("o1", "h1", 4.0, 4096.0, "*")], Instant::now());
+    assert!(!kinds(&calls).contains(&call::Type::Accept), "built twice");
+    let acks = c.settled("ns/a");
+    assert_eq!(kinds(&acks), vec![call::Type::Acknowledge]);
+    assert_eq!(acks[0].acknowledge.as_ref().unwrap().uuid, b"u2");
+}
