@@ -162,7 +162,7 @@ pub struct QueueArgs {
     /// Tries per build when the registry or daemon is unreachable.
     #[arg(long, default_value_t = 4)]
     pub max_attempts: u32,
-    /// First retry delay (doubles each time), e.g. 5s, 500ms.
+    /// First retry delay, e.g. 5s, 500ms; it doubles each time, jittered, at most 5 min.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub retry_backoff: Duration,
     /// Automatic builds (context, git, url or base changes) running at once, within
