@@ -36,6 +36,40 @@ fn base64_of(s: &str) -> String {
 }
 
 /// `--builder buildkitd` flags for the test buildkitd (build secrets need it).
+/// A build `name` pushing to `slipway-test/REPO` with `password` as its registry
+/// credential, whose step `run` can print that password (the context's `/pw`)
+/// and the build secret `tok` (holding `secret`).
+fn secrets_fixture(
+    base: &str,
+    reg: &str,
+    (password, secret): (&str, &str),
+    run: &str,
+    (name, repo): (&str, &str),
+) -> Fixture {
+    let auth = base64_of(&format!("builder:{password}"));
+    Fixture::new()
+        .file(
+            "docker-config.json",
+            &format!(r#"{{"auths":{{"{reg}":{{"auth":"{auth}"}}}}}}"#),
+        )
+        .file("tok.txt", secret)
+        .file("ctx/pw", &format!("pw={password}\n"))
+        .file(
+            "ctx/Dockerfile",
+            &format!("FROM {base}\nCOPY pw /pw\nRUN --mount=type=secret,id=tok {run}\n"),
+        )
+        .file(
+            &format!("{name}.yaml"),
+            &doc(
+                name,
+                &indent(&format!(
+                    "source: {{path: ctx}}\nnoCache: true\nsecrets: [{{id: tok, file: tok.txt}}]\n\
+output: {{registry: '{reg}', repository: slipway-test/{repo}, pushSecretRef: {{path: docker-config.json}}}}"
+                )),
+            ),
+        )
+}
+
 fn buildkitd_flags() -> Option<Vec<String>> {
     let addr = std::env::var("SLIPWAY_TEST_BUILDKIT_ADDR").ok()?;
     let certs = std::env::var("SLIPWAY_TEST_BUILDKIT_DIR").unwrap_or_else(|_| "/tmp/devbk".into());
@@ -59,32 +93,15 @@ async fn a_build_run_by_the_executor_keeps_its_log_copied_from_the_sandbox() {
     let reg = registry();
     let password = "pw-mesos-l0gs-77341";
     let secret = "tok-mesos-l0gs-5ecret";
-    let auth = base64_of(&format!("builder:{password}"));
-    let fx = Fixture::new()
-        .file(
-            "docker-config.json",
-            &format!(r#"{{"auths":{{"{reg}":{{"auth":"{auth}"}}}}}}"#),
-        )
-        .file("tok.txt", secret)
-        // the build prints the registry password it finds in its context, and the
-        // secret it is given
-        .file("ctx/pw", &format!("pw={password}\n"))
-        .file(
-            "ctx/Dockerfile",
-            &format!(
-                "FROM {base}\nCOPY pw /pw\nRUN --mount=type=secret,id=tok echo hello-from-the-sandbox && cat /pw && echo tok=$(cat /run/secrets/tok)\n"
-            ),
-        )
-        .file(
-            "logged.yaml",
-            &doc(
-                "logged",
-                &indent(&format!(
-                    "source: {{path: ctx}}\nnoCache: true\nsecrets: [{{id: tok, file: tok.txt}}]\n\
-output: {{registry: '{reg}', repository: slipway-test/mesos-logs, pushSecretRef: {{path: docker-config.json}}}}"
-                )),
-            ),
-        );
+    // the build prints the registry password it finds in its context, and the
+    // secret it is given
+    let fx = secrets_fixture(
+        &base,
+        &reg,
+        (password, secret),
+        "echo hello-from-the-sandbox && cat /pw && echo tok=$(cat /run/secrets/tok)",
+        ("logged", "mesos-logs"),
+    );
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut w = watch_on_mesos(fx.dir.path(), &cluster.master(), &flags, &[]);
     let s = phase_of(&fx.path("logged.yaml"), "logged", "Succeeded").await;
@@ -388,31 +405,14 @@ async fn a_failed_builds_secrets_do_not_reach_the_mesos_master() {
     let reg = registry();
     let password = "pw-mesos-m4ster-20417";
     let secret = "tok-mesos-m4ster-5ecret";
-    let auth = base64_of(&format!("builder:{password}"));
-    let fx = Fixture::new()
-        .file(
-            "docker-config.json",
-            &format!(r#"{{"auths":{{"{reg}":{{"auth":"{auth}"}}}}}}"#),
-        )
-        .file("tok.txt", secret)
-        .file("ctx/pw", &format!("pw={password}\n"))
-        // the failing step prints both: the failure quotes its last lines
-        .file(
-            "ctx/Dockerfile",
-            &format!(
-                "FROM {base}\nCOPY pw /pw\nRUN --mount=type=secret,id=tok cat /pw && echo tok=$(cat /run/secrets/tok) && exit 3\n"
-            ),
-        )
-        .file(
-            "leaky.yaml",
-            &doc(
-                "leaky",
-                &indent(&format!(
-                    "source: {{path: ctx}}\nnoCache: true\nsecrets: [{{id: tok, file: tok.txt}}]\n\
-output: {{registry: '{reg}', repository: slipway-test/mesos-leaky, pushSecretRef: {{path: docker-config.json}}}}"
-                )),
-            ),
-        );
+    // the failing step prints both: the failure quotes its last lines
+    let fx = secrets_fixture(
+        &base,
+        &reg,
+        (password, secret),
+        "cat /pw && echo tok=$(cat /run/secrets/tok) && exit 3",
+        ("leaky", "mesos-leaky"),
+    );
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut w = watch_on_mesos(fx.dir.path(), &cluster.master(), &flags, &[]);
     let s = phase_of(&fx.path("leaky.yaml"), "leaky", "Failed").await;

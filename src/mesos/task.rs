@@ -203,16 +203,21 @@ mod tests {
         assert_eq!(parse_task_id("slipway:a:b:c:notanumber"), None);
     }
 
-    #[test]
-    fn a_failure_keeps_its_retry_class_across_the_wire() {
-        let sent = TaskReport::failed(&Error::Registry("connection refused".into()));
+    /// `e` as the scheduler reads it back from the executor's FAILED update.
+    fn across_the_wire(e: &Error) -> Error {
+        let sent = TaskReport::failed(e);
         let TaskReport::Failed {
             reason, message, ..
         } = TaskReport::decode(&sent.encode()).unwrap()
         else {
             panic!("not a failure")
         };
-        let e = Error::from_label(&reason, message);
+        Error::from_label(&reason, message)
+    }
+
+    #[test]
+    fn a_failure_keeps_its_retry_class_across_the_wire() {
+        let e = across_the_wire(&Error::Registry("connection refused".into()));
         assert!(e.is_retryable());
         assert_eq!(e.to_string(), "registry: connection refused");
         let user = Error::from_label("BuildFailed", "step 2 failed".into());
@@ -223,14 +228,7 @@ mod tests {
     /// timeout (reason `Timeout`), not as a failed Dockerfile.
     #[test]
     fn a_timeout_on_an_agent_stays_a_timeout() {
-        let sent = TaskReport::failed(&Error::timed_out(30));
-        let TaskReport::Failed {
-            reason, message, ..
-        } = TaskReport::decode(&sent.encode()).unwrap()
-        else {
-            panic!("not a failure")
-        };
-        let e = Error::from_label(&reason, message);
+        let e = across_the_wire(&Error::timed_out(30));
         assert_eq!(e.metric_label(), "Timeout");
         assert_eq!(e.to_string(), "timed out after 30 s");
     }
