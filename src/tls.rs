@@ -4,13 +4,16 @@
 //! CAs and `*.cert` + `*.key` client identities (Docker's certs.d).
 //!
 //! reqwest takes one client identity per client, so each host of the certs dir gets
-//! its own client; every other host shares the default one.
+//! its own client; every other host shares the default one. Git over https (gitoxide's
+//! own reqwest) gets the same roots and `--ca-file` as a rustls config, [`GitTls`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use reqwest::{Certificate, ClientBuilder, Identity};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tracing::{debug, warn};
 
 use crate::{Error, Result};
@@ -18,7 +21,8 @@ use crate::{Error, Result};
 /// Where slipway finds extra CAs and client certificates.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TlsArgs {
-    /// Extra CA certificates (a PEM bundle) trusted for registries and `url` sources.
+    /// Extra CA certificates (a PEM bundle) trusted for registries, `url` sources
+    /// and `git` sources over https.
     #[arg(long, env = "SLIPWAY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Docker's certs.d: `DIR/<host[:port]>/*.crt` are CAs for that registry,
@@ -66,6 +70,8 @@ struct HostTls {
 pub struct Tls {
     /// The system bundle and `--ca-file`, on top of the compiled-in roots.
     roots: Vec<Certificate>,
+    /// `--ca-file`'s certificates as rustls takes them, for git.
+    ca_file: Vec<CertificateDer<'static>>,
     hosts: BTreeMap<String, HostTls>,
 }
 
@@ -84,13 +90,22 @@ impl Tls {
     /// problems are only warned about.
     pub fn load(args: &TlsArgs) -> Result<Self> {
         let mut roots = system_roots();
+        let mut ca_file = Vec::new();
         if let Some(file) = &args.ca_file {
             roots.extend(read_certs(file)?);
+            ca_file = read_der(file)?;
         }
         Ok(Self {
             roots,
+            ca_file,
             hosts: read_certs_dir(&args.certs_dir)?,
         })
+    }
+
+    /// The trust for git over https: the compiled-in roots, the system bundle and
+    /// `--ca-file` (certs.d is about registries only).
+    pub fn git(&self) -> GitTls {
+        GitTls::with(&self.ca_file)
     }
 
     /// A client for each host of the certs dir and one for the rest, each made by
@@ -185,16 +200,63 @@ impl RegistryHttp for Clients {
     }
 }
 
-/// The system bundle: `SSL_CERT_FILE`, `SSL_CERT_DIR` or the distribution's usual
-/// place, when there is one (the scratch image has none unless given one).
-fn system_roots() -> Vec<Certificate> {
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        warn!(error = %e, "system CA bundle");
+/// A rustls client config trusting what [`Tls`] trusts, for gitoxide's HTTP client.
+#[derive(Clone)]
+pub struct GitTls(Arc<rustls::ClientConfig>);
+
+impl Default for GitTls {
+    /// The compiled-in roots and the system bundle.
+    fn default() -> Self {
+        Self::with(&[])
     }
-    debug!(certificates = found.certs.len(), "system CA bundle");
-    found
-        .certs
+}
+
+impl std::fmt::Debug for GitTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GitTls")
+    }
+}
+
+impl GitTls {
+    fn with(extra: &[CertificateDer<'static>]) -> Self {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let (added, ignored) =
+            roots.add_parsable_certificates(native_roots().iter().chain(extra).cloned());
+        debug!(added, ignored, "CA certificates for git over https");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Self(Arc::new(config))
+    }
+
+    pub fn config(&self) -> &rustls::ClientConfig {
+        &self.0
+    }
+}
+
+/// The system bundle: `SSL_CERT_FILE`, `SSL_CERT_DIR` or the distribution's usual
+/// place, when there is one (the scratch image has none unless given one). Read once:
+/// every git fetch needs it.
+fn native_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: LazyLock<Vec<CertificateDer<'static>>> = LazyLock::new(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            warn!(error = %e, "system CA bundle");
+        }
+        debug!(certificates = found.certs.len(), "system CA bundle");
+        found.certs
+    });
+    &ROOTS
+}
+
+fn system_roots() -> Vec<Certificate> {
+    native_roots()
         .iter()
         .filter_map(|c| Certificate::from_der(c).ok())
         .collect()
@@ -213,6 +275,13 @@ fn read_certs(file: &Path) -> Result<Vec<Certificate>> {
         return Err(not_pem());
     }
     Ok(certs)
+}
+
+/// A PEM file's certificates as rustls takes them ([`read_certs`] has checked it).
+fn read_der(file: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_slice_iter(&read(file)?)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::InvalidSpec(format!("{}: {e}", file.display())))
 }
 
 /// `name.cert` with its `name.key`, as Docker pairs them.

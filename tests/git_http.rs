@@ -10,6 +10,7 @@ use common::git::git;
 use common::git_http::{GitHttpServer, PASSWORD, USER};
 use common::*;
 use slipway::runner::fetch;
+use slipway::tls::GitTls;
 
 /// A working copy in `server`'s directory pushing to `NAME.git`.
 struct Work {
@@ -51,18 +52,30 @@ fn read(dir: &Path, file: &str) -> String {
 
 async fn fetch_ok(url: &str, rev: Option<&str>, submodules: bool) -> (String, tempfile::TempDir) {
     let dest = tempfile::tempdir().unwrap();
-    let out = fetch::git(url, rev, submodules, &dest.path().join("src"))
-        .await
-        .unwrap_or_else(|e| panic!("fetch {rev:?}: {e}"));
+    let out = fetch::git(
+        url,
+        rev,
+        submodules,
+        &dest.path().join("src"),
+        &GitTls::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("fetch {rev:?}: {e}"));
     assert!(!dest.path().join("src/.git").exists(), ".git is removed");
     (out.commit.unwrap(), dest)
 }
 
 async fn fetch_err(url: &str, rev: Option<&str>) -> String {
     let dest = tempfile::tempdir().unwrap();
-    let e = fetch::git(url, rev, false, &dest.path().join("src"))
-        .await
-        .expect_err("the fetch fails");
+    let e = fetch::git(
+        url,
+        rev,
+        false,
+        &dest.path().join("src"),
+        &GitTls::default(),
+    )
+    .await
+    .expect_err("the fetch fails");
     eprintln!("{rev:?}: {e}");
     assert!(
         !dest.path().join("src").exists(),
@@ -112,13 +125,15 @@ async fn branch_tag_and_commit_over_http_with_basic_auth() {
 
     // the git trigger's lookup goes through the same server and credentials
     assert_eq!(
-        slipway::triggers::ls_remote(&url, Some("v1"))
+        slipway::triggers::ls_remote(&url, Some("v1"), &GitTls::default())
             .await
             .unwrap(),
         first
     );
     assert_eq!(
-        slipway::triggers::ls_remote(&url, None).await.unwrap(),
+        slipway::triggers::ls_remote(&url, None, &GitTls::default())
+            .await
+            .unwrap(),
         second
     );
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::git::GitServer;
+use slipway::tls::GitTls;
 use slipway::triggers::webhook::{self, WebhookSecret};
 use slipway::triggers::{GitTarget, Observation, Targets, ls_remote, spawn_poller};
 use tokio::sync::{mpsc, watch};
@@ -42,22 +43,42 @@ async fn ls_remote_reads_branches_peeled_tags_and_the_default_branch() {
     let dev = repo.commit_on("dev", "Dockerfile", "FROM scratch\n# dev\n");
     let main = repo.commit("Dockerfile", "FROM scratch\n# two\n");
 
-    assert_eq!(ls_remote(&repo.url, None).await.unwrap(), main);
-    assert_eq!(ls_remote(&repo.url, Some("main")).await.unwrap(), main);
     assert_eq!(
-        ls_remote(&repo.url, Some("refs/heads/dev")).await.unwrap(),
+        ls_remote(&repo.url, None, &GitTls::default())
+            .await
+            .unwrap(),
+        main
+    );
+    assert_eq!(
+        ls_remote(&repo.url, Some("main"), &GitTls::default())
+            .await
+            .unwrap(),
+        main
+    );
+    assert_eq!(
+        ls_remote(&repo.url, Some("refs/heads/dev"), &GitTls::default())
+            .await
+            .unwrap(),
         dev
     );
     // an annotated tag gives its commit, as a build would check out
-    assert_eq!(ls_remote(&repo.url, Some("v1")).await.unwrap(), tagged);
+    assert_eq!(
+        ls_remote(&repo.url, Some("v1"), &GitTls::default())
+            .await
+            .unwrap(),
+        tagged
+    );
 
-    let e = ls_remote(&repo.url, Some("no-such-branch"))
+    let e = ls_remote(&repo.url, Some("no-such-branch"), &GitTls::default())
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("no-such-branch") && e.contains(&repo.url), "{e}");
     let gone = repo.url.replace("lookup", "missing");
-    let e = ls_remote(&gone, None).await.unwrap_err().to_string();
+    let e = ls_remote(&gone, None, &GitTls::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(&gone), "{e}");
 }
 
@@ -65,11 +86,13 @@ async fn ls_remote_reads_branches_peeled_tags_and_the_default_branch() {
 async fn poller_reports_the_first_commit_then_each_new_one_once() {
     let server = GitServer::start();
     let repo = server.repo("polled", "FROM scratch\n");
-    let first = ls_remote(&repo.url, Some("main")).await.unwrap();
+    let first = ls_remote(&repo.url, Some("main"), &GitTls::default())
+        .await
+        .unwrap();
     let interval = Duration::from_secs(1);
     let (tx, rx) = watch::channel(targets([(target(&repo.url, Some("main")), interval)]));
     let (out, mut seen) = mpsc::channel(16);
-    let poller = spawn_poller(rx, out);
+    let poller = spawn_poller(rx, out, GitTls::default());
 
     let want = |commit: &str| Observation::Git {
         url: repo.url.clone(),
@@ -91,7 +114,9 @@ async fn poller_reports_the_first_commit_then_each_new_one_once() {
     );
     // a new target sharing the server is looked up as soon as it is added
     let other = server.repo("added", "FROM scratch\n");
-    let other_head = ls_remote(&other.url, None).await.unwrap();
+    let other_head = ls_remote(&other.url, None, &GitTls::default())
+        .await
+        .unwrap();
     tx.send_modify(|t| {
         t.git
             .insert(target(&other.url, None), Duration::from_secs(3600));
@@ -127,7 +152,9 @@ async fn serve_hooks(targets: Targets) -> Hooks {
     let secret = WebhookSecret::new(SECRET).unwrap();
     let task = tokio::spawn(async move {
         let _keep = _tx;
-        webhook::serve(listener, secret, rx, out).await.unwrap();
+        webhook::serve(listener, secret, rx, out, GitTls::default())
+            .await
+            .unwrap();
     });
     Hooks {
         base,

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::git::git;
+use common::git_http::{GitHttpServer, PASSWORD, USER};
 use common::*;
 use slipway::runner::{Builder, Runner};
 use slipway::tls::{Tls, TlsArgs};
-use slipway::triggers::{Observation, Targets, spawn_base_poller};
+use slipway::triggers::{Observation, Targets, ls_remote, spawn_base_poller};
 
 fn unique() -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -401,4 +403,144 @@ s.serve_forever()";
     let (code, text) = slipway(&[&pki.path("ca.key")]);
     assert_ne!(code, Some(0), "{text}");
     assert!(text.contains("ca.key: no PEM certificate"), "{text}");
+}
+
+/// A TLS terminator from the test's CA in front of `upstream` (plain HTTP), as a
+/// company's git server behind its own CA would be; prints its port.
+const TLS_PROXY: &str = "import socket, ssl, sys, threading
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(sys.argv[1], sys.argv[2])
+up = int(sys.argv[3])
+s = socket.socket()
+s.bind(('127.0.0.1', 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for x in (a, b):
+        try:
+            x.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+def serve(conn):
+    try:
+        t = c.wrap_socket(conn, server_side=True)
+    except (ssl.SSLError, OSError):
+        conn.close()
+        return
+    u = socket.create_connection(('127.0.0.1', up))
+    threading.Thread(target=pipe, args=(t, u), daemon=True).start()
+    pipe(u, t)
+while True:
+    conn, _ = s.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()";
+
+/// A `git` source over https from a private CA: `slipway build --ca-file` fetches it
+/// (and the git trigger's lookup trusts the same file); without the flag the fetch
+/// fails naming the certificate problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_sources_over_https_trust_the_ca_file() {
+    let pki = Pki::new();
+    let server = GitHttpServer::start().await;
+    let bare = server.bare("app");
+    let work = server.base().join("app.work");
+    git(server.base(), &["init", "-q", work.to_str().unwrap()]);
+    std::fs::write(work.join("Dockerfile"), "FROM scratch\nCOPY hello /hello\n").unwrap();
+    std::fs::write(work.join("hello"), unique()).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(
+        &work,
+        &["push", "-q", bare.to_str().unwrap(), "HEAD:refs/heads/main"],
+    );
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", TLS_PROXY])
+        .arg(pki.path("server.pem"))
+        .arg(pki.path("server.key"))
+        .arg(server.port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let _proxy = Server(child);
+    let url = format!(
+        "https://{USER}:{PASSWORD}@127.0.0.1:{}/app.git",
+        port.trim()
+    );
+
+    let site = tempfile::tempdir().unwrap();
+    let build = site.path().join("build.yaml");
+    std::fs::write(
+        &build,
+        format!(
+            "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: tls-git}}\nspec:\n  source: {{git: {{url: '{url}', revision: main}}}}\n  output: {{registry: '{}', repository: slipway-test/tls-git}}\n",
+            registry()
+        ),
+    )
+    .unwrap();
+    let empty_certs = tempfile::tempdir().unwrap();
+    let slipway = |ca: Option<PathBuf>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+        cmd.arg("build")
+            .arg(&build)
+            .arg("--certs-dir")
+            .arg(empty_certs.path())
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        if let Some(ca) = ca {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        async move {
+            let out = cmd.output().await.unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.code(), text)
+        }
+    };
+    let (code, text) = slipway(None).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("TLS certificate not trusted (its CA goes in --ca-file)")
+            && text.contains("UnknownIssuer"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+    let (code, text) = slipway(Some(pki.path("ca.pem"))).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("slipway-test/tls-git@sha256:"), "{text}");
+
+    // the git trigger's lookup, with the same trust
+    let tls = |ca_file: Option<PathBuf>| {
+        Tls::load(&TlsArgs {
+            ca_file,
+            certs_dir: empty_certs.path().into(),
+        })
+        .unwrap()
+        .git()
+    };
+    let found = ls_remote(&url, Some("main"), &tls(Some(pki.path("ca.pem"))))
+        .await
+        .unwrap();
+    assert_eq!(found, commit);
+    let e = ls_remote(&url, Some("main"), &tls(None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("certificate"), "{e}");
 }

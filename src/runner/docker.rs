@@ -14,7 +14,7 @@ use super::fetch::UrlLimits;
 use super::{BuildEvent, BuildOutcome, BuildRequest, Cancel, Events, bases, context, directives};
 use crate::api::PullPolicy;
 use crate::registry;
-use crate::tls::{Clients, Tls};
+use crate::tls::{Clients, GitTls, Tls};
 
 mod buildkit;
 mod classic;
@@ -46,6 +46,8 @@ pub struct Runner {
     http: Clients,
     /// `url` sources: no total timeout (the build's own bounds them), see [`UrlLimits`].
     downloads: reqwest::Client,
+    /// `git` sources over https: the same roots and `--ca-file`.
+    git_tls: GitTls,
     url_limits: UrlLimits,
     /// `--default-cache-ref`: the cache tag for builds without `spec.cache`.
     default_cache: Option<String>,
@@ -101,6 +103,7 @@ impl Runner {
         };
         debug!(?engine, "builder");
         let (http, downloads) = http_clients(&Tls::default())?;
+        let git_tls = GitTls::default();
         Ok(Self {
             daemon: docker
                 .as_ref()
@@ -110,6 +113,7 @@ impl Runner {
             engine,
             http,
             downloads,
+            git_tls,
             url_limits: UrlLimits::default(),
             default_cache,
         })
@@ -124,6 +128,7 @@ impl Runner {
     /// (`--ca-file`, `--certs-dir`) beyond the compiled-in roots.
     pub fn with_tls(mut self, tls: &Tls) -> Result<Self> {
         (self.http, self.downloads) = http_clients(tls)?;
+        self.git_tls = tls.git();
         Ok(self)
     }
 

@@ -12,6 +12,7 @@ use tracing::{debug, error, warn};
 
 use super::{GitTarget, Observation, Targets, TriggerSettings, WebhookSecret};
 use crate::runner::fetch::{checked_git_args, looks_like_sha, redact_credentials, remote_refs};
+use crate::tls::GitTls;
 use crate::{Error, Result};
 
 /// Lookups running at once, whatever the number of targets: a poll must not flood a
@@ -24,12 +25,13 @@ const LS_REMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The commit that `revision` of the repository at `url` points to now: a branch, a
 /// tag (peeled: an annotated tag gives its commit) or, with `None`, the remote's
 /// default branch (its HEAD). A full commit sha is its own answer (it never moves).
-/// Errors name the URL with any credentials removed, and git's reason.
-pub async fn ls_remote(url: &str, revision: Option<&str>) -> Result<String> {
+/// Errors name the URL with any credentials removed, and git's reason. https trusts
+/// `tls` (`--ca-file`).
+pub async fn ls_remote(url: &str, revision: Option<&str>, tls: &GitTls) -> Result<String> {
     let shown = redact_credentials(url);
     let rev = checked_git_args(url, revision)?;
     let patterns = patterns(rev);
-    let output = tokio::time::timeout(LS_REMOTE_TIMEOUT, remote_refs(url, patterns))
+    let output = tokio::time::timeout(LS_REMOTE_TIMEOUT, remote_refs(url, patterns, tls))
         .await
         .map_err(|_| {
             Error::Context(format!(
@@ -87,6 +89,7 @@ fn resolve(output: &str, revision: Option<&str>) -> Option<String> {
 pub fn spawn_poller(
     mut targets: watch::Receiver<Targets>,
     out: mpsc::Sender<Observation>,
+    tls: GitTls,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut state = PollState::default();
@@ -96,9 +99,9 @@ pub fn spawn_poller(
         loop {
             let now = Instant::now();
             for target in state.take_due(now, MAX_LOOKUPS.saturating_sub(running.len())) {
-                let t = target.clone();
+                let (t, tls) = (target.clone(), tls.clone());
                 let handle = running.spawn(async move {
-                    let result = ls_remote(&t.url, t.revision.as_deref()).await;
+                    let result = ls_remote(&t.url, t.revision.as_deref(), &tls).await;
                     (t, result)
                 });
                 running_targets.insert(handle.id(), target);
@@ -168,11 +171,12 @@ pub async fn start(
         }
         None => None,
     };
-    let mut tasks = vec![spawn_poller(targets.subscribe(), out.clone())];
+    let tls = settings.tls.git();
+    let mut tasks = vec![spawn_poller(targets.subscribe(), out.clone(), tls.clone())];
     if let Some((secret, listener)) = webhook {
         let targets = targets.subscribe();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = super::webhook::serve(listener, secret, targets, out).await {
+            if let Err(e) = super::webhook::serve(listener, secret, targets, out, tls).await {
                 error!(error = %e, "the webhook endpoint stopped");
             }
         }));
@@ -306,18 +310,26 @@ mod tests {
 
     #[tokio::test]
     async fn ls_remote_refuses_option_injection_and_hides_credentials() {
-        let e = ls_remote("--upload-pack=touch /tmp/x", None)
+        let e = ls_remote("--upload-pack=touch /tmp/x", None, &GitTls::default())
             .await
             .unwrap_err();
         assert!(matches!(e, Error::InvalidSpec(_)), "{e}");
-        let e = ls_remote("file:///nonexistent", Some("--output=x"))
-            .await
-            .unwrap_err();
+        let e = ls_remote(
+            "file:///nonexistent",
+            Some("--output=x"),
+            &GitTls::default(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, Error::InvalidSpec(_)), "{e}");
-        let e = ls_remote("http://user:s3cret@127.0.0.1:9/repo.git", Some("main"))
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = ls_remote(
+            "http://user:s3cret@127.0.0.1:9/repo.git",
+            Some("main"),
+            &GitTls::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(!e.contains("s3cret"), "{e}");
         assert!(e.contains("http://127.0.0.1:9/repo.git"), "{e}");
     }

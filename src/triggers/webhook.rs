@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use super::{GitTarget, Observation, Targets};
 use crate::runner::fetch::redact_credentials;
+use crate::tls::GitTls;
 use crate::{Error, Result};
 
 pub mod payload;
@@ -97,6 +98,8 @@ struct Hooks {
     secret: WebhookSecret,
     targets: watch::Receiver<Targets>,
     out: mpsc::Sender<Observation>,
+    /// For the lookup of a push that names no commit.
+    tls: GitTls,
 }
 
 /// Serves the hook endpoints on `listener` until the process ends (or the listener
@@ -106,11 +109,12 @@ pub async fn serve(
     secret: WebhookSecret,
     targets: watch::Receiver<Targets>,
     out: mpsc::Sender<Observation>,
+    tls: GitTls,
 ) -> Result<()> {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "webhook endpoint listening (/hooks/github, /hooks/gitlab, /hooks/generic)");
     }
-    axum::serve(listener, router(secret, targets, out)).await?;
+    axum::serve(listener, router(secret, targets, out, tls)).await?;
     Ok(())
 }
 
@@ -119,6 +123,7 @@ pub fn router(
     secret: WebhookSecret,
     targets: watch::Receiver<Targets>,
     out: mpsc::Sender<Observation>,
+    tls: GitTls,
 ) -> Router {
     Router::new()
         .route("/hooks/github", post(github))
@@ -129,6 +134,7 @@ pub fn router(
             secret,
             targets,
             out,
+            tls,
         }))
 }
 
@@ -210,14 +216,16 @@ async fn deliver(h: &Hooks, hook: &str, push: std::result::Result<Push, String>)
     for target in &matched {
         let commit = match &push.commit {
             Some(c) => c.clone(),
-            None => match super::git::ls_remote(&target.url, target.revision.as_deref()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(hook, url = %redact_credentials(&target.url), error = %e, "webhook: lookup failed");
-                    failed.push(e.to_string());
-                    continue;
+            None => {
+                match super::git::ls_remote(&target.url, target.revision.as_deref(), &h.tls).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(hook, url = %redact_credentials(&target.url), error = %e, "webhook: lookup failed");
+                        failed.push(e.to_string());
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let obs = Observation::Git {
             url: target.url.clone(),

@@ -59,8 +59,14 @@ impl Runner {
             });
         }
         if let Some(git) = &src.git {
-            let fetched =
-                fetch::git(&git.url, git.revision.as_deref(), git.submodules, &root).await?;
+            let fetched = fetch::git(
+                &git.url,
+                git.revision.as_deref(),
+                git.submodules,
+                &root,
+                &self.git_tls,
+            )
+            .await?;
             let dir = match &git.context_dir {
                 Some(c) => context::resolve_context_dir(&root, c)?,
                 None => root.clone(),

@@ -18,6 +18,7 @@ use gix::remote::fetch::Shallow;
 use super::git_credentials::{GitCredentials, without_userinfo};
 use super::git_tls::{ensure_crypto_provider, http_options};
 use super::{error_chain, looks_like_sha, redact_credentials};
+use crate::tls::GitTls;
 use crate::{Error, Result};
 
 /// Nested submodules followed at most this deep.
@@ -32,17 +33,20 @@ pub(crate) fn fetch_tree(
     submodules: bool,
     dir: &Path,
     scratch: &Path,
+    tls: &GitTls,
     interrupt: &AtomicBool,
 ) -> Result<String> {
-    fetch_tree_at(url, rev, submodules, dir, scratch, interrupt, 0)
+    fetch_tree_at(url, rev, submodules, dir, scratch, tls, interrupt, 0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn fetch_tree_at(
     url: &str,
     rev: Option<&str>,
     submodules: bool,
     dir: &Path,
     scratch: &Path,
+    tls: &GitTls,
     interrupt: &AtomicBool,
     depth: usize,
 ) -> Result<String> {
@@ -59,7 +63,7 @@ fn fetch_tree_at(
             let commit = resolve(&repo, rev, &shown)?;
             (repo, commit)
         }
-        None => fetch_remote(url, rev, gitdir.path(), interrupt)?,
+        None => fetch_remote(url, rev, gitdir.path(), tls, interrupt)?,
     };
     let gitlinks = checkout(&repo, commit, dir, interrupt)
         .map_err(|e| failure("checkout", rev_shown, &shown, &e))?;
@@ -81,6 +85,7 @@ fn fetch_tree_at(
                 true,
                 &dir.join(&path),
                 scratch,
+                tls,
                 interrupt,
                 depth + 1,
             )
@@ -108,6 +113,7 @@ fn fetch_remote(
     url: &str,
     rev: Option<&str>,
     gitdir: &Path,
+    tls: &GitTls,
     interrupt: &AtomicBool,
 ) -> Result<(gix::Repository, gix::ObjectId)> {
     let shown = redact_credentials(url);
@@ -120,7 +126,14 @@ fn fetch_remote(
         Some(r) if r.len() == 40 && looks_like_sha(r) => Want::Sha(r),
         Some(r) => Want::Name(r),
     };
-    let first = clone_bare(&plain, &gitdir.join("shallow"), want, &creds, interrupt);
+    let first = clone_bare(
+        &plain,
+        &gitdir.join("shallow"),
+        want,
+        &creds,
+        tls,
+        interrupt,
+    );
     let e = match first {
         Ok(repo) => {
             let commit = repo
@@ -143,6 +156,7 @@ fn fetch_remote(
         &gitdir.join("full"),
         Want::Everything,
         &creds,
+        tls,
         interrupt,
     )
     .map_err(|e| failure("fetch", rev_shown, &shown, &e))?;
@@ -155,6 +169,7 @@ fn clone_bare(
     gitdir: &Path,
     want: Want<'_>,
     creds: &GitCredentials,
+    tls: &GitTls,
     interrupt: &AtomicBool,
 ) -> gix::Result<gix::Repository> {
     let mut prep = gix::clone::PrepareFetch::new(
@@ -166,9 +181,10 @@ fn clone_bare(
     )?;
     let creds = creds.clone();
     let shown_url = url.to_string();
+    let tls = tls.clone();
     prep = prep.configure_connection(move |conn| {
         let creds = creds.clone();
-        if let Some(opts) = http_options(conn.remote().repo(), &shown_url) {
+        if let Some(opts) = http_options(conn.remote().repo(), &shown_url, &tls) {
             conn.set_transport_options(opts);
         }
         conn.set_credentials(move |action| Ok(answer(&creds, action)));
@@ -319,7 +335,12 @@ pub(crate) fn resolve_relative(base: &str, rel: &str) -> Option<String> {
 
 /// The refs of the remote matching `patterns` as `git ls-remote` prints them
 /// (`<sha>\t<ref>`, plus `<sha>\t<ref>^{}` for a peeled tag).
-pub(crate) fn list_refs(url: &str, patterns: &[String], interrupt: &AtomicBool) -> Result<String> {
+pub(crate) fn list_refs(
+    url: &str,
+    patterns: &[String],
+    tls: &GitTls,
+    interrupt: &AtomicBool,
+) -> Result<String> {
     let shown = redact_credentials(url);
     let fail = |e: &gix::Error| failure("ls-remote", "", &shown, e);
     let mut out = String::new();
@@ -361,7 +382,7 @@ pub(crate) fn list_refs(url: &str, patterns: &[String], interrupt: &AtomicBool) 
         let mut conn = remote
             .connect(gix::remote::Direction::Fetch)?
             .with_credentials(|action| Ok(answer(&creds, action)));
-        if let Some(opts) = http_options(&repo, &plain) {
+        if let Some(opts) = http_options(&repo, &plain, tls) {
             conn.set_transport_options(opts);
         }
         let (map, _) = conn.ref_map(
@@ -396,6 +417,7 @@ fn local_path(url: &str) -> Option<PathBuf> {
 
 const AUTH: &str = "authentication failed";
 const NETWORK: &str = "network error (unreachable)";
+const UNTRUSTED: &str = "TLS certificate not trusted (its CA goes in --ca-file)";
 const NO_SUCH_REVISION: &str = "no such revision";
 
 /// What went wrong, from gitoxide's error text: the part of a message a user acts on.
@@ -404,6 +426,9 @@ pub(crate) fn kind(detail: &str) -> Option<&'static str> {
     let any = |words: &[&str]| words.iter().any(|w| d.contains(w));
     if any(&["401", "403", "authenticat", "credentials", "unauthorized"]) {
         Some(AUTH)
+    } else if any(&["invalid peer certificate", "certificate verify failed"]) {
+        // before the network words: the TLS error comes wrapped in a connect error
+        Some(UNTRUSTED)
     } else if any(&[
         "connection refused",
         "error trying to connect",
@@ -490,6 +515,10 @@ mod tests {
         assert_eq!(
             kind("The remote didn't have any ref that matched 'x'"),
             Some(NO_SUCH_REVISION)
+        );
+        assert_eq!(
+            kind("client error (Connect): invalid peer certificate: UnknownIssuer"),
+            Some(UNTRUSTED)
         );
         assert_eq!(kind("corrupt pack"), None);
     }

@@ -1,5 +1,7 @@
-//! TLS for gitoxide's HTTP client: the same provider (ring) and roots as slipway's
-//! other clients.
+//! TLS for gitoxide's HTTP client: the same provider (ring) and trust as slipway's
+//! other clients, `--ca-file` included ([`GitTls`]).
+
+use crate::tls::GitTls;
 
 /// gix's reqwest takes rustls's process-wide provider: ring, the one every other TLS
 /// client here is built with.
@@ -10,37 +12,24 @@ pub(super) fn ensure_crypto_provider() {
     });
 }
 
-/// gitoxide's HTTP options for `url` with slipway's TLS roots: the compiled-in
-/// Mozilla roots plus the system bundle when there is one. reqwest's own default
-/// (the platform verifier) refuses to start without a system bundle, and the
-/// controller image has none.
-pub(super) fn http_options(repo: &gix::Repository, url: &str) -> Option<Box<dyn std::any::Any>> {
+/// gitoxide's HTTP options for `url` trusting `tls`. reqwest's own default (the
+/// platform verifier) refuses to start without a system bundle, and the controller
+/// image has none.
+pub(super) fn http_options(
+    repo: &gix::Repository,
+    url: &str,
+    tls: &GitTls,
+) -> Option<Box<dyn std::any::Any>> {
     use gix_transport::client::blocking_io::http;
     let opts = repo.transport_options(url, None).ok().flatten()?;
     let mut opts = opts.downcast::<http::Options>().ok()?;
-    let tls = tls_config();
+    let config = tls.config().clone();
     let backend = http::reqwest::Options {
         configure_client: Some(Box::new(move |b| {
-            Ok(b.tls_backend_preconfigured(tls.clone()))
+            Ok(b.tls_backend_preconfigured(config.clone()))
         })),
         configure_request: None,
     };
     opts.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
     Some(opts)
-}
-
-fn tls_config() -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let (added, _) =
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    tracing::trace!(added, "system CA certificates for git over https");
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth()
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::tls::GitTls;
 use crate::{Error, Result};
 
 mod git;
@@ -41,9 +42,10 @@ pub async fn git(
     revision: Option<&str>,
     submodules: bool,
     dest: &Path,
+    tls: &GitTls,
 ) -> Result<Fetched> {
     let rev = checked_git_args(url, revision)?.map(str::to_string);
-    let (url, dest) = (url.to_string(), dest.to_path_buf());
+    let (url, dest, tls) = (url.to_string(), dest.to_path_buf(), tls.clone());
     let commit = blocking(move |interrupt| {
         let parent = dest.parent().unwrap_or(Path::new("."));
         let scratch = tempfile::Builder::new()
@@ -57,6 +59,7 @@ pub async fn git(
             submodules,
             &tree,
             scratch.path(),
+            &tls,
             interrupt,
         )?;
         if interrupt.load(Ordering::Relaxed) {
@@ -79,9 +82,9 @@ pub async fn git(
 
 /// `git ls-remote url patterns…`'s output (`<sha>\t<ref>` lines, peeled tags as
 /// `<ref>^{}`), from gitoxide.
-pub(crate) async fn remote_refs(url: &str, patterns: Vec<String>) -> Result<String> {
-    let url = url.to_string();
-    blocking(move |interrupt| git::list_refs(&url, &patterns, interrupt)).await
+pub(crate) async fn remote_refs(url: &str, patterns: Vec<String>, tls: &GitTls) -> Result<String> {
+    let (url, tls) = (url.to_string(), tls.clone());
+    blocking(move |interrupt| git::list_refs(&url, &patterns, &tls, interrupt)).await
 }
 
 /// Runs gitoxide's blocking work off the runtime. Dropping the future raises the
@@ -238,7 +241,14 @@ mod tests {
 
     async fn fetch(repo: &Repo, rev: Option<&str>) -> (Result<Fetched>, tempfile::TempDir) {
         let dest = tempfile::tempdir().unwrap();
-        let r = git(&repo.url, rev, false, &dest.path().join("src")).await;
+        let r = git(
+            &repo.url,
+            rev,
+            false,
+            &dest.path().join("src"),
+            &GitTls::default(),
+        )
+        .await;
         (r, dest)
     }
 
@@ -310,6 +320,7 @@ mod tests {
             Some("main"),
             false,
             dest.path(),
+            &GitTls::default(),
         )
         .await;
         match r {
@@ -326,11 +337,25 @@ mod tests {
     async fn git_option_injection_refused() {
         let dest = tempfile::tempdir().unwrap();
         assert!(matches!(
-            git("--upload-pack=touch /tmp/x", None, false, dest.path()).await,
+            git(
+                "--upload-pack=touch /tmp/x",
+                None,
+                false,
+                dest.path(),
+                &GitTls::default()
+            )
+            .await,
             Err(Error::InvalidSpec(_))
         ));
         assert!(matches!(
-            git("file:///x", Some("--output=/tmp/x"), false, dest.path()).await,
+            git(
+                "file:///x",
+                Some("--output=/tmp/x"),
+                false,
+                dest.path(),
+                &GitTls::default()
+            )
+            .await,
             Err(Error::InvalidSpec(_))
         ));
     }
