@@ -8,7 +8,8 @@ use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
 use super::claims::{Claimed, Withdrawn};
-use super::controller::{Action, Context, Settings, State, Summary, images_of, reconcile};
+use super::context::{Context, Settings, State, Summary};
+use super::reconcile::{Action, images_of, reconcile};
 use super::credentials;
 use super::requeue::Requeue;
 use super::status::Transition;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::controller::Context;
+use super::context::Context;
 use super::run::wake;
 use super::status::Transition;
 use crate::queue::Update;
