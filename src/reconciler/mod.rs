@@ -18,8 +18,8 @@ mod updates;
 
 pub use cause::{Cause, Current, InFlight, Inputs};
 pub use context::{Context, Settings, Summary};
-pub use reconcile::{images_of, reconcile};
 pub use deps::{Dependencies, Images, normalize_ref};
+pub use reconcile::{images_of, reconcile};
 pub use run::run;
 pub use status::Transition;
 

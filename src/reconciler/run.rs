@@ -9,8 +9,8 @@ use tracing::{info, warn};
 
 use super::claims::{Claimed, Withdrawn};
 use super::context::{Context, Settings, State, Summary};
-use super::reconcile::{Action, images_of, reconcile};
 use super::credentials;
+use super::reconcile::{Action, images_of, reconcile};
 use super::requeue::Requeue;
 use super::status::Transition;
 use super::status_writer::{self, SourceSink, StatusWriter};
