@@ -348,3 +348,6 @@ async fn refresh_targets(ctx: &Arc<Context>) {
     let t = ctx.state.lock().await.targets(&ctx.poll, &ctx.anonymous);
     tx.send_replace(t);
 }
+
+#[cfg(test)]
+mod tests;
