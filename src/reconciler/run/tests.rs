@@ -192,6 +192,12 @@ impl Harness {
         self.events = None;
     }
 
+    /// How the run ended; a run that does not end within a long while fails the test.
+    async fn ended(run: tokio::task::JoinHandle<Result<Summary>>) -> Summary {
+        let r = tokio::time::timeout(Duration::from_secs(10), run).await;
+        r.expect("the run never ended").unwrap().unwrap()
+    }
+
     fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -259,7 +265,7 @@ async fn a_new_resource_is_built_once_and_its_status_goes_queued_building_succee
     let run = h.start(true);
     h.until("write test/a Building").await;
     h.finish(&a);
-    let summary = run.await.unwrap().unwrap();
+    let summary = Harness::ended(run).await;
     assert_eq!(summary.succeeded, 1, "{summary:?}");
     assert_eq!(
         h.starts(),
@@ -290,7 +296,7 @@ async fn a_spec_change_during_a_build_cancels_it_and_builds_the_new_spec_once() 
     }
     h.until(&format!("start test/a {h2}")).await;
     h.finish(&v2);
-    let summary = run.await.unwrap().unwrap();
+    let summary = Harness::ended(run).await;
     assert_eq!(summary.succeeded, 1, "{summary:?}");
     assert_eq!(
         h.starts(),
@@ -335,7 +341,7 @@ async fn a_deleted_resource_s_build_is_cancelled_and_released_once_stopped_witho
     h.gate.send_replace(true);
     h.until("release test/a").await;
     h.close();
-    run.await.unwrap().unwrap();
+    Harness::ended(run).await;
     let log = h.log();
     let at = |line: &str| log.iter().position(|l| l == line);
     // the source (a Kubernetes finalizer) lets go only once the build has stopped
@@ -350,7 +356,7 @@ async fn a_bad_spec_fails_with_a_clear_message_and_the_others_still_build() {
     let mut bad = resource("bad", 1);
     bad.build.spec.source.url = Some("https://example.org/ctx.tar.gz".into());
     let h = harness(vec![bad.clone(), good.clone()], false, None, false);
-    let summary = h.start(true).await.unwrap().unwrap();
+    let summary = Harness::ended(h.start(true)).await;
     assert_eq!((summary.succeeded, summary.failed), (1, 1), "{summary:?}");
     assert_eq!(
         h.starts(),
@@ -384,5 +390,5 @@ async fn a_status_write_that_hangs_holds_up_no_other_resource() {
         "{phases:?}"
     );
     h.close();
-    run.await.unwrap().unwrap();
+    Harness::ended(run).await;
 }
