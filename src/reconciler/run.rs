@@ -1,5 +1,6 @@
-//! The loop that drives the controller: source events, build updates, trigger
-//! observations and requeues, one at a time.
+//! The event loop that drives the reconciler: source events, build updates,
+//! trigger observations and requeues, one at a time. It never waits on the network:
+//! statuses go out through `status_writer`, credentials are read in `credentials`.
 
 use std::sync::Arc;
 
