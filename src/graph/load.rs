@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::Member;
 use crate::api::DockerBuild;
-use crate::reconciler::controller::images_of;
+use crate::reconciler::images_of;
 use crate::runner;
 use crate::sources::Resource;
 use crate::sources::folder::{Doc, FolderSource, read_docs};

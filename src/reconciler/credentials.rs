@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::controller::Context;
+use super::context::Context;
 use crate::Result;
 use crate::registry::DockerConfig;
 use crate::runner::BuildSecrets;

@@ -1,13 +1,15 @@
 //! The reconciler: level-triggered. It compares what the spec asks (its hash, which
 //! covers the rebuild token) with what the status says was built, and decides.
-//! [`decide`] and the status transitions are pure; [`controller`] does the I/O.
+//! [`decide`] and the status transitions are pure; `reconcile.rs` (one pass over a
+//! resource) and `run.rs` (the event loop) do the I/O, through `context.rs`.
 
 mod cause;
 mod claims;
-pub mod controller;
+mod context;
 mod credentials;
 mod deps;
 mod observed;
+mod reconcile;
 mod requeue;
 mod run;
 mod status;
@@ -15,8 +17,9 @@ mod status_writer;
 mod updates;
 
 pub use cause::{Cause, Current, InFlight, Inputs};
-pub use controller::{Context, Settings, Summary, reconcile};
+pub use context::{Context, Settings, Summary};
 pub use deps::{Dependencies, Images, normalize_ref};
+pub use reconcile::{images_of, reconcile};
 pub use run::run;
 pub use status::Transition;
 

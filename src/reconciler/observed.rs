@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cause::Inputs;
-use super::controller::State;
+use super::context::State;
 use super::deps::normalize_ref;
 use crate::api::{Triggers, parse_duration};
 use crate::registry::DockerConfig;

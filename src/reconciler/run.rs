@@ -1,5 +1,6 @@
-//! The loop that drives the controller: source events, build updates, trigger
-//! observations and requeues, one at a time.
+//! The event loop that drives the reconciler: source events, build updates,
+//! trigger observations and requeues, one at a time. It never waits on the network:
+//! statuses go out through `status_writer`, credentials are read in `credentials`.
 
 use std::sync::Arc;
 
@@ -8,8 +9,9 @@ use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
 use super::claims::{Claimed, Withdrawn};
-use super::controller::{Action, Context, Settings, State, Summary, images_of, reconcile};
+use super::context::{Context, Settings, State, Summary};
 use super::credentials;
+use super::reconcile::{Action, images_of, reconcile};
 use super::requeue::Requeue;
 use super::status::Transition;
 use super::status_writer::{self, SourceSink, StatusWriter};
@@ -347,3 +349,6 @@ async fn refresh_targets(ctx: &Arc<Context>) {
     let t = ctx.state.lock().await.targets(&ctx.poll, &ctx.anonymous);
     tx.send_replace(t);
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,14 @@
-//! Build events from the queue, turned into statuses: started, progress, pushed,
-//! failed. A finished build wakes the builds waiting for its image.
+//! Build events from the queue, turned into statuses (which transition each makes
+//! is `status::of_update`, pure): started, progress, pushed, failed. A finished
+//! build wakes the builds waiting for its image.
 
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
-use super::controller::Context;
+use super::context::Context;
 use super::run::wake;
-use super::status::Transition;
+use super::status;
 use crate::queue::Update;
 use crate::runner::BuildEvent;
 
@@ -39,104 +40,13 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
         }
         return;
     };
-    let h = Some(hash.as_str());
+    log(&up);
+    if let Some(t) = status::of_update(&up, ctx.backend, ctx.remote) {
+        ctx.transition(&res, Some(hash.as_str()), t).await;
+    }
     match up {
-        Update::Started { attempt, .. } => {
-            ctx.transition(
-                &res,
-                h,
-                Transition::Started {
-                    attempt,
-                    backend: ctx.backend,
-                    remote: ctx.remote,
-                },
-            )
-            .await;
-        }
-        Update::Event { event, .. } => match event {
-            BuildEvent::Building {
-                context_bytes,
-                files,
-            } => {
-                let msg = format!(
-                    "building: sent a context of {files} files, {:.1} MiB",
-                    context_bytes as f64 / (1024.0 * 1024.0)
-                );
-                ctx.transition(&res, h, Transition::Progress(msg)).await;
-            }
-            BuildEvent::Step(s) => {
-                info!(build = %key, "{s}");
-                ctx.transition(&res, h, Transition::Progress(s)).await;
-            }
-            BuildEvent::Log(line) => debug!(build = %key, "{line}"),
-            BuildEvent::Pushing { tags } => {
-                ctx.transition(&res, h, Transition::Pushing { tags: tags.len() })
-                    .await;
-            }
-            BuildEvent::PushProgress { .. } => {}
-            BuildEvent::Pushed { tag, digest } => info!(build = %key, %tag, %digest, "pushed"),
-            BuildEvent::Waiting(msg) => {
-                ctx.transition(&res, h, Transition::Unplaced(msg)).await;
-            }
-            BuildEvent::Placed { host, task } => {
-                info!(build = %key, %host, task = %task.task_id, "placed");
-                let t = Transition::Placed {
-                    host: &host,
-                    task: &task,
-                };
-                ctx.transition(&res, h, t).await;
-            }
-            BuildEvent::Running { host, sandbox } => {
-                let sandbox = sandbox.as_ref().map(|s| s.directory.as_str());
-                ctx.transition(
-                    &res,
-                    h,
-                    Transition::Running {
-                        host: &host,
-                        sandbox,
-                    },
-                )
-                .await;
-            }
-            BuildEvent::Copied(_) => {}
-            BuildEvent::Stages(steps) => {
-                ctx.transition(&res, h, Transition::Stages(&steps)).await;
-            }
-        },
-        Update::Retrying {
-            attempt,
-            max_attempts,
-            delay,
-            error,
-            ..
-        } => {
-            ctx.transition(
-                &res,
-                h,
-                Transition::Retrying {
-                    attempt,
-                    max_attempts,
-                    delay,
-                    error,
-                },
-            )
-            .await;
-            ctx.settle(&key, &res.origin);
-        }
-        Update::Finished {
-            result, log_tail, ..
-        } => {
-            match &result {
-                Ok(out) => {
-                    info!(build = %key, image = %out.image, "succeeded");
-                    ctx.transition(&res, h, Transition::Succeeded(out)).await;
-                }
-                Err(e) => {
-                    warn!(build = %key, reason = e.metric_label(), "failed: {e}");
-                    ctx.transition(&res, h, Transition::Failed(e, &log_tail))
-                        .await;
-                }
-            }
+        Update::Retrying { .. } => ctx.settle(&key, &res.origin),
+        Update::Finished { result, .. } => {
             ctx.settle(&key, &res.origin);
             // builds waiting for this one's image may go now, and those built FROM it
             // compare its new digest with the one they recorded; it looks again itself
@@ -154,5 +64,32 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
             keys.push(key.clone());
             wake(keys, ctx, true).await;
         }
+        Update::Started { .. } | Update::Event { .. } => {}
+    }
+}
+
+/// What the log says about an update of the build the resource wants.
+fn log(up: &Update) {
+    match up {
+        Update::Event { key, event, .. } => match event {
+            BuildEvent::Step(s) => info!(build = %key, "{s}"),
+            BuildEvent::Log(line) => debug!(build = %key, "{line}"),
+            BuildEvent::Pushed { tag, digest } => info!(build = %key, %tag, %digest, "pushed"),
+            BuildEvent::Placed { host, task } => {
+                info!(build = %key, %host, task = %task.task_id, "placed")
+            }
+            _ => {}
+        },
+        Update::Finished {
+            key,
+            result: Ok(out),
+            ..
+        } => info!(build = %key, image = %out.image, "succeeded"),
+        Update::Finished {
+            key,
+            result: Err(e),
+            ..
+        } => warn!(build = %key, reason = e.metric_label(), "failed: {e}"),
+        Update::Started { .. } | Update::Retrying { .. } => {}
     }
 }

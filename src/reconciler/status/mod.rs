@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 mod history;
+mod update;
 pub(crate) use history::number_for;
+pub use update::of_update;
 
 use super::cause::{Cause, Inputs};
 use crate::Error;
