@@ -26,6 +26,7 @@ use clap::{Parser, Subcommand};
 use kube::CustomResourceExt;
 
 use crate::api::DockerBuild;
+use crate::reconciler::Settings;
 use crate::{Error, Result};
 use controller::ControllerArgs;
 
@@ -109,8 +110,24 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// What `watch` and `controller` hand the reconciler: the queue and trigger
+    /// flags, every build's log kept in the folder's `.slipway/logs` or `--log-dir`.
+    pub fn reconciler_settings(&self) -> Option<Settings> {
+        match self {
+            Command::Watch {
+                dir, queue, once, ..
+            } => Some(queue.settings(*once, folder_log_root(dir))),
+            Command::Controller { args, queue, .. } => Some(queue.settings(false, args.log_dir())),
+            _ => None,
+        }
+    }
+}
+
 /// Runs the subcommand; what it prints and the process's exit code.
 pub async fn run(command: Command) -> ExitCode {
+    // only `watch` and `controller` use it
+    let settings = command.reconciler_settings().unwrap_or_default();
     match command {
         Command::Crd => match crd_yaml() {
             Ok(y) => {
@@ -154,38 +171,31 @@ pub async fn run(command: Command) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Controller {
-            args,
-            backend,
-            queue,
-        } => match controller::run(&args, &backend, queue.settings(false, args.log_dir())).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        },
-        Command::Watch {
-            dir,
-            backend,
-            queue,
-            once,
-            max_resource_file_bytes,
-        } => {
-            let settings = queue.settings(once, folder_log_root(&dir));
-            match watch(&dir, &backend, settings, max_resource_file_bytes).await {
-                Ok(s) if once => {
-                    println!(
-                        "{} succeeded, {} failed, {} not built",
-                        s.succeeded, s.failed, s.waiting
-                    );
-                    if s.failed + s.waiting > 0 {
-                        ExitCode::FAILURE
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
-                Ok(_) => ExitCode::SUCCESS,
+        Command::Controller { args, backend, .. } => {
+            match controller::run(&args, &backend, settings).await {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
+        Command::Watch {
+            dir,
+            backend,
+            once,
+            max_resource_file_bytes,
+            ..
+        } => match watch(&dir, &backend, settings, max_resource_file_bytes).await {
+            Ok(s) if once => {
+                let (line, all_built) = watch::once_summary(&s);
+                println!("{line}");
+                if all_built {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Build {
             file,
             args,

@@ -33,3 +33,36 @@ pub async fn watch(
         }
     }
 }
+
+/// `--once`'s last line, and whether every build succeeded (the exit status).
+pub(super) fn once_summary(s: &Summary) -> (String, bool) {
+    let line = format!(
+        "{} succeeded, {} failed, {} not built",
+        s.succeeded, s.failed, s.waiting
+    );
+    (line, s.failed + s.waiting == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_fails_unless_every_build_succeeded() {
+        let s = |succeeded, failed, waiting| Summary {
+            succeeded,
+            failed,
+            waiting,
+        };
+        assert_eq!(
+            once_summary(&s(3, 0, 0)),
+            ("3 succeeded, 0 failed, 0 not built".into(), true)
+        );
+        // a build that never ran (e.g. its base failed) is no success either
+        assert_eq!(
+            once_summary(&s(2, 0, 1)),
+            ("2 succeeded, 0 failed, 1 not built".into(), false)
+        );
+        assert!(!once_summary(&s(0, 1, 0)).1);
+    }
+}
