@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{BackendArgs, BackendKind, NoStore, backend, parse_duration, shutdown_signal};
+use super::backend::NoStore;
+use super::{BackendArgs, BackendKind, backend, parse_duration, shutdown_signal};
 use crate::health;
 use crate::mesos::scheduler::FrameworkIdStore;
 use crate::reconciler::{self as controller, Settings};

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use secrecy::SecretString;
+
 use crate::logs::{Follow, LogError, LogQuery, find, follow};
 use crate::sources::folder::STATE_DIR;
 
@@ -46,7 +48,7 @@ pub struct LogsArgs {
     pub controller_port: String,
     /// Bearer token the controller checks with Kubernetes (default: the kubeconfig's).
     #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<SecretString>,
 }
 
 /// Where `slipway watch DIR` keeps its builds' logs.

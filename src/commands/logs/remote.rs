@@ -12,6 +12,7 @@ use std::io::Write;
 use axum::http::{self, HeaderValue, header::AUTHORIZATION};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use secrecy::ExposeSecret;
 
 use super::LogsArgs;
 use crate::logs::serve::{FORWARDED_AUTHORIZATION, Refusal};
@@ -56,8 +57,8 @@ fn query(args: &LogsArgs) -> String {
 pub async fn remote(args: &LogsArgs) -> Result<Follow, LogError> {
     let given = args
         .token
-        .as_deref()
-        .map(|t| bearer(t.trim()))
+        .as_ref()
+        .map(|t| bearer(t.expose_secret().trim()))
         .transpose()?;
     if let Some(server) = &args.server {
         let auth = match given {
