@@ -13,22 +13,6 @@ fn log_file(dir: &Path, name: &str, build: u64) -> PathBuf {
     dir.join(format!(".slipway/logs/tests/{name}/{build}.log"))
 }
 
-/// `slipway logs ARGS --dir DIR`: exit code, stdout, stderr.
-fn logs(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .arg("logs")
-        .args(args)
-        .args(["-n", "tests", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn inline(dockerfile: &str, repo: &str) -> String {
     format!(
         "source: {{inline: {{dockerfile: \"{dockerfile}\"}}}}\nnoCache: true\noutput: {{registry: '{}', repository: slipway-test/{repo}}}",

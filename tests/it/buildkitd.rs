@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::process::Process;
 use crate::common::*;
 use sha2::Digest;
 use slipway::Error;
@@ -644,7 +645,7 @@ async fn provenance_is_pushed_with_a_single_platform_image() {
 /// A registry of the test's own that wants a password (htpasswd), stopped when
 /// dropped.
 struct AuthRegistry {
-    child: std::process::Child,
+    _process: Process,
     addr: String,
     _dir: tempfile::TempDir,
 }
@@ -679,15 +680,11 @@ auth: {{htpasswd: {{realm: slipway-test, path: {d}/htpasswd}}}}\n",
             ),
         )
         .unwrap();
-        let child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry (scripts/ensure-docker.sh installs it)");
+        let mut cmd = std::process::Command::new("docker-registry");
+        cmd.arg("serve").arg(&conf);
+        // (scripts/ensure-docker.sh installs docker-registry)
         let me = Self {
-            child,
+            _process: Process::spawn("docker-registry", cmd),
             addr,
             _dir: dir,
         };
@@ -711,13 +708,6 @@ auth: {{htpasswd: {{realm: slipway-test, path: {d}/htpasswd}}}}\n",
     }
 }
 
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn pushes_with_the_builds_registry_credentials() {
     let reg = AuthRegistry::start().await;
@@ -725,7 +715,7 @@ async fn pushes_with_the_builds_registry_credentials() {
         "ctx/Dockerfile",
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo hi > /hi\"]\n",
     );
-    let auth = base64_encode(&format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"));
+    let auth = base64_of(&format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"));
     let config = DockerConfig::parse(&format!(
         r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
         reg.addr
@@ -760,7 +750,7 @@ async fn pushes_with_the_builds_registry_credentials() {
     assert_eq!(anonymous.status().as_u16(), 401);
 
     // a wrong password is the user's to fix: refused at once, not retried
-    let wrong = base64_encode(&format!("{REGISTRY_USER}:not-the-password"));
+    let wrong = base64_of(&format!("{REGISTRY_USER}:not-the-password"));
     let mut req = request(
         &fx,
         spec(&format!(
@@ -780,11 +770,6 @@ async fn pushes_with_the_builds_registry_credentials() {
     let err = out.unwrap_err();
     assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
     assert!(err.to_string().contains("refused the credentials"), "{err}");
-}
-
-fn base64_encode(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 #[tokio::test]

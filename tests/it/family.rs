@@ -191,14 +191,10 @@ async fn a_cycle_of_froms_is_an_invalid_spec_naming_each_member() {
 }
 
 fn kube_yaml(name: &str, dockerfile: &str) -> String {
-    let df: String = dockerfile
-        .lines()
-        .map(|l| format!("        {l}\n"))
-        .collect();
-    format!(
-        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  source:\n    inline:\n      dockerfile: |\n{df}  output:\n    registry: '{}'\n    repository: slipway-test/kfam-{name}\n",
-        registry()
-    )
+    Build::new(name)
+        .inline(dockerfile)
+        .push_to(&format!("slipway-test/kfam-{name}"))
+        .yaml()
 }
 
 #[tokio::test]

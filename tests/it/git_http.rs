@@ -216,16 +216,22 @@ async fn build_from_http_with_no_git_on_path() {
     let fx = Fixture::new()
         .file(
             "build.yaml",
-            &format!(
-                "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: viahttp}}\nspec:\n  source: {{git: {{url: '{}', revision: main, contextDir: docker/app}}}}\n  output: {{registry: '{reg}', repository: slipway-test/git-http}}\n",
-                server.url("app")
-            ),
+            &Build::new("viahttp")
+                .git(&server.url("app"), Some("main"), Some("docker/app"))
+                .push_to_registry(&reg, "slipway-test/git-http")
+                .yaml(),
         )
         .file(
             "good-creds",
-            &format!("https://other:x@example.org\nhttp://{USER}:{PASSWORD}@127.0.0.1:{}\n", server.port),
+            &format!(
+                "https://other:x@example.org\nhttp://{USER}:{PASSWORD}@127.0.0.1:{}\n",
+                server.port
+            ),
         )
-        .file("bad-creds", &format!("http://{USER}:wrong-pw@127.0.0.1:{}\n", server.port));
+        .file(
+            "bad-creds",
+            &format!("http://{USER}:wrong-pw@127.0.0.1:{}\n", server.port),
+        );
     let empty_path = tempfile::tempdir().unwrap();
     // async: the git server runs on this test's runtime
     let run = |creds: &str| {
@@ -298,12 +304,15 @@ async fn git_source_builds_inside_the_controller_image() {
     let fx = Fixture::new()
         .file(
             "build.yaml",
-            &format!(
-                "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: inimage}}\nspec:\n  source: {{git: {{url: '{}', revision: main}}}}\n  output: {{registry: '{reg}', repository: slipway-test/git-image}}\n",
-                server.url("app")
-            ),
+            &Build::new("inimage")
+                .git(&server.url("app"), Some("main"), None)
+                .push_to_registry(&reg, "slipway-test/git-image")
+                .yaml(),
         )
-        .file("creds", &format!("http://{USER}:{PASSWORD}@127.0.0.1:{}\n", server.port));
+        .file(
+            "creds",
+            &format!("http://{USER}:{PASSWORD}@127.0.0.1:{}\n", server.port),
+        );
     let mount = format!("{}:/work:ro", fx.dir.path().display());
     let out = tokio::process::Command::new("docker")
         .args(["run", "--rm", "--network", "host", "-v"])

@@ -661,13 +661,13 @@ fn rendered_manifests_apply_server_side() {
 }
 
 fn build_yaml(name: &str, repo: &str, base: &str) -> String {
-    format!(
-        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  \
-         source:\n    inline:\n      dockerfile: |\n        FROM {base}\n        RUN echo {name} > /built\n  \
-         noCache: true\n  output:\n    registry: '{}'\n    repository: slipway-test/{repo}\n    \
-         tags: [v1]\n    pushSecretRef: {{name: regcred}}\n",
-        registry()
-    )
+    Build::new(name)
+        .inline(&format!("FROM {base}\nRUN echo {name} > /built\n"))
+        .no_cache()
+        .push_to(&format!("slipway-test/{repo}"))
+        .tags(&["v1"])
+        .push_secret("regcred")
+        .yaml()
 }
 
 /// Installs the chart's manifests (rendered with `set`) into `release_ns`, runs the

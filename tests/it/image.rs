@@ -130,14 +130,12 @@ fn the_image_is_a_static_binary_on_scratch_that_prints_its_version_and_the_crd()
 }
 
 fn build_yaml(name: &str, dockerfile: &str) -> String {
-    let dockerfile: String = dockerfile
-        .lines()
-        .map(|l| format!("        {l}\n"))
-        .collect();
-    format!(
-        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  source:\n    inline:\n      dockerfile: |\n{dockerfile}  noCache: true\n  output:\n    registry: '{}'\n    repository: slipway-test/image-{name}\n    tags: [v1]\n",
-        registry()
-    )
+    Build::new(name)
+        .inline(dockerfile)
+        .no_cache()
+        .push_to(&format!("slipway-test/image-{name}"))
+        .tags(&["v1"])
+        .yaml()
 }
 
 /// The controller as a pod with the local backend runs it: the service account's

@@ -10,19 +10,22 @@ use crate::common::controller::Controller;
 use crate::common::kube::Kube;
 use crate::common::*;
 use serde_json::Value;
+use slipway::api::{BuildSecret, SecretKeyRef};
 
 const LONG: Duration = Duration::from_secs(120);
 const PASSWORD: &str = "pw-that-must-stay-in-the-secret";
 
-fn build_yaml(name: &str, dockerfile: &str, extra: &str) -> String {
-    let dockerfile: String = dockerfile
-        .lines()
-        .map(|l| format!("        {l}\n"))
-        .collect();
-    format!(
-        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  source:\n    inline:\n      dockerfile: |\n{dockerfile}  noCache: true\n  output:\n    registry: '{}'\n    repository: slipway-test/kube-{name}\n    tags: [v1]\n{extra}",
-        registry()
-    )
+/// An inline `dockerfile`, never cached, pushed to `slipway-test/kube-NAME:v1`.
+fn build(name: &str, dockerfile: &str) -> Build {
+    Build::new(name)
+        .inline(dockerfile)
+        .no_cache()
+        .push_to(&format!("slipway-test/kube-{name}"))
+        .tags(&["v1"])
+}
+
+fn build_yaml(name: &str, dockerfile: &str) -> String {
+    build(name, dockerfile).yaml()
 }
 
 /// A build that spends `secs` seconds in a RUN step.
@@ -30,7 +33,6 @@ fn slow_yaml(name: &str, base: &str, secs: u32) -> String {
     build_yaml(
         name,
         &format!("FROM {base}\nRUN sleep {secs} && echo {name} > /done"),
-        "",
     )
 }
 
@@ -116,11 +118,9 @@ async fn apply_ends_in_a_pushed_digest_with_ready_events_and_metrics() {
     let c = Controller::start(&k.controller_kubeconfig(), &ns, "only", &[]);
     k.apply(
         &ns,
-        &build_yaml(
-            "hello",
-            &format!("FROM {base}\nRUN echo hello > /hello"),
-            "    pushSecretRef: {name: regcred}\n",
-        ),
+        &build("hello", &format!("FROM {base}\nRUN echo hello > /hello"))
+            .push_secret("regcred")
+            .yaml(),
     );
     // what a user (or Argo CD / Flux) waits on
     k.kubectl_ok(&[
@@ -394,7 +394,6 @@ async fn two_controllers_share_one_lease_and_only_the_leader_builds() {
             &build_yaml(
                 &format!("led-{i}"),
                 &format!("FROM {base}\nRUN echo {i} > /i"),
-                "",
             ),
         );
     }
@@ -421,11 +420,7 @@ async fn two_controllers_share_one_lease_and_only_the_leader_builds() {
     assert_eq!(holder(&k), "replica-b");
     k.apply(
         &ns,
-        &build_yaml(
-            "after-failover",
-            &format!("FROM {base}\nRUN echo b > /b"),
-            "",
-        ),
+        &build_yaml("after-failover", &format!("FROM {base}\nRUN echo b > /b")),
     );
     phase(&k, &ns, "after-failover", "Succeeded").await;
     let by: Vec<String> = events(&k, &ns, "after-failover")
@@ -444,11 +439,11 @@ async fn a_missing_secret_waits_and_a_wrong_one_fails_with_the_reason() {
     let dockerfile = format!("FROM {base}\nRUN echo s > /s");
     k.apply(
         &ns,
-        &build_yaml("later", &dockerfile, "    pushSecretRef: {name: not-yet}\n"),
+        &build("later", &dockerfile).push_secret("not-yet").yaml(),
     );
     k.apply(
         &ns,
-        &build_yaml("wrong", &dockerfile, "    pushSecretRef: {name: opaque}\n"),
+        &build("wrong", &dockerfile).push_secret("opaque").yaml(),
     );
     k.kubectl_ok(&[
         "create",
@@ -494,11 +489,18 @@ async fn build_secrets_come_from_secret_keys_and_a_missing_one_is_named() {
     let value = format!("tok-{}", uuid::Uuid::new_v4());
     let dockerfile = format!("FROM {base}\nRUN echo s > /s");
     let with = |name: &str, secret: &str| {
-        build_yaml(
-            name,
-            &dockerfile,
-            &format!("  secrets: [{{id: npm, secretRef: {{name: {secret}, key: token}}}}]\n"),
-        )
+        build(name, &dockerfile)
+            .with(|s| {
+                s.secrets = vec![BuildSecret {
+                    id: "npm".into(),
+                    secret_ref: Some(SecretKeyRef {
+                        name: secret.into(),
+                        key: "token".into(),
+                    }),
+                    file: None,
+                }]
+            })
+            .yaml()
     };
     k.apply(&ns, &with("later", "npm-creds"));
     k.kubectl_ok(&[
@@ -703,14 +705,13 @@ async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
         &build_yaml(
             &first,
             &format!("FROM {base}\nRUN sleep 4 && echo {first} > /done"),
-            "",
         ),
     );
     // built FROM the first's image: it starts only once the controller has taken in
     // that the first build finished, which happens during the pause
     k.apply(
         &ns,
-        &build_yaml(&second, &format!("FROM {first_image}\nRUN cat /done"), ""),
+        &build_yaml(&second, &format!("FROM {first_image}\nRUN cat /done")),
     );
     k.kubectl_ok(&[
         "create",
@@ -725,11 +726,9 @@ async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
     ]);
     k.apply(
         &ns,
-        &build_yaml(
-            &cred,
-            &format!("FROM {first_image}\nRUN cat /done"),
-            "    pushSecretRef: {name: regcred}\n",
-        ),
+        &build(&cred, &format!("FROM {first_image}\nRUN cat /done"))
+            .push_secret("regcred")
+            .yaml(),
     );
     message_contains(&k, &ns, &first, "RUN sleep 4").await;
 

@@ -6,15 +6,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::Build;
 use crate::common::kube::Kube;
 use serde_json::{Value, json};
 
 fn build_yaml(name: &str) -> String {
-    format!(
-        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  \
-         source: {{inline: {{dockerfile: 'FROM scratch'}}}}\n  \
-         output: {{registry: '127.0.0.1:5000', repository: harness/{name}}}\n"
-    )
+    Build::new(name)
+        .inline("FROM scratch")
+        .push_to_registry("127.0.0.1:5000", &format!("harness/{name}"))
+        .yaml()
 }
 
 fn lease_yaml(holder: &str) -> String {

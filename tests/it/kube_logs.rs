@@ -13,10 +13,11 @@ use crate::common::*;
 const LONG: Duration = Duration::from_secs(120);
 
 fn build_yaml(name: &str, base: &str) -> String {
-    format!(
-        "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata:\n  name: {name}\nspec:\n  source:\n    inline:\n      dockerfile: |\n        FROM {base}\n        RUN echo kube-log-line-{name}\n  noCache: true\n  output:\n    registry: '{}'\n    repository: slipway-test/kube-logs\n",
-        registry()
-    )
+    Build::new(name)
+        .inline(&format!("FROM {base}\nRUN echo kube-log-line-{name}\n"))
+        .no_cache()
+        .push_to("slipway-test/kube-logs")
+        .yaml()
 }
 
 fn reader_rbac(ns: &str) -> String {

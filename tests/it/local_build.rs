@@ -156,9 +156,10 @@ async fn unreadable_context_file_is_a_context_error_naming_it() {
         .file("ctx/secret.key", "locked\n")
         .file(
             "build.yaml",
-            &format!(
-                "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: locked}}\nspec:\n  source: {{path: ctx}}\n  output: {{registry: '{reg}', repository: slipway-test/unreadable}}\n"
-            ),
+            &Build::new("locked")
+                .path("ctx")
+                .push_to_registry(&reg, "slipway-test/unreadable")
+                .yaml(),
         );
     std::fs::set_permissions(
         fx.path("ctx/secret.key"),

@@ -104,11 +104,6 @@ resources: {{cpus: 0.5, memMiB: 64}}"
     assert!(!files.contains(SECRET));
 }
 
-fn base64_of(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
 #[tokio::test]
 async fn an_offer_too_small_is_declined_and_the_build_says_why() {
     let cluster = MesosCluster::start(1);

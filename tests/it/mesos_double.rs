@@ -4,13 +4,14 @@
 //! registry; only Mesos is played by the double.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::common::mesos::{executor_tarball, serve_tarball};
 use crate::common::mesos_double::MesosDouble;
+use crate::common::process::{Process, slipway_cmd};
 use crate::common::watcher::{doc, indent};
 use crate::common::*;
 use slipway::mesos::proto::v1::TaskState;
@@ -21,18 +22,12 @@ use slipway::runner::BuildOutcome;
 const WAIT: Duration = Duration::from_secs(40);
 
 /// `slipway watch DIR --backend mesos ...`, stopped when dropped.
-struct Slipway {
-    child: Child,
-    log: PathBuf,
-    _logdir: tempfile::TempDir,
-}
+struct Slipway(Process);
 
 impl Slipway {
     fn start(dir: &Path, masters: &str, extra: &[&str]) -> Self {
-        let logdir = tempfile::tempdir().unwrap();
-        let log = logdir.path().join("slipway.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .arg("watch")
+        let mut cmd = slipway_cmd();
+        cmd.arg("watch")
             .arg(dir)
             .args(["--backend", "mesos", "--mesos-master", masters])
             .args(["--retry-backoff", "200ms"])
@@ -43,18 +38,8 @@ impl Slipway {
             } else {
                 &["--refuse-seconds", "1"][..]
             })
-            .args(extra)
-            .env("SLIPWAY_LOG", "debug")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("slipway starts");
-        Self {
-            child,
-            log,
-            _logdir: logdir,
-        }
+            .args(extra);
+        Self(Process::spawn("slipway watch", cmd))
     }
 
     /// With the executor at this binary's own path (the agents are this machine).
@@ -65,18 +50,7 @@ impl Slipway {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Slipway {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.log()
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::common::mesos::{MesosCluster, watch_on_mesos};
 use crate::common::watcher::*;
 use crate::common::*;
-use sha2::{Digest, Sha256};
 
 fn buildkitd_bin() -> String {
     let dir = std::env::var("SLIPWAY_BUILDKIT_BIN")
@@ -108,29 +107,7 @@ async fn registry_serves(repo: &str, digest: &str) -> String {
 }
 
 async fn manifest(repo: &str, digest: &str) -> serde_json::Value {
-    let reg = registry();
-    let served = slipway::registry::manifest_digest(&http(), &reg, repo, "latest", None)
-        .await
-        .expect("registry answers");
-    assert_eq!(served, digest);
-    let manifest = http()
-        .get(format!("http://{reg}/v2/{repo}/manifests/{digest}"))
-        .header(
-            "Accept",
-            "application/vnd.docker.distribution.manifest.v2+json, \
-             application/vnd.oci.image.manifest.v1+json",
-        )
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(
-        format!("sha256:{}", hex::encode(Sha256::digest(&manifest))),
-        digest
-    );
-    serde_json::from_slice(&manifest).unwrap()
+    served_manifest(repo, &["latest"], digest).await
 }
 
 /// Entries of the places a daemon keeps state by default.

@@ -10,27 +10,8 @@ use crate::common::mesos::{MesosCluster, watch_on_mesos};
 use crate::common::watcher::*;
 use crate::common::*;
 
-/// `slipway logs NAME -n tests --dir DIR`: exit code, stdout, stderr.
-fn logs(dir: &Path, name: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["logs", name, "-n", "tests", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn kept_log(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".slipway/logs/tests/{name}/1.log"))
-}
-
-fn base64_of(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// `--builder buildkitd` flags for the test buildkitd (build secrets need it).
@@ -119,7 +100,7 @@ async fn a_build_run_by_the_executor_keeps_its_log_copied_from_the_sandbox() {
     // the agent garbage-collects the sandbox: the kept copy stays
     std::fs::remove_dir_all(&sandbox).unwrap();
 
-    let (code, out, err) = logs(fx.dir.path(), "logged");
+    let (code, out, err) = logs(fx.dir.path(), &["logged"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
@@ -212,7 +193,7 @@ noCache: true\noutput: {{registry: '{reg}', repository: slipway-test/mesos-logs-
     // the task failed: its log ends with the executor's stderr (a second attempt
     // follows, the failure being the infrastructure's)
     let out = wait_for("the executor's stderr in the kept log", LONG, || {
-        let (code, out, _) = logs(fx.dir.path(), "crash");
+        let (code, out, _) = logs(fx.dir.path(), &["crash"]);
         Some(out).filter(|o| code == 0 && o.contains("attempt 1 failed"))
     })
     .await;
@@ -278,7 +259,7 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-logs-early}}"
     args.extend_from_slice(flags);
     let w = watch_on_mesos(fx.dir.path(), &cluster.master(), &args, &[]);
     let out = wait_for("the first attempt's failure in the kept log", LONG, || {
-        let (code, out, _) = logs(fx.dir.path(), "early");
+        let (code, out, _) = logs(fx.dir.path(), &["early"]);
         Some(out).filter(|o| code == 0 && o.contains("attempt 1 failed"))
     })
     .await;
@@ -416,14 +397,7 @@ async fn a_failed_builds_secrets_do_not_reach_the_mesos_master() {
     let s = phase_of(&fx.path("leaky.yaml"), "leaky", "Failed").await;
     let tasks = master_tasks(&cluster).await;
     let (state, _) = cluster.state().await;
-    let listed = http()
-        .get(format!("http://{}/tasks", cluster.master()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let listed = get_text(&format!("http://{}/tasks", cluster.master())).await;
     let kept = std::fs::read_to_string(kept_log(fx.dir.path(), "leaky")).unwrap();
     assert!(kept.contains("pw=***"), "{kept}");
     for text in [&tasks, &state, &listed, &kept, &s.to_string(), &w.log()] {

@@ -4,10 +4,11 @@
 //! `weed`, built by scripts/ensure-seaweedfs.sh), and is gone once the build ended.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::mesos::{MesosCluster, free_port, watch_on_mesos};
+use crate::common::process::Process;
 use crate::common::watcher::*;
 use crate::common::*;
 
@@ -54,14 +55,7 @@ async fn assert_no_server_and_no_secret(w: &Watcher, cluster: &MesosCluster, sec
     assert!(!log.contains(secret), "the log shows the secret");
     // the agent's (in-process, so on the master's port): executors with their
     // command and environment, the task that ran
-    let agent = http()
-        .get(format!("http://{}/slave(1)/state", cluster.master()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let agent = get_text(&format!("http://{}/slave(1)/state", cluster.master())).await;
     assert!(agent.contains("build tests/local"), "{agent}");
     assert!(
         !agent.contains(secret),
@@ -164,7 +158,7 @@ async fn a_path_build_stages_its_context_in_the_registry_and_deletes_it() {
 /// SeaweedFS's S3 gateway on free loopback ports, with one identity (so requests must
 /// be signed) and one bucket; stopped on drop.
 struct Weed {
-    child: Child,
+    process: Process,
     _dir: tempfile::TempDir,
     s3: u16,
     filer: u16,
@@ -197,8 +191,8 @@ impl Weed {
         std::fs::create_dir(dir.path().join("data")).unwrap();
         let (s3, filer) = (free_port(), free_port());
         let port = |name: &str, p: u16| format!("-{name}={p}");
-        let child = Command::new(weed_bin())
-            .arg("server")
+        let mut cmd = Command::new(weed_bin());
+        cmd.arg("server")
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3"])
             .arg(format!("-dir={}", dir.path().join("data").display()))
             .arg(format!("-s3.config={}", config.display()))
@@ -217,13 +211,9 @@ impl Weed {
                 "-s3.port.lance=0",
                 "-master.volumeSizeLimitMB=64",
                 "-volume.max=4",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("weed.log")).unwrap())
-            .spawn()
-            .expect("weed starts");
+            ]);
         let w = Self {
-            child,
+            process: Process::spawn("weed", cmd),
             _dir: dir,
             s3,
             filer,
@@ -242,7 +232,7 @@ impl Weed {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "weed did not start: {}",
-                last_lines(&w._dir.path().join("weed.log"))
+                last_lines(&w.process.log())
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -275,17 +265,9 @@ impl Weed {
     }
 }
 
-fn last_lines(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+fn last_lines(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(25)..].join("\n")
-}
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

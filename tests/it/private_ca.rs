@@ -353,10 +353,10 @@ s.serve_forever()";
     let build = site.path("build.yaml");
     std::fs::write(
         &build,
-        format!(
-            "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: tls-url}}\nspec:\n  source: {{url: '{url}'}}\n  output: {{registry: '{}', repository: slipway-test/tls-url}}\n",
-            registry()
-        ),
+        Build::new("tls-url")
+            .url(&url)
+            .push_to("slipway-test/tls-url")
+            .yaml(),
     )
     .unwrap();
     let empty_certs = tempfile::tempdir().unwrap();

@@ -1,18 +1,15 @@
 //! `slipway controller` run as a pod would run it: the real binary, the controller's
 //! own service-account kubeconfig (so RBAC applies), its log kept for assertions.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
+use super::process::{Process, slipway_cmd};
 use super::wait_for;
 
-pub struct Controller {
-    pub child: Child,
-    pub identity: String,
-    log: PathBuf,
-    _logdir: tempfile::TempDir,
-}
+/// A running `slipway controller` (a [`Process`]: `log`, `kill`, `terminate`),
+/// stopped when dropped, its log's tail printed if the test failed.
+pub struct Controller(Process);
 
 impl Controller {
     /// Watches namespace `ns` with its Lease in `ns`; `extra` flags are appended.
@@ -31,9 +28,7 @@ impl Controller {
     /// `slipway ARGS` with `kubeconfig` and `env` only: settings the test host may
     /// have in its environment are removed first.
     pub fn spawn(args: &[&str], kubeconfig: &Path, env: &[(&str, &str)], identity: &str) -> Self {
-        let logdir = tempfile::tempdir().unwrap();
-        let log = logdir.path().join("controller.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        let mut cmd = slipway_cmd();
         cmd.args(args).env("KUBECONFIG", kubeconfig);
         for var in [
             "SLIPWAY_NAMESPACE",
@@ -42,26 +37,11 @@ impl Controller {
             "SLIPWAY_LOG",
             "SLIPWAY_BACKEND",
             "SLIPWAY_MESOS_MASTER",
-            "RUST_LOG",
         ] {
             cmd.env_remove(var);
         }
-        let child = cmd
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("slipway controller starts");
-        Self {
-            child,
-            identity: identity.into(),
-            log,
-            _logdir: logdir,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        cmd.envs(env.iter().copied());
+        Self(Process::spawn(&format!("controller {identity}"), cmd))
     }
 
     /// The port of /healthz, /readyz and /metrics, once the controller logged it.
@@ -92,40 +72,17 @@ impl Controller {
         let code = r.status().as_u16();
         (code, r.text().await.unwrap_or_default())
     }
+}
 
-    /// SIGKILL: no chance to release the Lease or clean up.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, as Kubernetes stops a pod; waits for the exit.
-    pub fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.kill();
+impl std::ops::Deref for Controller {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
     }
 }
 
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(200).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            eprintln!(
-                "--- controller {} log (last lines) ---\n{}",
-                self.identity,
-                tail.join("\n")
-            );
-        }
-        self.kill();
+impl std::ops::DerefMut for Controller {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
     }
 }

@@ -217,8 +217,14 @@ fn kill_processes_under(dir: &Path) {
 
 /// A tarball with a copy of this slipway binary at its top, as `--executor-uri` wants.
 /// The copy is stripped when `strip` is at hand, as a released tarball would be
-/// (a debug build is ~180 MB, and gzip in an unoptimised test build is slow).
+/// (a debug build is ~180 MB, and gzip in an unoptimised test build is slow): made
+/// once per test run.
 pub async fn executor_tarball() -> Vec<u8> {
+    static TARBALL: tokio::sync::OnceCell<Vec<u8>> = tokio::sync::OnceCell::const_new();
+    TARBALL.get_or_init(make_tarball).await.clone()
+}
+
+async fn make_tarball() -> Vec<u8> {
     tokio::task::spawn_blocking(|| {
         let dir = tempfile::tempdir().unwrap();
         let copy = dir.path().join("slipway");

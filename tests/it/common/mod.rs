@@ -10,6 +10,8 @@ pub mod kube;
 pub mod mesos;
 pub mod mesos_agent;
 pub mod mesos_double;
+pub mod process;
+pub mod resource;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use slipway::runner::{BuildOutcome, BuildRequest, Builder, Runner};
 use tokio::sync::OnceCell;
 
 pub use daemon::{daemon_alone, daemon_shared};
+pub use resource::Build;
 
 /// The test registry, `127.0.0.1:PORT`.
 pub fn registry() -> String {
@@ -179,22 +182,27 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// Checks what a user would: every tag serves the digest, the manifest's bytes hash
-/// to it, its config is the image the daemon built, and it pulls back by digest.
-pub async fn assert_pushed(out: &BuildOutcome) {
+/// `s` in standard base64, as Basic auth and docker config.json want it.
+pub fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The body of a GET of `url`, which must answer.
+pub async fn get_text(url: &str) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The manifest `repo@digest` from the test registry, once each of `tags` serves
+/// `digest` and the manifest's bytes hash to it.
+pub async fn served_manifest(repo: &str, tags: &[&str], digest: &str) -> serde_json::Value {
     let reg = registry();
-    let (name, digest) = out.image.split_once('@').expect("image is name@digest");
-    assert_eq!(digest, out.digest);
-    let repo = name
-        .strip_prefix(&format!("{reg}/"))
-        .expect("image in the test registry");
     let client = http();
-    for tag_ref in &out.pushed_tags {
-        let tag = tag_ref.rsplit_once(':').unwrap().1;
+    for tag in tags {
         let served = slipway::registry::manifest_digest(&client, &reg, repo, tag, None)
             .await
             .expect("registry answers");
-        assert_eq!(served, out.digest, "{tag_ref}");
+        assert_eq!(served, digest, "{repo}:{tag}");
     }
     let manifest = client
         .get(format!("http://{reg}/v2/{repo}/manifests/{digest}"))
@@ -213,9 +221,26 @@ pub async fn assert_pushed(out: &BuildOutcome) {
         .unwrap();
     assert_eq!(
         format!("sha256:{}", hex::encode(Sha256::digest(&manifest))),
-        out.digest
+        digest
     );
-    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    serde_json::from_slice(&manifest).unwrap()
+}
+
+/// Checks what a user would: every tag serves the digest, the manifest's bytes hash
+/// to it, its config is the image the daemon built, and it pulls back by digest.
+pub async fn assert_pushed(out: &BuildOutcome) {
+    let reg = registry();
+    let (name, digest) = out.image.split_once('@').expect("image is name@digest");
+    assert_eq!(digest, out.digest);
+    let repo = name
+        .strip_prefix(&format!("{reg}/"))
+        .expect("image in the test registry");
+    let tags: Vec<&str> = out
+        .pushed_tags
+        .iter()
+        .map(|t| t.rsplit_once(':').unwrap().1)
+        .collect();
+    let m = served_manifest(repo, &tags, digest).await;
     let config_digest = m["config"]["digest"].as_str().unwrap().to_string();
 
     let docker = docker().await;

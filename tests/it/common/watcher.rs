@@ -1,19 +1,15 @@
 //! `slipway watch` run as a user runs it, and the resource files it writes to.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::process::{Process, slipway_cmd};
 use super::{status_in, wait_for};
 
 pub const LONG: Duration = Duration::from_secs(90);
 
-/// A running `slipway watch`, stopped when dropped.
-pub struct Watcher {
-    pub child: Child,
-    log: std::path::PathBuf,
-    _logdir: tempfile::TempDir,
-}
+/// A running `slipway watch` (a [`Process`]), stopped when dropped.
+pub struct Watcher(Process);
 
 impl Watcher {
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
@@ -27,10 +23,8 @@ impl Watcher {
 
     /// With `envs` set for slipway (a PATH with test tools first, say).
     pub fn start_with_env(cwd: &Path, dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
-        let logdir = tempfile::tempdir().unwrap();
-        let log = logdir.path().join("slipway.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .current_dir(cwd)
+        let mut cmd = slipway_cmd();
+        cmd.current_dir(cwd)
             .arg("watch")
             .arg(dir)
             .args([
@@ -42,32 +36,25 @@ impl Watcher {
                 "3",
             ])
             .args(extra)
-            .env("SLIPWAY_LOG", "debug")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("slipway starts");
-        Self {
-            child,
-            log,
-            _logdir: logdir,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+            .envs(envs.iter().copied());
+        Self(Process::spawn("slipway watch", cmd))
     }
 
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.kill();
     }
 }
 
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop();
+impl std::ops::Deref for Watcher {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Watcher {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
     }
 }
 
@@ -88,4 +75,20 @@ pub async fn phase_of(file: &Path, name: &str, want: &str) -> serde_json::Value 
         || status_in(file, name).filter(|s| s["phase"] == want),
     )
     .await
+}
+
+/// `slipway logs ARGS -n tests --dir DIR`: exit code, stdout, stderr.
+pub fn logs(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("logs")
+        .args(args)
+        .args(["-n", "tests", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
