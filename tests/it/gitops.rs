@@ -63,17 +63,7 @@ async fn the_gitops_folder_applies_with_kustomize_and_every_build_ends_ready() {
                 .is_some_and(|m| m.contains("regcred"))
     })
     .await;
-    k.kubectl_ok(&[
-        "create",
-        "secret",
-        "docker-registry",
-        "regcred",
-        "-n",
-        &ns,
-        &format!("--docker-server={}", registry()),
-        "--docker-username=builder",
-        "--docker-password=not-checked-by-this-registry",
-    ]);
+    k.create_registry_secret(&ns, "regcred", "builder", "not-checked-by-this-registry");
 
     k.kubectl_ok(&[
         "wait",

@@ -704,17 +704,7 @@ async fn build_under_the_chart(
     )
     .await;
 
-    k.kubectl_ok(&[
-        "create",
-        "secret",
-        "docker-registry",
-        "regcred",
-        "-n",
-        watch_ns,
-        &format!("--docker-server={}", registry()),
-        "--docker-username=builder",
-        "--docker-password=pw-of-the-helm-test",
-    ]);
+    k.create_registry_secret(watch_ns, "regcred", "builder", "pw-of-the-helm-test");
     let c = chart_controller(
         deploy,
         &kubeconfig,

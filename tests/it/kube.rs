@@ -104,17 +104,7 @@ async fn apply_ends_in_a_pushed_digest_with_ready_events_and_metrics() {
     let base = ensure_base().await;
     let k = Kube::shared();
     let ns = k.new_namespace("apply");
-    k.kubectl_ok(&[
-        "create",
-        "secret",
-        "docker-registry",
-        "regcred",
-        "-n",
-        &ns,
-        &format!("--docker-server={}", registry()),
-        "--docker-username=builder",
-        &format!("--docker-password={PASSWORD}"),
-    ]);
+    k.create_registry_secret(&ns, "regcred", "builder", PASSWORD);
     let c = Controller::start(&k.controller_kubeconfig(), &ns, "only", &[]);
     k.apply(
         &ns,
@@ -457,17 +447,7 @@ async fn a_missing_secret_waits_and_a_wrong_one_fails_with_the_reason() {
     let v = message_contains(&k, &ns, "later", "does not exist").await;
     assert_eq!(v["status"]["phase"], "Pending", "{v}");
     // a GitOps tool may apply the Secret after the build: it is picked up
-    k.kubectl_ok(&[
-        "create",
-        "secret",
-        "docker-registry",
-        "not-yet",
-        "-n",
-        &ns,
-        &format!("--docker-server={}", registry()),
-        "--docker-username=u",
-        "--docker-password=p",
-    ]);
+    k.create_registry_secret(&ns, "not-yet", "u", "p");
     phase(&k, &ns, "later", "Succeeded").await;
     let v = phase(&k, &ns, "wrong", "Failed").await;
     let msg = v["status"]["message"].as_str().unwrap();
@@ -713,17 +693,7 @@ async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
         &ns,
         &build_yaml(&second, &format!("FROM {first_image}\nRUN cat /done")),
     );
-    k.kubectl_ok(&[
-        "create",
-        "secret",
-        "docker-registry",
-        "regcred",
-        "-n",
-        &ns,
-        &format!("--docker-server={}", registry()),
-        "--docker-username=u",
-        "--docker-password=p",
-    ]);
+    k.create_registry_secret(&ns, "regcred", "u", "p");
     k.apply(
         &ns,
         &build(&cred, &format!("FROM {first_image}\nRUN cat /done"))

@@ -293,6 +293,21 @@ impl Kube {
     }
 
     /// The object as JSON; panics if it cannot be read.
+    /// A kubernetes.io/dockerconfigjson Secret `name` in `ns` for the test registry.
+    pub fn create_registry_secret(&self, ns: &str, name: &str, user: &str, password: &str) {
+        self.kubectl_ok(&[
+            "create",
+            "secret",
+            "docker-registry",
+            name,
+            "-n",
+            ns,
+            &format!("--docker-server={}", super::registry()),
+            &format!("--docker-username={user}"),
+            &format!("--docker-password={password}"),
+        ]);
+    }
+
     pub fn get_json(&self, ns: &str, kind: &str, name: &str) -> Value {
         let out = self.kubectl_ok(&Self::get_args(ns, kind, name));
         serde_json::from_str(&out)
