@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium for the `slipway graph` rendering test (tests/graph.rs opens the
+# Headless Chromium for the `slipway graph` rendering test (tests/it/graph.rs opens the
 # SVG and screenshots it): Debian's `chromium`, installed with apt-get when missing.
 # Idempotent; prints the browser's path as its last line.
 #

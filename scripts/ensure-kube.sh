@@ -9,7 +9,7 @@
 # KUBE_VERSION must be a release k8s-openapi's `v1_34` feature describes (Cargo.toml).
 # etcd is built at the version that Kubernetes release itself requires. HELM_VERSION
 # is a helm v3 release whose k8s.io/client-go (v0.X) matches KUBE_VERSION's minor;
-# it is built in a module of its own (tests/helm.rs runs it).
+# it is built in a module of its own (tests/it/helm.rs runs it).
 set -euo pipefail
 KUBE_VERSION=${KUBE_VERSION:-v1.34.4}
 HELM_VERSION=${HELM_VERSION:-v3.19.5}

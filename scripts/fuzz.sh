@@ -7,7 +7,7 @@
 # go to fuzz/target/corpus/<target> (not committed); the committed seeds in
 # fuzz/corpus/<target> are only read. A finding is written to fuzz/artifacts/<target>/:
 # minimize it (`cargo +nightly fuzz tmin -s none TARGET FILE`), fix, and commit the
-# minimized input to fuzz/corpus/<target>/ so tests/fuzz_corpus.rs replays it on stable.
+# minimized input to fuzz/corpus/<target>/ so tests/it/fuzz_corpus.rs replays it on stable.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

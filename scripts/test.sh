@@ -24,9 +24,9 @@
 #    cached under $SLIPWAY_STATE) and starts a second, private daemon of it
 # 8. cargo fmt --check, `cargo deny check licenses bans sources` (deny.toml; built once by
 #    scripts/ensure-cargo-deny.sh, beside the steps above), cargo clippy -D warnings,
-#    cargo test --all-targets, then the
-#    build tests (tests/local_build.rs, tests/buildkit.rs, tests/buildkit_inline_cache.rs,
-#    tests/pull_policy.rs) again on the Docker 29 daemon
+#    cargo test --all-targets (the integration tests are one binary, tests/it), then
+#    the build tests (its local_build, buildkit, buildkit_inline_cache and pull_policy
+#    modules) again on the Docker 29 daemon
 # Everything this script started is stopped on exit; a dockerd that was already
 # running is left alone (set SLIPWAY_KEEP_DOCKERD=1 to keep one we started, too).
 #
@@ -46,7 +46,7 @@
 #   SLIPWAY_BUILDKIT_BIN   dir with buildkitd and buildctl (scripts/buildkitd.sh uses it)
 #   SLIPWAY_TEST_IMAGE     the controller image scripts/image.sh built (a local tag)
 #   SLIPWAY_TEST_CHROMIUM  Debian's chromium (scripts/ensure-chromium.sh), run headless
-#                          to screenshot `slipway graph --svg` (tests/graph.rs)
+#                          to screenshot `slipway graph --svg` (tests/it/graph.rs)
 #   DOCKER_HOST            left as is; unset means unix:///var/run/docker.sock
 set -uo pipefail
 
@@ -87,7 +87,7 @@ cleanup() {
   fi
   if [ -n "$KUBEDIR" ]; then
     local d
-    # private clusters (tests/common/kube.rs) whose test was killed before its Drop
+    # private clusters (tests/it/common/kube.rs) whose test was killed before its Drop
     for d in "$KUBEDIR"/private/*/; do
       if [ -d "$d" ]; then bash scripts/kube.sh stop --dir "$d" || true; fi
     done
@@ -124,7 +124,7 @@ bash scripts/ensure-cargo-deny.sh </dev/null >"$DENY_LOG" 2>&1 &
 DENY_PID=$!
 
 section "git"
-# Git sources and the git trigger tests (a real `git daemon`, tests/common/git.rs);
+# Git sources and the git trigger tests (a real `git daemon`, tests/it/common/git.rs);
 # Debian's git package carries the daemon.
 if ! command -v git >/dev/null 2>&1 || [ ! -x "$(git --exec-path)/git-daemon" ]; then
   SUDO=()
@@ -158,7 +158,7 @@ SLIPWAY_TEST_MESOS=$(bash scripts/ensure-mesos.sh </dev/null | tail -n 1) ||
   die "the Mesos master could not be built (scripts/ensure-mesos.sh)"
 export SLIPWAY_TEST_MESOS MESOS_SHIM_HOME=${MESOS_SHIM_HOME:-$SLIPWAY_STATE/mesos-shim}
 echo "SLIPWAY_TEST_MESOS=$SLIPWAY_TEST_MESOS"
-# SeaweedFS's weed, the S3 server of the `--staging s3` test (tests/mesos_staging.rs)
+# SeaweedFS's weed, the S3 server of the `--staging s3` test (tests/it/mesos_staging.rs)
 SLIPWAY_TEST_WEED=$(bash scripts/ensure-seaweedfs.sh </dev/null | tail -n 1) ||
   die "weed could not be built (scripts/ensure-seaweedfs.sh)"
 export SLIPWAY_TEST_WEED
@@ -251,10 +251,14 @@ fi
 rm -f "$DENY_LOG"
 step "cargo clippy" cargo clippy --all-targets -- -D warnings
 step "cargo test ($(daemon_name))" cargo test --all-targets "$@"
-# The build tests once more on the current Engine (containerd image store, newer API).
+# The build tests once more on the current Engine (containerd image store, newer API):
+# the modules of tests/it, as libtest filters (a test runs if its name contains any).
+# "$@" comes first so cargo options reach cargo and a `-- --nocapture` reaches libtest
+# (it takes the filters after its own `--` as well); a test-name filter in "$@" adds
+# to the modules' tests here, it does not narrow them.
 step "build tests again ($(daemon_name "$NEW_DOCKER_HOST"))" \
   env DOCKER_HOST="$NEW_DOCKER_HOST" \
-  cargo test --test local_build --test buildkit --test buildkit_inline_cache --test pull_policy "$@"
+  cargo test --test it "$@" -- local_build:: buildkit:: buildkit_inline_cache:: pull_policy::
 
 section "summary"
 printf '%s\n' "${RESULTS[@]}"
