@@ -483,10 +483,10 @@ async fn git_sources_over_https_trust_the_ca_file() {
     let build = site.path().join("build.yaml");
     std::fs::write(
         &build,
-        format!(
-            "apiVersion: slipway.dev/v1alpha1\nkind: DockerBuild\nmetadata: {{name: tls-git}}\nspec:\n  source: {{git: {{url: '{url}', revision: main}}}}\n  output: {{registry: '{}', repository: slipway-test/tls-git}}\n",
-            registry()
-        ),
+        Build::new("tls-git")
+            .git(&url, Some("main"), None)
+            .push_to("slipway-test/tls-git")
+            .yaml(),
     )
     .unwrap();
     let empty_certs = tempfile::tempdir().unwrap();
