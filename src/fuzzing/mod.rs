@@ -1,5 +1,5 @@
 //! Properties the fuzz targets (`fuzz/`, cargo-fuzz) check, kept here so that
-//! `tests/fuzz_corpus.rs` replays the committed corpora through the very same code on
+//! `tests/it/fuzz_corpus.rs` replays the committed corpora through the very same code on
 //! the stable toolchain. Each `check_*` takes the raw fuzz input and panics when the
 //! property does not hold; inputs it cannot use are simply ignored.
 

@@ -153,7 +153,7 @@ impl Buildkitd {
         };
 
         // Dropping this future (cancel, timeout) resets the Solve call, and buildkitd
-        // cancels the build with it: its RUN processes stop (tests/buildkitd.rs).
+        // cancels the build with it: its RUN processes stop (tests/it/buildkitd.rs).
         let mut control = self.control.clone();
         let solve = control.solve(req);
         tokio::pin!(solve);

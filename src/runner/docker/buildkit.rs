@@ -49,7 +49,7 @@ pub(super) async fn build_synced(
     let _session = daemon::open_session(addr, &version, &id, provided).await?;
     // Dropping these tasks (cancel, timeout) closes the build's connection, and dockerd
     // solves under the request's context, so the build stops with it (checked by
-    // tests/buildkit.rs).
+    // tests/it/buildkit.rs).
     let mut tasks = JoinSet::new();
     let body = daemon::start_build(addr, &version, &query, &mut tasks).await?;
     let built = follow(messages(body), events, &mut told.progress).await;
@@ -120,7 +120,7 @@ async fn solve(
     let options = with_buildkit(options, format!("slipway-{}", uuid::Uuid::new_v4()));
     // Dropping this stream (cancel, timeout, the process killed) closes the request, and
     // dockerd solves under the request's context, so the build stops with it (checked
-    // by tests/buildkit.rs). `POST /build/cancel` is not needed, and could not work:
+    // by tests/it/buildkit.rs). `POST /build/cancel` is not needed, and could not work:
     // it finds builds by the `buildid` parameter, which bollard does not send.
     let stream = docker.build_image(options, creds, Some(bollard::body_try_stream(body)));
     follow(stream, events, progress).await
