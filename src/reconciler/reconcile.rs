@@ -169,33 +169,11 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
             ctx.state.lock().await.auths.insert(key.clone(), a.clone());
             a
         }
-        // credentials that may yet appear (a Secret applied after the build): look again
-        Err(e) if e.is_retryable() => {
-            let msg = format!("waiting for registry credentials: {}", e.detail());
-            ctx.transition(&res, Some(&hash), Transition::Waiting(msg, Some(&cause)))
-                .await;
-            return Ok(Action::Requeue(AUTH_RETRY));
-        }
-        Err(e) => {
-            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
-                .await;
-            return Ok(Action::AwaitChange);
-        }
+        Err(e) => return Ok(held_up(&ctx, &res, &hash, &cause, "registry credentials", e).await),
     };
     let secrets = match secrets {
         Ok(s) => s,
-        // a Secret applied after the build: look again
-        Err(e) if e.is_retryable() => {
-            let msg = format!("waiting for build secrets: {}", e.detail());
-            ctx.transition(&res, Some(&hash), Transition::Waiting(msg, Some(&cause)))
-                .await;
-            return Ok(Action::Requeue(AUTH_RETRY));
-        }
-        Err(e) => {
-            ctx.transition(&res, Some(&hash), Transition::Invalid(e.to_string()))
-                .await;
-            return Ok(Action::AwaitChange);
-        }
+        Err(e) => return Ok(held_up(&ctx, &res, &hash, &cause, "build secrets", e).await),
     };
     ctx.queue.submit(Job {
         key: key.clone(),
@@ -226,4 +204,27 @@ pub async fn reconcile(res: Arc<Resource>, ctx: Arc<Context>) -> Result<Action> 
     ctx.transition(&res, Some(&hash), Transition::Queued(queued))
         .await;
     Ok(Action::AwaitChange)
+}
+
+/// A build held up by what it needs to read (`what`: its registry credentials, its
+/// build secrets). What may yet appear (a Secret applied after the resource) waits and
+/// is looked for again; anything else is the spec's to fix.
+async fn held_up(
+    ctx: &Context,
+    res: &Resource,
+    hash: &str,
+    cause: &super::Cause,
+    what: &str,
+    e: crate::Error,
+) -> Action {
+    if e.is_retryable() {
+        let msg = format!("waiting for {what}: {}", e.detail());
+        ctx.transition(res, Some(hash), Transition::Waiting(msg, Some(cause)))
+            .await;
+        Action::Requeue(AUTH_RETRY)
+    } else {
+        ctx.transition(res, Some(hash), Transition::Invalid(e.to_string()))
+            .await;
+        Action::AwaitChange
+    }
 }
