@@ -228,6 +228,8 @@ impl QueueArgs {
                 backoff: self.retry_backoff,
                 max_auto: self.max_auto_builds,
                 logs: Some(self.logs.store(log_root)),
+                // the process's one: the queue, the reconciler, Mesos and /metrics share it
+                metrics: crate::metrics::Metrics::new(),
             },
             once,
             triggers: self.triggers.settings(),
@@ -239,6 +241,7 @@ impl QueueArgs {
 pub async fn backend(
     args: &BackendArgs,
     store: Arc<dyn FrameworkIdStore>,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<Arc<dyn Backend>> {
     if let Some(file) = &args.git_credentials {
         crate::runner::fetch::set_git_credentials_file(file.clone());
@@ -312,6 +315,7 @@ pub async fn backend(
         refuse_seconds: m.refuse_seconds,
         launch_timeout: m.launch_timeout,
         locality_wait: m.locality_wait,
+        metrics: metrics.clone(),
         ..Default::default()
     };
     let opts = MesosOptions {
@@ -346,7 +350,7 @@ pub async fn watch(
     let store = Arc::new(FileStore::new(
         dir.join(STATE_DIR).join("mesos-framework-id"),
     ));
-    let backend = backend(args, store).await?;
+    let backend = backend(args, store, &settings.queue.metrics).await?;
     let source = Arc::new(FolderSource::new(dir).with_max_file_bytes(max_file_bytes));
     let run = reconciler::run(source, backend, settings);
     tokio::select! {
@@ -531,7 +535,8 @@ pub async fn build_once(
     args: &BackendArgs,
     logs: Option<LogStore>,
 ) -> Result<Vec<(String, Result<BuildOutcome>)>> {
-    let backend = backend(args, Arc::new(NoStore)).await?;
+    // one-shot: nothing serves metrics
+    let backend = backend(args, Arc::new(NoStore), &Default::default()).await?;
     let mut results = Vec::new();
     for req in requests {
         let key = req.key.clone();

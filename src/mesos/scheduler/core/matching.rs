@@ -11,7 +11,6 @@ use crate::mesos::proto::v1::scheduler::{Call, call};
 use crate::mesos::proto::v1::{self, Offer};
 use crate::mesos::scheduler::liveness::LaunchWatch;
 use crate::mesos::scheduler::offers::{self, Avail};
-use crate::metrics::metrics;
 
 impl Core {
     /// Matches waiting builds to offers (first fit, in queue order), launching as many
@@ -123,8 +122,8 @@ impl Core {
                 tell(p, msg);
             }
         }
-        metrics().offers(used, declined.len());
-        metrics().tasks_launched(launched);
+        self.cfg.metrics.offers(used, declined.len());
+        self.cfg.metrics.tasks_launched(launched);
         if !declined.is_empty() {
             let refuse = if self.pending.is_empty() {
                 // nothing waits: keep these away longer (suppress follows)

@@ -129,13 +129,6 @@ fn a_build_no_offer_can_hold_is_told_why_and_offers_are_declined() {
 
 #[test]
 fn offers_used_and_declined_and_tasks_launched_are_counted() {
-    use crate::metrics::sample;
-    let series = [
-        r#"slipway_mesos_offers_total{outcome="used"}"#,
-        r#"slipway_mesos_offers_total{outcome="declined"}"#,
-        "slipway_mesos_tasks_launched_total",
-    ];
-    let before = series.map(sample);
     let mut c = core();
     for i in 0..3 {
         let (tx, _rx) = mpsc::unbounded_channel();
@@ -150,12 +143,17 @@ fn offers_used_and_declined_and_tasks_launched_are_counted() {
         ],
         Instant::now(),
     );
-    let after = series.map(sample);
-    // process-wide counters that other tests move too: at least ours
-    let delta: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
-    assert!(delta[0] >= 2.0, "{delta:?}");
-    assert!(delta[1] >= 1.0, "{delta:?}");
-    assert!(delta[2] >= 3.0, "{delta:?}");
+    // this core's own metrics: exact, whatever other tests count meanwhile
+    let m = &c.cfg.metrics;
+    assert_eq!(
+        m.sample(r#"slipway_mesos_offers_total{outcome="used"}"#),
+        2.0
+    );
+    assert_eq!(
+        m.sample(r#"slipway_mesos_offers_total{outcome="declined"}"#),
+        1.0
+    );
+    assert_eq!(m.sample("slipway_mesos_tasks_launched_total"), 3.0);
 }
 
 #[test]
