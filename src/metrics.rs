@@ -215,8 +215,6 @@ mod tests {
 
     #[test]
     fn every_family_is_encoded_with_its_values() {
-        // a registry of its own, so values are exact: the process-wide one moves
-        // with other tests
         let m = Metrics::new();
         m.build_finished(&Ok(()), Duration::from_secs(3));
         m.build_finished::<()>(
