@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::Result;
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 
 /// Content type of the OpenMetrics text format that [`crate::metrics::Metrics::encode`] writes.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -63,19 +63,23 @@ impl Readiness {
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics`, and `extra`'s routes, on `listener`
-/// until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, extra: Router) -> Result<()> {
-    axum::serve(listener, router(readiness()).merge(extra)).await?;
+/// Serves `/healthz`, `/readyz` and `/metrics` (of `metrics`), and `extra`'s
+/// routes, on `listener` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    extra: Router,
+) -> Result<()> {
+    axum::serve(listener, router(readiness(), metrics).merge(extra)).await?;
     Ok(())
 }
 
-fn router(ready: &'static Readiness) -> Router {
+fn router(ready: &'static Readiness, metrics: Metrics) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .with_state(ready)
+        .route("/metrics", get(metrics_text).with_state(metrics))
 }
 
 async fn readyz(State(ready): State<&'static Readiness>) -> impl IntoResponse {
@@ -89,8 +93,8 @@ async fn readyz(State(ready): State<&'static Readiness>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], metrics().encode())
+async fn metrics_text(State(metrics): State<Metrics>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, OPENMETRICS)], metrics.encode())
 }
 
 #[cfg(test)]
@@ -113,11 +117,12 @@ mod tests {
         assert_eq!(r.failing(), ["mesos: not ready"]);
     }
 
-    /// Serves a router over a fresh readiness on 127.0.0.1; returns its base URL.
-    async fn start(ready: &'static Readiness) -> String {
+    /// Serves a router over a fresh readiness and `metrics` on 127.0.0.1; returns
+    /// its base URL.
+    async fn start(ready: &'static Readiness, metrics: Metrics) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(ready)).await });
+        tokio::spawn(async move { axum::serve(listener, router(ready, metrics)).await });
         format!("http://{addr}")
     }
 
@@ -137,7 +142,8 @@ mod tests {
     async fn endpoints_answer_over_http() {
         // a readiness of its own: the process-wide one is shared with other tests
         let ready: &'static Readiness = Box::leak(Box::default());
-        let base = start(ready).await;
+        let metrics = Metrics::new();
+        let base = start(ready, metrics.clone()).await;
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
         assert_eq!(
@@ -160,5 +166,10 @@ mod tests {
         assert_eq!(ctype, OPENMETRICS);
         assert!(body.contains("# TYPE slipway_queue_depth gauge"), "{body}");
         assert!(body.ends_with("# EOF\n"), "{body}");
+        // what the server was given is what it serves, byte for byte
+        metrics.queue(4, 1);
+        let (_, _, body) = get(&client, format!("{base}/metrics")).await;
+        assert!(body.contains("\nslipway_queue_depth 4\n"), "{body}");
+        assert_eq!(body, metrics.encode());
     }
 }

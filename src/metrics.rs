@@ -1,8 +1,9 @@
-//! Prometheus metrics: one process-wide [`Metrics`], updated where things happen
-//! (the queue, the Mesos framework, the reconciler) and served on `/metrics` by
-//! [`crate::health`].
+//! Prometheus metrics: one [`Metrics`] made where the process starts, handed to
+//! what updates it (the queue, the Mesos framework, the reconciler through the
+//! queue) and served on `/metrics` by [`crate::health`]. Tests make their own, so
+//! their counts are exact.
 
-use std::sync::LazyLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -32,7 +33,17 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
-pub struct Metrics {
+/// Cheap to clone; every clone counts into the same registry.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Families>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+struct Families {
     registry: Registry,
     builds: Family<ResultLabel, Counter>,
     build_duration: Family<ResultLabel, Histogram, fn() -> Histogram>,
@@ -44,13 +55,6 @@ pub struct Metrics {
     mesos_subscribed: Gauge,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-
-/// The process-wide metrics.
-pub fn metrics() -> &'static Metrics {
-    &METRICS
-}
-
 /// `"succeeded"`, or the error's [`crate::Error::metric_label`].
 fn result_label<T>(result: &crate::Result<T>) -> String {
     match result {
@@ -59,8 +63,8 @@ fn result_label<T>(result: &crate::Result<T>) -> String {
     }
 }
 
-impl Metrics {
-    fn new() -> Self {
+impl Default for Families {
+    fn default() -> Self {
         let mut m = Self {
             registry: Registry::with_prefix("slipway"),
             builds: Family::default(),
@@ -117,28 +121,38 @@ impl Metrics {
         );
         m
     }
+}
+
+impl Metrics {
+    /// A new registry, every series at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
 
     /// A build job ended (after all its retries) with `result`, `took` after it started.
     pub fn build_finished<T>(&self, result: &crate::Result<T>, took: Duration) {
         let label = ResultLabel {
             result: result_label(result),
         };
-        self.builds.get_or_create(&label).inc();
-        self.build_duration
+        self.0.builds.get_or_create(&label).inc();
+        self.0
+            .build_duration
             .get_or_create(&label)
             .observe(took.as_secs_f64());
     }
 
     /// The build queue now holds `depth` builds waiting and `running` running.
     pub fn queue(&self, depth: usize, running: usize) {
-        self.queue_depth.set(depth.try_into().unwrap_or(i64::MAX));
-        self.builds_running
+        self.0.queue_depth.set(depth.try_into().unwrap_or(i64::MAX));
+        self.0
+            .builds_running
             .set(running.try_into().unwrap_or(i64::MAX));
     }
 
     /// A reconciliation failed; `label` is the error's [`crate::Error::metric_label`].
     pub fn reconcile_error(&self, label: &str) {
-        self.reconcile_errors
+        self.0
+            .reconcile_errors
             .get_or_create(&ReasonLabel {
                 reason: label.to_string(),
             })
@@ -149,7 +163,8 @@ impl Metrics {
     pub fn offers(&self, used: usize, declined: usize) {
         for (outcome, n) in [("used", used), ("declined", declined)] {
             if n > 0 {
-                self.mesos_offers
+                self.0
+                    .mesos_offers
                     .get_or_create(&OutcomeLabel { outcome })
                     .inc_by(n as u64);
             }
@@ -158,34 +173,34 @@ impl Metrics {
 
     /// `n` Mesos tasks were launched.
     pub fn tasks_launched(&self, n: usize) {
-        self.mesos_tasks_launched.inc_by(n as u64);
+        self.0.mesos_tasks_launched.inc_by(n as u64);
     }
 
     /// The Mesos framework subscribed to a master (`true`) or lost it (`false`).
     pub fn subscribed(&self, yes: bool) {
-        self.mesos_subscribed.set(i64::from(yes));
+        self.0.mesos_subscribed.set(i64::from(yes));
     }
 
     /// Everything, in the OpenMetrics text format (ending with `# EOF`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // writing into a String cannot fail
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.0.registry);
         out
     }
 }
 
-/// The value of the sample `series` (name and labels exactly as encoded, e.g.
-/// `slipway_builds_total{result="succeeded"}`), 0 when absent. For tests, which
-/// share the process-wide metrics and so compare before and after.
 #[cfg(test)]
-pub(crate) fn sample(series: &str) -> f64 {
-    metrics()
-        .encode()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.split(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+impl Metrics {
+    /// The value of the sample `series` (name and labels exactly as encoded, e.g.
+    /// `slipway_builds_total{result="succeeded"}`), 0 when absent.
+    pub(crate) fn sample(&self, series: &str) -> f64 {
+        self.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.split(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
 }
 
 #[cfg(test)]
@@ -200,8 +215,6 @@ mod tests {
 
     #[test]
     fn every_family_is_encoded_with_its_values() {
-        // a registry of its own, so values are exact: the process-wide one moves
-        // with other tests
         let m = Metrics::new();
         m.build_finished(&Ok(()), Duration::from_secs(3));
         m.build_finished::<()>(
@@ -270,12 +283,13 @@ mod tests {
     }
 
     #[test]
-    fn the_process_wide_metrics_count_and_sample_reads_them() {
-        let series = r#"slipway_reconcile_errors_total{reason="MetricsTestError"}"#;
-        let before = sample(series);
-        metrics().reconcile_error("MetricsTestError");
-        metrics().reconcile_error("MetricsTestError");
-        // the label is this test's alone, so the delta is exact
-        assert_eq!(sample(series) - before, 2.0);
+    fn clones_count_together_and_separate_metrics_apart() {
+        let series = r#"slipway_reconcile_errors_total{reason="KubeError"}"#;
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.reconcile_error("KubeError");
+        a.clone().reconcile_error("KubeError");
+        b.reconcile_error("KubeError");
+        assert_eq!(a.sample(series), 2.0);
+        assert_eq!(b.sample(series), 1.0);
     }
 }

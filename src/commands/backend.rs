@@ -132,6 +132,7 @@ pub struct MesosArgs {
 pub async fn backend(
     args: &BackendArgs,
     store: Arc<dyn FrameworkIdStore>,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<Arc<dyn Backend>> {
     if let Some(file) = &args.git_credentials {
         crate::runner::fetch::set_git_credentials_file(file.clone());
@@ -154,13 +155,17 @@ pub async fn backend(
         ));
     }
     Ok(Arc::new(
-        MesosBackend::start(mesos_options(args, store)?).await?,
+        MesosBackend::start(mesos_options(args, store, metrics)?).await?,
     ))
 }
 
 /// The Mesos framework the flags describe (nothing started yet); reads only
 /// `--secret-file`.
-fn mesos_options(args: &BackendArgs, store: Arc<dyn FrameworkIdStore>) -> Result<MesosOptions> {
+fn mesos_options(
+    args: &BackendArgs,
+    store: Arc<dyn FrameworkIdStore>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<MesosOptions> {
     let m = &args.mesos;
     if m.masters.is_empty() {
         return Err(Error::InvalidSpec(
@@ -213,6 +218,7 @@ fn mesos_options(args: &BackendArgs, store: Arc<dyn FrameworkIdStore>) -> Result
         refuse_seconds: m.refuse_seconds,
         launch_timeout: m.launch_timeout,
         locality_wait: m.locality_wait,
+        metrics: metrics.clone(),
         ..Default::default()
     };
     let opts = MesosOptions {

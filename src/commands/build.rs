@@ -167,7 +167,8 @@ pub async fn build_once(
     args: &BackendArgs,
     logs: Option<LogStore>,
 ) -> Result<Vec<(String, Result<BuildOutcome>)>> {
-    let backend = backend(args, Arc::new(NoStore)).await?;
+    // one-shot: nothing serves metrics
+    let backend = backend(args, Arc::new(NoStore), &Default::default()).await?;
     let mut results = Vec::new();
     for req in requests {
         let key = req.key.clone();

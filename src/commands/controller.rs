@@ -85,6 +85,7 @@ pub async fn run(
     };
     tokio::spawn(health::serve(
         listener,
+        settings.queue.metrics.clone(),
         crate::logs::serve::router(Arc::new(logs)),
     ));
 
@@ -113,7 +114,7 @@ pub async fn run(
     } else {
         Arc::new(NoStore)
     };
-    let backend = backend(backend_args, store).await?;
+    let backend = backend(backend_args, store, &settings.queue.metrics).await?;
     let source = Arc::new(KubeSource::new(client, args.namespace.clone(), identity));
     info!(
         namespace = args.namespace.as_deref().unwrap_or("(all)"),

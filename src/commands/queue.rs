@@ -84,6 +84,8 @@ impl QueueArgs {
                 backoff: self.retry_backoff,
                 max_auto: self.max_auto_builds,
                 logs: Some(self.logs.store(log_root)),
+                // the process's one: the queue, the reconciler, Mesos and /metrics share it
+                metrics: crate::metrics::Metrics::new(),
             },
             once,
             triggers: self.triggers.settings(),

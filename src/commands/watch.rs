@@ -22,7 +22,7 @@ pub async fn watch(
     let store = Arc::new(FileStore::new(
         dir.join(STATE_DIR).join("mesos-framework-id"),
     ));
-    let backend = backend(args, store).await?;
+    let backend = backend(args, store, &settings.queue.metrics).await?;
     let source = Arc::new(FolderSource::new(dir).with_max_file_bytes(max_file_bytes));
     let run = reconciler::run(source, backend, settings);
     tokio::select! {

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::backends::Backend;
 use crate::logs::{BuildLog, LogStore, Redactor};
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::reconciler::{InFlight, Inputs};
 use crate::runner::{BuildEvent, BuildOutcome, BuildRequest};
 use crate::{Error, Result};
@@ -104,6 +104,9 @@ pub struct QueueConfig {
     pub max_auto: usize,
     /// Where every build's log is kept; none kept when unset.
     pub logs: Option<LogStore>,
+    /// Where the queue's size and each build's end are counted (the process's one,
+    /// served on `/metrics`; the reconciler counts into it too, see [`Queue::metrics`]).
+    pub metrics: Metrics,
 }
 
 /// However many attempts a build is given, it never waits longer than this between
@@ -118,6 +121,7 @@ impl Default for QueueConfig {
             backoff: Duration::from_secs(5),
             max_auto: 1,
             logs: None,
+            metrics: Metrics::default(),
         }
     }
 }
@@ -133,6 +137,7 @@ struct Tracked {
 
 #[derive(Default)]
 struct State {
+    metrics: Metrics,
     user: Fair,
     auto: Fair,
     /// The latest job of each key, queued or running.
@@ -160,7 +165,7 @@ impl State {
 
     /// Publishes the queue's size; called after every change to it.
     fn report(&self) {
-        metrics().queue(self.depth(), self.running);
+        self.metrics.queue(self.depth(), self.running);
     }
 
     fn remove_pending(&mut self, key: &str) {
@@ -174,6 +179,7 @@ pub struct Queue {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
     backend: Arc<dyn Backend>,
+    metrics: Metrics,
 }
 
 impl Queue {
@@ -184,9 +190,13 @@ impl Queue {
         updates: mpsc::UnboundedSender<Update>,
     ) -> Self {
         let q = Self {
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(State {
+                metrics: cfg.metrics.clone(),
+                ..State::default()
+            })),
             wake: Arc::new(Notify::new()),
             backend: backend.clone(),
+            metrics: cfg.metrics.clone(),
         };
         let this = q.clone();
         tokio::spawn(async move { this.dispatch(backend, cfg, updates).await });
@@ -253,6 +263,11 @@ impl Queue {
             inputs: t.inputs.clone(),
             running: t.running,
         })
+    }
+
+    /// The metrics this queue counts into, for whoever drives it.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Builds queued (not yet running).
@@ -329,7 +344,7 @@ impl Queue {
                     let log_tail =
                         close_log(log, &result, cfg.logs.as_ref(), &namespace, &key, number);
                     // the whole job, retries and their backoff included
-                    metrics().build_finished(&result, start.elapsed());
+                    cfg.metrics.build_finished(&result, start.elapsed());
                     {
                         let mut s = q.lock();
                         s.running -= 1;

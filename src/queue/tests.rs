@@ -161,30 +161,41 @@ async fn gives_up_after_max_attempts() {
     assert_eq!(rec.order.lock().unwrap().len(), 2);
 }
 
+/// Each queue counts into the metrics it was given, exactly: two queues side by side
+/// (as two tests running at once) never see each other's builds.
 #[tokio::test]
-async fn a_finished_job_is_counted_by_its_final_result() {
-    use crate::metrics::sample;
-    let series = [
-        r#"slipway_builds_total{result="RegistryError"}"#,
-        r#"slipway_build_duration_seconds_count{result="RegistryError"}"#,
-    ];
-    let before = series.map(sample);
-    let rec = recorder(1);
-    rec.fail_times.lock().unwrap().insert("a/1".into(), 10);
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let cfg = QueueConfig {
-        concurrency: 1,
-        max_attempts: 2,
-        backoff: Duration::from_millis(1),
-        ..Default::default()
+async fn a_finished_job_is_counted_by_its_final_result_in_its_own_metrics() {
+    let failed = r#"slipway_builds_total{result="RegistryError"}"#;
+    let failed_took = r#"slipway_build_duration_seconds_count{result="RegistryError"}"#;
+    let ok = r#"slipway_builds_total{result="succeeded"}"#;
+    let start = |rec: Arc<Recorder>| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cfg = QueueConfig {
+            concurrency: 1,
+            max_attempts: 2,
+            backoff: Duration::from_millis(1),
+            metrics: Metrics::new(),
+            ..Default::default()
+        };
+        (Queue::start(rec, cfg, tx), rx)
     };
-    let q = Queue::start(rec.clone(), cfg, tx);
-    q.submit(job("a", "1"));
-    finished(&q, &mut rx, 1).await;
-    let after = series.map(sample);
-    // the metrics are process-wide and other tests end builds too: before/after
-    assert!(after[0] - before[0] >= 1.0, "{before:?} {after:?}");
-    assert!(after[1] - before[1] >= 1.0, "{before:?} {after:?}");
+    let rec_a = recorder(1);
+    rec_a.fail_times.lock().unwrap().insert("a/1".into(), 10);
+    let (qa, mut rx_a) = start(rec_a);
+    let (qb, mut rx_b) = start(recorder(1));
+    qa.submit(job("a", "1"));
+    qb.submit(job("b", "1"));
+    qb.submit(job("b", "2"));
+    finished(&qa, &mut rx_a, 1).await;
+    finished(&qb, &mut rx_b, 2).await;
+    let (a, b) = (qa.metrics(), qb.metrics());
+    // one build, given up after its two attempts: counted once
+    assert_eq!(
+        (a.sample(failed), a.sample(failed_took), a.sample(ok)),
+        (1.0, 1.0, 0.0)
+    );
+    assert_eq!((b.sample(failed), b.sample(ok)), (0.0, 2.0));
+    assert_eq!(b.sample("slipway_queue_depth"), 0.0);
 }
 
 #[tokio::test]

@@ -19,7 +19,6 @@ use super::updates::on_update;
 use crate::api::{Phase, validate_metadata};
 use crate::backends::Backend;
 use crate::health;
-use crate::metrics::metrics;
 use crate::queue::Queue;
 use crate::registry::DockerConfig;
 use crate::sources::{Resource, Source, SourceEvent};
@@ -324,7 +323,7 @@ async fn run_reconcile(res: Resource, ctx: &Arc<Context>) {
             let _ = ctx.requeue.send((key, after));
         }
         Err(e) => {
-            metrics().reconcile_error(e.metric_label());
+            ctx.queue.metrics().reconcile_error(e.metric_label());
             warn!(build = %key, "reconcile failed: {e}");
         }
     }

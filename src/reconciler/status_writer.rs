@@ -13,7 +13,6 @@ use tracing::{error, warn};
 
 use crate::Result;
 use crate::api::DockerBuildStatus;
-use crate::metrics::metrics;
 use crate::queue::Queue;
 use crate::sources::{Notice, Source};
 
@@ -39,7 +38,11 @@ pub struct SourceSink {
 #[async_trait]
 impl Sink for SourceSink {
     async fn write(&self, key: &str, origin: &str, status: &DockerBuildStatus) -> Result<()> {
-        self.source.write_status(key, origin, status).await
+        let written = self.source.write_status(key, origin, status).await;
+        if let Err(e) = &written {
+            self.queue.metrics().reconcile_error(e.metric_label());
+        }
+        written
     }
     async fn notify(&self, key: &str, origin: &str, notice: &Notice) {
         self.source.notify(key, origin, notice).await
@@ -156,7 +159,6 @@ impl StatusWriter {
             if let Some(s) = &p.status
                 && let Err(e) = sink.write(key, origin, s).await
             {
-                metrics().reconcile_error(e.metric_label());
                 error!(build = %key, "cannot write status: {e}");
             }
             for n in &p.notices {

@@ -17,7 +17,7 @@ fn backend_args(args: &[&str]) -> BackendArgs {
 fn mesos(args: &[&str]) -> Result<MesosOptions> {
     let mut all = vec!["--backend", "mesos"];
     all.extend_from_slice(args);
-    mesos_options(&backend_args(&all), Arc::new(NoStore))
+    mesos_options(&backend_args(&all), Arc::new(NoStore), &Default::default())
 }
 
 fn message(r: Result<MesosOptions>) -> String {

@@ -25,7 +25,7 @@ pub use store::{FileStore, FrameworkIdStore};
 use super::http::{self, BasicAuth};
 use super::proto::v1::scheduler::{Call, Event, event};
 use crate::health::readiness;
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 pub struct FrameworkOptions {
@@ -107,13 +107,13 @@ const READINESS_CHECK: &str = "mesos";
 
 /// Publishes the connection state to the handles, the `slipway_mesos_subscribed`
 /// gauge and `/readyz`.
-fn report(conn: &watch::Sender<Connection>, state: Connection) {
+fn report(conn: &watch::Sender<Connection>, metrics: &Metrics, state: Connection) {
     match &state {
         Connection::Subscribed { .. } => readiness().set(READINESS_CHECK, true),
         Connection::Connecting => readiness().not_ready(READINESS_CHECK, "connecting"),
         Connection::Failed(why) => readiness().not_ready(READINESS_CHECK, why.as_str()),
     }
-    metrics().subscribed(matches!(state, Connection::Subscribed { .. }));
+    metrics.subscribed(matches!(state, Connection::Subscribed { .. }));
     let _ = conn.send(state);
 }
 
@@ -169,6 +169,7 @@ async fn run(
                     }
                     report(
                         &conn,
+                        &opts.core.metrics,
                         Connection::Subscribed {
                             framework_id: framework_id.clone(),
                             master: s.leader.to_string(),
@@ -188,7 +189,7 @@ async fn run(
                     );
                     warn!("{msg}");
                     core.on_disconnected(&msg);
-                    report(&conn, Connection::Failed(msg));
+                    report(&conn, &opts.core.metrics, Connection::Failed(msg));
                     next_master += 1;
                     retry_at = Instant::now() + delay;
                 }
@@ -202,7 +203,7 @@ async fn run(
                 Some(Command::Settled(key)) => core.settled(&key),
                 None => {
                     // every handle is gone: so is the subscription
-                    report(&conn, Connection::Failed("the framework stopped".into()));
+                    report(&conn, &opts.core.metrics, Connection::Failed("the framework stopped".into()));
                     return;
                 }
             },
@@ -220,7 +221,7 @@ async fn run(
                     warn!("{msg}");
                     session = None;
                     core.on_disconnected(&msg);
-                    report(&conn, Connection::Failed(msg));
+                    report(&conn, &opts.core.metrics, Connection::Failed(msg));
                     held_offers.clear();
                     retry_at = Instant::now() + backoff.next_delay();
                     Vec::new()

@@ -55,6 +55,8 @@ pub struct CoreConfig {
     /// Longest a build passes up fitting offers while an agent holding more of its
     /// base layers may still offer (`--locality-wait`; delay scheduling).
     pub locality_wait: Duration,
+    /// Where offers, launches and the subscription are counted (the process's one).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Default for CoreConfig {
@@ -78,6 +80,7 @@ impl Default for CoreConfig {
             launch_timeout: Duration::from_secs(300),
             settle: Duration::from_secs(1),
             locality_wait: Duration::from_secs(3),
+            metrics: Default::default(),
         }
     }
 }
