@@ -3,12 +3,12 @@
 //! so a deleted resource's build is stopped first, Events, and push credentials from
 //! `kubernetes.io/dockerconfigjson` Secrets.
 
+mod known;
 mod lease;
 mod secrets;
 mod store;
 mod watched;
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use known::Known;
 pub use lease::{Lease, LeaseConfig};
 pub use store::ConfigMapStore;
 use watched::Watched;
@@ -161,39 +162,24 @@ impl Source for KubeSource {
         };
         let cfg = watcher::Config::default().page_size(500);
         let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
-        // what the reconciler has been told exists (key -> uid), and what a (re)list
-        // has shown so far: a relist after a lost watch must report deletions it missed
-        let mut known: HashMap<String, String> = HashMap::new();
-        let mut listing: Option<HashSet<String>> = None;
+        // a relist after a lost watch must report the deletions it missed
+        let mut known = Known::default();
         let mut synced = false;
         while let Some(ev) = stream.next().await {
             let ok = match ev {
                 Ok(Event::Init) => {
-                    listing = Some(HashSet::new());
+                    known.listing();
                     true
                 }
                 Ok(Event::InitApply(obj)) | Ok(Event::Apply(obj)) => {
-                    let key = key_of(&obj);
-                    if let Some(l) = listing.as_mut() {
-                        l.insert(key.clone());
-                    }
-                    if obj.metadata.deletion_timestamp.is_none() {
-                        known.insert(key, obj.uid().unwrap_or_default());
-                    } else {
-                        known.remove(&key);
-                    }
+                    let deleting = obj.metadata.deletion_timestamp.is_some();
+                    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+                    known.applied(&key_of(&obj), uid, deleting);
                     self.seen(obj, &events).await
                 }
                 Ok(Event::InitDone) => {
-                    let listed = listing.take().unwrap_or_default();
-                    let gone: Vec<(String, String)> = known
-                        .iter()
-                        .filter(|(k, _)| !listed.contains(*k))
-                        .map(|(k, o)| (k.clone(), o.clone()))
-                        .collect();
                     let mut ok = true;
-                    for (key, origin) in gone {
-                        known.remove(&key);
+                    for (key, origin) in known.listed() {
                         ok &= events
                             .send(SourceEvent::Deleted { key, origin })
                             .await
@@ -208,7 +194,7 @@ impl Source for KubeSource {
                 }
                 Ok(Event::Delete(obj)) => {
                     let key = key_of(&obj);
-                    known.remove(&key);
+                    known.deleted(&key);
                     let origin = obj.uid().unwrap_or_default();
                     events
                         .send(SourceEvent::Deleted { key, origin })
