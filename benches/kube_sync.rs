@@ -137,15 +137,7 @@ async fn client(kubeconfig: &Path) -> Client {
 /// those not there yet are created (a kept cluster); returns how many were.
 async fn populate(client: &Client, n: usize) -> usize {
     let api: Api<DockerBuild> = Api::namespaced(client.clone(), NS);
-    let meta: Api<PartialObjectMeta<DockerBuild>> = Api::namespaced(client.clone(), NS);
-    let there: HashSet<String> = meta
-        .list_metadata(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name)
-        .collect();
+    let there: HashSet<String> = names(client).await.into_iter().collect();
     assert!(
         there.len() <= n,
         "{} DockerBuilds in namespace {NS}, more than BENCH_OBJECTS",
@@ -192,15 +184,7 @@ async fn populate(client: &Client, n: usize) -> usize {
 /// Deletes every DockerBuild of the namespace, its finalizer first (no controller
 /// runs to release it).
 async fn cleanup(client: &Client) -> usize {
-    let api: Api<PartialObjectMeta<DockerBuild>> = Api::namespaced(client.clone(), NS);
-    let names: Vec<String> = api
-        .list_metadata(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|o| o.metadata.name)
-        .collect();
+    let names = names(client).await;
     let n = names.len();
     let api: Api<DockerBuild> = Api::namespaced(client.clone(), NS);
     stream::iter(names)
@@ -288,4 +272,16 @@ fn measure(bin: &Path, kubeconfig: &Path, n: usize) {
         rss as f64 / 1024.0
     );
     assert_eq!(builds, 0, "an up-to-date resource was rebuilt:\n{text}");
+}
+
+/// The names of the namespace's DockerBuilds (metadata only: cheap at 100,000).
+async fn names(client: &Client) -> Vec<String> {
+    let api: Api<PartialObjectMeta<DockerBuild>> = Api::namespaced(client.clone(), NS);
+    api.list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect()
 }
