@@ -89,14 +89,12 @@ impl Tls {
     /// certificate is an error naming it. The system bundle is optional: its
     /// problems are only warned about.
     pub fn load(args: &TlsArgs) -> Result<Self> {
-        let mut roots = system_roots();
-        let mut ca_file = Vec::new();
-        if let Some(file) = &args.ca_file {
-            roots.extend(read_certs(file)?);
-            ca_file = read_der(file)?;
-        }
+        let ca_file = match &args.ca_file {
+            Some(file) => read_certs(file)?,
+            None => Vec::new(),
+        };
         Ok(Self {
-            roots,
+            roots: for_reqwest(native_roots().iter().chain(&ca_file)),
             ca_file,
             hosts: read_certs_dir(&args.certs_dir)?,
         })
@@ -255,9 +253,12 @@ fn native_roots() -> &'static [CertificateDer<'static>] {
     &ROOTS
 }
 
-fn system_roots() -> Vec<Certificate> {
-    native_roots()
-        .iter()
+/// The same certificates as reqwest takes them.
+fn for_reqwest<'a>(
+    certs: impl IntoIterator<Item = &'a CertificateDer<'static>>,
+) -> Vec<Certificate> {
+    certs
+        .into_iter()
         .filter_map(|c| Certificate::from_der(c).ok())
         .collect()
 }
@@ -268,20 +269,15 @@ fn read(file: &Path) -> Result<Vec<u8>> {
 }
 
 /// The certificates of a PEM file; none is an error naming it.
-fn read_certs(file: &Path) -> Result<Vec<Certificate>> {
+fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let not_pem = || Error::InvalidSpec(format!("{}: no PEM certificate in it", file.display()));
-    let certs = Certificate::from_pem_bundle(&read(file)?).map_err(|_| not_pem())?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&read(file)?)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| not_pem())?;
     if certs.is_empty() {
         return Err(not_pem());
     }
     Ok(certs)
-}
-
-/// A PEM file's certificates as rustls takes them ([`read_certs`] has checked it).
-fn read_der(file: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    CertificateDer::pem_slice_iter(&read(file)?)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::InvalidSpec(format!("{}: {e}", file.display())))
 }
 
 /// `name.cert` with its `name.key`, as Docker pairs them.
@@ -332,7 +328,7 @@ fn read_certs_dir(dir: &Path) -> Result<BTreeMap<String, HostTls>> {
         let mut h = HostTls::default();
         for f in &files {
             match f.extension().and_then(|e| e.to_str()) {
-                Some("crt") => h.cas.extend(read_certs(f)?),
+                Some("crt") => h.cas.extend(for_reqwest(&read_certs(f)?)),
                 Some("cert") if h.identity.is_none() => h.identity = Some(read_identity(f)?),
                 Some("cert") => {
                     warn!(file = %f.display(), "a second client certificate is ignored")
