@@ -6,22 +6,21 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::kept::Kept;
 use crate::sources::Resource;
 
 #[derive(Default)]
 pub struct Claims {
-    /// Boxed: a Resource is kilobytes inline, and a table of them (with its free
-    /// buckets and, while it grows, the old table) was most of a controller holding
-    /// 100,000 resources (benches/kube_sync.rs).
+    /// Boxed: an empty slot of the table then costs a pointer, not a holder.
     names: HashMap<String, Box<Holders>>,
     /// (key, origin) of each document that claims a name but cannot be built.
     broken: HashSet<(String, String)>,
 }
 
 struct Holders {
-    holder: Resource,
+    holder: Kept,
     /// Other files defining the same name, by origin: first in line takes over.
-    others: BTreeMap<String, Resource>,
+    others: BTreeMap<String, Kept>,
 }
 
 /// What a valid claim amounts to.
@@ -52,19 +51,19 @@ impl Claims {
                 self.names.insert(
                     key,
                     Box::new(Holders {
-                        holder: res,
+                        holder: Kept::new(res),
                         others: BTreeMap::new(),
                     }),
                 );
                 Claimed::Holds
             }
             Some(h) if h.holder.origin == res.origin => {
-                h.holder = res;
+                h.holder = Kept::new(res);
                 Claimed::Holds
             }
             Some(h) => {
                 let holder = h.holder.origin.clone();
-                h.others.insert(res.origin.clone(), res);
+                h.others.insert(res.origin.clone(), Kept::new(res));
                 Claimed::Duplicate { holder }
             }
         }
@@ -89,9 +88,9 @@ impl Claims {
         }
         match h.others.pop_first() {
             Some((_, next)) => {
-                h.holder = next.clone();
+                h.holder = next;
                 Withdrawn::Holder {
-                    next: Some(Box::new(next)),
+                    next: Some(Box::new(h.holder.resource())),
                 }
             }
             None => {
@@ -101,13 +100,19 @@ impl Claims {
         }
     }
 
-    /// The resource holding `key`.
-    pub fn holder(&self, key: &str) -> Option<&Resource> {
+    /// The resource holding `key`, unpacked.
+    pub fn holder(&self, key: &str) -> Option<Resource> {
+        self.kept(key).map(Kept::resource)
+    }
+
+    /// What is kept typed of the resource holding `key`.
+    pub(super) fn kept(&self, key: &str) -> Option<&Kept> {
         self.names.get(key).map(|h| &h.holder)
     }
 
-    pub fn holders(&self) -> impl Iterator<Item = &Resource> {
-        self.names.values().map(|h| &h.holder)
+    /// Each name and what is kept typed of its holder.
+    pub(super) fn holders(&self) -> impl Iterator<Item = (&str, &Kept)> {
+        self.names.iter().map(|(k, h)| (k.as_str(), &h.holder))
     }
 
     /// Claims that will not build: duplicates and broken documents.
@@ -144,12 +149,12 @@ mod tests {
         );
         // the holder's file changing (a comment) keeps it the holder
         assert_eq!(c.apply(res("a", "one.yaml")), Claimed::Holds);
-        assert_eq!(c.holder("ns/a").unwrap().origin, "one.yaml");
+        assert_eq!(c.kept("ns/a").unwrap().origin, "one.yaml");
         assert_eq!(c.failed(), 1);
         // the duplicate's file goes: nothing changes for the holder
         assert!(matches!(c.withdraw("ns/a", "two.yaml"), Withdrawn::Nothing));
         assert_eq!(c.failed(), 0);
-        assert_eq!(c.holder("ns/a").unwrap().origin, "one.yaml");
+        assert_eq!(c.kept("ns/a").unwrap().origin, "one.yaml");
     }
 
     #[test]
@@ -160,7 +165,7 @@ mod tests {
             c.broken("ns/victim", "broken.yaml"),
             Withdrawn::Nothing
         ));
-        assert_eq!(c.holder("ns/victim").unwrap().origin, "victim.yaml");
+        assert_eq!(c.kept("ns/victim").unwrap().origin, "victim.yaml");
         assert_eq!(c.failed(), 1);
         assert!(matches!(
             c.withdraw("ns/victim", "broken.yaml"),
@@ -182,7 +187,7 @@ mod tests {
             Withdrawn::Holder { next: Some(n) } => assert_eq!(n.origin, "three.yaml"),
             w => panic!("{w:?}"),
         }
-        assert_eq!(c.holder("ns/a").unwrap().origin, "three.yaml");
+        assert_eq!(c.kept("ns/a").unwrap().origin, "three.yaml");
         match c.broken("ns/a", "three.yaml") {
             Withdrawn::Holder { next: Some(n) } => assert_eq!(n.origin, "two.yaml"),
             w => panic!("{w:?}"),
@@ -203,7 +208,7 @@ mod tests {
             c.withdraw("ns/a", "three.yaml"),
             Withdrawn::Holder { next: None }
         ));
-        assert!(c.holder("ns/a").is_none());
+        assert!(c.kept("ns/a").is_none());
         assert_eq!(c.failed(), 0);
     }
 }

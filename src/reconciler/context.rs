@@ -17,7 +17,7 @@ use super::is_built;
 use super::observed::Observed;
 use super::status::{self, Transition};
 use super::status_writer::{StatusWriter, Work};
-use crate::api::DockerBuildStatus;
+use crate::api::{DockerBuildStatus, Phase};
 use crate::queue::{Queue, QueueConfig};
 use crate::registry::DockerConfig;
 use crate::sources::{Notice, Resource, Source};
@@ -83,11 +83,28 @@ impl State {
             .or(res.build.status.as_ref())
     }
 
+    /// The status this process wrote for the resource `key` of `origin`, if any.
+    fn written(&self, key: &str, origin: &str) -> Option<&DockerBuildStatus> {
+        self.statuses.get(&(key.to_string(), origin.to_string()))
+    }
+
     /// True when the image of the resource holding `key` is in the registry.
     pub(super) fn is_built(&self, key: &str) -> bool {
         self.claims
-            .holder(key)
-            .is_some_and(|r| is_built(self.status_of(r), &r.build.spec.hash()))
+            .kept(key)
+            .is_some_and(|k| match self.written(key, &k.origin) {
+                Some(s) => is_built(Some(s), &k.spec_hash),
+                None => k.built,
+            })
+    }
+
+    /// The phase of the resource holding `key`, as its status says now.
+    pub(super) fn phase(&self, key: &str) -> Option<Phase> {
+        let k = self.claims.kept(key)?;
+        match self.written(key, &k.origin) {
+            Some(s) => s.phase,
+            None => k.phase,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod claims;
 mod context;
 mod credentials;
 mod deps;
+mod kept;
 mod observed;
 mod reconcile;
 mod requeue;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::cause::Inputs;
 use super::context::State;
 use super::deps::normalize_ref;
-use crate::api::{Triggers, parse_duration};
+use super::kept::Watch;
 use crate::registry::DockerConfig;
 use crate::sources::Resource;
 use crate::triggers::{ContextTarget, GitTarget, Observation, PollSettings, Targets};
@@ -75,8 +75,7 @@ impl State {
                 Some(p) if self.is_built(p) => self
                     .claims
                     .holder(p)
-                    .and_then(|r| self.status_of(r))
-                    .and_then(|s| s.image_digest.clone()),
+                    .and_then(|r| self.status_of(&r).and_then(|s| s.image_digest.clone())),
                 Some(_) => None,
                 None => o.bases.get(&n).cloned(),
             };
@@ -94,17 +93,21 @@ impl State {
 
     /// The resources an observation concerns.
     pub(super) fn observers(&self, obs: &Observation) -> Vec<String> {
-        let holders = || self.claims.holders();
+        let watching = |f: &dyn Fn(&Watch) -> bool| {
+            self.claims
+                .holders()
+                .filter(|(_, h)| h.watch.as_deref().is_some_and(f))
+                .map(|(k, _)| k.to_string())
+                .collect()
+        };
         match obs {
             Observation::Context { key, .. } => vec![key.clone()],
-            Observation::Git { url, revision, .. } => holders()
-                .filter(|r| git_target(r).is_some_and(|t| &t.url == url && &t.revision == revision))
-                .map(Resource::key)
-                .collect(),
-            Observation::Url { url, .. } => holders()
-                .filter(|r| r.build.spec.source.url.as_ref() == Some(url))
-                .map(Resource::key)
-                .collect(),
+            Observation::Git { url, revision, .. } => watching(&|w| {
+                w.git
+                    .as_ref()
+                    .is_some_and(|(t, _)| &t.url == url && &t.revision == revision)
+            }),
+            Observation::Url { url, .. } => watching(&|w| w.url.as_ref() == Some(url)),
             Observation::Base { image, .. } => self.deps.needing(image),
         }
     }
@@ -112,43 +115,33 @@ impl State {
     /// Everything the triggers should watch for the resources held now.
     pub(super) fn targets(&self, poll: &PollSettings, anonymous: &Arc<DockerConfig>) -> Targets {
         let mut t = Targets::default();
-        for r in self.claims.holders() {
-            let spec = &r.build.spec;
-            let triggers = spec.triggers.as_ref();
-            if !Triggers::source_enabled(triggers) {
+        for (key, h) in self.claims.holders() {
+            let Some(w) = h.watch.as_deref().filter(|w| w.source) else {
                 continue;
-            }
-            if let (Some(path), Some(base)) = (&spec.source.path, &r.base_dir)
+            };
+            if let Some((base, path, dockerfile)) = &w.context
                 && let Ok(root) = crate::runner::context::resolve_context_dir(base, path)
             {
-                let dockerfile = spec
-                    .dockerfile
-                    .clone()
-                    .unwrap_or_else(|| "Dockerfile".into());
+                let dockerfile = dockerfile.clone();
                 t.contexts
-                    .insert(r.key(), ContextTarget { root, dockerfile });
+                    .insert(key.to_string(), ContextTarget { root, dockerfile });
             }
-            if let Some(g) = git_target(r) {
-                let every = triggers
-                    .and_then(|t| t.git_poll.as_deref())
-                    .and_then(|p| parse_duration(p).ok())
-                    .unwrap_or(poll.git);
-                let e = t.git.entry(g).or_insert(every);
+            if let Some((g, every)) = &w.git {
+                let every = every.unwrap_or(poll.git);
+                let e = t.git.entry(g.clone()).or_insert(every);
                 // the most eager resource sets the pace; zero (never) only if all say so
                 if *e == Duration::ZERO || (every != Duration::ZERO && every < *e) {
                     *e = every;
                 }
             }
-            if let Some(u) = &spec.source.url {
+            if let Some(u) = &w.url {
                 t.urls.insert(u.clone());
             }
         }
         for (image, needers) in self.deps.external() {
-            let wanted = needers.iter().any(|k| {
-                self.claims
-                    .holder(k)
-                    .is_some_and(|r| Triggers::base_enabled(r.build.spec.triggers.as_ref()))
-            });
+            let wanted = needers
+                .iter()
+                .any(|k| self.claims.kept(k).is_some_and(|h| h.base_triggers));
             if !wanted {
                 continue;
             }

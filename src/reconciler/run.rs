@@ -74,7 +74,14 @@ pub async fn run(
     });
     let mut synced = false;
     let mut source_ended = false;
+    // what the triggers watch is worked out again once a burst of source events is
+    // through, not after each: it reads every resource held
+    let mut stale_targets = false;
     loop {
+        if stale_targets && src_rx.is_empty() {
+            refresh_targets(&ctx).await;
+            stale_targets = false;
+        }
         if settings.once
             && synced
             && queue.busy() == 0
@@ -93,25 +100,23 @@ pub async fn run(
                         // by key, in file order: one resource copied at a time
                         let mut all: Vec<(String, String)> = {
                             let st = ctx.state.lock().await;
-                            st.claims.holders().map(|r| (r.origin.clone(), r.key())).collect()
+                            st.claims.holders().map(|(k, h)| (h.origin.clone(), k.to_string())).collect()
                         };
                         all.sort();
                         let n = all.len();
                         for (_, key) in all {
-                            let res = ctx.state.lock().await.claims.holder(&key).cloned();
+                            let res = ctx.state.lock().await.claims.holder(&key);
                             if let Some(res) = res {
                                 run_reconcile(res, &ctx).await;
                             }
                         }
                         info!(resources = n, "initial sync done");
                         health::readiness().set("watch", true);
-                        refresh_targets(&ctx).await;
+                        stale_targets = true;
                         continue;
                     }
                     on_source_event(ev, &ctx, synced).await;
-                    if synced {
-                        refresh_targets(&ctx).await;
-                    }
+                    stale_targets |= synced;
                 }
                 None => {
                     source_ended = true;
@@ -121,7 +126,7 @@ pub async fn run(
             Some(up) = up_rx.recv() => on_update(up, &ctx).await,
             Some((key, after)) = requeue_rx.recv() => requeue.schedule(key, after),
             Some(key) = requeue.next(), if requeue.len() > 0 => {
-                let res = ctx.state.lock().await.claims.holder(&key).cloned();
+                let res = ctx.state.lock().await.claims.holder(&key);
                 if let Some(res) = res {
                     run_reconcile(res, &ctx).await;
                 }
@@ -129,7 +134,7 @@ pub async fn run(
             Some(f) = fetched_rx.recv() => {
                 let key = f.key.clone();
                 if credentials::arrived(f, &ctx).await {
-                    let res = ctx.state.lock().await.claims.holder(&key).cloned();
+                    let res = ctx.state.lock().await.claims.holder(&key);
                     if let Some(res) = res {
                         run_reconcile(res, &ctx).await;
                     }
@@ -163,8 +168,8 @@ pub async fn run(
     writer.flush().await;
     let st = ctx.state.lock().await;
     let mut summary = Summary::default();
-    for r in st.claims.holders() {
-        match st.status_of(r).and_then(|s| s.phase) {
+    for (key, _) in st.claims.holders() {
+        match st.phase(key) {
             Some(Phase::Succeeded) => summary.succeeded += 1,
             Some(Phase::Failed) | Some(Phase::Cancelled) => summary.failed += 1,
             _ => summary.waiting += 1,
@@ -307,7 +312,7 @@ pub(super) async fn wake(keys: Vec<String>, ctx: &Arc<Context>, synced: bool) {
         return; // all are reconciled once the listing is complete
     }
     for key in keys {
-        let res = ctx.state.lock().await.claims.holder(&key).cloned();
+        let res = ctx.state.lock().await.claims.holder(&key);
         if let Some(res) = res {
             run_reconcile(res, ctx).await;
         }

@@ -30,7 +30,7 @@ pub(super) async fn on_update(up: Update, ctx: &Arc<Context>) {
             return;
         }
     }
-    let res = ctx.state.lock().await.claims.holder(&key).cloned();
+    let res = ctx.state.lock().await.claims.holder(&key);
     // a backend holding results until their status is written may let go after this
     let settles = matches!(up, Update::Finished { .. } | Update::Retrying { .. });
     let Some(res) = res.filter(|r| r.build.spec.hash() == hash) else {
