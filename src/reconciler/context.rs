@@ -83,6 +83,21 @@ impl State {
             .or(res.build.status.as_ref())
     }
 
+    /// `res` as its source shows it now. Once that shows the status this process
+    /// last wrote for it, the written copy is no longer newer and is let go: kept,
+    /// one per resource that ever built, written statuses would soon be most of a
+    /// controller's memory.
+    pub(super) fn echoed(&mut self, res: &Resource) {
+        let slot = (res.key(), res.origin.clone());
+        if self
+            .statuses
+            .get(&slot)
+            .is_some_and(|s| res.build.status.as_ref() == Some(s))
+        {
+            self.statuses.remove(&slot);
+        }
+    }
+
     /// The status this process wrote for the resource `key` of `origin`, if any.
     fn written(&self, key: &str, origin: &str) -> Option<&DockerBuildStatus> {
         self.statuses.get(&(key.to_string(), origin.to_string()))
@@ -214,4 +229,60 @@ fn same_but_times(a: &DockerBuildStatus, b: &DockerBuildStatus) -> bool {
         s
     };
     strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DockerBuild, DockerBuildSpec};
+
+    fn resource(status: Option<DockerBuildStatus>) -> Resource {
+        let spec: DockerBuildSpec = crate::yaml::from_str(
+            "source: {inline: {dockerfile: \"FROM scratch\"}}\noutput: {repository: app}",
+        )
+        .unwrap();
+        let mut build = DockerBuild::new("app", spec);
+        build.metadata.namespace = Some("team".into());
+        build.status = status;
+        Resource {
+            build,
+            origin: "uid-1".into(),
+            base_dir: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_written_status_is_let_go_once_the_source_shows_it_and_not_before() {
+        let hash = resource(None).build.spec.hash();
+        let status = |phase, number| DockerBuildStatus {
+            phase: Some(phase),
+            spec_hash: Some(hash.clone()),
+            build_number: Some(number),
+            ..Default::default()
+        };
+        let slot = ("team/app".to_string(), "uid-1".to_string());
+        let mut st = State::default();
+        st.claims.apply(resource(Some(status(Phase::Building, 1))));
+        st.statuses
+            .insert(slot.clone(), status(Phase::Succeeded, 1));
+
+        // the source still shows the older status: the written one stays, and wins
+        let lagging = resource(Some(status(Phase::Building, 1)));
+        st.echoed(&lagging);
+        st.claims.apply(lagging);
+        assert!(st.statuses.contains_key(&slot));
+        assert_eq!(st.phase("team/app"), Some(Phase::Succeeded));
+        assert!(st.is_built("team/app"));
+
+        // it shows what was written: one copy is enough, and it says the same
+        let echo = resource(Some(status(Phase::Succeeded, 1)));
+        st.echoed(&echo);
+        st.claims.apply(echo);
+        assert!(!st.statuses.contains_key(&slot));
+        assert_eq!(st.phase("team/app"), Some(Phase::Succeeded));
+        assert!(st.is_built("team/app"));
+        let res = st.claims.holder("team/app").unwrap();
+        assert_eq!(st.status_of(&res).and_then(|s| s.build_number), Some(1));
+    }
 }

@@ -195,7 +195,11 @@ async fn on_source_event(ev: SourceEvent, ctx: &Arc<Context>, synced: bool) {
                     .await;
                 return;
             }
-            let claimed = ctx.state.lock().await.claims.apply(res.clone());
+            let claimed = {
+                let mut st = ctx.state.lock().await;
+                st.echoed(&res);
+                st.claims.apply(res.clone())
+            };
             match claimed {
                 Claimed::Holds => hold(res, ctx, synced).await,
                 Claimed::Duplicate { holder } => {
