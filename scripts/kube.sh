@@ -25,7 +25,8 @@
 #
 # Environment: SLIPWAY_KUBE_BIN (dir with kube-apiserver, etcd and kubectl; default:
 # the last line of `bash scripts/ensure-kube.sh`), SLIPWAY_KUBE_TIMEOUT (seconds to
-# wait for readiness, default 60).
+# wait for readiness, default 60), SLIPWAY_KUBE_APISERVER_FLAGS (more kube-apiserver flags,
+# such as `--feature-gates=WatchList=false` for an API server that streams no lists).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
@@ -305,6 +306,7 @@ start_apiserver() {
       --endpoint-reconciler-type=none \
       --profiling=false \
       --allow-privileged=true \
+      ${SLIPWAY_KUBE_APISERVER_FLAGS:-} \
       >>"$log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$DIR/kube-apiserver.pid"
