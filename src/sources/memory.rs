@@ -32,6 +32,9 @@ pub struct Memory {
     initial: Mutex<Vec<Resource>>,
     later: Mutex<Option<mpsc::UnboundedReceiver<SourceEvent>>>,
     written: Mutex<Vec<Written>>,
+    /// Per key, when each phase was first written: what a bench polls, kept apart so
+    /// that polling holds the lock only briefly.
+    firsts: Mutex<HashMap<String, Vec<(Phase, Instant)>>>,
     log: Option<Log>,
     slow: Option<(String, watch::Receiver<bool>)>,
 }
@@ -45,6 +48,7 @@ impl Memory {
             initial: Mutex::new(initial),
             later: Mutex::new(Some(rx)),
             written: Mutex::default(),
+            firsts: Mutex::default(),
             log: None,
             slow: None,
         };
@@ -76,15 +80,23 @@ impl Memory {
         last.map(|w| w.status.clone())
     }
 
-    /// When each key was first written with `phase`.
-    pub fn first(&self, phase: Phase) -> HashMap<String, Instant> {
-        let mut first = HashMap::new();
-        for w in self.written.lock().unwrap().iter() {
-            if w.status.phase == Some(phase) {
-                first.entry(w.key.clone()).or_insert(w.at);
-            }
-        }
-        first
+    /// When each key was first written with one of `phases`.
+    pub fn first(&self, phases: &[Phase]) -> HashMap<String, Instant> {
+        let firsts = self.firsts.lock().unwrap();
+        let at = |(k, ps): (&String, &Vec<(Phase, Instant)>)| {
+            let (_, at) = ps.iter().find(|(p, _)| phases.contains(p))?;
+            Some((k.clone(), *at))
+        };
+        firsts.iter().filter_map(at).collect()
+    }
+
+    /// How many keys starting with `prefix` have been written with one of `phases`.
+    pub fn reached(&self, prefix: &str, phases: &[Phase]) -> usize {
+        let firsts = self.firsts.lock().unwrap();
+        let has = |(k, ps): &(&String, &Vec<(Phase, Instant)>)| {
+            k.starts_with(prefix) && ps.iter().any(|(p, _)| phases.contains(p))
+        };
+        firsts.iter().filter(has).count()
     }
 
     fn note(&self, line: String) {
@@ -118,10 +130,18 @@ impl Source for Memory {
         }
         let phase = s.phase.map(|p| p.to_string()).unwrap_or_default();
         self.note(format!("write {key} {phase}"));
+        let at = Instant::now();
+        if let Some(phase) = s.phase {
+            let mut firsts = self.firsts.lock().unwrap();
+            let phases = firsts.entry(key.to_string()).or_default();
+            if !phases.iter().any(|(p, _)| *p == phase) {
+                phases.push((phase, at));
+            }
+        }
         self.written.lock().unwrap().push(Written {
             key: key.to_string(),
             status: s.clone(),
-            at: Instant::now(),
+            at,
         });
         Ok(())
     }
