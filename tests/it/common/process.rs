@@ -31,7 +31,9 @@ impl Process {
     }
 
     /// As [`Process::spawn`], with stdout in the log too (interleaved as written),
-    /// for a process whose assertions read both.
+    /// for a process whose assertions read both; run in its own temp dir unless `cmd`
+    /// names one, so what it writes there (a Mesos executor's build log, as into its
+    /// sandbox) goes with it.
     pub fn spawn_with_stdout(name: &str, cmd: Command) -> Self {
         Self::start(name, cmd, true)
     }
@@ -45,6 +47,9 @@ impl Process {
         } else {
             Stdio::null()
         };
+        if stdout && cmd.get_current_dir().is_none() {
+            cmd.current_dir(logdir.path());
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
