@@ -132,6 +132,30 @@ fn label_only(name: &str) -> String {
     )
 }
 
+/// A fixture with `b.yaml`: build `name` of the base image with a `RUN sleep SECS`
+/// step, pushing to `slipway-test/mesos-NAME`.
+async fn sleeping(name: &str, secs: u32) -> Fixture {
+    let base = ensure_base().await;
+    let dockerfile = format!(
+        "FROM {base}\nRUN sleep {secs}\n{}",
+        label_only(name).replace("FROM scratch\n", "")
+    );
+    let build = build(name, &format!("mesos-{name}"), &dockerfile);
+    Fixture::new().file("b.yaml", &build)
+}
+
+/// Until an executor reports the `RUN sleep SECS` step of a [`sleeping`] build.
+async fn until_sleeping(secs: u32, slipway: &Slipway, double: &MesosDouble) {
+    let step = format!("RUN sleep {secs}");
+    wait_or_report("the build to reach RUN sleep", slipway, &[double], || {
+        double
+            .executor_updates()
+            .into_iter()
+            .find(|s| s.message().contains(&step))
+    })
+    .await;
+}
+
 /// What the status says was pushed, checked as a user would: each tag serves the
 /// digest, the manifest hashes to it, the daemon built it, it pulls by digest.
 async fn assert_status_pushed(status: &serde_json::Value) {
@@ -414,28 +438,17 @@ async fn a_wrong_secret_is_reported_and_nothing_launches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_build_on_a_lost_agent_is_relaunched_on_another_and_succeeds() {
-    let base = ensure_base().await;
     let double = MesosDouble::new()
         .agent("agent-a.test", 1.0, 2048.0)
         .agent("agent-b.test", 1.0, 2048.0)
         .start()
         .await;
-    let dockerfile = format!(
-        "FROM {base}\nRUN sleep 5\n{}",
-        label_only("lost").replace("FROM scratch\n", "")
-    );
-    let fx = Fixture::new().file("b.yaml", &build("lost", "mesos-lost", &dockerfile));
+    let fx = sleeping("lost", 5).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
 
     // the first attempt is inside `RUN sleep 5` when its agent goes
-    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
-        double
-            .executor_updates()
-            .into_iter()
-            .find(|s| s.message().contains("RUN sleep 5"))
-    })
-    .await;
+    until_sleeping(5, &slipway, &double).await;
     let first = double.launches()[0].clone();
     double.lose_agent(&first.agent_id);
 
@@ -473,26 +486,15 @@ async fn a_build_on_a_lost_agent_is_relaunched_on_another_and_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_master_failover_calls_carry_the_new_stream_id() {
-    let base = ensure_base().await;
     let double = MesosDouble::new()
         .agent("agent-a.test", 2.0, 2048.0)
         .start()
         .await;
-    let dockerfile = format!(
-        "FROM {base}\nRUN sleep 3\n{}",
-        label_only("failover").replace("FROM scratch\n", "")
-    );
-    let fx = Fixture::new().file("b.yaml", &build("failover", "mesos-failover", &dockerfile));
+    let fx = sleeping("failover", 3).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
 
-    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
-        double
-            .executor_updates()
-            .into_iter()
-            .find(|s| s.message().contains("RUN sleep 3"))
-    })
-    .await;
+    until_sleeping(3, &slipway, &double).await;
     let framework_id = double.framework_id().unwrap();
     double.drop_subscription();
 
@@ -662,29 +664,15 @@ async fn the_double_refuses_what_a_master_would() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
-    let base = ensure_base().await;
     let double = MesosDouble::new()
         .agent("agent-a.test", 2.0, 2048.0)
         .start()
         .await;
-    let dockerfile = format!(
-        "FROM {base}\nRUN sleep 4\n{}",
-        label_only("partitioned").replace("FROM scratch\n", "")
-    );
-    let fx = Fixture::new().file(
-        "b.yaml",
-        &build("partitioned", "mesos-partitioned", &dockerfile),
-    );
+    let fx = sleeping("partitioned", 4).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
 
-    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
-        double
-            .executor_updates()
-            .into_iter()
-            .find(|s| s.message().contains("RUN sleep 4"))
-    })
-    .await;
+    until_sleeping(4, &slipway, &double).await;
     // the agent is partitioned away for a moment; its executor goes on
     let task = double.launches()[0].task.task_id.value.clone();
     double.report_unreachable(&task);
