@@ -195,7 +195,7 @@ async fn a_build_runs_reports_progress_and_finishes_with_the_pushed_digest() {
 
 #[tokio::test]
 async fn a_failing_step_ends_failed_naming_the_step() {
-    let (id, agent, mut exec) = launched("fail", "RUN echo about to fail && exit 3\n").await;
+    let (_, agent, mut exec) = launched("fail", "RUN echo about to fail && exit 3\n").await;
     let status = exec.exit(LONG).await;
     assert!(status.success(), "{status}; output:\n{}", exec.log());
 
@@ -293,7 +293,7 @@ async fn kill_stops_a_long_build_and_reports_killed() {
 
 #[tokio::test]
 async fn shutdown_kills_the_build_and_exits() {
-    let (id, agent, mut exec) = launched("shutdown", "RUN sleep 30 && echo shut-me-down\n").await;
+    let (_, agent, mut exec) = launched("shutdown", "RUN sleep 30 && echo shut-me-down\n").await;
     the_sleep_step(&agent).await;
     agent.shutdown();
     let status = exec.exit(Duration::from_secs(6)).await;

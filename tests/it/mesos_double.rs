@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::common::mesos::{executor_tarball, serve_tarball};
-use crate::common::mesos_double::MesosDouble;
+use crate::common::mesos_double::{MesosDouble, MesosDoubleBuilder};
 use crate::common::process::{Process, slipway_cmd};
 use crate::common::watcher::{doc, indent};
 use crate::common::*;
@@ -112,6 +112,18 @@ async fn phase(
     .await
 }
 
+/// The status of `name` once it has succeeded, its push checked as a user would.
+async fn pushed(
+    file: &Path,
+    name: &str,
+    slipway: &Slipway,
+    doubles: &[&MesosDouble],
+) -> serde_json::Value {
+    let status = phase(file, name, "Succeeded", slipway, doubles).await;
+    assert_status_pushed(&status).await;
+    status
+}
+
 /// A DockerBuild of an inline Dockerfile that fits one fake agent once: 0.5 CPUs
 /// plus the executor's 0.1, on agents of 1 CPU.
 fn build(name: &str, repo: &str, dockerfile: &str) -> String {
@@ -156,6 +168,18 @@ async fn until_sleeping(secs: u32, slipway: &Slipway, double: &MesosDouble) {
     .await;
 }
 
+/// A double with one agent (`agent-a.test`) that holds three builds at once.
+fn one_agent() -> MesosDoubleBuilder {
+    MesosDouble::new().agent("agent-a.test", 2.0, 2048.0)
+}
+
+/// A fixture with `b.yaml`: a [`label_only`] build `name` pushing to
+/// `slipway-test/mesos-NAME`.
+fn one_build(name: &str) -> Fixture {
+    let build = build(name, &format!("mesos-{name}"), &label_only(name));
+    Fixture::new().file("b.yaml", &build)
+}
+
 /// What the status says was pushed, checked as a user would: each tag serves the
 /// digest, the manifest hashes to it, the daemon built it, it pulls by digest.
 async fn assert_status_pushed(status: &serde_json::Value) {
@@ -183,16 +207,12 @@ fn assert_clean(double: &MesosDouble) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_executor_tarball_is_fetched_unpacked_and_run_from_the_sandbox() {
     let (url, gets, server) = serve_tarball(executor_tarball().await).await;
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
-    let fx = Fixture::new().file("b.yaml", &build("uri", "mesos-uri", &label_only("uri")));
+    let double = one_agent().start().await;
+    let fx = one_build("uri");
     let file = fx.path("b.yaml");
     let slipway = Slipway::start(fx.dir.path(), &double.master(), &["--executor-uri", &url]);
 
-    let status = phase(&file, "uri", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "uri", &slipway, &[&double]).await;
 
     let launches = double.launches();
     assert_eq!(launches.len(), 1, "{}", double.report());
@@ -251,15 +271,7 @@ async fn builds_spread_over_agents_when_one_offer_holds_one_build() {
 
     let mut agents = HashSet::new();
     for n in names {
-        let s = phase(
-            &fx.path(&format!("{n}.yaml")),
-            n,
-            "Succeeded",
-            &slipway,
-            &[&double],
-        )
-        .await;
-        assert_status_pushed(&s).await;
+        let s = pushed(&fx.path(&format!("{n}.yaml")), n, &slipway, &[&double]).await;
         agents.insert(s["mesos"]["agentId"].as_str().unwrap().to_string());
     }
     let all: HashSet<String> = double.agents().into_iter().map(|a| a.id).collect();
@@ -274,28 +286,17 @@ async fn builds_spread_over_agents_when_one_offer_holds_one_build() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_master_and_a_redirecting_one_lead_to_the_leader() {
-    let leader = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
+    let leader = one_agent().start().await;
     let follower = MesosDouble::new().redirect_to(&leader).start().await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let fx = Fixture::new().file("b.yaml", &build("ha", "mesos-ha", &label_only("ha")));
+    let fx = one_build("ha");
     let masters = format!("{closed},{}", follower.master());
     let slipway = Slipway::start_with_path(fx.dir.path(), &masters, &[]);
 
-    let status = phase(
-        &fx.path("b.yaml"),
-        "ha",
-        "Succeeded",
-        &slipway,
-        &[&leader, &follower],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("b.yaml"), "ha", &slipway, &[&leader, &follower]).await;
 
     let followed = follower.calls();
     assert!(!followed.is_empty(), "the follower was never asked");
@@ -347,13 +348,9 @@ fn assert_no_secret(slipway: &Slipway, double: &MesosDouble, secret: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn basic_auth_with_the_right_secret_builds() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .basic_auth("slipway", SECRET)
-        .start()
-        .await;
+    let double = one_agent().basic_auth("slipway", SECRET).start().await;
     let secret = secret_file(SECRET);
-    let fx = Fixture::new().file("b.yaml", &build("auth", "mesos-auth", &label_only("auth")));
+    let fx = one_build("auth");
     let slipway = Slipway::start_with_path(
         fx.dir.path(),
         &double.master(),
@@ -365,15 +362,7 @@ async fn basic_auth_with_the_right_secret_builds() {
         ],
     );
 
-    let status = phase(
-        &fx.path("b.yaml"),
-        "auth",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("b.yaml"), "auth", &slipway, &[&double]).await;
     assert_eq!(double.auth_failures(), 0, "{}", double.report());
     let calls = double.calls();
     assert!(calls.iter().all(|c| c.authorization.is_some()));
@@ -389,17 +378,10 @@ async fn basic_auth_with_the_right_secret_builds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_secret_is_reported_and_nothing_launches() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .basic_auth("slipway", SECRET)
-        .start()
-        .await;
+    let double = one_agent().basic_auth("slipway", SECRET).start().await;
     let wrong = "not-the-s3cret-41d0";
     let secret = secret_file(wrong);
-    let fx = Fixture::new().file(
-        "b.yaml",
-        &build("noauth", "mesos-noauth", &label_only("noauth")),
-    );
+    let fx = one_build("noauth");
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(
         fx.dir.path(),
@@ -452,8 +434,7 @@ async fn a_build_on_a_lost_agent_is_relaunched_on_another_and_succeeds() {
     let first = double.launches()[0].clone();
     double.lose_agent(&first.agent_id);
 
-    let status = phase(&file, "lost", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "lost", &slipway, &[&double]).await;
 
     let launches = double.launches();
     assert!(launches.len() >= 2, "{}", double.report());
@@ -486,10 +467,7 @@ async fn a_build_on_a_lost_agent_is_relaunched_on_another_and_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_master_failover_calls_carry_the_new_stream_id() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
+    let double = one_agent().start().await;
     let fx = sleeping("failover", 3).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
@@ -498,8 +476,7 @@ async fn after_a_master_failover_calls_carry_the_new_stream_id() {
     let framework_id = double.framework_id().unwrap();
     double.drop_subscription();
 
-    let status = phase(&file, "failover", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "failover", &slipway, &[&double]).await;
 
     let ids = double.stream_ids();
     assert_eq!(ids.len(), 2, "{}", double.report());
@@ -664,10 +641,7 @@ async fn the_double_refuses_what_a_master_would() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
+    let double = one_agent().start().await;
     let fx = sleeping("partitioned", 4).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
@@ -677,8 +651,7 @@ async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
     let task = double.launches()[0].task.task_id.value.clone();
     double.report_unreachable(&task);
 
-    let status = phase(&file, "partitioned", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "partitioned", &slipway, &[&double]).await;
     assert_eq!(double.launches().len(), 1, "{}", double.report());
     assert_eq!(status["mesos"]["taskId"], task.as_str());
     assert_eq!(status["attempts"].as_u64().unwrap_or(1), 1, "{status}");
@@ -692,11 +665,7 @@ async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_missed_heartbeats_make_slipway_subscribe_again() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .heartbeat_seconds(1.0)
-        .start()
-        .await;
+    let double = one_agent().heartbeat_seconds(1.0).start().await;
     let fx = Fixture::new();
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
     wait_or_report("the first subscription", &slipway, &[&double], || {
@@ -727,24 +696,12 @@ async fn five_missed_heartbeats_make_slipway_subscribe_again() {
         ),
     )
     .unwrap();
-    let status = phase(
-        &fx.path("b.yaml"),
-        "after-silence",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("b.yaml"), "after-silence", &slipway, &[&double]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unusable_offers_are_refused_for_long_and_new_work_revives_them() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .reoffer(true)
-        .start()
-        .await;
+    let double = one_agent().reoffer(true).start().await;
     let reg = registry();
     let big = doc(
         "big",
@@ -777,15 +734,7 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-refuse-big}}\nresour
         build("small", "mesos-refuse-small", &label_only("small")),
     )
     .unwrap();
-    let status = phase(
-        &fx.path("small.yaml"),
-        "small",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("small.yaml"), "small", &slipway, &[&double]).await;
     assert!(
         double.calls()[declined_at..]
             .iter()
@@ -935,15 +884,7 @@ async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_t
     .await;
     assert_eq!(s["mesos"]["agentId"], holder.as_str(), "{s}");
     std::fs::write(fx.path("leaf2.yaml"), leaf("leaf2")).unwrap();
-    let s = phase(
-        &fx.path("leaf2.yaml"),
-        "leaf2",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&s).await;
+    let s = pushed(&fx.path("leaf2.yaml"), "leaf2", &slipway, &[&double]).await;
     assert_ne!(s["mesos"]["agentId"], holder.as_str(), "{s}");
     let why = s["mesos"]["placement"].as_str().unwrap_or_default();
     assert!(
