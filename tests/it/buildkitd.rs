@@ -41,13 +41,10 @@ fn request(
     spec: slipway::api::DockerBuildSpec,
     secrets: BuildSecrets,
 ) -> BuildRequest {
+    let base_dir = Some(fx.dir.path().to_path_buf());
     BuildRequest {
-        key: "test/buildkitd".into(),
-        spec,
-        base_dir: Some(fx.dir.path().to_path_buf()),
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
         secrets,
+        ..crate::common::request("test/buildkitd", spec, base_dir)
     }
 }
 
@@ -237,13 +234,7 @@ async fn a_failing_step_is_named_with_its_output() {
 
 #[tokio::test]
 async fn cancelling_stops_the_step_in_buildkitd() {
-    let base = ensure_base().await;
-    // unique, so the step is never cached and its processes are this test's alone
-    let marker = format!("slipway-cancel-{}", uuid::Uuid::new_v4().simple());
-    let fx = Fixture::new().file(
-        "ctx/Dockerfile",
-        &format!("FROM {base}\nRUN sleep 30 && touch /{marker}\n"),
-    );
+    let (fx, marker) = sleeping_step().await;
     let req = request(
         &fx,
         spec(&format!("source: {{path: ctx}}\n{}", output("bkd-cancel"))),
@@ -252,25 +243,7 @@ async fn cancelling_stops_the_step_in_buildkitd() {
     let runner = Runner::connect_with(Some(NO_DOCKER), Builder::Buildkitd, &buildkitd())
         .await
         .unwrap();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let build = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let _daemon = daemon_shared().await;
-            runner.run(req, tx, cancel).await
-        }
-    });
-    let step = wait_for("the RUN step to start", Duration::from_secs(60), || {
-        let p = processes_with(&marker);
-        p.iter()
-            .any(|(_, c)| c.starts_with("sleep 30"))
-            .then_some(p)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    cancel.cancel();
-    let out = build.await.unwrap();
+    let (out, _, step) = cancelled_mid_step(runner, req, &marker, Duration::from_secs(2)).await;
     assert!(matches!(out, Err(Error::Cancelled(_))), "{out:?}");
     // left alone, the step would sleep for 28 s more
     let left = still_running(&step, Duration::from_secs(10)).await;

@@ -148,6 +148,19 @@ pub async fn run_inline(
     run_on(runner, &format!("test/{repo}"), spec(&yaml), None).await
 }
 
+/// A request for `spec` (its context under `base_dir`) as a source would make it:
+/// no credentials, no previous build, no secrets.
+pub fn request(key: &str, spec: DockerBuildSpec, base_dir: Option<PathBuf>) -> BuildRequest {
+    BuildRequest {
+        key: key.into(),
+        spec,
+        base_dir,
+        auth: Arc::new(DockerConfig::default()),
+        previous: None,
+        secrets: Default::default(),
+    }
+}
+
 /// Runs one build on `runner`, its events dropped.
 pub async fn run_on(
     runner: &Runner,
@@ -155,14 +168,7 @@ pub async fn run_on(
     spec: DockerBuildSpec,
     base_dir: Option<PathBuf>,
 ) -> slipway::Result<BuildOutcome> {
-    let req = BuildRequest {
-        key: key.into(),
-        spec,
-        base_dir,
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
+    let req = request(key, spec, base_dir);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let _daemon = daemon_shared().await;
@@ -435,4 +441,56 @@ pub fn assert_failing_step_named(
         )),
         "{events:#?}"
     );
+}
+
+/// A context (`ctx/Dockerfile`) whose one step runs `sleep 30 && touch /MARKER` on the
+/// base image, and MARKER: unique, so the step is never cached and its processes are
+/// this test's alone.
+pub async fn sleeping_step() -> (Fixture, String) {
+    let base = ensure_base().await;
+    let marker = format!("slipway-cancel-{}", uuid::Uuid::new_v4().simple());
+    let fx = Fixture::new().file(
+        "ctx/Dockerfile",
+        &format!("FROM {base}\nRUN sleep 30 && touch /{marker}\n"),
+    );
+    (fx, marker)
+}
+
+/// Runs `req` (a [`sleeping_step`] build) on `runner` and cancels it `settle` after the
+/// step's `sleep 30` started: the build's result, the events it sent, and the step's
+/// processes (for [`still_running`]).
+pub async fn cancelled_mid_step(
+    runner: Runner,
+    req: BuildRequest,
+    marker: &str,
+    settle: Duration,
+) -> (
+    slipway::Result<BuildOutcome>,
+    Vec<slipway::runner::BuildEvent>,
+    Vec<(u32, String)>,
+) {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let build = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let _daemon = daemon_shared().await;
+            runner.run(req, tx, cancel).await
+        }
+    });
+    let step = wait_for("the RUN step to start", Duration::from_secs(60), || {
+        let p = processes_with(marker);
+        p.iter()
+            .any(|(_, c)| c.starts_with("sleep 30"))
+            .then_some(p)
+    })
+    .await;
+    tokio::time::sleep(settle).await;
+    cancel.cancel();
+    let out = build.await.unwrap();
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (out, events, step)
 }
