@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::buildkit::*;
 use crate::common::process::Process;
 use crate::common::*;
 use sha2::Digest;
@@ -82,17 +83,6 @@ async fn run_bk(
 /// A Docker daemon address that does not exist.
 const NO_DOCKER: &str = "unix:///nonexistent/slipway-test/docker.sock";
 
-fn lines(events: &[BuildEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            BuildEvent::Step(s) => Some(format!("STEP {s}")),
-            BuildEvent::Log(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// `output:` for a test repository.
 fn output(repo: &str) -> String {
     format!(
@@ -106,17 +96,8 @@ const SLEEP: u64 = 3;
 #[tokio::test]
 async fn stages_run_in_parallel_and_unused_ones_never_run() {
     let base = ensure_base().await;
-    let fx = Fixture::new().file(
-        "ctx/Dockerfile",
-        &format!(
-            "REGISTRY {reg}\nREPOSITORY slipway-test/bkd-multistage\nTAG bkd\n\
-FROM {base} AS one\nRUN sleep {SLEEP} && echo one > /one\n\
-FROM {base} AS two\nRUN sleep {SLEEP} && echo two > /two\n\
-FROM {base} AS unused\nRUN echo never-runs && exit 1\n\
-FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
-            reg = registry()
-        ),
-    );
+    let dockerfile = multi_stage(&base, "bkd-multistage", "bkd", SLEEP);
+    let fx = Fixture::new().file("ctx/Dockerfile", &dockerfile);
     let started = Instant::now();
     let (out, events) = run_bk(&fx, spec("source: {path: ctx}\nnoCache: true")).await;
     let took = started.elapsed();
@@ -127,23 +108,7 @@ FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
         vec![format!("{}/slipway-test/bkd-multistage:bkd", registry())]
     );
     assert_in_registry(&out).await;
-    assert!(
-        took < Duration::from_secs(2 * SLEEP),
-        "stages did not overlap: {took:?}"
-    );
-    let lines = lines(&events);
-    for stage in ["one", "two"] {
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with(&format!("STEP [{stage} 2/2] RUN sleep"))),
-            "{lines:#?}"
-        );
-    }
-    assert!(
-        !lines.iter().any(|l| l.contains("never-runs")),
-        "the unused stage ran: {lines:#?}"
-    );
+    assert_stages_overlapped(&events, took, SLEEP);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Shared fixtures for the integration tests: the real Docker daemon and the real
 //! registry that `scripts/test.sh` starts (`SLIPWAY_TEST_REGISTRY`).
 
+pub mod buildkit;
 pub mod controller;
 pub mod daemon;
 pub mod git;
@@ -441,56 +442,4 @@ pub fn assert_failing_step_named(
         )),
         "{events:#?}"
     );
-}
-
-/// A context (`ctx/Dockerfile`) whose one step runs `sleep 30 && touch /MARKER` on the
-/// base image, and MARKER: unique, so the step is never cached and its processes are
-/// this test's alone.
-pub async fn sleeping_step() -> (Fixture, String) {
-    let base = ensure_base().await;
-    let marker = format!("slipway-cancel-{}", uuid::Uuid::new_v4().simple());
-    let fx = Fixture::new().file(
-        "ctx/Dockerfile",
-        &format!("FROM {base}\nRUN sleep 30 && touch /{marker}\n"),
-    );
-    (fx, marker)
-}
-
-/// Runs `req` (a [`sleeping_step`] build) on `runner` and cancels it `settle` after the
-/// step's `sleep 30` started: the build's result, the events it sent, and the step's
-/// processes (for [`still_running`]).
-pub async fn cancelled_mid_step(
-    runner: Runner,
-    req: BuildRequest,
-    marker: &str,
-    settle: Duration,
-) -> (
-    slipway::Result<BuildOutcome>,
-    Vec<slipway::runner::BuildEvent>,
-    Vec<(u32, String)>,
-) {
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let build = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let _daemon = daemon_shared().await;
-            runner.run(req, tx, cancel).await
-        }
-    });
-    let step = wait_for("the RUN step to start", Duration::from_secs(60), || {
-        let p = processes_with(marker);
-        p.iter()
-            .any(|(_, c)| c.starts_with("sleep 30"))
-            .then_some(p)
-    })
-    .await;
-    tokio::time::sleep(settle).await;
-    cancel.cancel();
-    let out = build.await.unwrap();
-    let mut events = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        events.push(e);
-    }
-    (out, events, step)
 }
