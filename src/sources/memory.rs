@@ -19,19 +19,12 @@ use crate::runner::BuildSecrets;
 /// Lines of what happened, in order, shared with whatever else the test records.
 pub type Log = Arc<Mutex<Vec<String>>>;
 
-/// A status as the source received it.
-#[derive(Clone, Debug)]
-pub struct Written {
-    pub key: String,
-    pub status: DockerBuildStatus,
-    pub at: Instant,
-}
-
 /// Resources from memory; no credentials, no secrets.
 pub struct Memory {
     initial: Mutex<Vec<Resource>>,
     later: Mutex<Option<mpsc::UnboundedReceiver<SourceEvent>>>,
-    written: Mutex<Vec<Written>>,
+    /// Every status written, with its key, in order.
+    written: Mutex<Vec<(String, DockerBuildStatus)>>,
     /// Per key, when each phase was first written: what a bench polls, kept apart so
     /// that polling holds the lock only briefly.
     firsts: Mutex<HashMap<String, Vec<(Phase, Instant)>>>,
@@ -68,16 +61,11 @@ impl Memory {
         self
     }
 
-    /// Every status written so far, in order.
-    pub fn written(&self) -> Vec<Written> {
-        self.written.lock().unwrap().clone()
-    }
-
     /// The last status written for `key`.
     pub fn last_status(&self, key: &str) -> Option<DockerBuildStatus> {
         let written = self.written.lock().unwrap();
-        let last = written.iter().rev().find(|w| w.key == key);
-        last.map(|w| w.status.clone())
+        let last = written.iter().rev().find(|(k, _)| k == key);
+        last.map(|(_, s)| s.clone())
     }
 
     /// When each key was first written with one of `phases`.
@@ -138,11 +126,8 @@ impl Source for Memory {
                 phases.push((phase, at));
             }
         }
-        self.written.lock().unwrap().push(Written {
-            key: key.to_string(),
-            status: s.clone(),
-            at,
-        });
+        let written = (key.to_string(), s.clone());
+        self.written.lock().unwrap().push(written);
         Ok(())
     }
 
