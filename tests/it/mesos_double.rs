@@ -49,6 +49,19 @@ impl Slipway {
         Self::start(dir, masters, &args)
     }
 
+    /// As principal `slipway` with `secret` in a secret file (returned: it lives as
+    /// long as the test needs it).
+    fn start_as_principal(
+        dir: &Path,
+        double: &MesosDouble,
+        secret: &str,
+    ) -> (Self, tempfile::NamedTempFile) {
+        let file = secret_file(secret);
+        let path = file.path().to_str().unwrap();
+        let args = ["--principal", "slipway", "--secret-file", path];
+        (Self::start_with_path(dir, &double.master(), &args), file)
+    }
+
     fn log(&self) -> String {
         self.0.log()
     }
@@ -349,18 +362,8 @@ fn assert_no_secret(slipway: &Slipway, double: &MesosDouble, secret: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn basic_auth_with_the_right_secret_builds() {
     let double = one_agent().basic_auth("slipway", SECRET).start().await;
-    let secret = secret_file(SECRET);
     let fx = one_build("auth");
-    let slipway = Slipway::start_with_path(
-        fx.dir.path(),
-        &double.master(),
-        &[
-            "--principal",
-            "slipway",
-            "--secret-file",
-            secret.path().to_str().unwrap(),
-        ],
-    );
+    let (slipway, _secret) = Slipway::start_as_principal(fx.dir.path(), &double, SECRET);
 
     pushed(&fx.path("b.yaml"), "auth", &slipway, &[&double]).await;
     assert_eq!(double.auth_failures(), 0, "{}", double.report());
@@ -380,19 +383,9 @@ async fn basic_auth_with_the_right_secret_builds() {
 async fn a_wrong_secret_is_reported_and_nothing_launches() {
     let double = one_agent().basic_auth("slipway", SECRET).start().await;
     let wrong = "not-the-s3cret-41d0";
-    let secret = secret_file(wrong);
     let fx = one_build("noauth");
     let file = fx.path("b.yaml");
-    let slipway = Slipway::start_with_path(
-        fx.dir.path(),
-        &double.master(),
-        &[
-            "--principal",
-            "slipway",
-            "--secret-file",
-            secret.path().to_str().unwrap(),
-        ],
-    );
+    let (slipway, _secret) = Slipway::start_as_principal(fx.dir.path(), &double, wrong);
 
     let status = wait_or_report("a status saying 401", &slipway, &[&double], || {
         status_in(&file, "noauth").filter(|s| {
