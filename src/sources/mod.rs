@@ -4,6 +4,8 @@
 
 pub mod folder;
 pub mod kube;
+#[doc(hidden)]
+pub mod memory;
 
 use std::path::PathBuf;
 

@@ -1,13 +1,12 @@
 //! The runner on the Docker daemon's embedded BuildKit (`--builder buildkit-daemon`)
 //! and on the classic builder, against the real daemon and registry.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::buildkit::*;
 use crate::common::*;
 use slipway::Error;
-use slipway::registry::DockerConfig;
-use slipway::runner::{BuildEvent, BuildOutcome, BuildRequest, Builder, Runner};
+use slipway::runner::{BuildEvent, BuildOutcome, Builder, Runner};
 
 /// Runs one build on `builder`, returning its result and every event it sent.
 async fn run_on(
@@ -18,14 +17,7 @@ async fn run_on(
     let runner = Runner::connect(None, builder)
         .await
         .expect("docker daemon reachable");
-    let req = BuildRequest {
-        key: "test/buildkit".into(),
-        spec,
-        base_dir: Some(fx.dir.path().to_path_buf()),
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
+    let req = request("test/buildkit", spec, Some(fx.dir.path().to_path_buf()));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let collect = tokio::spawn(async move {
         let mut events = Vec::new();
@@ -41,36 +33,13 @@ async fn run_on(
     (out, collect.await.unwrap())
 }
 
-fn lines(events: &[BuildEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            BuildEvent::Step(s) => Some(format!("STEP {s}")),
-            BuildEvent::Log(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 const SLEEP: u64 = 4;
-
-/// Two independent stages that each sleep, an unused stage that would fail, and a
-/// final stage that needs both.
-fn multi_stage(base: &str) -> String {
-    format!(
-        "REGISTRY {reg}\nREPOSITORY slipway-test/multistage\nTAG bk\n\
-FROM {base} AS one\nRUN sleep {SLEEP} && echo one > /one\n\
-FROM {base} AS two\nRUN sleep {SLEEP} && echo two > /two\n\
-FROM {base} AS unused\nRUN echo never-runs && exit 1\n\
-FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
-        reg = registry()
-    )
-}
 
 #[tokio::test]
 async fn buildkit_runs_stages_in_parallel_and_skips_unused_ones() {
     let base = ensure_base().await;
-    let fx = Fixture::new().file("ctx/Dockerfile", &multi_stage(&base));
+    let dockerfile = multi_stage(&base, "multistage", "bk", SLEEP);
+    let fx = Fixture::new().file("ctx/Dockerfile", &dockerfile);
     let started = Instant::now();
     let (out, events) = run_on(
         Builder::BuildkitDaemon,
@@ -86,28 +55,7 @@ async fn buildkit_runs_stages_in_parallel_and_skips_unused_ones() {
         vec![format!("{}/slipway-test/multistage:bk", registry())]
     );
     assert_pushed(&out).await;
-    // one after the other, the two stages alone would take 2 × SLEEP
-    assert!(
-        took < Duration::from_secs(2 * SLEEP),
-        "stages did not overlap: {took:?}"
-    );
-    let lines = lines(&events);
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("STEP [one 2/2] RUN sleep")),
-        "{lines:#?}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("STEP [two 2/2] RUN sleep")),
-        "{lines:#?}"
-    );
-    assert!(
-        !lines.iter().any(|l| l.contains("never-runs")),
-        "the unused stage ran: {lines:#?}"
-    );
+    assert_stages_overlapped(&events, took, SLEEP);
 }
 
 #[tokio::test]
@@ -258,53 +206,22 @@ async fn buildkitd_without_an_address_is_refused_clearly() {
 
 #[tokio::test]
 async fn cancelling_a_buildkit_build_stops_its_step_in_the_daemon() {
-    let base = ensure_base().await;
-    // unique, so the step is never cached and its processes are this test's alone
-    let marker = format!("slipway-cancel-{}", uuid::Uuid::new_v4().simple());
-    let fx = Fixture::new().file(
-        "ctx/Dockerfile",
-        &format!("FROM {base}\nRUN sleep 30 && touch /{marker}\n"),
-    );
-    let req = BuildRequest {
-        key: "test/bk-cancel".into(),
-        spec: spec(&format!(
+    let (fx, marker) = sleeping_step().await;
+    let req = request(
+        "test/bk-cancel",
+        spec(&format!(
             "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/bk-cancel}}",
             registry()
         )),
-        base_dir: Some(fx.dir.path().to_path_buf()),
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
+        Some(fx.dir.path().to_path_buf()),
+    );
     let runner = Runner::connect(None, Builder::BuildkitDaemon)
         .await
         .expect("docker daemon reachable");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let build = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let _daemon = daemon_shared().await;
-            runner.run(req, tx, cancel).await
-        }
-    });
-    // the step's shell and its `sleep 30`
-    let step = wait_for("the RUN step to start", Duration::from_secs(60), || {
-        let p = processes_with(&marker);
-        p.iter()
-            .any(|(_, c)| c.starts_with("sleep 30"))
-            .then_some(p)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    cancel.cancel();
-    let out = build.await.unwrap();
+    let (out, events, step) =
+        cancelled_mid_step(runner, req, &marker, Duration::from_secs(3)).await;
     assert!(matches!(out, Err(Error::Cancelled(_))), "{out:?}");
     // the status still lists the step that was running, without a duration
-    let mut events = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        events.push(e);
-    }
     let running: Vec<_> = stages_sent(&events)
         .into_iter()
         .filter(|s| s.name.contains("RUN sleep 30"))

@@ -3,25 +3,15 @@
 //! unchanged steps from the registry. It empties the daemon's build cache, which
 //! would disturb tests building beside it: it has the daemon alone (`daemon_alone`).
 
-use std::sync::Arc;
-
 use crate::common::*;
 use bollard::query_parameters::{PruneBuildOptions, RemoveImageOptions};
-use slipway::registry::DockerConfig;
-use slipway::runner::{BuildOutcome, BuildRequest, Builder, Runner};
+use slipway::runner::{BuildOutcome, Builder, Runner};
 
 async fn build(fx: &Fixture, spec: slipway::api::DockerBuildSpec) -> BuildOutcome {
     let runner = Runner::connect(None, Builder::BuildkitDaemon)
         .await
         .expect("docker daemon reachable");
-    let req = BuildRequest {
-        key: "test/inline-cache".into(),
-        spec,
-        base_dir: Some(fx.dir.path().to_path_buf()),
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
+    let req = request("test/inline-cache", spec, Some(fx.dir.path().to_path_buf()));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     runner
         .run(req, tx, Default::default())

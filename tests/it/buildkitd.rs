@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::buildkit::*;
 use crate::common::process::Process;
 use crate::common::*;
 use sha2::Digest;
@@ -41,13 +42,10 @@ fn request(
     spec: slipway::api::DockerBuildSpec,
     secrets: BuildSecrets,
 ) -> BuildRequest {
+    let base_dir = Some(fx.dir.path().to_path_buf());
     BuildRequest {
-        key: "test/buildkitd".into(),
-        spec,
-        base_dir: Some(fx.dir.path().to_path_buf()),
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
         secrets,
+        ..crate::common::request("test/buildkitd", spec, base_dir)
     }
 }
 
@@ -85,17 +83,6 @@ async fn run_bk(
 /// A Docker daemon address that does not exist.
 const NO_DOCKER: &str = "unix:///nonexistent/slipway-test/docker.sock";
 
-fn lines(events: &[BuildEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            BuildEvent::Step(s) => Some(format!("STEP {s}")),
-            BuildEvent::Log(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// `output:` for a test repository.
 fn output(repo: &str) -> String {
     format!(
@@ -109,17 +96,8 @@ const SLEEP: u64 = 3;
 #[tokio::test]
 async fn stages_run_in_parallel_and_unused_ones_never_run() {
     let base = ensure_base().await;
-    let fx = Fixture::new().file(
-        "ctx/Dockerfile",
-        &format!(
-            "REGISTRY {reg}\nREPOSITORY slipway-test/bkd-multistage\nTAG bkd\n\
-FROM {base} AS one\nRUN sleep {SLEEP} && echo one > /one\n\
-FROM {base} AS two\nRUN sleep {SLEEP} && echo two > /two\n\
-FROM {base} AS unused\nRUN echo never-runs && exit 1\n\
-FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
-            reg = registry()
-        ),
-    );
+    let dockerfile = multi_stage(&base, "bkd-multistage", "bkd", SLEEP);
+    let fx = Fixture::new().file("ctx/Dockerfile", &dockerfile);
     let started = Instant::now();
     let (out, events) = run_bk(&fx, spec("source: {path: ctx}\nnoCache: true")).await;
     let took = started.elapsed();
@@ -130,23 +108,7 @@ FROM {base}\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
         vec![format!("{}/slipway-test/bkd-multistage:bkd", registry())]
     );
     assert_in_registry(&out).await;
-    assert!(
-        took < Duration::from_secs(2 * SLEEP),
-        "stages did not overlap: {took:?}"
-    );
-    let lines = lines(&events);
-    for stage in ["one", "two"] {
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with(&format!("STEP [{stage} 2/2] RUN sleep"))),
-            "{lines:#?}"
-        );
-    }
-    assert!(
-        !lines.iter().any(|l| l.contains("never-runs")),
-        "the unused stage ran: {lines:#?}"
-    );
+    assert_stages_overlapped(&events, took, SLEEP);
 }
 
 #[tokio::test]
@@ -237,13 +199,7 @@ async fn a_failing_step_is_named_with_its_output() {
 
 #[tokio::test]
 async fn cancelling_stops_the_step_in_buildkitd() {
-    let base = ensure_base().await;
-    // unique, so the step is never cached and its processes are this test's alone
-    let marker = format!("slipway-cancel-{}", uuid::Uuid::new_v4().simple());
-    let fx = Fixture::new().file(
-        "ctx/Dockerfile",
-        &format!("FROM {base}\nRUN sleep 30 && touch /{marker}\n"),
-    );
+    let (fx, marker) = sleeping_step().await;
     let req = request(
         &fx,
         spec(&format!("source: {{path: ctx}}\n{}", output("bkd-cancel"))),
@@ -252,25 +208,7 @@ async fn cancelling_stops_the_step_in_buildkitd() {
     let runner = Runner::connect_with(Some(NO_DOCKER), Builder::Buildkitd, &buildkitd())
         .await
         .unwrap();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let build = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let _daemon = daemon_shared().await;
-            runner.run(req, tx, cancel).await
-        }
-    });
-    let step = wait_for("the RUN step to start", Duration::from_secs(60), || {
-        let p = processes_with(&marker);
-        p.iter()
-            .any(|(_, c)| c.starts_with("sleep 30"))
-            .then_some(p)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    cancel.cancel();
-    let out = build.await.unwrap();
+    let (out, _, step) = cancelled_mid_step(runner, req, &marker, Duration::from_secs(2)).await;
     assert!(matches!(out, Err(Error::Cancelled(_))), "{out:?}");
     // left alone, the step would sleep for 28 s more
     let left = still_running(&step, Duration::from_secs(10)).await;

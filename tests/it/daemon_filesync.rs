@@ -4,11 +4,9 @@
 //! add to: it has the daemon alone (`daemon_alone`).
 
 use std::io::Read;
-use std::sync::Arc;
 
 use crate::common::*;
-use slipway::registry::DockerConfig;
-use slipway::runner::{BuildOutcome, BuildRequest, Builder, Runner, context_bytes_sent};
+use slipway::runner::{BuildOutcome, Builder, Runner, context_bytes_sent};
 
 const MIB: u64 = 1 << 20;
 const FILES: usize = 20;
@@ -27,14 +25,7 @@ async fn build(runner: &Runner, fx: &Fixture, key: &str) -> (BuildOutcome, u64) 
         "source: {{path: ctx}}\noutput: {{registry: '{}', repository: slipway-test/filesync}}",
         registry()
     ));
-    let req = BuildRequest {
-        key: key.into(),
-        spec,
-        base_dir: Some(fx.dir.path().to_path_buf()),
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
+    let req = request(key, spec, Some(fx.dir.path().to_path_buf()));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let before = context_bytes_sent();

@@ -2,8 +2,6 @@
 //! examples/gitops too (its kustomization.yaml is not a DockerBuild and is skipped:
 //! tests/it/gitops.rs applies that folder to Kubernetes).
 
-use std::process::Command;
-
 use crate::common::*;
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -44,11 +42,7 @@ fn examples_build_base_first_and_write_their_status() {
     rewrite(&dir, &reg);
     std::fs::copy(busybox(), dir.join("base/context/busybox")).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["watch", "--once", "--concurrency", "4"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = crate::common::watcher::watch_once(&dir, &["--concurrency", "4"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert_eq!(

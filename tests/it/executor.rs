@@ -1,17 +1,15 @@
 //! `slipway executor`, the real binary, against a wire-level fake Mesos agent
 //! (tests/it/common/mesos_agent.rs), the real Docker daemon and the real registry.
 
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::mesos_agent::{AGENT_HOSTNAME, FakeAgent, task_info};
+use crate::common::process::{Process, slipway_cmd};
 use crate::common::*;
 use base64::Engine;
 use slipway::mesos::proto::v1::{TaskState, TaskStatus, task_status};
 use slipway::mesos::task::{TaskPayload, TaskReport, task_id};
 use slipway::runner::BuildEvent;
-use tokio::io::AsyncReadExt;
 
 const LONG: Duration = Duration::from_secs(120);
 const MESOS_VARS: &[&str] = &[
@@ -25,81 +23,28 @@ const MESOS_VARS: &[&str] = &[
     "MESOS_EXECUTOR_AUTHENTICATION_TOKEN",
 ];
 
-/// A running `slipway executor`, its stdout and stderr collected together.
-struct Executor {
-    child: tokio::process::Child,
-    output: Arc<Mutex<String>>,
+/// `slipway executor` (a [`Process`], stdout and stderr in its log) started as the
+/// fake agent would start it, with `extra` variables on top.
+fn executor(agent: &FakeAgent, id: &str, extra: &[(&str, &str)]) -> Process {
+    let mut cmd = executor_cmd();
+    cmd.env("SLIPWAY_LOG", "trace")
+        .env("MESOS_FRAMEWORK_ID", "fake-framework")
+        .env("MESOS_EXECUTOR_ID", id)
+        .env("MESOS_SLAVE_PID", agent.pid())
+        .env("MESOS_AGENT_ENDPOINT", agent.addr.to_string())
+        .env("MESOS_SUBSCRIPTION_BACKOFF_MAX", "500ms")
+        .envs(extra.iter().copied());
+    Process::spawn_with_stdout("slipway executor", cmd)
 }
 
-impl Executor {
-    /// Starts the executor as the fake agent would, with `extra` variables on top.
-    fn start(agent: &FakeAgent, id: &str, extra: &[(&str, &str)]) -> Self {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
-        cmd.arg("executor");
-        for v in MESOS_VARS {
-            cmd.env_remove(v);
-        }
-        cmd.env_remove("RUST_LOG")
-            .env("SLIPWAY_LOG", "trace")
-            .env("MESOS_FRAMEWORK_ID", "fake-framework")
-            .env("MESOS_EXECUTOR_ID", id)
-            .env("MESOS_SLAVE_PID", agent.pid())
-            .env("MESOS_AGENT_ENDPOINT", agent.addr.to_string())
-            .env("MESOS_SUBSCRIPTION_BACKOFF_MAX", "500ms")
-            .envs(extra.iter().copied());
-        Self::spawn(cmd)
+/// `slipway executor` with none of the agent's variables from the test host.
+fn executor_cmd() -> std::process::Command {
+    let mut cmd = slipway_cmd();
+    cmd.arg("executor");
+    for v in MESOS_VARS {
+        cmd.env_remove(v);
     }
-
-    fn spawn(mut cmd: tokio::process::Command) -> Self {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("slipway executor starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        for mut pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    output
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        Self { child, output }
-    }
-
-    /// Waits for the process to exit; panics with its output after `timeout`.
-    async fn exit(&mut self, timeout: Duration) -> ExitStatus {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(s) => {
-                // let the pipe readers catch the last lines
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                s.unwrap()
-            }
-            Err(_) => panic!(
-                "the executor did not exit within {timeout:?}; output:\n{}",
-                self.output()
-            ),
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
+    cmd
 }
 
 /// A task for `spec`, as the framework would launch it.
@@ -123,6 +68,40 @@ fn inline(dockerfile: &str, repository: &str) -> String {
     )
 }
 
+/// A build of `steps` on the base image as the framework would launch it: task
+/// `exec-{what}`, pushing to `slipway-test/executor-{what}`.
+async fn build_task(what: &str, steps: &str, docker_config: Option<String>) -> (String, Vec<u8>) {
+    let base = ensure_base().await;
+    task(
+        &format!("exec-{what}"),
+        &inline(
+            &format!("FROM {base}\n{steps}"),
+            &format!("slipway-test/executor-{what}"),
+        ),
+        docker_config,
+    )
+}
+
+/// [`build_task`] launched by a fake agent on a started executor.
+async fn launched(what: &str, steps: &str) -> (String, FakeAgent, Process) {
+    let (id, data) = build_task(what, steps, None).await;
+    let agent = FakeAgent::new()
+        .launching(task_info(&id, data))
+        .start()
+        .await;
+    let exec = executor(&agent, &id, &[]);
+    (id, agent, exec)
+}
+
+/// Until the build reports its `RUN sleep 30` step.
+async fn the_sleep_step(agent: &FakeAgent) {
+    agent
+        .wait_update("the sleep step", LONG, |s| {
+            s.message().contains("RUN sleep 30")
+        })
+        .await;
+}
+
 fn report(s: &TaskStatus) -> TaskReport {
     TaskReport::decode(s.data.as_deref().expect("update carries data")).expect("a TaskReport")
 }
@@ -133,22 +112,9 @@ fn uuids(updates: &[TaskStatus]) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn a_build_runs_reports_progress_and_finishes_with_the_pushed_digest() {
-    let base = ensure_base().await;
-    let (id, data) = task(
-        "exec-ok",
-        &inline(
-            &format!("FROM {base}\nRUN echo built-by-mesos > /built\n"),
-            "slipway-test/executor-ok",
-        ),
-        None,
-    );
-    let agent = FakeAgent::new()
-        .launching(task_info(&id, data))
-        .start()
-        .await;
-    let mut exec = Executor::start(&agent, &id, &[]);
+    let (id, agent, mut exec) = launched("ok", "RUN echo built-by-mesos > /built\n").await;
     let status = exec.exit(LONG).await;
-    assert!(status.success(), "{status}; output:\n{}", exec.output());
+    assert!(status.success(), "{status}; output:\n{}", exec.log());
 
     let updates = agent.updates();
     let states: Vec<TaskState> = updates.iter().map(|s| s.state()).collect();
@@ -229,22 +195,9 @@ async fn a_build_runs_reports_progress_and_finishes_with_the_pushed_digest() {
 
 #[tokio::test]
 async fn a_failing_step_ends_failed_naming_the_step() {
-    let base = ensure_base().await;
-    let (id, data) = task(
-        "exec-fail",
-        &inline(
-            &format!("FROM {base}\nRUN echo about to fail && exit 3\n"),
-            "slipway-test/executor-fail",
-        ),
-        None,
-    );
-    let agent = FakeAgent::new()
-        .launching(task_info(&id, data))
-        .start()
-        .await;
-    let mut exec = Executor::start(&agent, &id, &[]);
+    let (_, agent, mut exec) = launched("fail", "RUN echo about to fail && exit 3\n").await;
     let status = exec.exit(LONG).await;
-    assert!(status.success(), "{status}; output:\n{}", exec.output());
+    assert!(status.success(), "{status}; output:\n{}", exec.log());
 
     let last = agent.updates().pop().unwrap();
     assert_eq!(last.state(), TaskState::TaskFailed, "{:?}", agent.states());
@@ -311,25 +264,8 @@ async fn container_left(needle: &str) -> bool {
 
 #[tokio::test]
 async fn kill_stops_a_long_build_and_reports_killed() {
-    let base = ensure_base().await;
-    let (id, data) = task(
-        "exec-kill",
-        &inline(
-            &format!("FROM {base}\nRUN sleep 30 && echo kill-me\n"),
-            "slipway-test/executor-kill",
-        ),
-        None,
-    );
-    let agent = FakeAgent::new()
-        .launching(task_info(&id, data))
-        .start()
-        .await;
-    let mut exec = Executor::start(&agent, &id, &[]);
-    agent
-        .wait_update("the sleep step", LONG, |s| {
-            s.message().contains("RUN sleep 30")
-        })
-        .await;
+    let (id, agent, mut exec) = launched("kill", "RUN sleep 30 && echo kill-me\n").await;
+    the_sleep_step(&agent).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let asked = Instant::now();
     agent.kill(&id);
@@ -343,7 +279,7 @@ async fn kill_stops_a_long_build_and_reports_killed() {
     );
     assert_eq!(killed.message(), "killed by the framework");
     let status = exec.exit(Duration::from_secs(10)).await;
-    assert!(status.success(), "{status}; output:\n{}", exec.output());
+    assert!(status.success(), "{status}; output:\n{}", exec.log());
     let states = agent.states();
     assert!(
         !states.contains(&TaskState::TaskFinished) && !states.contains(&TaskState::TaskFailed),
@@ -357,28 +293,11 @@ async fn kill_stops_a_long_build_and_reports_killed() {
 
 #[tokio::test]
 async fn shutdown_kills_the_build_and_exits() {
-    let base = ensure_base().await;
-    let (id, data) = task(
-        "exec-shutdown",
-        &inline(
-            &format!("FROM {base}\nRUN sleep 30 && echo shut-me-down\n"),
-            "slipway-test/executor-shutdown",
-        ),
-        None,
-    );
-    let agent = FakeAgent::new()
-        .launching(task_info(&id, data))
-        .start()
-        .await;
-    let mut exec = Executor::start(&agent, &id, &[]);
-    agent
-        .wait_update("the sleep step", LONG, |s| {
-            s.message().contains("RUN sleep 30")
-        })
-        .await;
+    let (_, agent, mut exec) = launched("shutdown", "RUN sleep 30 && echo shut-me-down\n").await;
+    the_sleep_step(&agent).await;
     agent.shutdown();
     let status = exec.exit(Duration::from_secs(6)).await;
-    assert!(status.success(), "{status}; output:\n{}", exec.output());
+    assert!(status.success(), "{status}; output:\n{}", exec.log());
     assert_eq!(agent.states().last(), Some(&TaskState::TaskKilled));
     assert!(
         !container_left("sleep 30 && echo shut-me-down").await,
@@ -388,21 +307,13 @@ async fn shutdown_kills_the_build_and_exits() {
 
 #[tokio::test]
 async fn after_an_agent_restart_unacknowledged_updates_are_handed_over() {
-    let base = ensure_base().await;
-    let (id, data) = task(
-        "exec-resubscribe",
-        &inline(
-            &format!("FROM {base}\nRUN sleep 4 && echo resubscribed\n"),
-            "slipway-test/executor-resubscribe",
-        ),
-        None,
-    );
+    let (id, data) = build_task("resubscribe", "RUN sleep 4 && echo resubscribed\n", None).await;
     let agent = FakeAgent::new()
         .launching(task_info(&id, data))
         .withhold_acks()
         .start()
         .await;
-    let mut exec = Executor::start(&agent, &id, &[("MESOS_CHECKPOINT", "1")]);
+    let mut exec = executor(&agent, &id, &[("MESOS_CHECKPOINT", "1")]);
     let running = agent
         .wait_update("RUNNING", LONG, |s| s.message().starts_with("building on"))
         .await;
@@ -448,7 +359,7 @@ async fn after_an_agent_restart_unacknowledged_updates_are_handed_over() {
     );
     agent.ack_all();
     let status = exec.exit(Duration::from_secs(10)).await;
-    assert!(status.success(), "{status}; output:\n{}", exec.output());
+    assert!(status.success(), "{status}; output:\n{}", exec.log());
 
     let states = agent.states();
     assert_eq!(
@@ -472,9 +383,9 @@ async fn a_garbage_payload_fails_the_task_clearly() {
         .launching(task_info(&id, b"\xffthis is no build".to_vec()))
         .start()
         .await;
-    let mut exec = Executor::start(&agent, &id, &[]);
+    let mut exec = executor(&agent, &id, &[]);
     let status = exec.exit(Duration::from_secs(30)).await;
-    assert!(status.success(), "{status}; output:\n{}", exec.output());
+    assert!(status.success(), "{status}; output:\n{}", exec.log());
     assert_eq!(
         agent.states(),
         vec![TaskState::TaskStarting, TaskState::TaskFailed]
@@ -489,26 +400,18 @@ async fn a_garbage_payload_fails_the_task_clearly() {
         panic!("FAILED without a failure report")
     };
     assert_eq!(reason, "InvalidSpec");
-    assert!(!exec.output().contains("panicked"));
+    assert!(!exec.log().contains("panicked"));
 }
 
 #[tokio::test]
 async fn credentials_and_the_agent_token_never_reach_the_output() {
-    let base = ensure_base().await;
     let reg = registry();
     let password = "pw-Zq8-never-log-me";
     let token = "tok-never-log-me-7";
     let docker_config =
         serde_json::json!({"auths": {reg.clone(): {"username": "mesos-user", "password": password}}})
             .to_string();
-    let (id, data) = task(
-        "exec-secret",
-        &inline(
-            &format!("FROM {base}\nRUN echo secret-test > /x\n"),
-            "slipway-test/executor-secret",
-        ),
-        Some(docker_config),
-    );
+    let (id, data) = build_task("secret", "RUN echo secret-test > /x\n", Some(docker_config)).await;
     // a build secret rides in the same payload
     let build_secret = "bs-never-log-me-9";
     let mut payload = TaskPayload::decode(&data).unwrap();
@@ -521,13 +424,13 @@ async fn credentials_and_the_agent_token_never_reach_the_output() {
         .launching(task_info(&id, data))
         .start()
         .await;
-    let mut exec = Executor::start(
+    let mut exec = executor(
         &agent,
         &id,
         &[("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", token)],
     );
     let status = exec.exit(LONG).await;
-    let output = exec.output();
+    let output = exec.log();
     assert!(status.success(), "{status}; output:\n{output}");
     assert_eq!(agent.states().last(), Some(&TaskState::TaskFinished));
     assert!(output.contains("subscribed"), "logging is on: {output}");
@@ -556,15 +459,10 @@ async fn credentials_and_the_agent_token_never_reach_the_output() {
 
 #[tokio::test]
 async fn started_by_hand_it_says_what_is_missing() {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
-    cmd.arg("executor");
-    for v in MESOS_VARS {
-        cmd.env_remove(v);
-    }
-    let mut exec = Executor::spawn(cmd);
+    let mut exec = Process::spawn_with_stdout("slipway executor", executor_cmd());
     let status = exec.exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(1));
-    let out = exec.output();
+    let out = exec.log();
     assert!(out.contains("MESOS_FRAMEWORK_ID is not set"), "{out}");
     assert!(out.contains("started by a Mesos agent"), "{out}");
 }
@@ -572,15 +470,15 @@ async fn started_by_hand_it_says_what_is_missing() {
 #[tokio::test]
 async fn without_checkpointing_a_lost_agent_ends_the_executor() {
     let agent = FakeAgent::new().start().await;
-    let mut exec = Executor::start(&agent, "no-task", &[]);
+    let mut exec = executor(&agent, "no-task", &[]);
     wait_for("the subscription", Duration::from_secs(10), || {
         (!agent.subscribes().is_empty()).then_some(())
     })
     .await;
     agent.restart(Duration::from_secs(1));
     let status = exec.exit(Duration::from_secs(10)).await;
-    assert_eq!(status.code(), Some(1), "output:\n{}", exec.output());
-    let out = exec.output();
+    assert_eq!(status.code(), Some(1), "output:\n{}", exec.log());
+    let out = exec.log();
     assert!(out.contains("lost the agent"), "{out}");
     assert!(out.contains("does not checkpoint"), "{out}");
     assert_eq!(agent.subscribes().len(), 1, "no resubscription");

@@ -5,10 +5,11 @@
 //! it with the controller's flags and certificates.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::helm::*;
+use crate::common::process::Process;
 use base64::Engine;
 use serde_json::Value;
 
@@ -72,42 +73,18 @@ fn local_arg(arg: &str, mounts: &[(String, PathBuf)]) -> String {
     arg.to_string()
 }
 
-/// A buildkitd run from a test; stopped (and its mounts undone) when dropped.
+/// A buildkitd run from a test (a [`Process`]); stopped, and its mounts undone,
+/// when dropped.
 struct Buildkitd {
-    child: Child,
+    process: Process,
     root: PathBuf,
-    log: PathBuf,
-}
-
-impl Buildkitd {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }
 
 impl Drop for Buildkitd {
     fn drop(&mut self) {
         // TERM first: buildkitd then closes its state database cleanly. It is our child,
         // or the child of a launcher (unshare), which would not pass the signal on.
-        let pid = self.child.id();
-        let mut pids = vec![pid.to_string()];
-        let children = format!("/proc/{pid}/task/{pid}/children");
-        pids.extend(
-            std::fs::read_to_string(children)
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string),
-        );
-        let _ = Command::new("kill").arg("-TERM").args(&pids).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate_with_children();
         // as scripts/buildkitd.sh does: anything it left mounted under its dirs
         let prefix = format!("{}/", self.root.display());
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -179,8 +156,6 @@ fn run_the_sidecar(
         has(&daemon_args, &format!("--addr=tcp://127.0.0.1:{port}")),
         "{daemon_args:?}"
     );
-    let log = root.path().join("buildkitd.log");
-    let out = std::fs::File::create(&log).unwrap();
     let buildkitd = bin.join("buildkitd");
     let mut cmd = match launcher.split_first() {
         Some((first, rest)) => {
@@ -190,17 +165,10 @@ fn run_the_sidecar(
         }
         None => Command::new(&buildkitd),
     };
-    let child = cmd
-        .args(&daemon_args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("buildkitd starts");
+    cmd.args(&daemon_args);
     let mut daemon = Buildkitd {
-        child,
+        process: Process::spawn_with_stdout("buildkitd", cmd),
         root: root.path().to_path_buf(),
-        log,
     };
 
     // the controller's flags, its certificate dir made the same way
@@ -227,8 +195,11 @@ fn run_the_sidecar(
     assert_eq!(client[1], format!("tcp://127.0.0.1:{port}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let out = loop {
-        if let Ok(Some(st)) = daemon.child.try_wait() {
-            panic!("buildkitd {daemon_args:?} exited ({st}):\n{}", daemon.log());
+        if let Ok(Some(st)) = daemon.process.child.try_wait() {
+            panic!(
+                "buildkitd {daemon_args:?} exited ({st}):\n{}",
+                daemon.process.log()
+            );
         }
         let out = buildctl(&bin, &client);
         if out.status.success() || Instant::now() > deadline {
@@ -240,7 +211,7 @@ fn run_the_sidecar(
         out.status.success(),
         "buildctl {client:?} debug workers: {}\nbuildkitd {daemon_args:?}:\n{}",
         text(&out.stderr),
-        daemon.log()
+        daemon.process.log()
     );
     assert!(
         text(&out.stdout).contains("linux/"),
@@ -310,7 +281,7 @@ fn run_the_sidecar(
         out.status.success(),
         "buildctl build: {}\nbuildkitd:\n{}",
         text(&out.stderr),
-        daemon.log()
+        daemon.process.log()
     );
     drop(daemon);
 }

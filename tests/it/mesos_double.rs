@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::common::mesos::{executor_tarball, serve_tarball};
-use crate::common::mesos_double::MesosDouble;
+use crate::common::mesos_double::{MesosDouble, MesosDoubleBuilder};
 use crate::common::process::{Process, slipway_cmd};
 use crate::common::watcher::{doc, indent};
 use crate::common::*;
@@ -47,6 +47,19 @@ impl Slipway {
         let mut args = vec!["--executor-path", env!("CARGO_BIN_EXE_slipway")];
         args.extend_from_slice(extra);
         Self::start(dir, masters, &args)
+    }
+
+    /// As principal `slipway` with `secret` in a secret file (returned: it lives as
+    /// long as the test needs it).
+    fn start_as_principal(
+        dir: &Path,
+        double: &MesosDouble,
+        secret: &str,
+    ) -> (Self, tempfile::NamedTempFile) {
+        let file = secret_file(secret);
+        let path = file.path().to_str().unwrap();
+        let args = ["--principal", "slipway", "--secret-file", path];
+        (Self::start_with_path(dir, &double.master(), &args), file)
     }
 
     fn log(&self) -> String {
@@ -112,6 +125,18 @@ async fn phase(
     .await
 }
 
+/// The status of `name` once it has succeeded, its push checked as a user would.
+async fn pushed(
+    file: &Path,
+    name: &str,
+    slipway: &Slipway,
+    doubles: &[&MesosDouble],
+) -> serde_json::Value {
+    let status = phase(file, name, "Succeeded", slipway, doubles).await;
+    assert_status_pushed(&status).await;
+    status
+}
+
 /// A DockerBuild of an inline Dockerfile that fits one fake agent once: 0.5 CPUs
 /// plus the executor's 0.1, on agents of 1 CPU.
 fn build(name: &str, repo: &str, dockerfile: &str) -> String {
@@ -130,6 +155,42 @@ fn label_only(name: &str) -> String {
         "FROM scratch\nLABEL slipway.test={name} slipway.run={}\n",
         uuid::Uuid::new_v4()
     )
+}
+
+/// A fixture with `b.yaml`: build `name` of the base image with a `RUN sleep SECS`
+/// step, pushing to `slipway-test/mesos-NAME`.
+async fn sleeping(name: &str, secs: u32) -> Fixture {
+    let base = ensure_base().await;
+    let dockerfile = format!(
+        "FROM {base}\nRUN sleep {secs}\n{}",
+        label_only(name).replace("FROM scratch\n", "")
+    );
+    let build = build(name, &format!("mesos-{name}"), &dockerfile);
+    Fixture::new().file("b.yaml", &build)
+}
+
+/// Until an executor reports the `RUN sleep SECS` step of a [`sleeping`] build.
+async fn until_sleeping(secs: u32, slipway: &Slipway, double: &MesosDouble) {
+    let step = format!("RUN sleep {secs}");
+    wait_or_report("the build to reach RUN sleep", slipway, &[double], || {
+        double
+            .executor_updates()
+            .into_iter()
+            .find(|s| s.message().contains(&step))
+    })
+    .await;
+}
+
+/// A double with one agent (`agent-a.test`) that holds three builds at once.
+fn one_agent() -> MesosDoubleBuilder {
+    MesosDouble::new().agent("agent-a.test", 2.0, 2048.0)
+}
+
+/// A fixture with `b.yaml`: a [`label_only`] build `name` pushing to
+/// `slipway-test/mesos-NAME`.
+fn one_build(name: &str) -> Fixture {
+    let build = build(name, &format!("mesos-{name}"), &label_only(name));
+    Fixture::new().file("b.yaml", &build)
 }
 
 /// What the status says was pushed, checked as a user would: each tag serves the
@@ -159,16 +220,12 @@ fn assert_clean(double: &MesosDouble) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_executor_tarball_is_fetched_unpacked_and_run_from_the_sandbox() {
     let (url, gets, server) = serve_tarball(executor_tarball().await).await;
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
-    let fx = Fixture::new().file("b.yaml", &build("uri", "mesos-uri", &label_only("uri")));
+    let double = one_agent().start().await;
+    let fx = one_build("uri");
     let file = fx.path("b.yaml");
     let slipway = Slipway::start(fx.dir.path(), &double.master(), &["--executor-uri", &url]);
 
-    let status = phase(&file, "uri", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "uri", &slipway, &[&double]).await;
 
     let launches = double.launches();
     assert_eq!(launches.len(), 1, "{}", double.report());
@@ -227,15 +284,7 @@ async fn builds_spread_over_agents_when_one_offer_holds_one_build() {
 
     let mut agents = HashSet::new();
     for n in names {
-        let s = phase(
-            &fx.path(&format!("{n}.yaml")),
-            n,
-            "Succeeded",
-            &slipway,
-            &[&double],
-        )
-        .await;
-        assert_status_pushed(&s).await;
+        let s = pushed(&fx.path(&format!("{n}.yaml")), n, &slipway, &[&double]).await;
         agents.insert(s["mesos"]["agentId"].as_str().unwrap().to_string());
     }
     let all: HashSet<String> = double.agents().into_iter().map(|a| a.id).collect();
@@ -250,28 +299,17 @@ async fn builds_spread_over_agents_when_one_offer_holds_one_build() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_master_and_a_redirecting_one_lead_to_the_leader() {
-    let leader = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
+    let leader = one_agent().start().await;
     let follower = MesosDouble::new().redirect_to(&leader).start().await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let fx = Fixture::new().file("b.yaml", &build("ha", "mesos-ha", &label_only("ha")));
+    let fx = one_build("ha");
     let masters = format!("{closed},{}", follower.master());
     let slipway = Slipway::start_with_path(fx.dir.path(), &masters, &[]);
 
-    let status = phase(
-        &fx.path("b.yaml"),
-        "ha",
-        "Succeeded",
-        &slipway,
-        &[&leader, &follower],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("b.yaml"), "ha", &slipway, &[&leader, &follower]).await;
 
     let followed = follower.calls();
     assert!(!followed.is_empty(), "the follower was never asked");
@@ -323,33 +361,11 @@ fn assert_no_secret(slipway: &Slipway, double: &MesosDouble, secret: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn basic_auth_with_the_right_secret_builds() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .basic_auth("slipway", SECRET)
-        .start()
-        .await;
-    let secret = secret_file(SECRET);
-    let fx = Fixture::new().file("b.yaml", &build("auth", "mesos-auth", &label_only("auth")));
-    let slipway = Slipway::start_with_path(
-        fx.dir.path(),
-        &double.master(),
-        &[
-            "--principal",
-            "slipway",
-            "--secret-file",
-            secret.path().to_str().unwrap(),
-        ],
-    );
+    let double = one_agent().basic_auth("slipway", SECRET).start().await;
+    let fx = one_build("auth");
+    let (slipway, _secret) = Slipway::start_as_principal(fx.dir.path(), &double, SECRET);
 
-    let status = phase(
-        &fx.path("b.yaml"),
-        "auth",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("b.yaml"), "auth", &slipway, &[&double]).await;
     assert_eq!(double.auth_failures(), 0, "{}", double.report());
     let calls = double.calls();
     assert!(calls.iter().all(|c| c.authorization.is_some()));
@@ -365,28 +381,11 @@ async fn basic_auth_with_the_right_secret_builds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_secret_is_reported_and_nothing_launches() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .basic_auth("slipway", SECRET)
-        .start()
-        .await;
+    let double = one_agent().basic_auth("slipway", SECRET).start().await;
     let wrong = "not-the-s3cret-41d0";
-    let secret = secret_file(wrong);
-    let fx = Fixture::new().file(
-        "b.yaml",
-        &build("noauth", "mesos-noauth", &label_only("noauth")),
-    );
+    let fx = one_build("noauth");
     let file = fx.path("b.yaml");
-    let slipway = Slipway::start_with_path(
-        fx.dir.path(),
-        &double.master(),
-        &[
-            "--principal",
-            "slipway",
-            "--secret-file",
-            secret.path().to_str().unwrap(),
-        ],
-    );
+    let (slipway, _secret) = Slipway::start_as_principal(fx.dir.path(), &double, wrong);
 
     let status = wait_or_report("a status saying 401", &slipway, &[&double], || {
         status_in(&file, "noauth").filter(|s| {
@@ -414,33 +413,21 @@ async fn a_wrong_secret_is_reported_and_nothing_launches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_build_on_a_lost_agent_is_relaunched_on_another_and_succeeds() {
-    let base = ensure_base().await;
     let double = MesosDouble::new()
         .agent("agent-a.test", 1.0, 2048.0)
         .agent("agent-b.test", 1.0, 2048.0)
         .start()
         .await;
-    let dockerfile = format!(
-        "FROM {base}\nRUN sleep 5\n{}",
-        label_only("lost").replace("FROM scratch\n", "")
-    );
-    let fx = Fixture::new().file("b.yaml", &build("lost", "mesos-lost", &dockerfile));
+    let fx = sleeping("lost", 5).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
 
     // the first attempt is inside `RUN sleep 5` when its agent goes
-    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
-        double
-            .executor_updates()
-            .into_iter()
-            .find(|s| s.message().contains("RUN sleep 5"))
-    })
-    .await;
+    until_sleeping(5, &slipway, &double).await;
     let first = double.launches()[0].clone();
     double.lose_agent(&first.agent_id);
 
-    let status = phase(&file, "lost", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "lost", &slipway, &[&double]).await;
 
     let launches = double.launches();
     assert!(launches.len() >= 2, "{}", double.report());
@@ -473,31 +460,16 @@ async fn a_build_on_a_lost_agent_is_relaunched_on_another_and_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_master_failover_calls_carry_the_new_stream_id() {
-    let base = ensure_base().await;
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
-    let dockerfile = format!(
-        "FROM {base}\nRUN sleep 3\n{}",
-        label_only("failover").replace("FROM scratch\n", "")
-    );
-    let fx = Fixture::new().file("b.yaml", &build("failover", "mesos-failover", &dockerfile));
+    let double = one_agent().start().await;
+    let fx = sleeping("failover", 3).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
 
-    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
-        double
-            .executor_updates()
-            .into_iter()
-            .find(|s| s.message().contains("RUN sleep 3"))
-    })
-    .await;
+    until_sleeping(3, &slipway, &double).await;
     let framework_id = double.framework_id().unwrap();
     double.drop_subscription();
 
-    let status = phase(&file, "failover", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "failover", &slipway, &[&double]).await;
 
     let ids = double.stream_ids();
     assert_eq!(ids.len(), 2, "{}", double.report());
@@ -662,35 +634,17 @@ async fn the_double_refuses_what_a_master_would() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
-    let base = ensure_base().await;
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .start()
-        .await;
-    let dockerfile = format!(
-        "FROM {base}\nRUN sleep 4\n{}",
-        label_only("partitioned").replace("FROM scratch\n", "")
-    );
-    let fx = Fixture::new().file(
-        "b.yaml",
-        &build("partitioned", "mesos-partitioned", &dockerfile),
-    );
+    let double = one_agent().start().await;
+    let fx = sleeping("partitioned", 4).await;
     let file = fx.path("b.yaml");
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
 
-    wait_or_report("the build to reach RUN sleep", &slipway, &[&double], || {
-        double
-            .executor_updates()
-            .into_iter()
-            .find(|s| s.message().contains("RUN sleep 4"))
-    })
-    .await;
+    until_sleeping(4, &slipway, &double).await;
     // the agent is partitioned away for a moment; its executor goes on
     let task = double.launches()[0].task.task_id.value.clone();
     double.report_unreachable(&task);
 
-    let status = phase(&file, "partitioned", "Succeeded", &slipway, &[&double]).await;
-    assert_status_pushed(&status).await;
+    let status = pushed(&file, "partitioned", &slipway, &[&double]).await;
     assert_eq!(double.launches().len(), 1, "{}", double.report());
     assert_eq!(status["mesos"]["taskId"], task.as_str());
     assert_eq!(status["attempts"].as_u64().unwrap_or(1), 1, "{status}");
@@ -704,11 +658,7 @@ async fn an_unreachable_task_is_waited_for_and_its_result_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_missed_heartbeats_make_slipway_subscribe_again() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .heartbeat_seconds(1.0)
-        .start()
-        .await;
+    let double = one_agent().heartbeat_seconds(1.0).start().await;
     let fx = Fixture::new();
     let slipway = Slipway::start_with_path(fx.dir.path(), &double.master(), &[]);
     wait_or_report("the first subscription", &slipway, &[&double], || {
@@ -739,24 +689,12 @@ async fn five_missed_heartbeats_make_slipway_subscribe_again() {
         ),
     )
     .unwrap();
-    let status = phase(
-        &fx.path("b.yaml"),
-        "after-silence",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("b.yaml"), "after-silence", &slipway, &[&double]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unusable_offers_are_refused_for_long_and_new_work_revives_them() {
-    let double = MesosDouble::new()
-        .agent("agent-a.test", 2.0, 2048.0)
-        .reoffer(true)
-        .start()
-        .await;
+    let double = one_agent().reoffer(true).start().await;
     let reg = registry();
     let big = doc(
         "big",
@@ -789,15 +727,7 @@ output: {{registry: '{reg}', repository: slipway-test/mesos-refuse-big}}\nresour
         build("small", "mesos-refuse-small", &label_only("small")),
     )
     .unwrap();
-    let status = phase(
-        &fx.path("small.yaml"),
-        "small",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&status).await;
+    pushed(&fx.path("small.yaml"), "small", &slipway, &[&double]).await;
     assert!(
         double.calls()[declined_at..]
             .iter()
@@ -947,15 +877,7 @@ async fn a_leaf_is_placed_where_its_base_layers_are_and_waits_only_so_long_for_t
     .await;
     assert_eq!(s["mesos"]["agentId"], holder.as_str(), "{s}");
     std::fs::write(fx.path("leaf2.yaml"), leaf("leaf2")).unwrap();
-    let s = phase(
-        &fx.path("leaf2.yaml"),
-        "leaf2",
-        "Succeeded",
-        &slipway,
-        &[&double],
-    )
-    .await;
-    assert_status_pushed(&s).await;
+    let s = pushed(&fx.path("leaf2.yaml"), "leaf2", &slipway, &[&double]).await;
     assert_ne!(s["mesos"]["agentId"], holder.as_str(), "{s}");
     let why = s["mesos"]["placement"].as_str().unwrap_or_default();
     assert!(

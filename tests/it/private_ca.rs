@@ -3,14 +3,14 @@
 //! 127.0.0.1 serving TLS from that CA, reached through a certs.d directory
 //! (`<dir>/<host:port>/ca.crt`, `client.cert`, `client.key`).
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::git::git;
 use crate::common::git_http::{GitHttpServer, PASSWORD, USER};
+use crate::common::process::Process;
 use crate::common::*;
 use slipway::runner::{Builder, Runner};
 use slipway::tls::{Tls, TlsArgs};
@@ -132,13 +132,16 @@ impl Pki {
     }
 }
 
-/// A process of ours, killed (by its pid) when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// The port a server of ours (a [`Process`] logging stdout) printed first.
+fn printed_port(server: &Process) -> String {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = server.log();
+        if let Some(port) = log.lines().find(|l| l.trim().parse::<u16>().is_ok()) {
+            return port.trim().to_string();
+        }
+        assert!(Instant::now() < until, "no port printed:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -160,7 +163,7 @@ fn wait_listening(port: u16) {
 
 /// Debian's docker-registry on 127.0.0.1 serving TLS from `pki`'s CA, images in
 /// `storage`; with `client_certs`, only clients with a certificate from that CA.
-fn tls_registry(pki: &Pki, storage: &Path, client_certs: bool) -> (Server, String) {
+fn tls_registry(pki: &Pki, storage: &Path, client_certs: bool) -> (Process, String) {
     let port = free_port();
     let clientcas = if client_certs {
         format!("    clientcas: [{}]\n", pki.path("ca.pem").display())
@@ -175,15 +178,12 @@ fn tls_registry(pki: &Pki, storage: &Path, client_certs: bool) -> (Server, Strin
     );
     let file = pki.path(&format!("registry-{port}.yml"));
     std::fs::write(&file, conf).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry (scripts/ensure-docker.sh installs it)");
+    // (scripts/ensure-docker.sh installs docker-registry)
+    let mut cmd = Command::new("docker-registry");
+    cmd.arg("serve").arg(&file);
+    let server = Process::spawn("docker-registry", cmd);
     wait_listening(port);
-    (Server(child), format!("127.0.0.1:{port}"))
+    (server, format!("127.0.0.1:{port}"))
 }
 
 fn tls(certs_dir: &Path) -> Tls {
@@ -337,21 +337,13 @@ c.load_cert_chain(sys.argv[2], sys.argv[3])
 s.socket = c.wrap_socket(s.socket, server_side=True)
 print(s.server_address[1], flush=True)
 s.serve_forever()";
-    let mut child = Command::new("python3")
-        .args(["-c", serve])
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", serve])
         .arg(site.dir.path())
         .arg(pki.path("server.pem"))
-        .arg(pki.path("server.key"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let _server = Server(child);
-    let url = format!("https://127.0.0.1:{}/ctx.tar", port.trim());
+        .arg(pki.path("server.key"));
+    let server = Process::spawn_with_stdout("https server", cmd);
+    let url = format!("https://127.0.0.1:{}/ctx.tar", printed_port(&server));
     let build = site.path("build.yaml");
     std::fs::write(
         &build,
@@ -460,23 +452,15 @@ async fn git_sources_over_https_trust_the_ca_file() {
     );
     let commit = git(&work, &["rev-parse", "HEAD"]);
 
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", TLS_PROXY])
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", TLS_PROXY])
         .arg(pki.path("server.pem"))
         .arg(pki.path("server.key"))
-        .arg(server.port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let _proxy = Server(child);
+        .arg(server.port.to_string());
+    let proxy = Process::spawn_with_stdout("TLS proxy", cmd);
     let url = format!(
         "https://{USER}:{PASSWORD}@127.0.0.1:{}/app.git",
-        port.trim()
+        printed_port(&proxy)
     );
 
     let site = tempfile::tempdir().unwrap();

@@ -52,10 +52,7 @@ async fn editing_a_context_file_rebuilds_an_ignored_one_does_not_and_restart_bui
 
     // a restart: the context is as the status recorded it, so nothing builds
     let mut w = Watcher::start(fx.dir.path(), &[]);
-    wait_for("the watcher to sync", LONG, || {
-        w.log().contains("watching for changes").then_some(())
-    })
-    .await;
+    w.synced().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(w.log().matches("build started").count(), 0, "{}", w.log());
     let after = status_in(&file, "ctx").unwrap();

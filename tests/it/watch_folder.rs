@@ -61,10 +61,7 @@ apiVersion: v1   # not ours\nkind: ConfigMap\nmetadata: {{name: unrelated}}\ndat
 #[tokio::test]
 async fn status_edits_do_not_rebuild_spec_and_token_edits_do() {
     let base = ensure_base().await;
-    let reg = registry();
-    let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN date > /built\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/rebuild}}"
-    );
+    let spec = base_spec(&base, "RUN date > /built\\n", "rebuild", false);
     let fx = Fixture::new().file("b.yaml", &doc("rebuild", &indent(&spec)));
     let file = fx.path("b.yaml");
     let mut w = Watcher::start(fx.dir.path(), &[]);
@@ -168,12 +165,10 @@ async fn bad_inputs_get_clear_statuses_and_good_builds_still_build() {
 #[tokio::test]
 async fn deleting_a_file_mid_build_cancels_the_build() {
     let base = ensure_base().await;
-    let reg = registry();
     // unique, so the step's processes are this test's alone (BuildKit runs no container)
     let marker = format!("slipway-deleted-{}", uuid::Uuid::new_v4().simple());
-    let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 60 && touch /{marker}\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/deleted}}"
-    );
+    let steps = format!("RUN sleep 60 && touch /{marker}\\n");
+    let spec = base_spec(&base, &steps, "deleted", false);
     let fx = Fixture::new().file("slow.yaml", &doc("slow", &indent(&spec)));
     let w = Watcher::start(fx.dir.path(), &[]);
     wait_for("the build to reach RUN sleep", LONG, || {
@@ -231,10 +226,7 @@ async fn deleting_a_file_mid_build_cancels_the_build() {
 #[tokio::test]
 async fn a_restart_mid_build_ends_with_the_right_status() {
     let base = ensure_base().await;
-    let reg = registry();
-    let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 3\\n\"}}}}\nnoCache: true\noutput: {{registry: '{reg}', repository: slipway-test/restart}}"
-    );
+    let spec = base_spec(&base, "RUN sleep 3\\n", "restart", true);
     let fx = Fixture::new().file("r.yaml", &doc("restart", &indent(&spec)));
     let file = fx.path("r.yaml");
     let mut w = Watcher::start(fx.dir.path(), &[]);
@@ -249,18 +241,12 @@ async fn a_restart_mid_build_ends_with_the_right_status() {
 #[tokio::test]
 async fn a_new_file_is_picked_up_and_once_mode_exits_when_done() {
     let base = ensure_base().await;
-    let reg = registry();
     let fx = Fixture::new();
     std::fs::create_dir_all(fx.path("builds")).unwrap();
     // a relative folder, as in `slipway watch builds/`
     let mut w = Watcher::start_in(fx.dir.path(), Path::new("builds/"), &[]);
-    wait_for("the watcher to sync", LONG, || {
-        w.log().contains("watching for changes").then_some(())
-    })
-    .await;
-    let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo new > /new\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/new}}"
-    );
+    w.synced().await;
+    let spec = base_spec(&base, "RUN echo new > /new\\n", "new", false);
     std::fs::create_dir_all(fx.path("builds/team-a")).unwrap();
     std::fs::write(fx.path("builds/team-a/new.yml"), doc("new", &indent(&spec))).unwrap();
     phase_of(&fx.path("builds/team-a/new.yml"), "new", "Succeeded").await;
@@ -268,11 +254,7 @@ async fn a_new_file_is_picked_up_and_once_mode_exits_when_done() {
     w.stop();
 
     // --once: everything is already built, so it exits 0 without building
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["watch", "--once"])
-        .arg(fx.dir.path())
-        .output()
-        .unwrap();
+    let out = watch_once(fx.dir.path(), &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -322,17 +304,11 @@ async fn a_json_document_in_a_yaml_file_gets_its_status_as_json() {
 #[tokio::test]
 async fn a_symlinked_resource_file_stays_a_link_and_its_target_gets_the_status() {
     let base = ensure_base().await;
-    let reg = registry();
-    let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo linkw > /l\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/linkw}}"
-    );
+    let spec = base_spec(&base, "RUN echo linkw > /l\\n", "linkw", false);
     let text = doc("linkw", &indent(&spec));
     let fx = Fixture::new().file("shared/target.yaml", &text);
     let mut w = Watcher::start(fx.dir.path(), &[]);
-    wait_for("the watcher to sync", LONG, || {
-        w.log().contains("watching for changes").then_some(())
-    })
-    .await;
+    w.synced().await;
     // made while watching: the link and its target are one resource, written
     // through the target, and the link is never replaced by a file
     std::os::unix::fs::symlink("shared/target.yaml", fx.path("link.yaml")).unwrap();
@@ -363,16 +339,11 @@ async fn concurrent_appends_and_editor_saves_during_builds_lose_no_line() {
     const APPENDS: usize = 20_000;
     const SAVES: usize = 400;
     let base = ensure_base().await;
-    let reg = registry();
     // many steps, each one a status write (its progress message)
     let steps: String = (0..40)
         .map(|i| format!("RUN echo {i} > /s{i} && sleep 0.3\\n"))
         .collect();
-    let spec = |repo: &str| {
-        format!(
-            "source: {{inline: {{dockerfile: \"FROM {base}\\n{steps}\"}}}}\nnoCache: true\noutput: {{registry: '{reg}', repository: slipway-test/{repo}}}"
-        )
-    };
+    let spec = |repo: &str| base_spec(&base, &steps, repo, true);
     let fx = Fixture::new()
         .file(
             "appended.yaml",
@@ -473,8 +444,15 @@ spec: {{source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo m > /m\\n\"}}}}
 
 /// A spec that builds quickly from the test base image into `repo`.
 fn quick_spec(base: &str, repo: &str) -> String {
+    base_spec(base, &format!("RUN echo {repo} > /built\\n"), repo, false)
+}
+
+/// A spec of an inline Dockerfile, `FROM` the test base image then `steps` (lines
+/// ending in an escaped newline, `\\n`), pushed to `slipway-test/REPO`.
+fn base_spec(base: &str, steps: &str, repo: &str, no_cache: bool) -> String {
+    let no_cache = if no_cache { "noCache: true\n" } else { "" };
     format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo {repo} > /built\\n\"}}}}\noutput: {{registry: '{}', repository: slipway-test/{repo}}}",
+        "source: {{inline: {{dockerfile: \"FROM {base}\\n{steps}\"}}}}\n{no_cache}output: {{registry: '{}', repository: slipway-test/{repo}}}",
         registry()
     )
 }
@@ -609,11 +587,7 @@ async fn once_counts_a_file_that_cannot_be_read_as_failed() {
     bytes.extend_from_slice(b"# caf\xe9, saved as Latin-1\n");
     let fx = Fixture::new();
     std::fs::write(fx.path("latin1.yaml"), &bytes).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["watch", "--once"])
-        .arg(fx.dir.path())
-        .output()
-        .unwrap();
+    let out = watch_once(fx.dir.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert_eq!(
@@ -667,10 +641,7 @@ async fn a_folder_removed_for_good_stops_the_watch_with_an_error() {
     let d = fx.path("D");
     std::fs::create_dir(&d).unwrap();
     let mut w = Watcher::start(&d, &[]);
-    wait_for("the watcher to sync", LONG, || {
-        w.log().contains("watching for changes").then_some(())
-    })
-    .await;
+    w.synced().await;
     std::fs::remove_dir_all(&d).unwrap();
     let status = wait_for("slipway to give up on the folder", LONG, || {
         w.child.try_wait().unwrap()
@@ -687,10 +658,7 @@ async fn a_folder_removed_for_good_stops_the_watch_with_an_error() {
 #[tokio::test]
 async fn a_broken_file_claiming_a_building_name_leaves_that_build_alone() {
     let base = ensure_base().await;
-    let reg = registry();
-    let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN sleep 4\\n\"}}}}\nnoCache: true\noutput: {{registry: '{reg}', repository: slipway-test/victim}}"
-    );
+    let spec = base_spec(&base, "RUN sleep 4\\n", "victim", true);
     let fx = Fixture::new().file("victim.yaml", &doc("victim", &indent(&spec)));
     let victim = fx.path("victim.yaml");
     let mut w = Watcher::start(fx.dir.path(), &[]);
@@ -719,10 +687,7 @@ async fn a_broken_file_claiming_a_building_name_leaves_that_build_alone() {
 #[tokio::test]
 async fn a_duplicate_name_fails_in_its_own_file_only() {
     let base = ensure_base().await;
-    let reg = registry();
-    let spec = format!(
-        "source: {{inline: {{dockerfile: \"FROM {base}\\nRUN echo dup > /dup\\n\"}}}}\noutput: {{registry: '{reg}', repository: slipway-test/dup}}"
-    );
+    let spec = base_spec(&base, "RUN echo dup > /dup\\n", "dup", false);
     // file names sort the holder first, as a restart reads them in order
     let fx = Fixture::new().file("a-owner.yaml", &doc("dup", &indent(&spec)));
     let owner = fx.path("a-owner.yaml");
@@ -746,11 +711,7 @@ async fn a_duplicate_name_fails_in_its_own_file_only() {
     w.stop();
 
     // --once counts the duplicate as failed
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["watch", "--once"])
-        .arg(fx.dir.path())
-        .output()
-        .unwrap();
+    let out = watch_once(fx.dir.path(), &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "1 succeeded, 1 failed, 0 not built",
@@ -773,11 +734,7 @@ async fn names_and_namespaces_are_checked_as_kubernetes_does() {
     let fx = Fixture::new()
         .file("slash-name.yaml", &file("a", "b/c"))
         .file("slash-namespace.yaml", &file("a/b", "c"));
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["watch", "--once"])
-        .arg(fx.dir.path())
-        .output()
-        .unwrap();
+    let out = watch_once(fx.dir.path(), &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "0 succeeded, 2 failed, 0 not built",
@@ -928,11 +885,7 @@ async fn a_resource_file_over_the_size_limit_is_refused_and_the_others_build() {
         "small.yaml",
         &doc("small", &indent(&quick_spec(&base, "small"))),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["watch", "--once"])
-        .arg(fx.dir.path())
-        .output()
-        .unwrap();
+    let out = watch_once(fx.dir.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert_eq!(
@@ -959,11 +912,7 @@ async fn a_resource_file_over_the_size_limit_is_refused_and_the_others_build() {
     );
 
     // the limit is the user's to raise
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["watch", "--once", "--max-resource-file-bytes", "4000000"])
-        .arg(fx.dir.path())
-        .output()
-        .unwrap();
+    let out = watch_once(fx.dir.path(), &["--max-resource-file-bytes", "4000000"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(

@@ -10,68 +10,12 @@ use tokio::sync::{oneshot, watch};
 
 use super::*;
 use crate::api::{DockerBuild, DockerBuildSpec, DockerBuildStatus};
-use crate::runner::{BuildOutcome, BuildRequest, BuildSecrets, Cancel, Events};
+use crate::runner::{BuildOutcome, BuildRequest, Cancel, Events};
+use crate::sources::memory::Memory;
 
 /// What happened, in order: `start KEY HASH`, `cancel KEY HASH`, `write KEY PHASE`,
-/// `release KEY`.
-type Log = Arc<StdMutex<Vec<String>>>;
-
-/// Resources from memory. Every status write is recorded; writes for `slow` wait
-/// until the test opens its gate.
-struct Memory {
-    initial: Vec<Resource>,
-    later: StdMutex<Option<mpsc::UnboundedReceiver<SourceEvent>>>,
-    statuses: StdMutex<Vec<(String, DockerBuildStatus)>>,
-    log: Log,
-    slow: Option<(String, watch::Receiver<bool>)>,
-}
-
-#[async_trait]
-impl Source for Memory {
-    async fn run(&self, events: mpsc::Sender<SourceEvent>) -> Result<()> {
-        for r in &self.initial {
-            let _ = events.send(SourceEvent::Applied(Box::new(r.clone()))).await;
-        }
-        let _ = events.send(SourceEvent::Synced).await;
-        let mut later = self.later.lock().unwrap().take().unwrap();
-        while let Some(ev) = later.recv().await {
-            let _ = events.send(ev).await;
-        }
-        Ok(())
-    }
-
-    async fn write_status(&self, key: &str, _: &str, s: &DockerBuildStatus) -> Result<()> {
-        if let Some((slow, gate)) = &self.slow
-            && slow == key
-        {
-            self.log.lock().unwrap().push(format!("blocked {key}"));
-            let _ = gate.clone().wait_for(|open| *open).await;
-        }
-        let phase = s.phase.map(|p| p.to_string()).unwrap_or_default();
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("write {key} {phase}"));
-        self.statuses
-            .lock()
-            .unwrap()
-            .push((key.to_string(), s.clone()));
-        Ok(())
-    }
-
-    async fn auth(&self, _: &Resource) -> Result<DockerConfig> {
-        Ok(DockerConfig::default())
-    }
-
-    async fn secrets(&self, _: &Resource) -> Result<BuildSecrets> {
-        Ok(BuildSecrets::default())
-    }
-
-    async fn released(&self, key: &str, _: &str) -> Result<()> {
-        self.log.lock().unwrap().push(format!("release {key}"));
-        Ok(())
-    }
-}
+/// `blocked KEY`, `release KEY`.
+type Log = crate::sources::memory::Log;
 
 /// Builds that succeed at once, or (`hold`) only when the test lets them, or
 /// end when cancelled; with `stopping`, a cancelled build takes until that gate
@@ -149,15 +93,13 @@ struct Harness {
 /// wait for the gate; `stopping`: cancelled builds wait for the gate.
 fn harness(initial: Vec<Resource>, hold: bool, slow: Option<&str>, stopping: bool) -> Harness {
     let log = Log::default();
-    let (events, later) = mpsc::unbounded_channel();
     let (gate, gate_rx) = watch::channel(false);
-    let source = Arc::new(Memory {
-        initial,
-        later: StdMutex::new(Some(later)),
-        statuses: StdMutex::default(),
-        log: log.clone(),
-        slow: slow.map(|k| (k.to_string(), gate_rx.clone())),
-    });
+    let (source, events) = Memory::new(initial);
+    let mut source = source.logging(log.clone());
+    if let Some(key) = slow {
+        source = source.slow(key, gate_rx.clone());
+    }
+    let source = Arc::new(source);
     let backend = Arc::new(Gated {
         hold,
         stopping: stopping.then_some(gate_rx),
@@ -236,8 +178,7 @@ impl Harness {
     }
 
     fn last_status(&self, key: &str) -> DockerBuildStatus {
-        let st = self.source.statuses.lock().unwrap();
-        st.iter().rev().find(|(k, _)| k == key).unwrap().1.clone()
+        self.source.last_status(key).unwrap()
     }
 
     fn starts(&self) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! Shared fixtures for the integration tests: the real Docker daemon and the real
 //! registry that `scripts/test.sh` starts (`SLIPWAY_TEST_REGISTRY`).
 
+pub mod buildkit;
 pub mod controller;
 pub mod daemon;
 pub mod git;
@@ -148,6 +149,19 @@ pub async fn run_inline(
     run_on(runner, &format!("test/{repo}"), spec(&yaml), None).await
 }
 
+/// A request for `spec` (its context under `base_dir`) as a source would make it:
+/// no credentials, no previous build, no secrets.
+pub fn request(key: &str, spec: DockerBuildSpec, base_dir: Option<PathBuf>) -> BuildRequest {
+    BuildRequest {
+        key: key.into(),
+        spec,
+        base_dir,
+        auth: Arc::new(DockerConfig::default()),
+        previous: None,
+        secrets: Default::default(),
+    }
+}
+
 /// Runs one build on `runner`, its events dropped.
 pub async fn run_on(
     runner: &Runner,
@@ -155,14 +169,7 @@ pub async fn run_on(
     spec: DockerBuildSpec,
     base_dir: Option<PathBuf>,
 ) -> slipway::Result<BuildOutcome> {
-    let req = BuildRequest {
-        key: key.into(),
-        spec,
-        base_dir,
-        auth: Arc::new(DockerConfig::default()),
-        previous: None,
-        secrets: Default::default(),
-    };
+    let req = request(key, spec, base_dir);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let _daemon = daemon_shared().await;

@@ -4,7 +4,7 @@
 //! failed.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 /// The slipway binary under test, with its debug log on and no `RUST_LOG` from the
@@ -26,12 +26,34 @@ pub struct Process {
 impl Process {
     /// Starts `cmd` with stdout discarded and stderr in the log; `name` titles the
     /// log tail printed when the test fails.
-    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+    pub fn spawn(name: &str, cmd: Command) -> Self {
+        Self::start(name, cmd, false)
+    }
+
+    /// As [`Process::spawn`], with stdout in the log too (interleaved as written),
+    /// for a process whose assertions read both; run in its own temp dir unless `cmd`
+    /// names one, so what it writes there (a Mesos executor's build log, as into its
+    /// sandbox) goes with it.
+    pub fn spawn_with_stdout(name: &str, cmd: Command) -> Self {
+        Self::start(name, cmd, true)
+    }
+
+    fn start(name: &str, mut cmd: Command, stdout: bool) -> Self {
         let logdir = tempfile::tempdir().unwrap();
-        let log = logdir.path().join("stderr.log");
+        let log = logdir.path().join("output.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let out = if stdout {
+            Stdio::from(file.try_clone().unwrap())
+        } else {
+            Stdio::null()
+        };
+        if stdout && cmd.get_current_dir().is_none() {
+            cmd.current_dir(logdir.path());
+        }
         let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("{name} starts: {e}"));
         Self {
@@ -47,6 +69,30 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether it has not exited yet.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the exit without blocking the test's runtime; panics with the log
+    /// after `timeout`.
+    pub async fn exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -55,8 +101,23 @@ impl Process {
 
     /// SIGTERM, as Kubernetes stops a pod; waits up to 10 s for the exit, then kills.
     pub fn terminate(&mut self) {
+        self.terminate_with(&[]);
+    }
+
+    /// As [`Process::terminate`], with its direct children signalled too: a launcher
+    /// (`unshare`, say) may not pass SIGTERM on to the process it started.
+    pub fn terminate_with_children(&mut self) {
+        let pid = self.child.id();
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let children = std::fs::read_to_string(children).unwrap_or_default();
+        let children: Vec<&str> = children.split_whitespace().collect();
+        self.terminate_with(&children);
+    }
+
+    fn terminate_with(&mut self, children: &[&str]) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .args(children)
             .status();
         for _ in 0..100 {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -43,6 +43,14 @@ impl Watcher {
     pub fn stop(&mut self) {
         self.0.kill();
     }
+
+    /// Until it has read the folder and watches it.
+    pub async fn synced(&self) {
+        wait_for("the watcher to sync", LONG, || {
+            self.log().contains("watching for changes").then_some(())
+        })
+        .await;
+    }
 }
 
 impl std::ops::Deref for Watcher {
@@ -75,6 +83,13 @@ pub async fn phase_of(file: &Path, name: &str, want: &str) -> serde_json::Value 
         || status_in(file, name).filter(|s| s["phase"] == want),
     )
     .await
+}
+
+/// `slipway watch --once EXTRA DIR`, run to its end.
+pub fn watch_once(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.args(["watch", "--once"]).args(extra).arg(dir);
+    cmd.output().unwrap()
 }
 
 /// `slipway logs ARGS -n tests --dir DIR`: exit code, stdout, stderr.
