@@ -27,71 +27,152 @@ pub mod tls;
 pub mod triggers;
 pub mod yaml;
 
-use thiserror::Error;
-
 /// Everything that can go wrong, grouped so a status message and a metric label
 /// can be derived from it. Each variant is one [`Kind`]; what a kind means for
-/// retries and labels is in one table, [`KINDS`].
-#[derive(Error, Debug)]
+/// retries and labels is in one table, [`KINDS`]. The infrastructure variants
+/// carry a [`Detail`]: the message users see and the typed error behind it, which
+/// [`std::error::Error::source`] returns (a message-only error has no source).
+#[derive(Debug)]
 pub enum Error {
     /// The resource itself is wrong: the user must change it. Never retried.
-    #[error("{0}")]
     InvalidSpec(String),
 
     /// The build context is unusable (missing, escapes its root, cannot be fetched).
-    #[error("build context: {0}")]
-    Context(String),
+    Context(Detail),
 
     /// The Dockerfile failed to build; the message is the failing step's error.
-    #[error("build failed: {0}")]
     BuildFailed(String),
 
     /// The registry could not be reached or refused the push. Retried with backoff.
-    #[error("registry: {0}")]
-    Registry(String),
+    Registry(Detail),
 
     /// The Docker daemon could not be reached or misbehaved. Retried with backoff.
-    #[error("docker daemon: {0}")]
-    Docker(String),
+    Docker(Detail),
 
     /// A standalone buildkitd could not be reached or misbehaved. Retried with backoff.
-    #[error("buildkitd: {0}")]
-    Buildkit(String),
+    Buildkit(Detail),
 
     /// The build was cancelled (file deleted, spec changed).
-    #[error("cancelled: {0}")]
     Cancelled(String),
 
     /// The build took longer than `spec.timeoutSeconds` (see [`Error::timed_out`]).
-    #[error("{0}")]
     Timeout(String),
 
     /// A Mesos task was lost with its agent, dropped or gone: not the build's fault.
     /// Retried on another offer.
-    #[error("task lost: {0}")]
     TaskLost(String),
 
     /// The Mesos master could not be reached or refused a call. Retried with backoff.
-    #[error("mesos: {0}")]
     Mesos(String),
 
     /// The Kubernetes API could not be reached or refused a call. Retried with
     /// backoff unless the API server called the request itself malformed.
-    #[error("kubernetes: {message}")]
     Kube {
         message: String,
         /// The API server's HTTP status, when it answered.
         status: Option<u16>,
-        #[source]
         source: Option<Box<kube::Error>>,
     },
 
     /// A resource file could not be read or written.
-    #[error("{}", with_path(path, message))]
-    Source { path: String, message: String },
+    Source {
+        path: String,
+        message: String,
+    },
 
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+/// The typed cause behind a [`Detail`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// A message and, when there is one, the typed error it was made from (reqwest,
+/// bollard, tonic, io, gix...): code that classifies a failure looks at the cause,
+/// never at the message's text.
+#[derive(Debug)]
+pub struct Detail {
+    message: String,
+    source: Option<Cause>,
+}
+
+impl Detail {
+    pub fn new(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Detail {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What users see (the status message, without the variant's prefix).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The typed error the message was made from, if any.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+impl From<String> for Detail {
+    fn from(message: String) -> Self {
+        Detail {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::InvalidSpec(m) | Error::Timeout(m) => f.write_str(m),
+            Error::Context(d) => write!(f, "build context: {d}"),
+            Error::BuildFailed(m) => write!(f, "build failed: {m}"),
+            Error::Registry(d) => write!(f, "registry: {d}"),
+            Error::Docker(d) => write!(f, "docker daemon: {d}"),
+            Error::Buildkit(d) => write!(f, "buildkitd: {d}"),
+            Error::Cancelled(m) => write!(f, "cancelled: {m}"),
+            Error::TaskLost(m) => write!(f, "task lost: {m}"),
+            Error::Mesos(m) => write!(f, "mesos: {m}"),
+            Error::Kube { message, .. } => write!(f, "kubernetes: {message}"),
+            Error::Source { path, message } => f.write_str(&with_path(path, message)),
+            Error::Io(e) => write!(f, "I/O: {e}"),
+        }
+    }
+}
+
+/// By hand rather than derived: a [`Detail`]'s cause is the source, not the
+/// `Detail` itself (whose text the message already shows).
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Context(d) | Error::Registry(d) | Error::Docker(d) | Error::Buildkit(d) => {
+                d.source.as_deref().map(|e| e as _)
+            }
+            Error::Kube { source, .. } => source.as_deref().map(|e| e as _),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
 }
 
 fn with_path(path: &str, message: &str) -> String {
@@ -172,11 +253,11 @@ impl Error {
         let m = message.into();
         match kind {
             Kind::InvalidSpec => Error::InvalidSpec(m),
-            Kind::Context => Error::Context(m),
+            Kind::Context => Error::Context(m.into()),
             Kind::BuildFailed => Error::BuildFailed(m),
-            Kind::Registry => Error::Registry(m),
-            Kind::Docker => Error::Docker(m),
-            Kind::Buildkit => Error::Buildkit(m),
+            Kind::Registry => Error::Registry(m.into()),
+            Kind::Docker => Error::Docker(m.into()),
+            Kind::Buildkit => Error::Buildkit(m.into()),
             Kind::Cancelled => Error::Cancelled(m),
             Kind::Timeout => Error::Timeout(m),
             Kind::TaskLost => Error::TaskLost(m),
@@ -197,6 +278,38 @@ impl Error {
     /// A build that ran past its `spec.timeoutSeconds`.
     pub fn timed_out(seconds: u64) -> Self {
         Error::Timeout(format!("timed out after {seconds} s"))
+    }
+
+    /// A registry failure with the typed error behind it (see [`Detail`]).
+    pub fn registry(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Registry(Detail::new(message, cause))
+    }
+
+    /// A Docker daemon failure with the typed error behind it.
+    pub fn docker(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Docker(Detail::new(message, cause))
+    }
+
+    /// A buildkitd failure with the typed error behind it.
+    pub fn buildkit(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Buildkit(Detail::new(message, cause))
+    }
+
+    /// An unusable build context with the typed error behind it.
+    pub fn context(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Context(Detail::new(message, cause))
+    }
+
+    /// The typed error behind this one, when it is a `T` (anywhere in the chain).
+    pub fn find_cause<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            if let Some(t) = e.downcast_ref::<T>() {
+                return Some(t);
+            }
+            next = e.source();
+        }
+        None
     }
 
     /// A failed Kubernetes call, keeping the API server's status and the cause.
@@ -257,12 +370,11 @@ impl Error {
     /// The message without the variant's prefix, for sending to another process.
     pub fn detail(&self) -> String {
         match self {
+            Error::Context(d) | Error::Registry(d) | Error::Docker(d) | Error::Buildkit(d) => {
+                d.message.clone()
+            }
             Error::InvalidSpec(m)
-            | Error::Context(m)
             | Error::BuildFailed(m)
-            | Error::Registry(m)
-            | Error::Docker(m)
-            | Error::Buildkit(m)
             | Error::Cancelled(m)
             | Error::Timeout(m)
             | Error::TaskLost(m)

@@ -36,9 +36,7 @@ pub async fn get(helper: &str, server: &str, registry: &str) -> Result<Option<Cr
 
 async fn run(program: &str, server: &str, registry: &str) -> Result<Option<Credentials>> {
     let fail = |what: String| {
-        Error::Registry(format!(
-            "credential helper {program} (for {registry}): {what}"
-        ))
+        Error::Registry(format!("credential helper {program} (for {registry}): {what}").into())
     };
     let mut child = tokio::process::Command::new(program)
         .arg("get")

@@ -67,9 +67,10 @@ pub async fn manifest_digest(
         .get("Docker-Content-Digest")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            Error::Registry(format!(
-                "{registry} sent no Docker-Content-Digest for {repository}:{reference}"
-            ))
+            Error::Registry(
+                format!("{registry} sent no Docker-Content-Digest for {repository}:{reference}")
+                    .into(),
+            )
         })?;
     debug!(registry, repository, reference, digest, "manifest digest");
     Ok(digest.to_string())
@@ -113,10 +114,13 @@ pub async fn manifest(
     )
     .await?;
     resp.bytes().await.map_err(|e| {
-        Error::Registry(format!(
-            "reading {registry}/{repository}:{reference}: {}",
-            error_chain(&e)
-        ))
+        Error::Registry(
+            format!(
+                "reading {registry}/{repository}:{reference}: {}",
+                error_chain(&e)
+            )
+            .into(),
+        )
     })
 }
 
@@ -145,7 +149,7 @@ async fn manifest_request(
         req.send()
     };
     let unreachable = |e: reqwest::Error| {
-        Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)))
+        Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)).into())
     };
     let mut resp = send(creds.map(Credentials::basic_header))
         .await
@@ -160,10 +164,13 @@ async fn manifest_request(
             .map_err(unreachable)?;
     }
     if !resp.status().is_success() {
-        return Err(Error::Registry(format!(
-            "{registry}/{repository}:{reference}: manifest {method} answered {}",
-            resp.status()
-        )));
+        return Err(Error::Registry(
+            format!(
+                "{registry}/{repository}:{reference}: manifest {method} answered {}",
+                resp.status()
+            )
+            .into(),
+        ));
     }
     Ok(resp)
 }
@@ -178,10 +185,13 @@ pub async fn authorized(
     creds: Option<&Credentials>,
 ) -> Result<(reqwest::Response, Option<String>)> {
     let unreachable = |e: reqwest::Error| {
-        Error::Registry(format!(
-            "cannot reach the registry: {}",
-            error_chain(&e.without_url())
-        ))
+        Error::Registry(
+            format!(
+                "cannot reach the registry: {}",
+                error_chain(&e.without_url())
+            )
+            .into(),
+        )
     };
     let retry = request.try_clone().ok_or_else(|| {
         Error::Registry("a request with a streamed body cannot be authorized".into())
@@ -247,12 +257,11 @@ async fn token_from(req: reqwest::RequestBuilder) -> Result<String> {
     let resp = req
         .send()
         .await
-        .map_err(|e| Error::Registry(format!("token service: {}", error_chain(&e))))?;
+        .map_err(|e| Error::Registry(format!("token service: {}", error_chain(&e)).into()))?;
     if !resp.status().is_success() {
-        return Err(Error::Registry(format!(
-            "token service answered {}",
-            resp.status()
-        )));
+        return Err(Error::Registry(
+            format!("token service answered {}", resp.status()).into(),
+        ));
     }
     #[derive(serde::Deserialize)]
     struct Token {
@@ -262,7 +271,7 @@ async fn token_from(req: reqwest::RequestBuilder) -> Result<String> {
     let t: Token = resp
         .json()
         .await
-        .map_err(|e| Error::Registry(format!("token service: {e}")))?;
+        .map_err(|e| Error::Registry(format!("token service: {e}").into()))?;
     t.token
         .or(t.access_token)
         .ok_or_else(|| Error::Registry("token service sent no token".into()))

@@ -155,8 +155,8 @@ fn daemon_bin(d: &Daemon) -> String {
 
 fn category(d: &Daemon, msg: String) -> Error {
     match d {
-        Daemon::Buildkitd(_) => Error::Buildkit(msg),
-        Daemon::Dockerd(_) => Error::Docker(msg),
+        Daemon::Buildkitd(_) => Error::Buildkit(msg.into()),
+        Daemon::Dockerd(_) => Error::Docker(msg.into()),
     }
 }
 

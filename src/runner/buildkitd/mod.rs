@@ -75,11 +75,14 @@ impl Buildkitd {
     }
 
     fn unreachable(&self, s: &tonic::Status) -> Error {
-        Error::Buildkit(format!(
-            "cannot reach buildkitd at {}: {}",
-            self.addr,
-            error_chain(s)
-        ))
+        Error::Buildkit(
+            format!(
+                "cannot reach buildkitd at {}: {}",
+                self.addr,
+                error_chain(s)
+            )
+            .into(),
+        )
     }
 
     /// Builds and pushes; returns the pushed image's (or index's) digest as
@@ -210,11 +213,14 @@ pub(crate) async fn outcome(
     )
     .await?;
     if served != pushed {
-        return Err(Error::Registry(format!(
-            "buildkitd pushed {pushed} but the registry serves {served} for {}:{}",
-            target.name(),
-            target.tags[0]
-        )));
+        return Err(Error::Registry(
+            format!(
+                "buildkitd pushed {pushed} but the registry serves {served} for {}:{}",
+                target.name(),
+                target.tags[0]
+            )
+            .into(),
+        ));
     }
     let (platforms, attestations) = index::read_index(http, target, &served, creds).await?;
     Ok(BuildOutcome {

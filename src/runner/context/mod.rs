@@ -69,7 +69,7 @@ impl ContextPlan {
     /// only followed after [`plan`] has checked it stays inside the context.
     pub fn read_dockerfile(&self) -> Result<String> {
         let bytes = fs::read(self.root.join(&self.dockerfile)).map_err(|e| {
-            Error::Context(format!("cannot read Dockerfile '{}': {e}", self.dockerfile))
+            Error::Context(format!("cannot read Dockerfile '{}': {e}", self.dockerfile).into())
         })?;
         String::from_utf8(bytes).map_err(|_| {
             Error::InvalidSpec(format!(
@@ -108,24 +108,23 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     match fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(Error::Context(format!(
-                "'{}' is not a directory",
-                root.display()
-            )));
+            return Err(Error::Context(
+                format!("'{}' is not a directory", root.display()).into(),
+            ));
         }
         Err(e) => {
-            return Err(Error::Context(format!(
-                "cannot open context directory '{}': {e}",
-                root.display()
-            )));
+            return Err(Error::Context(
+                format!("cannot open context directory '{}': {e}", root.display()).into(),
+            ));
         }
     }
     // Checked before reading: a `.dockerignore` linking out of the context would
     // otherwise be read, and its lines can end up in error messages.
     let ignore_path = root.join(".dockerignore");
     if fs::symlink_metadata(&ignore_path).is_ok_and(|m| m.file_type().is_symlink()) {
-        let target = fs::read_link(&ignore_path)
-            .map_err(|e| Error::Context(format!("cannot read symlink '.dockerignore': {e}")))?;
+        let target = fs::read_link(&ignore_path).map_err(|e| {
+            Error::Context(format!("cannot read symlink '.dockerignore': {e}").into())
+        })?;
         check_symlink(root, ".dockerignore", &target)?;
     }
     let ignore = DockerIgnore::load(root)?;
@@ -158,7 +157,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
         let always = rel == dockerfile || rel == ".dockerignore";
         let excluded = !always && ignore.is_excluded(&rel);
         let meta = fs::symlink_metadata(&full)
-            .map_err(|e| Error::Context(format!("cannot read '{rel}': {e}")))?;
+            .map_err(|e| Error::Context(format!("cannot read '{rel}': {e}").into()))?;
         let ft = meta.file_type();
         if excluded {
             // An excluded directory is still walked when something below it may be
@@ -200,7 +199,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
             entries.push(entry);
         } else if ft.is_symlink() {
             let target = fs::read_link(&full)
-                .map_err(|e| Error::Context(format!("cannot read symlink '{rel}': {e}")))?;
+                .map_err(|e| Error::Context(format!("cannot read symlink '{rel}': {e}").into()))?;
             check_symlink(root, &rel, &target)?;
             if rel == dockerfile {
                 // Docker reads a symlinked Dockerfile through the link; send the file it
@@ -221,10 +220,13 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
                     target
                         .to_str()
                         .ok_or_else(|| {
-                            Error::Context(format!(
-                                "symlink '{rel}' has a target that is not UTF-8: '{}'",
-                                target.display()
-                            ))
+                            Error::Context(
+                                format!(
+                                    "symlink '{rel}' has a target that is not UTF-8: '{}'",
+                                    target.display()
+                                )
+                                .into(),
+                            )
                         })?
                         .to_string(),
                 );
@@ -238,9 +240,9 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     match entries.iter().find(|e| e.path == dockerfile) {
         Some(e) if e.kind == EntryKind::File => {}
         Some(_) => {
-            return Err(Error::Context(format!(
-                "Dockerfile '{dockerfile}' is not a file"
-            )));
+            return Err(Error::Context(
+                format!("Dockerfile '{dockerfile}' is not a file").into(),
+            ));
         }
         None => return Err(dockerfile_missing(&dockerfile)),
     }
@@ -258,30 +260,29 @@ fn nsec(meta: &fs::Metadata) -> u32 {
 }
 
 fn dockerfile_missing(dockerfile: &str) -> Error {
-    Error::Context(format!(
-        "Dockerfile '{dockerfile}' not found in the build context"
-    ))
+    Error::Context(format!("Dockerfile '{dockerfile}' not found in the build context").into())
 }
 
 fn unreadable(rel: &str, e: &io::Error) -> Error {
-    Error::Context(format!(
-        "cannot read '{rel}': {e}; make it readable or add it to .dockerignore"
-    ))
+    Error::Context(
+        format!("cannot read '{rel}': {e}; make it readable or add it to .dockerignore").into(),
+    )
 }
 
 fn not_utf8(rel: &str) -> Error {
-    Error::Context(format!(
-        "'{rel}' has a name that is not valid UTF-8; rename it or add it to .dockerignore"
-    ))
+    Error::Context(
+        format!("'{rel}' has a name that is not valid UTF-8; rename it or add it to .dockerignore")
+            .into(),
+    )
 }
 
 fn sorted_names(dir: &Path) -> Result<std::vec::IntoIter<OsString>> {
     let read = fs::read_dir(dir)
-        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display())))?;
+        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display()).into()))?;
     let mut names = read
         .map(|r| r.map(|e| e.file_name()))
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display())))?;
+        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display()).into()))?;
     names.sort();
     Ok(names.into_iter())
 }

@@ -57,7 +57,7 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 fn unreachable(e: &(dyn std::error::Error + 'static)) -> Error {
-    Error::Docker(format!("cannot reach the daemon: {}", error_chain(e)))
+    Error::Docker(format!("cannot reach the daemon: {}", error_chain(e)).into())
 }
 
 /// One HTTP/1.1 connection, driven by a task of `tasks`: aborting them closes it.
@@ -101,7 +101,7 @@ async fn refused(what: &str, resp: Response<hyper::body::Incoming>) -> Error {
         .ok()
         .and_then(|v| v.get("message")?.as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
-    Error::Docker(format!("{what}: the daemon answered {status}: {message}"))
+    Error::Docker(format!("{what}: the daemon answered {status}: {message}").into())
 }
 
 /// A session open on the daemon; dropping it closes the connection, and the daemon
@@ -130,7 +130,7 @@ pub(super) async fn open_session(
     }
     let req = req
         .body(Empty::new())
-        .map_err(|e| Error::Docker(format!("bad session request: {e}")))?;
+        .map_err(|e| Error::Docker(format!("bad session request: {e}").into()))?;
     let resp = send.send_request(req).await.map_err(|e| unreachable(&e))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(refused("opening a build session", resp).await);
@@ -159,7 +159,7 @@ pub(super) async fn start_build(
     let mut send = connect(addr, tasks).await?;
     let req = request(version, &format!("/build?{query}"))
         .body(Empty::new())
-        .map_err(|e| Error::Docker(format!("bad build request: {e}")))?;
+        .map_err(|e| Error::Docker(format!("bad build request: {e}").into()))?;
     let resp = send.send_request(req).await.map_err(|e| unreachable(&e))?;
     if !resp.status().is_success() {
         return Err(refused("starting the build", resp).await);

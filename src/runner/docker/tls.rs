@@ -65,11 +65,14 @@ impl DockerTls {
         );
         for f in [&ca, &cert, &key] {
             if !f.is_file() {
-                return Err(Error::Docker(format!(
-                    "Docker daemon {host} (DOCKER_HOST) over TLS: no {} (DOCKER_CERT_PATH \
+                return Err(Error::Docker(
+                    format!(
+                        "Docker daemon {host} (DOCKER_HOST) over TLS: no {} (DOCKER_CERT_PATH \
                      needs ca.pem, cert.pem and key.pem)",
-                    f.display()
-                )));
+                        f.display()
+                    )
+                    .into(),
+                ));
             }
         }
         Docker::connect_with_ssl(host, &key, &cert, &ca, TIMEOUT_SECS, API_DEFAULT_VERSION)
@@ -93,8 +96,9 @@ impl DockerTls {
         } else {
             String::new()
         };
-        Error::Docker(format!(
-            "cannot reach the Docker daemon {host} (DOCKER_HOST) over TLS: {why}{chain}"
-        ))
+        Error::Docker(
+            format!("cannot reach the Docker daemon {host} (DOCKER_HOST) over TLS: {why}{chain}")
+                .into(),
+        )
     }
 }

@@ -55,7 +55,7 @@ fn fetch_tree_at(
     let gitdir = tempfile::Builder::new()
         .prefix("repo-")
         .tempdir_in(scratch)
-        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}")))?;
+        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}").into()))?;
     let (repo, commit) = match local_path(url) {
         Some(path) => {
             let repo = gix::open_opts(&path, gix::open::Options::isolated())
@@ -72,9 +72,9 @@ fn fetch_tree_at(
     }
     if submodules && !gitlinks.is_empty() {
         if depth >= MAX_SUBMODULE_DEPTH {
-            return Err(Error::Context(format!(
-                "submodules of {shown} nest deeper than {MAX_SUBMODULE_DEPTH}"
-            )));
+            return Err(Error::Context(
+                format!("submodules of {shown} nest deeper than {MAX_SUBMODULE_DEPTH}").into(),
+            ));
         }
         for (path, id) in gitlinks {
             let sub_url = submodule_url(dir, &path, url)?;
@@ -91,7 +91,7 @@ fn fetch_tree_at(
             )
             .map_err(|e| match e {
                 Error::Context(m) => {
-                    Error::Context(format!("submodule '{}' of {shown}: {m}", path.display()))
+                    Error::Context(format!("submodule '{}' of {shown}: {m}", path.display()).into())
                 }
                 other => other,
             })?;
@@ -233,7 +233,7 @@ fn resolve(repo: &gix::Repository, rev: Option<&str>, shown: &str) -> Result<gix
     let wanted = format!("{rev}^{{commit}}");
     repo.rev_parse_single(wanted.as_str())
         .map(|id| id.detach())
-        .map_err(|_| Error::Context(format!("git revision '{rev}' not found in {shown}")))
+        .map_err(|_| Error::Context(format!("git revision '{rev}' not found in {shown}").into()))
 }
 
 /// Writes the tree of `commit` into `dir`; returns the submodules' paths and commits.
@@ -283,14 +283,17 @@ fn checkout(
 fn submodule_url(dir: &Path, path: &Path, url: &str) -> Result<String> {
     let shown = redact_credentials(url);
     let missing = || {
-        Error::Context(format!(
-            "submodule '{}' of {shown} has no URL in .gitmodules",
-            path.display()
-        ))
+        Error::Context(
+            format!(
+                "submodule '{}' of {shown} has no URL in .gitmodules",
+                path.display()
+            )
+            .into(),
+        )
     };
     let bytes = std::fs::read(dir.join(".gitmodules")).map_err(|_| missing())?;
     let modules = gix::submodule::File::from_bytes(&bytes, None, &Default::default())
-        .map_err(|e| Error::Context(format!("bad .gitmodules in {shown}: {e}")))?;
+        .map_err(|e| Error::Context(format!("bad .gitmodules in {shown}: {e}").into()))?;
     let key = path.to_string_lossy();
     let name = modules
         .name_by_path(BStr::new(key.as_bytes()))
@@ -359,7 +362,7 @@ pub(crate) fn list_refs(
     let _ = interrupt;
     ensure_crypto_provider();
     let scratch = tempfile::tempdir()
-        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}")))?;
+        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}").into()))?;
     let creds = GitCredentials::for_url(url)?;
     let plain = without_userinfo(url);
     let refs = (|| -> gix::Result<_> {
@@ -466,12 +469,15 @@ fn failure(step: &str, rev: &str, shown: &str, e: &gix::Error) -> Error {
         format!("git {step} of '{rev}' from {shown} failed")
     };
     match kind(&detail) {
-        Some(AUTH) if detail.contains("No credentials were returned") => Error::Context(format!(
-            "{what}: {AUTH}: the server asks for credentials and none are set for this host \
+        Some(AUTH) if detail.contains("No credentials were returned") => Error::Context(
+            format!(
+                "{what}: {AUTH}: the server asks for credentials and none are set for this host \
              (in the URL or the --git-credentials file)"
-        )),
-        Some(k) => Error::Context(format!("{what}: {k}: {detail}")),
-        None => Error::Context(format!("{what}: {detail}")),
+            )
+            .into(),
+        ),
+        Some(k) => Error::Context(format!("{what}: {k}: {detail}").into()),
+        None => Error::Context(format!("{what}: {detail}").into()),
     }
 }
 
