@@ -82,7 +82,7 @@ pub async fn diff_ids(
     let body = resp
         .bytes()
         .await
-        .map_err(|e| Error::Registry(format!("{host}/{repo}: reading the config: {e}").into()))?;
+        .map_err(|e| Error::registry(format!("{host}/{repo}: reading the config: {e}"), e))?;
     let c: Config = serde_json::from_slice(&body).map_err(|e| bad("image config", e))?;
     Ok(c.rootfs.diff_ids)
 }

@@ -114,12 +114,12 @@ pub async fn manifest(
     )
     .await?;
     resp.bytes().await.map_err(|e| {
-        Error::Registry(
+        Error::registry(
             format!(
                 "reading {registry}/{repository}:{reference}: {}",
                 error_chain(&e)
-            )
-            .into(),
+            ),
+            e,
         )
     })
 }
@@ -149,7 +149,7 @@ async fn manifest_request(
         req.send()
     };
     let unreachable = |e: reqwest::Error| {
-        Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)).into())
+        Error::registry(format!("cannot reach {registry}: {}", error_chain(&e)), e)
     };
     let mut resp = send(creds.map(Credentials::basic_header))
         .await
@@ -185,13 +185,8 @@ pub async fn authorized(
     creds: Option<&Credentials>,
 ) -> Result<(reqwest::Response, Option<String>)> {
     let unreachable = |e: reqwest::Error| {
-        Error::Registry(
-            format!(
-                "cannot reach the registry: {}",
-                error_chain(&e.without_url())
-            )
-            .into(),
-        )
+        let e = e.without_url();
+        Error::registry(format!("cannot reach the registry: {}", error_chain(&e)), e)
     };
     let retry = request.try_clone().ok_or_else(|| {
         Error::Registry("a request with a streamed body cannot be authorized".into())
@@ -257,7 +252,7 @@ async fn token_from(req: reqwest::RequestBuilder) -> Result<String> {
     let resp = req
         .send()
         .await
-        .map_err(|e| Error::Registry(format!("token service: {}", error_chain(&e)).into()))?;
+        .map_err(|e| Error::registry(format!("token service: {}", error_chain(&e)), e))?;
     if !resp.status().is_success() {
         return Err(Error::Registry(
             format!("token service answered {}", resp.status()).into(),
@@ -271,7 +266,7 @@ async fn token_from(req: reqwest::RequestBuilder) -> Result<String> {
     let t: Token = resp
         .json()
         .await
-        .map_err(|e| Error::Registry(format!("token service: {e}").into()))?;
+        .map_err(|e| Error::registry(format!("token service: {e}"), e))?;
     t.token
         .or(t.access_token)
         .ok_or_else(|| Error::Registry("token service sent no token".into()))

@@ -110,7 +110,7 @@ impl DockerIgnore {
         }
         let set = set
             .build()
-            .map_err(|e| Error::Context(format!(".dockerignore: {e}").into()))?;
+            .map_err(|e| Error::context(format!(".dockerignore: {e}"), e))?;
         Ok(DockerIgnore { patterns, set })
     }
 

@@ -158,8 +158,9 @@ fn resolve_within(
             return Err(Escape::Loop);
         }
         let next = fs::read_link(&full).map_err(|e| {
-            Escape::Io(Error::Context(
-                format!("cannot read symlink '{}': {e}", cur.display()).into(),
+            Escape::Io(Error::context(
+                format!("cannot read symlink '{}': {e}", cur.display()),
+                e,
             ))
         })?;
         via = Some(cur.clone());

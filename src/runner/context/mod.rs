@@ -69,7 +69,10 @@ impl ContextPlan {
     /// only followed after [`plan`] has checked it stays inside the context.
     pub fn read_dockerfile(&self) -> Result<String> {
         let bytes = fs::read(self.root.join(&self.dockerfile)).map_err(|e| {
-            Error::Context(format!("cannot read Dockerfile '{}': {e}", self.dockerfile).into())
+            Error::context(
+                format!("cannot read Dockerfile '{}': {e}", self.dockerfile),
+                e,
+            )
         })?;
         String::from_utf8(bytes).map_err(|_| {
             Error::InvalidSpec(format!(
@@ -122,9 +125,8 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     // otherwise be read, and its lines can end up in error messages.
     let ignore_path = root.join(".dockerignore");
     if fs::symlink_metadata(&ignore_path).is_ok_and(|m| m.file_type().is_symlink()) {
-        let target = fs::read_link(&ignore_path).map_err(|e| {
-            Error::Context(format!("cannot read symlink '.dockerignore': {e}").into())
-        })?;
+        let target = fs::read_link(&ignore_path)
+            .map_err(|e| Error::context(format!("cannot read symlink '.dockerignore': {e}"), e))?;
         check_symlink(root, ".dockerignore", &target)?;
     }
     let ignore = DockerIgnore::load(root)?;
@@ -157,7 +159,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
         let always = rel == dockerfile || rel == ".dockerignore";
         let excluded = !always && ignore.is_excluded(&rel);
         let meta = fs::symlink_metadata(&full)
-            .map_err(|e| Error::Context(format!("cannot read '{rel}': {e}").into()))?;
+            .map_err(|e| Error::context(format!("cannot read '{rel}': {e}"), e))?;
         let ft = meta.file_type();
         if excluded {
             // An excluded directory is still walked when something below it may be
@@ -199,7 +201,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
             entries.push(entry);
         } else if ft.is_symlink() {
             let target = fs::read_link(&full)
-                .map_err(|e| Error::Context(format!("cannot read symlink '{rel}': {e}").into()))?;
+                .map_err(|e| Error::context(format!("cannot read symlink '{rel}': {e}"), e))?;
             check_symlink(root, &rel, &target)?;
             if rel == dockerfile {
                 // Docker reads a symlinked Dockerfile through the link; send the file it
@@ -278,11 +280,11 @@ fn not_utf8(rel: &str) -> Error {
 
 fn sorted_names(dir: &Path) -> Result<std::vec::IntoIter<OsString>> {
     let read = fs::read_dir(dir)
-        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display()).into()))?;
+        .map_err(|e| Error::context(format!("cannot list '{}': {e}", dir.display()), e))?;
     let mut names = read
         .map(|r| r.map(|e| e.file_name()))
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display()).into()))?;
+        .map_err(|e| Error::context(format!("cannot list '{}': {e}", dir.display()), e))?;
     names.sort();
     Ok(names.into_iter())
 }

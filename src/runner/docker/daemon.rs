@@ -130,7 +130,7 @@ pub(super) async fn open_session(
     }
     let req = req
         .body(Empty::new())
-        .map_err(|e| Error::Docker(format!("bad session request: {e}").into()))?;
+        .map_err(|e| Error::docker(format!("bad session request: {e}"), e))?;
     let resp = send.send_request(req).await.map_err(|e| unreachable(&e))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(refused("opening a build session", resp).await);
@@ -159,7 +159,7 @@ pub(super) async fn start_build(
     let mut send = connect(addr, tasks).await?;
     let req = request(version, &format!("/build?{query}"))
         .body(Empty::new())
-        .map_err(|e| Error::Docker(format!("bad build request: {e}").into()))?;
+        .map_err(|e| Error::docker(format!("bad build request: {e}"), e))?;
     let resp = send.send_request(req).await.map_err(|e| unreachable(&e))?;
     if !resp.status().is_success() {
         return Err(refused("starting the build", resp).await);

@@ -23,7 +23,7 @@ impl Runner {
             .await
             .map(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
             .map_err(|e| {
-                Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)).into())
+                Error::registry(format!("cannot reach {registry}: {}", error_chain(&e)), e)
             })
     }
 

@@ -43,9 +43,7 @@ impl Runner {
         let tmp = tempfile::Builder::new()
             .prefix("slipway-ctx-")
             .tempdir()
-            .map_err(|e| {
-                Error::Context(format!("cannot make a temporary directory: {e}").into())
-            })?;
+            .map_err(|e| Error::context(format!("cannot make a temporary directory: {e}"), e))?;
         let root = tmp.path().to_path_buf();
         if let Some(inline) = &src.inline {
             let file = req.spec.dockerfile.as_deref().unwrap_or("Dockerfile");

@@ -55,7 +55,7 @@ fn fetch_tree_at(
     let gitdir = tempfile::Builder::new()
         .prefix("repo-")
         .tempdir_in(scratch)
-        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}").into()))?;
+        .map_err(|e| Error::context(format!("cannot make a scratch repository: {e}"), e))?;
     let (repo, commit) = match local_path(url) {
         Some(path) => {
             let repo = gix::open_opts(&path, gix::open::Options::isolated())
@@ -293,7 +293,7 @@ fn submodule_url(dir: &Path, path: &Path, url: &str) -> Result<String> {
     };
     let bytes = std::fs::read(dir.join(".gitmodules")).map_err(|_| missing())?;
     let modules = gix::submodule::File::from_bytes(&bytes, None, &Default::default())
-        .map_err(|e| Error::Context(format!("bad .gitmodules in {shown}: {e}").into()))?;
+        .map_err(|e| Error::context(format!("bad .gitmodules in {shown}: {e}"), e))?;
     let key = path.to_string_lossy();
     let name = modules
         .name_by_path(BStr::new(key.as_bytes()))
@@ -362,7 +362,7 @@ pub(crate) fn list_refs(
     let _ = interrupt;
     ensure_crypto_provider();
     let scratch = tempfile::tempdir()
-        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}").into()))?;
+        .map_err(|e| Error::context(format!("cannot make a scratch repository: {e}"), e))?;
     let creds = GitCredentials::for_url(url)?;
     let plain = without_userinfo(url);
     let refs = (|| -> gix::Result<_> {

@@ -51,7 +51,7 @@ pub async fn git(
         let scratch = tempfile::Builder::new()
             .prefix(".slipway-git-")
             .tempdir_in(parent)
-            .map_err(|e| Error::Context(format!("cannot make a scratch directory: {e}").into()))?;
+            .map_err(|e| Error::context(format!("cannot make a scratch directory: {e}"), e))?;
         let tree = scratch.path().join("tree");
         let commit = git::fetch_tree(
             &url,
@@ -68,11 +68,11 @@ pub async fn git(
         // An empty `dest` (a fresh temporary directory) is replaced.
         if dest.is_dir() {
             std::fs::remove_dir(&dest).map_err(|e| {
-                Error::Context(format!("cannot replace '{}': {e}", dest.display()).into())
+                Error::context(format!("cannot replace '{}': {e}", dest.display()), e)
             })?;
         }
         std::fs::rename(&tree, &dest).map_err(|e| {
-            Error::Context(format!("cannot move into '{}': {e}", dest.display()).into())
+            Error::context(format!("cannot move into '{}': {e}", dest.display()), e)
         })?;
         Ok(commit)
     })
@@ -104,7 +104,7 @@ async fn blocking<T: Send + 'static>(
     let guard = RaiseOnDrop(flag.clone());
     let result = tokio::task::spawn_blocking(move || work(&flag))
         .await
-        .map_err(|e| Error::Context(format!("git task failed: {e}").into()))?;
+        .map_err(|e| Error::context(format!("git task failed: {e}"), e))?;
     drop(guard);
     result
 }

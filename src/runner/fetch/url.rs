@@ -112,7 +112,8 @@ pub async fn download(
     let shown = shown.to_string();
     let transfer = |e: reqwest::Error| {
         // reqwest's message embeds the URL, credentials included: drop it, keep causes.
-        Error::Context(format!("cannot download {shown}: {}", error_chain(&e.without_url())).into())
+        let e = e.without_url();
+        Error::context(format!("cannot download {shown}: {}", error_chain(&e)), e)
     };
     let response = tokio::time::timeout(limits.stall, request.send())
         .await
@@ -134,7 +135,7 @@ pub async fn download(
     }
 
     let temp = tempfile::tempfile()
-        .map_err(|e| Error::Context(format!("cannot create a temporary file: {e}").into()))?;
+        .map_err(|e| Error::context(format!("cannot create a temporary file: {e}"), e))?;
     let mut file = tokio::fs::File::from_std(temp);
     let mut body = response.bytes_stream();
     let mut received = 0u64;
@@ -148,13 +149,13 @@ pub async fn download(
         if received > limits.max_bytes {
             return Err(too_large());
         }
-        file.write_all(&chunk).await.map_err(|e| {
-            Error::Context(format!("cannot store the download of {shown}: {e}").into())
-        })?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::context(format!("cannot store the download of {shown}: {e}"), e))?;
     }
     file.flush()
         .await
-        .map_err(|e| Error::Context(format!("cannot store the download of {shown}: {e}").into()))?;
+        .map_err(|e| Error::context(format!("cannot store the download of {shown}: {e}"), e))?;
     let file = file.into_std().await;
 
     let stop = CancellationToken::new();
@@ -163,7 +164,7 @@ pub async fn download(
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || unpack(file, &dest, limits, &stop))
         .await
-        .map_err(|e| Error::Context(format!("unpacking {shown} failed: {e}").into()))?
+        .map_err(|e| Error::context(format!("unpacking {shown} failed: {e}"), e))?
         .map_err(|e| match e {
             Error::Context(m) => Error::Context(format!("{shown}: {m}").into()),
             other => other,
@@ -235,7 +236,7 @@ pub(crate) fn unpack(
     limits: UrlLimits,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}").into());
+    let io_err = |e: io::Error| Error::context(format!("cannot read the archive: {e}"), e);
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut magic = [0u8; 6];
     let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
@@ -256,7 +257,7 @@ pub(crate) fn unpack(
     };
 
     fs::create_dir_all(dest)
-        .map_err(|e| Error::Context(format!("cannot create '{}': {e}", dest.display()).into()))?;
+        .map_err(|e| Error::context(format!("cannot create '{}': {e}", dest.display()), e))?;
     let (read, tripped) = (Cell::new(0), Cell::new(None));
     let reader = Guarded {
         inner: reader,
@@ -290,7 +291,7 @@ fn unpack_entries(
     read: &Cell<u64>,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}").into());
+    let io_err = |e: io::Error| Error::context(format!("cannot read the archive: {e}"), e);
     let mut symlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
     let entries = archive.entries().map_err(io_err)?;
     for entry in entries {

@@ -88,7 +88,7 @@ impl LocalDirs {
     pub(crate) async fn read(plan: ContextPlan, dockerfile: Vec<u8>) -> Result<Self> {
         tokio::task::spawn_blocking(move || Self::for_build(plan, dockerfile))
             .await
-            .map_err(|e| Error::Context(e.to_string().into()))?
+            .map_err(|e| Error::context(e.to_string(), e))?
     }
 
     /// [`LocalDirs::read`], on the calling thread.
@@ -178,7 +178,7 @@ fn with_parents(
                 continue;
             }
             let meta = std::fs::symlink_metadata(root.join(parent))
-                .map_err(|e| Error::Context(format!("cannot read '{parent}': {e}").into()))?;
+                .map_err(|e| Error::context(format!("cannot read '{parent}': {e}"), e))?;
             use std::os::unix::fs::MetadataExt;
             items.push(Item {
                 entry: Entry {
