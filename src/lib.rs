@@ -103,6 +103,14 @@ impl Detail {
         }
     }
 
+    /// `prefix: message`, keeping the cause.
+    pub fn prefixed(self, prefix: impl std::fmt::Display) -> Self {
+        Detail {
+            message: format!("{prefix}: {}", self.message),
+            source: self.source,
+        }
+    }
+
     /// What users see (the status message, without the variant's prefix).
     pub fn message(&self) -> &str {
         &self.message

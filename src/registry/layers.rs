@@ -59,7 +59,7 @@ pub async fn diff_ids(
 ) -> Result<Vec<String>> {
     let (host, repo) = (image.api_host(), image.repository.as_str());
     let bad = |what: &str, e: serde_json::Error| {
-        Error::Registry(format!("{host}/{repo}: unreadable {what}: {e}").into())
+        Error::registry(format!("{host}/{repo}: unreadable {what}: {e}"), e)
     };
     let body = manifest(http, host, repo, &image.reference, creds).await?;
     let mut m: Manifest = serde_json::from_slice(&body).map_err(|e| bad("manifest", e))?;

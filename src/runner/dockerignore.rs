@@ -120,8 +120,9 @@ impl DockerIgnore {
         match std::fs::read(&path) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::Context(
-                format!("cannot read {}: {e}", path.display()).into(),
+            Err(e) => Err(Error::context(
+                format!("cannot read {}: {e}", path.display()),
+                e,
             )),
         }
     }

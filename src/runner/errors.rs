@@ -81,7 +81,7 @@ pub(super) fn blame_context(e: Error, failure: Option<String>) -> Error {
 }
 
 pub(super) fn classify_docker_error(e: bollard::errors::Error) -> Error {
-    Error::Docker(error_chain(&e).into())
+    Error::docker(error_chain(&e), e)
 }
 
 #[cfg(test)]

@@ -74,14 +74,14 @@ impl Buildkitd {
         Ok(Self { control, addr })
     }
 
-    fn unreachable(&self, s: &tonic::Status) -> Error {
-        Error::Buildkit(
+    fn unreachable(&self, s: tonic::Status) -> Error {
+        Error::buildkit(
             format!(
                 "cannot reach buildkitd at {}: {}",
                 self.addr,
-                error_chain(s)
-            )
-            .into(),
+                error_chain(&s)
+            ),
+            s,
         )
     }
 
@@ -109,7 +109,7 @@ impl Buildkitd {
         // dropped on return: the tunnel closes and buildkitd forgets the session
         let _session = session::start(self.control.clone(), &session_id, provided)
             .await
-            .map_err(|s| self.unreachable(&s))?;
+            .map_err(|s| self.unreachable(s))?;
         let tag_refs = job.target.tag_refs();
         let req = request::solve_request(&request::Solve {
             build_ref: &build_ref,
@@ -174,7 +174,7 @@ impl Buildkitd {
         .await;
         let resp = match solved {
             Ok(r) => r.into_inner(),
-            Err(s) if is_transport(&s) => return Err(self.unreachable(&s)),
+            Err(s) if is_transport(&s) => return Err(self.unreachable(s)),
             Err(s) => return Err(failure(&told.progress, s.message(), &tag_refs)),
         };
         let digest = resp

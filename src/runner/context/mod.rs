@@ -116,8 +116,9 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
             ));
         }
         Err(e) => {
-            return Err(Error::Context(
-                format!("cannot open context directory '{}': {e}", root.display()).into(),
+            return Err(Error::context(
+                format!("cannot open context directory '{}': {e}", root.display()),
+                e,
             ));
         }
     }
@@ -194,7 +195,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
         } else if ft.is_file() {
             // Opened now, as the docker CLI does, so an unreadable file is the user's
             // error before the build starts, not a broken upload to the daemon later.
-            File::open(&full).map_err(|e| unreadable(&rel, &e))?;
+            File::open(&full).map_err(|e| unreadable(&rel, e))?;
             entry.size = meta.len();
             files += 1;
             total_bytes += meta.len();
@@ -265,9 +266,10 @@ fn dockerfile_missing(dockerfile: &str) -> Error {
     Error::Context(format!("Dockerfile '{dockerfile}' not found in the build context").into())
 }
 
-fn unreadable(rel: &str, e: &io::Error) -> Error {
-    Error::Context(
-        format!("cannot read '{rel}': {e}; make it readable or add it to .dockerignore").into(),
+fn unreadable(rel: &str, e: io::Error) -> Error {
+    Error::context(
+        format!("cannot read '{rel}': {e}; make it readable or add it to .dockerignore"),
+        e,
     )
 }
 

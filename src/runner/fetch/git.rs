@@ -59,14 +59,14 @@ fn fetch_tree_at(
     let (repo, commit) = match local_path(url) {
         Some(path) => {
             let repo = gix::open_opts(&path, gix::open::Options::isolated())
-                .map_err(|e| failure("open", rev_shown, &shown, &e))?;
+                .map_err(|e| failure("open", rev_shown, &shown, e))?;
             let commit = resolve(&repo, rev, &shown)?;
             (repo, commit)
         }
         None => fetch_remote(url, rev, gitdir.path(), tls, interrupt)?,
     };
     let gitlinks = checkout(&repo, commit, dir, interrupt)
-        .map_err(|e| failure("checkout", rev_shown, &shown, &e))?;
+        .map_err(|e| failure("checkout", rev_shown, &shown, e))?;
     if interrupt.load(Ordering::Relaxed) {
         return Err(cancelled());
     }
@@ -91,7 +91,7 @@ fn fetch_tree_at(
             )
             .map_err(|e| match e {
                 Error::Context(m) => {
-                    Error::Context(format!("submodule '{}' of {shown}: {m}", path.display()).into())
+                    Error::Context(m.prefixed(format!("submodule '{}' of {shown}", path.display())))
                 }
                 other => other,
             })?;
@@ -138,7 +138,7 @@ fn fetch_remote(
         Ok(repo) => {
             let commit = repo
                 .head_commit()
-                .map_err(|e| failure("fetch", rev_shown, &shown, &e))?
+                .map_err(|e| failure("fetch", rev_shown, &shown, e))?
                 .id;
             return Ok((repo, commit));
         }
@@ -149,7 +149,7 @@ fn fetch_remote(
     // none resolves an abbreviated one: fetch everything and look it up locally.
     if !rev.is_some_and(looks_like_sha) || matches!(kind(&detail), Some(k) if k != NO_SUCH_REVISION)
     {
-        return Err(failure("fetch", rev_shown, &shown, &e));
+        return Err(failure("fetch", rev_shown, &shown, e));
     }
     let repo = clone_bare(
         &plain,
@@ -159,7 +159,7 @@ fn fetch_remote(
         tls,
         interrupt,
     )
-    .map_err(|e| failure("fetch", rev_shown, &shown, &e))?;
+    .map_err(|e| failure("fetch", rev_shown, &shown, e))?;
     let commit = resolve(&repo, rev, &shown)?;
     Ok((repo, commit))
 }
@@ -345,10 +345,10 @@ pub(crate) fn list_refs(
     interrupt: &AtomicBool,
 ) -> Result<String> {
     let shown = redact_credentials(url);
-    let fail = |e: &gix::Error| failure("ls-remote", "", &shown, e);
+    let fail = |e: gix::Error| failure("ls-remote", "", &shown, e);
     let mut out = String::new();
     if let Some(path) = local_path(url) {
-        let repo = gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| fail(&e))?;
+        let repo = gix::open_opts(&path, gix::open::Options::isolated()).map_err(fail)?;
         for p in patterns {
             if let Ok(id) = repo.rev_parse_single(p.as_str()) {
                 out.push_str(&format!("{id}\t{p}\n"));
@@ -397,7 +397,7 @@ pub(crate) fn list_refs(
         )?;
         Ok(map.remote_refs)
     })()
-    .map_err(|e| fail(&e))?;
+    .map_err(fail)?;
     for r in &refs {
         let (name, target, peeled) = r.unpack();
         if let Some(target) = target {
@@ -461,23 +461,23 @@ pub(crate) fn kind(detail: &str) -> Option<&'static str> {
     }
 }
 
-fn failure(step: &str, rev: &str, shown: &str, e: &gix::Error) -> Error {
-    let detail = error_chain(e);
+fn failure(step: &str, rev: &str, shown: &str, e: gix::Error) -> Error {
+    let detail = error_chain(&e);
     let what = if rev.is_empty() {
         format!("git {step} {shown} failed")
     } else {
         format!("git {step} of '{rev}' from {shown} failed")
     };
     match kind(&detail) {
-        Some(AUTH) if detail.contains("No credentials were returned") => Error::Context(
+        Some(AUTH) if detail.contains("No credentials were returned") => Error::context(
             format!(
                 "{what}: {AUTH}: the server asks for credentials and none are set for this host \
-             (in the URL or the --git-credentials file)"
-            )
-            .into(),
+                 (in the URL or the --git-credentials file)"
+            ),
+            e,
         ),
-        Some(k) => Error::Context(format!("{what}: {k}: {detail}").into()),
-        None => Error::Context(format!("{what}: {detail}").into()),
+        Some(k) => Error::context(format!("{what}: {k}: {detail}"), e),
+        None => Error::context(format!("{what}: {detail}"), e),
     }
 }
 
