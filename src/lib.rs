@@ -9,7 +9,9 @@ pub mod api;
 pub mod backends;
 pub mod backoff;
 pub mod commands;
+mod error;
 pub mod executor;
+pub use error::{Cause, Detail, find_cause};
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod graph;
@@ -83,66 +85,6 @@ pub enum Error {
     Io(std::io::Error),
 }
 
-/// The typed cause behind a [`Detail`].
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
-
-/// A message and, when there is one, the typed error it was made from (reqwest,
-/// bollard, tonic, io, gix...): code that classifies a failure looks at the cause,
-/// never at the message's text.
-#[derive(Debug)]
-pub struct Detail {
-    message: String,
-    source: Option<Cause>,
-}
-
-impl Detail {
-    pub fn new(message: impl Into<String>, source: impl Into<Cause>) -> Self {
-        Detail {
-            message: message.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    /// `prefix: message`, keeping the cause.
-    pub fn prefixed(self, prefix: impl std::fmt::Display) -> Self {
-        Detail {
-            message: format!("{prefix}: {}", self.message),
-            source: self.source,
-        }
-    }
-
-    /// What users see (the status message, without the variant's prefix).
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The typed error the message was made from, if any.
-    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-        self.source.as_deref()
-    }
-}
-
-impl From<String> for Detail {
-    fn from(message: String) -> Self {
-        Detail {
-            message,
-            source: None,
-        }
-    }
-}
-
-impl From<&str> for Detail {
-    fn from(message: &str) -> Self {
-        message.to_string().into()
-    }
-}
-
-impl std::fmt::Display for Detail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -168,7 +110,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Context(d) | Error::Registry(d) | Error::Docker(d) | Error::Buildkit(d) => {
-                d.source.as_deref().map(|e| e as _)
+                d.cause().map(|e| e as _)
             }
             Error::Kube { source, .. } => source.as_deref().map(|e| e as _),
             Error::Io(e) => Some(e),
@@ -308,18 +250,6 @@ impl Error {
         Error::Context(Detail::new(message, cause))
     }
 
-    /// The typed error behind this one, when it is a `T` (anywhere in the chain).
-    pub fn find_cause<T: std::error::Error + 'static>(&self) -> Option<&T> {
-        let mut next = std::error::Error::source(self);
-        while let Some(e) = next {
-            if let Some(t) = e.downcast_ref::<T>() {
-                return Some(t);
-            }
-            next = e.source();
-        }
-        None
-    }
-
     /// A failed Kubernetes call, keeping the API server's status and the cause.
     pub fn kube(context: impl std::fmt::Display, e: kube::Error) -> Self {
         let status = match &e {
@@ -379,7 +309,7 @@ impl Error {
     pub fn detail(&self) -> String {
         match self {
             Error::Context(d) | Error::Registry(d) | Error::Docker(d) | Error::Buildkit(d) => {
-                d.message.clone()
+                d.message().to_string()
             }
             Error::InvalidSpec(m)
             | Error::BuildFailed(m)

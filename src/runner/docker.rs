@@ -437,7 +437,7 @@ pub(crate) async fn connect_docker(docker_host: Option<&str>, tls: &DockerTls) -
         None => Docker::connect_with_defaults().map_err(|e| Error::docker(e.to_string(), e))?,
     };
     let mut docker = docker.negotiate_version().await.map_err(|e| match &host {
-        Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.error(h, &e),
+        Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.error(h, e),
         _ => Error::docker(format!("cannot reach the daemon: {e}"), e),
     })?;
     // the default 2 minutes would cut off a large context upload
