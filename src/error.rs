@@ -82,3 +82,52 @@ pub fn find_cause<'a, T: std::error::Error + 'static>(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, Kind};
+    use std::error::Error as _;
+
+    #[test]
+    fn a_message_only_error_has_no_source_and_a_caused_one_keeps_its_cause() {
+        let plain = Error::new(Kind::Registry, "token service sent no token");
+        assert!(plain.source().is_none());
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = Error::docker("cannot reach the daemon: refused", refused);
+        assert_eq!(
+            e.to_string(),
+            "docker daemon: cannot reach the daemon: refused"
+        );
+        assert_eq!(e.detail(), "cannot reach the daemon: refused");
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        // a prefix added on the way up keeps the cause
+        let Error::Context(d) = Error::context("git fetch failed", std::io::Error::other("x"))
+        else {
+            unreachable!()
+        };
+        let e = Error::Context(d.prefixed("submodule 'lib' of r"));
+        assert_eq!(
+            e.to_string(),
+            "build context: submodule 'lib' of r: git fetch failed"
+        );
+        assert!(e.source().is_some());
+    }
+
+    #[test]
+    fn a_cause_inside_an_io_error_is_found() {
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let e = Error::docker("handshake", wrapped);
+        assert!(matches!(
+            crate::find_cause::<rustls::Error>(&e),
+            Some(rustls::Error::InvalidCertificate(_))
+        ));
+        assert!(crate::find_cause::<std::fmt::Error>(&e).is_none());
+    }
+}

@@ -359,6 +359,41 @@ mod tests {
         assert!(!e.to_string().contains("nope"), "{e}");
     }
 
+    /// A registry nobody listens for: the message is what it always was, and the
+    /// reqwest error behind it is kept, down to the refused connection.
+    #[tokio::test]
+    async fn an_unreachable_registry_keeps_the_connect_error_as_its_source() {
+        use std::error::Error as _;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let registry = format!("127.0.0.1:{port}");
+        let e = manifest_digest(&reqwest::Client::new(), &registry, "app", "1", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.metric_label(), "RegistryError");
+        assert!(e.is_retryable());
+        let cause = e.source().expect("the cause is kept");
+        let sent = cause
+            .downcast_ref::<reqwest::Error>()
+            .expect("reqwest's error");
+        assert!(sent.is_connect(), "{sent:?}");
+        let io = crate::find_cause::<std::io::Error>(&e).expect("the io error");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        // the text is made from the cause as before, prefixed as before
+        let detail = format!("cannot reach {registry}: {}", error_chain(sent));
+        assert_eq!(e.detail(), detail);
+        assert_eq!(e.to_string(), format!("registry: {detail}"));
+        assert!(
+            detail.starts_with(&format!(
+                "cannot reach {registry}: error sending request for url (http://{registry}/v2/app/manifests/1)"
+            )),
+            "{detail}"
+        );
+    }
+
     #[test]
     fn loopback_registries_use_http() {
         assert_eq!(base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
