@@ -11,11 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gix::bstr::{BStr, ByteSlice};
-use gix::credentials::helper::Action;
-use gix::credentials::protocol::{Context, Outcome};
 use gix::remote::fetch::Shallow;
 
-use super::git_credentials::{GitCredentials, without_userinfo};
+use super::git_credentials::{GitCredentials, Helper, without_userinfo};
 use super::git_tls::{ensure_crypto_provider, http_options};
 use super::{error_chain, looks_like_sha, redact_credentials};
 use crate::tls::GitTls;
@@ -59,14 +57,14 @@ fn fetch_tree_at(
     let (repo, commit) = match local_path(url) {
         Some(path) => {
             let repo = gix::open_opts(&path, gix::open::Options::isolated())
-                .map_err(|e| failure("open", rev_shown, &shown, e))?;
+                .map_err(|e| failure("open", rev_shown, &shown, e, false))?;
             let commit = resolve(&repo, rev, &shown)?;
             (repo, commit)
         }
         None => fetch_remote(url, rev, gitdir.path(), tls, interrupt)?,
     };
     let gitlinks = checkout(&repo, commit, dir, interrupt)
-        .map_err(|e| failure("checkout", rev_shown, &shown, e))?;
+        .map_err(|e| failure("checkout", rev_shown, &shown, e, false))?;
     if interrupt.load(Ordering::Relaxed) {
         return Err(cancelled());
     }
@@ -119,7 +117,7 @@ fn fetch_remote(
     let shown = redact_credentials(url);
     let rev_shown = rev.unwrap_or("HEAD");
     ensure_crypto_provider();
-    let creds = GitCredentials::for_url(url)?;
+    let creds = Helper::new(GitCredentials::for_url(url)?);
     let plain = without_userinfo(url);
     let want = match rev {
         None | Some("HEAD") => Want::Head,
@@ -138,7 +136,7 @@ fn fetch_remote(
         Ok(repo) => {
             let commit = repo
                 .head_commit()
-                .map_err(|e| failure("fetch", rev_shown, &shown, e))?
+                .map_err(|e| failure("fetch", rev_shown, &shown, e, creds.had_none()))?
                 .id;
             return Ok((repo, commit));
         }
@@ -149,7 +147,7 @@ fn fetch_remote(
     // none resolves an abbreviated one: fetch everything and look it up locally.
     if !rev.is_some_and(looks_like_sha) || matches!(kind(&detail), Some(k) if k != NO_SUCH_REVISION)
     {
-        return Err(failure("fetch", rev_shown, &shown, e));
+        return Err(failure("fetch", rev_shown, &shown, e, creds.had_none()));
     }
     let repo = clone_bare(
         &plain,
@@ -159,7 +157,7 @@ fn fetch_remote(
         tls,
         interrupt,
     )
-    .map_err(|e| failure("fetch", rev_shown, &shown, e))?;
+    .map_err(|e| failure("fetch", rev_shown, &shown, e, creds.had_none()))?;
     let commit = resolve(&repo, rev, &shown)?;
     Ok((repo, commit))
 }
@@ -168,7 +166,7 @@ fn clone_bare(
     url: &str,
     gitdir: &Path,
     want: Want<'_>,
-    creds: &GitCredentials,
+    creds: &Helper,
     tls: &GitTls,
     interrupt: &AtomicBool,
 ) -> gix::Result<gix::Repository> {
@@ -187,7 +185,7 @@ fn clone_bare(
         if let Some(opts) = http_options(conn.remote().repo(), &shown_url, &tls) {
             conn.set_transport_options(opts);
         }
-        conn.set_credentials(move |action| Ok(answer(&creds, action)));
+        conn.set_credentials(move |action| Ok(creds.answer(action)));
         Ok(())
     });
     let depth1 = Shallow::DepthAtRemote(NonZeroU32::MIN);
@@ -199,32 +197,6 @@ fn clone_bare(
     };
     let (repo, _) = prep.fetch_only(gix::progress::Discard, interrupt)?;
     Ok(repo)
-}
-
-/// The credential helper slipway hands gitoxide: only what [`GitCredentials`] holds,
-/// never git's configured helpers or a prompt.
-fn answer(creds: &GitCredentials, action: Action) -> Option<Outcome> {
-    let Action::Get(mut ctx) = action else {
-        return None;
-    };
-    if ctx.protocol.is_none() || ctx.host.is_none() {
-        ctx.destructure_url_in_place(false).ok()?;
-    }
-    let found = creds.find(ctx.protocol.as_deref()?, ctx.host.as_deref()?)?;
-    let identity = gix::sec::identity::Account {
-        username: found.username.clone(),
-        password: found.password.clone(),
-        oauth_refresh_token: None,
-    };
-    let next = Context {
-        username: Some(identity.username.clone()),
-        password: Some(identity.password.clone()),
-        ..ctx
-    };
-    Some(Outcome {
-        identity,
-        next: next.into(),
-    })
 }
 
 /// The commit `rev` names in `repo` (HEAD when unset); a tag is peeled.
@@ -345,7 +317,7 @@ pub(crate) fn list_refs(
     interrupt: &AtomicBool,
 ) -> Result<String> {
     let shown = redact_credentials(url);
-    let fail = |e: gix::Error| failure("ls-remote", "", &shown, e);
+    let fail = |e: gix::Error| failure("ls-remote", "", &shown, e, false);
     let mut out = String::new();
     if let Some(path) = local_path(url) {
         let repo = gix::open_opts(&path, gix::open::Options::isolated()).map_err(fail)?;
@@ -363,7 +335,7 @@ pub(crate) fn list_refs(
     ensure_crypto_provider();
     let scratch = tempfile::tempdir()
         .map_err(|e| Error::context(format!("cannot make a scratch repository: {e}"), e))?;
-    let creds = GitCredentials::for_url(url)?;
+    let creds = Helper::new(GitCredentials::for_url(url)?);
     let plain = without_userinfo(url);
     let refs = (|| -> gix::Result<_> {
         let repo = gix::ThreadSafeRepository::init_opts(
@@ -384,7 +356,7 @@ pub(crate) fn list_refs(
             .collect::<gix::Result<Vec<_>>>()?;
         let mut conn = remote
             .connect(gix::remote::Direction::Fetch)?
-            .with_credentials(|action| Ok(answer(&creds, action)));
+            .with_credentials(|action| Ok(creds.answer(action)));
         if let Some(opts) = http_options(&repo, &plain, tls) {
             conn.set_transport_options(opts);
         }
@@ -397,7 +369,7 @@ pub(crate) fn list_refs(
         )?;
         Ok(map.remote_refs)
     })()
-    .map_err(fail)?;
+    .map_err(|e| failure("ls-remote", "", &shown, e, creds.had_none()))?;
     for r in &refs {
         let (name, target, peeled) = r.unpack();
         if let Some(target) = target {
@@ -461,7 +433,9 @@ pub(crate) fn kind(detail: &str) -> Option<&'static str> {
     }
 }
 
-fn failure(step: &str, rev: &str, shown: &str, e: gix::Error) -> Error {
+/// `no_credentials`: the server asked for credentials and slipway had none for the
+/// host (see [`Helper::had_none`]), which is then why it failed.
+fn failure(step: &str, rev: &str, shown: &str, e: gix::Error, no_credentials: bool) -> Error {
     let detail = error_chain(&e);
     let what = if rev.is_empty() {
         format!("git {step} {shown} failed")
@@ -469,7 +443,7 @@ fn failure(step: &str, rev: &str, shown: &str, e: gix::Error) -> Error {
         format!("git {step} of '{rev}' from {shown} failed")
     };
     match kind(&detail) {
-        Some(AUTH) if detail.contains("No credentials were returned") => Error::context(
+        _ if no_credentials => Error::context(
             format!(
                 "{what}: {AUTH}: the server asks for credentials and none are set for this host \
                  (in the URL or the --git-credentials file)"

@@ -39,3 +39,65 @@ fn kinds() {
     );
     assert_eq!(kind("corrupt pack"), None);
 }
+
+/// A git server that wants credentials for everything. Without any for its host the
+/// user is told to set some; with rejected ones, not that (the helper knows which).
+#[tokio::test]
+async fn a_server_asking_for_credentials_nobody_set_is_told_apart_from_refused_ones() {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async {
+        let mut h = HeaderMap::new();
+        h.insert("www-authenticate", r#"Basic realm="git""#.parse().unwrap());
+        (StatusCode::UNAUTHORIZED, h)
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let fetch = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            let (dir, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let tls = GitTls::default();
+            let never = AtomicBool::new(false);
+            fetch_tree(
+                &url,
+                Some("main"),
+                false,
+                dir.path(),
+                scratch.path(),
+                &tls,
+                &never,
+            )
+        })
+    };
+    let none = fetch(format!("http://{addr}/repo.git"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        none.to_string(),
+        format!(
+            "build context: git fetch of 'main' from http://{addr}/repo.git failed: \
+             authentication failed: the server asks for credentials and none are set for \
+             this host (in the URL or the --git-credentials file)"
+        )
+    );
+    assert!(!none.is_retryable());
+    assert!(
+        std::error::Error::source(&none).is_some(),
+        "gitoxide's error is kept"
+    );
+    let refused = fetch(format!("http://u:wrong@{addr}/repo.git"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let shown = refused.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "build context: git fetch of 'main' from http://{addr}/repo.git failed: \
+             authentication failed: "
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains("none are set"), "{shown}");
+    assert!(!shown.contains("wrong"), "{shown}");
+}
