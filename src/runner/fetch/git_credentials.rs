@@ -1,7 +1,7 @@
 //! Credentials for http(s) git remotes: the URL's own `user:password@`, then the
 //! lines of a git-credential-store file (`--git-credentials`, git's
-//! `https://user:password@host` format). Pure parsing and matching; the fetch code
-//! hands them to gitoxide when a server answers 401, so they never travel in a URL
+//! `https://user:password@host` format). Parsing and matching, and the [`Helper`]
+//! the fetch code hands gitoxide for a server's 401, so they never travel in a URL
 //! gitoxide could print.
 
 use std::path::{Path, PathBuf};
