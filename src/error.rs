@@ -61,9 +61,9 @@ impl std::fmt::Display for Detail {
     }
 }
 
-/// The first `T` in `e`'s chain, `e` included. Also looks inside `std::io::Error`
-/// payloads, whose own `source()` skips the wrapped error (hyper-rustls and
-/// tokio-rustls hand a `rustls::Error` over that way).
+/// The first `T` in `e`'s chain, `e` included. Goes through `std::io::Error`
+/// payloads, which an io::Error's own `source()` skips (hyper-rustls hands a
+/// `rustls::Error` over in an io::Error inside another).
 pub fn find_cause<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
@@ -75,10 +75,10 @@ pub fn find_cause<'a, T: std::error::Error + 'static>(
         let payload = e
             .downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::get_ref);
-        if let Some(t) = payload.and_then(|p| p.downcast_ref::<T>()) {
-            return Some(t);
-        }
-        next = e.source();
+        next = match payload {
+            Some(p) => Some(p as _),
+            None => e.source(),
+        };
     }
     None
 }
@@ -119,10 +119,11 @@ mod tests {
 
     #[test]
     fn a_cause_inside_an_io_error_is_found() {
-        let wrapped = std::io::Error::new(
+        // as hyper-rustls hands it over: tokio-rustls's io::Error in another
+        let wrapped = std::io::Error::other(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
+        ));
         let e = Error::docker("handshake", wrapped);
         assert!(matches!(
             crate::find_cause::<rustls::Error>(&e),

@@ -119,8 +119,8 @@ mod tests {
         }
     }
 
-    /// As hyper-util's client hands over a failed connection: the connector's
-    /// io::Error as the source, the rustls error inside it.
+    /// As hyper-util's client hands over a failed connection: hyper-rustls's
+    /// io::Error as the source, tokio-rustls's inside it, the rustls error in that.
     #[derive(Debug)]
     struct Connect(std::io::Error);
     impl std::fmt::Display for Connect {
@@ -134,7 +134,8 @@ mod tests {
         }
     }
     fn handshake(e: rustls::Error) -> Connect {
-        Connect(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        let tokio_rustls = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        Connect(std::io::Error::other(tokio_rustls))
     }
 
     #[test]
