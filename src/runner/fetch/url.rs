@@ -166,7 +166,7 @@ pub async fn download(
         .await
         .map_err(|e| Error::context(format!("unpacking {shown} failed: {e}"), e))?
         .map_err(|e| match e {
-            Error::Context(m) => Error::Context(format!("{shown}: {m}").into()),
+            Error::Context(m) => Error::Context(m.prefixed(&shown)),
             other => other,
         })?;
     Ok(fetched)
