@@ -145,7 +145,8 @@ fn fetch_remote(
     let detail = error_chain(&e);
     // Servers may refuse a sha that is not a ref tip (allowAnySHA1InWant off), and
     // none resolves an abbreviated one: fetch everything and look it up locally.
-    if !rev.is_some_and(looks_like_sha) || matches!(kind(&detail), Some(k) if k != NO_SUCH_REVISION)
+    if !rev.is_some_and(looks_like_sha)
+        || matches!(kind(&e, &detail), Some(k) if k != NO_SUCH_REVISION)
     {
         return Err(failure("fetch", rev_shown, &shown, e, creds.had_none()));
     }
@@ -395,27 +396,32 @@ const NETWORK: &str = "network error (unreachable)";
 const UNTRUSTED: &str = "TLS certificate not trusted (its CA goes in --ca-file)";
 const NO_SUCH_REVISION: &str = "no such revision";
 
-/// What went wrong, from gitoxide's error text: the part of a message a user acts on.
-pub(crate) fn kind(detail: &str) -> Option<&'static str> {
+/// What went wrong: the part of a message a user acts on. The way to the server
+/// failing is told by the errors' types (rustls, reqwest, io); what the server
+/// answered (a status, a missing ref) by gitoxide's text `detail` of `e`.
+pub(crate) fn kind(e: &(dyn std::error::Error + 'static), detail: &str) -> Option<&'static str> {
+    use std::io::ErrorKind as Io;
     let d = detail.to_ascii_lowercase();
     let any = |words: &[&str]| words.iter().any(|w| d.contains(w));
+    let unreachable = crate::find_cause::<reqwest_gix::Error>(e)
+        .is_some_and(|r| r.is_connect() || r.is_timeout())
+        || crate::find_cause::<std::io::Error>(e).is_some_and(|io| {
+            matches!(
+                io.kind(),
+                Io::ConnectionRefused
+                    | Io::ConnectionReset
+                    | Io::ConnectionAborted
+                    | Io::TimedOut
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+            )
+        });
     if any(&["401", "403", "authenticat", "credentials", "unauthorized"]) {
         Some(AUTH)
-    } else if any(&["invalid peer certificate", "certificate verify failed"]) {
-        // before the network words: the TLS error comes wrapped in a connect error
+    } else if let Some(rustls::Error::InvalidCertificate(_)) = crate::find_cause(e) {
+        // before the network: the TLS error comes wrapped in a connect error
         Some(UNTRUSTED)
-    } else if any(&[
-        "connection refused",
-        "error trying to connect",
-        "dns error",
-        "failed to lookup",
-        "could not resolve",
-        "timed out",
-        "unreachable",
-        "connection reset",
-        "connect(",
-        "io error occurred when talking",
-    ]) {
+    } else if unreachable {
         Some(NETWORK)
     } else if any(&[
         "no reference",
@@ -442,7 +448,7 @@ fn failure(step: &str, rev: &str, shown: &str, e: gix::Error, no_credentials: bo
     } else {
         format!("git {step} of '{rev}' from {shown} failed")
     };
-    match kind(&detail) {
+    match kind(&e, &detail) {
         _ if no_credentials => Error::context(
             format!(
                 "{what}: {AUTH}: the server asks for credentials and none are set for this host \

@@ -24,20 +24,52 @@ fn relative_submodule_urls() {
 
 #[test]
 fn kinds() {
-    assert_eq!(kind("HTTP status 401 Unauthorized"), Some(AUTH));
+    let said = |text: &str| kind(&std::io::Error::other(text.to_string()), text);
+    assert_eq!(said("HTTP status 401 Unauthorized"), Some(AUTH));
     assert_eq!(
-        kind("error trying to connect: Connection refused"),
-        Some(NETWORK)
-    );
-    assert_eq!(
-        kind("The remote didn't have any ref that matched 'x'"),
+        said("The remote didn't have any ref that matched 'x'"),
         Some(NO_SUCH_REVISION)
     );
+    assert_eq!(said("corrupt pack"), None);
+    // the way there is judged by the error's type, not by words a server can send
     assert_eq!(
-        kind("client error (Connect): invalid peer certificate: UnknownIssuer"),
-        Some(UNTRUSTED)
+        said("remote: error trying to connect: Connection refused"),
+        None
     );
-    assert_eq!(kind("corrupt pack"), None);
+    assert_eq!(
+        said("remote: invalid peer certificate: UnknownIssuer"),
+        None
+    );
+    let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(kind(&refused, "tcp connect error"), Some(NETWORK));
+    // hyper-rustls's io::Error holding tokio-rustls's, holding the rustls error
+    let untrusted = std::io::Error::other(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+    ));
+    assert_eq!(kind(&untrusted, "client error (Connect)"), Some(UNTRUSTED));
+}
+
+/// What a user reads when a git server is not there: the network named, from the
+/// transport's connect error (a refused port, a name that does not resolve).
+#[test]
+fn an_unreachable_git_server_is_a_network_error() {
+    let (dir, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let never = AtomicBool::new(false);
+    let tls = GitTls::default();
+    for url in [
+        "http://127.0.0.1:1/repo.git",
+        "http://no-such-host.invalid/repo.git",
+    ] {
+        let e = fetch_tree(url, None, false, dir.path(), scratch.path(), &tls, &never).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "build context: git fetch of 'HEAD' from {url} failed: network error (unreachable): "
+            )),
+            "{shown}"
+        );
+    }
 }
 
 /// A git server that wants credentials for everything. Without any for its host the
