@@ -104,8 +104,9 @@ impl std::fmt::Display for Error {
     }
 }
 
-/// By hand rather than derived: a [`Detail`]'s cause is the source, not the
-/// `Detail` itself (whose text the message already shows).
+/// By hand rather than derived: thiserror would return the [`Detail`] itself as
+/// the source, so an error with only a message would claim a cause, and one with a
+/// cause would show its message twice in a chain.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -345,6 +346,33 @@ mod error_tests {
         }
         let labels: std::collections::HashSet<_> = KINDS.iter().map(|r| r.1).collect();
         assert_eq!(labels.len(), KINDS.len(), "labels are unique");
+    }
+
+    /// The text users read, kind by kind (the prefixes thiserror's attributes gave).
+    #[test]
+    fn every_kind_shows_its_prefix() {
+        let shown: Vec<String> = KINDS
+            .iter()
+            .map(|r| Error::new(r.0, "m").to_string())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "m",
+                "build context: m",
+                "build failed: m",
+                "registry: m",
+                "docker daemon: m",
+                "buildkitd: m",
+                "cancelled: m",
+                "m",
+                "task lost: m",
+                "mesos: m",
+                "kubernetes: m",
+                "m",
+                "I/O: m"
+            ]
+        );
     }
 
     #[test]
