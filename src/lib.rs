@@ -9,7 +9,9 @@ pub mod api;
 pub mod backends;
 pub mod backoff;
 pub mod commands;
+mod error;
 pub mod executor;
+pub use error::{Cause, Detail, find_cause};
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod graph;
@@ -27,71 +29,101 @@ pub mod tls;
 pub mod triggers;
 pub mod yaml;
 
-use thiserror::Error;
-
 /// Everything that can go wrong, grouped so a status message and a metric label
 /// can be derived from it. Each variant is one [`Kind`]; what a kind means for
-/// retries and labels is in one table, [`KINDS`].
-#[derive(Error, Debug)]
+/// retries and labels is in one table, [`KINDS`]. The infrastructure variants
+/// carry a [`Detail`]: the message users see and the typed error behind it, which
+/// [`std::error::Error::source`] returns (a message-only error has no source).
+#[derive(Debug)]
 pub enum Error {
     /// The resource itself is wrong: the user must change it. Never retried.
-    #[error("{0}")]
     InvalidSpec(String),
 
     /// The build context is unusable (missing, escapes its root, cannot be fetched).
-    #[error("build context: {0}")]
-    Context(String),
+    Context(Detail),
 
     /// The Dockerfile failed to build; the message is the failing step's error.
-    #[error("build failed: {0}")]
     BuildFailed(String),
 
     /// The registry could not be reached or refused the push. Retried with backoff.
-    #[error("registry: {0}")]
-    Registry(String),
+    Registry(Detail),
 
     /// The Docker daemon could not be reached or misbehaved. Retried with backoff.
-    #[error("docker daemon: {0}")]
-    Docker(String),
+    Docker(Detail),
 
     /// A standalone buildkitd could not be reached or misbehaved. Retried with backoff.
-    #[error("buildkitd: {0}")]
-    Buildkit(String),
+    Buildkit(Detail),
 
     /// The build was cancelled (file deleted, spec changed).
-    #[error("cancelled: {0}")]
     Cancelled(String),
 
     /// The build took longer than `spec.timeoutSeconds` (see [`Error::timed_out`]).
-    #[error("{0}")]
     Timeout(String),
 
     /// A Mesos task was lost with its agent, dropped or gone: not the build's fault.
     /// Retried on another offer.
-    #[error("task lost: {0}")]
     TaskLost(String),
 
     /// The Mesos master could not be reached or refused a call. Retried with backoff.
-    #[error("mesos: {0}")]
     Mesos(String),
 
     /// The Kubernetes API could not be reached or refused a call. Retried with
     /// backoff unless the API server called the request itself malformed.
-    #[error("kubernetes: {message}")]
     Kube {
         message: String,
         /// The API server's HTTP status, when it answered.
         status: Option<u16>,
-        #[source]
         source: Option<Box<kube::Error>>,
     },
 
     /// A resource file could not be read or written.
-    #[error("{}", with_path(path, message))]
-    Source { path: String, message: String },
+    Source {
+        path: String,
+        message: String,
+    },
 
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::InvalidSpec(m) | Error::Timeout(m) => f.write_str(m),
+            Error::Context(d) => write!(f, "build context: {d}"),
+            Error::BuildFailed(m) => write!(f, "build failed: {m}"),
+            Error::Registry(d) => write!(f, "registry: {d}"),
+            Error::Docker(d) => write!(f, "docker daemon: {d}"),
+            Error::Buildkit(d) => write!(f, "buildkitd: {d}"),
+            Error::Cancelled(m) => write!(f, "cancelled: {m}"),
+            Error::TaskLost(m) => write!(f, "task lost: {m}"),
+            Error::Mesos(m) => write!(f, "mesos: {m}"),
+            Error::Kube { message, .. } => write!(f, "kubernetes: {message}"),
+            Error::Source { path, message } => f.write_str(&with_path(path, message)),
+            Error::Io(e) => write!(f, "I/O: {e}"),
+        }
+    }
+}
+
+/// By hand rather than derived: thiserror would return the [`Detail`] itself as
+/// the source, so an error with only a message would claim a cause, and one with a
+/// cause would show its message twice in a chain.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Context(d) | Error::Registry(d) | Error::Docker(d) | Error::Buildkit(d) => {
+                d.cause().map(|e| e as _)
+            }
+            Error::Kube { source, .. } => source.as_deref().map(|e| e as _),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
 }
 
 fn with_path(path: &str, message: &str) -> String {
@@ -172,11 +204,11 @@ impl Error {
         let m = message.into();
         match kind {
             Kind::InvalidSpec => Error::InvalidSpec(m),
-            Kind::Context => Error::Context(m),
+            Kind::Context => Error::Context(m.into()),
             Kind::BuildFailed => Error::BuildFailed(m),
-            Kind::Registry => Error::Registry(m),
-            Kind::Docker => Error::Docker(m),
-            Kind::Buildkit => Error::Buildkit(m),
+            Kind::Registry => Error::Registry(m.into()),
+            Kind::Docker => Error::Docker(m.into()),
+            Kind::Buildkit => Error::Buildkit(m.into()),
             Kind::Cancelled => Error::Cancelled(m),
             Kind::Timeout => Error::Timeout(m),
             Kind::TaskLost => Error::TaskLost(m),
@@ -197,6 +229,26 @@ impl Error {
     /// A build that ran past its `spec.timeoutSeconds`.
     pub fn timed_out(seconds: u64) -> Self {
         Error::Timeout(format!("timed out after {seconds} s"))
+    }
+
+    /// A registry failure with the typed error behind it (see [`Detail`]).
+    pub fn registry(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Registry(Detail::new(message, cause))
+    }
+
+    /// A Docker daemon failure with the typed error behind it.
+    pub fn docker(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Docker(Detail::new(message, cause))
+    }
+
+    /// A buildkitd failure with the typed error behind it.
+    pub fn buildkit(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Buildkit(Detail::new(message, cause))
+    }
+
+    /// An unusable build context with the typed error behind it.
+    pub fn context(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Context(Detail::new(message, cause))
     }
 
     /// A failed Kubernetes call, keeping the API server's status and the cause.
@@ -257,12 +309,11 @@ impl Error {
     /// The message without the variant's prefix, for sending to another process.
     pub fn detail(&self) -> String {
         match self {
+            Error::Context(d) | Error::Registry(d) | Error::Docker(d) | Error::Buildkit(d) => {
+                d.message().to_string()
+            }
             Error::InvalidSpec(m)
-            | Error::Context(m)
             | Error::BuildFailed(m)
-            | Error::Registry(m)
-            | Error::Docker(m)
-            | Error::Buildkit(m)
             | Error::Cancelled(m)
             | Error::Timeout(m)
             | Error::TaskLost(m)
@@ -295,6 +346,33 @@ mod error_tests {
         }
         let labels: std::collections::HashSet<_> = KINDS.iter().map(|r| r.1).collect();
         assert_eq!(labels.len(), KINDS.len(), "labels are unique");
+    }
+
+    /// The text users read, kind by kind (the prefixes thiserror's attributes gave).
+    #[test]
+    fn every_kind_shows_its_prefix() {
+        let shown: Vec<String> = KINDS
+            .iter()
+            .map(|r| Error::new(r.0, "m").to_string())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "m",
+                "build context: m",
+                "build failed: m",
+                "registry: m",
+                "docker daemon: m",
+                "buildkitd: m",
+                "cancelled: m",
+                "m",
+                "task lost: m",
+                "mesos: m",
+                "kubernetes: m",
+                "m",
+                "I/O: m"
+            ]
+        );
     }
 
     #[test]

@@ -130,24 +130,23 @@ pub fn choose(
     };
     if matches!(builder, Builder::Buildkitd | Builder::Auto) {
         let found = match &args.buildkitd_bin {
-            Some(p) => Some(given(p, Error::Buildkit)?),
+            Some(p) => Some(given(p, |m| Error::Buildkit(m.into()))?),
             None => which("buildkitd"),
         };
         match (found, builder) {
             (Some(p), _) => return Ok(Daemon::Buildkitd(p)),
             (None, Builder::Buildkitd) => {
-                return Err(Error::Buildkit(missing(
-                    "buildkitd",
-                    "--executor-buildkitd-bin",
-                )));
+                return Err(Error::Buildkit(
+                    missing("buildkitd", "--executor-buildkitd-bin").into(),
+                ));
             }
             _ => {}
         }
     }
     let p = match &args.dockerd_bin {
-        Some(p) => given(p, Error::Docker)?,
+        Some(p) => given(p, |m| Error::Docker(m.into()))?,
         None => which("dockerd")
-            .ok_or_else(|| Error::Docker(missing("dockerd", "--executor-dockerd-bin")))?,
+            .ok_or_else(|| Error::Docker(missing("dockerd", "--executor-dockerd-bin").into()))?,
     };
     Ok(Daemon::Dockerd(p))
 }

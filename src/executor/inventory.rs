@@ -36,7 +36,7 @@ pub async fn collect(opts: &ExecutorOptions) -> Holdings {
 
 async fn list(opts: &ExecutorOptions) -> crate::Result<Holdings> {
     let docker = connect_docker(opts.docker_host.as_deref(), &opts.docker_tls).await?;
-    let docker_err = |e: bollard::errors::Error| crate::Error::Docker(e.to_string());
+    let docker_err = |e: bollard::errors::Error| crate::Error::docker(e.to_string(), e);
     let mut images = docker
         .list_images(None::<bollard::query_parameters::ListImagesOptions>)
         .await

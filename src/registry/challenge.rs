@@ -17,7 +17,7 @@ pub struct BearerChallenge {
 /// schemes). Basic alone means the credentials were refused.
 pub fn parse_bearer_challenge(header: &str) -> Result<BearerChallenge> {
     let challenges = http_auth::parse_challenges(header).map_err(|e| {
-        Error::Registry(format!("the registry's auth challenge cannot be read: {e}"))
+        Error::Registry(format!("the registry's auth challenge cannot be read: {e}").into())
     })?;
     let Some(bearer) = challenges
         .into_iter()

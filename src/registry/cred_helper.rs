@@ -35,11 +35,9 @@ pub async fn get(helper: &str, server: &str, registry: &str) -> Result<Option<Cr
 }
 
 async fn run(program: &str, server: &str, registry: &str) -> Result<Option<Credentials>> {
-    let fail = |what: String| {
-        Error::Registry(format!(
-            "credential helper {program} (for {registry}): {what}"
-        ))
-    };
+    let says = |what: &str| format!("credential helper {program} (for {registry}): {what}");
+    let fail = |what: String| Error::Registry(says(&what).into());
+    let cannot_run = |e: std::io::Error| Error::registry(says(&format!("cannot run it: {e}")), e);
     let mut child = tokio::process::Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -49,7 +47,7 @@ async fn run(program: &str, server: &str, registry: &str) -> Result<Option<Crede
         .spawn()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => fail("not found on PATH".into()),
-            _ => fail(format!("cannot run it: {e}")),
+            _ => cannot_run(e),
         })?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let run = async {
@@ -61,7 +59,7 @@ async fn run(program: &str, server: &str, registry: &str) -> Result<Option<Crede
     let out = tokio::time::timeout(TIMEOUT, run)
         .await
         .map_err(|_| fail(format!("no answer within {}s", TIMEOUT.as_secs())))?
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+        .map_err(cannot_run)?;
     answer(&out.status, &out.stdout).map_err(fail)
 }
 

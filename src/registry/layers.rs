@@ -59,7 +59,7 @@ pub async fn diff_ids(
 ) -> Result<Vec<String>> {
     let (host, repo) = (image.api_host(), image.repository.as_str());
     let bad = |what: &str, e: serde_json::Error| {
-        Error::Registry(format!("{host}/{repo}: unreadable {what}: {e}"))
+        Error::registry(format!("{host}/{repo}: unreadable {what}: {e}"), e)
     };
     let body = manifest(http, host, repo, &image.reference, creds).await?;
     let mut m: Manifest = serde_json::from_slice(&body).map_err(|e| bad("manifest", e))?;
@@ -68,22 +68,21 @@ pub async fn diff_ids(
         let body = manifest(http, host, repo, &digest, creds).await?;
         m = serde_json::from_slice(&body).map_err(|e| bad("manifest", e))?;
     }
-    let config = m
-        .config
-        .ok_or_else(|| Error::Registry(format!("{host}/{repo}: manifest without a config")))?;
+    let config = m.config.ok_or_else(|| {
+        Error::Registry(format!("{host}/{repo}: manifest without a config").into())
+    })?;
     let client = http.client(host);
     let url = format!("{}/v2/{repo}/blobs/{}", http.base_url(host), config.digest);
     let (resp, _) = authorized(client, client.get(&url), creds).await?;
     if !resp.status().is_success() {
-        return Err(Error::Registry(format!(
-            "{host}/{repo}: config blob answered {}",
-            resp.status()
-        )));
+        return Err(Error::Registry(
+            format!("{host}/{repo}: config blob answered {}", resp.status()).into(),
+        ));
     }
     let body = resp
         .bytes()
         .await
-        .map_err(|e| Error::Registry(format!("{host}/{repo}: reading the config: {e}")))?;
+        .map_err(|e| Error::registry(format!("{host}/{repo}: reading the config: {e}"), e))?;
     let c: Config = serde_json::from_slice(&body).map_err(|e| bad("image config", e))?;
     Ok(c.rootfs.diff_ids)
 }

@@ -67,9 +67,10 @@ pub async fn manifest_digest(
         .get("Docker-Content-Digest")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            Error::Registry(format!(
-                "{registry} sent no Docker-Content-Digest for {repository}:{reference}"
-            ))
+            Error::Registry(
+                format!("{registry} sent no Docker-Content-Digest for {repository}:{reference}")
+                    .into(),
+            )
         })?;
     debug!(registry, repository, reference, digest, "manifest digest");
     Ok(digest.to_string())
@@ -113,10 +114,13 @@ pub async fn manifest(
     )
     .await?;
     resp.bytes().await.map_err(|e| {
-        Error::Registry(format!(
-            "reading {registry}/{repository}:{reference}: {}",
-            error_chain(&e)
-        ))
+        Error::registry(
+            format!(
+                "reading {registry}/{repository}:{reference}: {}",
+                error_chain(&e)
+            ),
+            e,
+        )
     })
 }
 
@@ -145,7 +149,7 @@ async fn manifest_request(
         req.send()
     };
     let unreachable = |e: reqwest::Error| {
-        Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e)))
+        Error::registry(format!("cannot reach {registry}: {}", error_chain(&e)), e)
     };
     let mut resp = send(creds.map(Credentials::basic_header))
         .await
@@ -160,10 +164,13 @@ async fn manifest_request(
             .map_err(unreachable)?;
     }
     if !resp.status().is_success() {
-        return Err(Error::Registry(format!(
-            "{registry}/{repository}:{reference}: manifest {method} answered {}",
-            resp.status()
-        )));
+        return Err(Error::Registry(
+            format!(
+                "{registry}/{repository}:{reference}: manifest {method} answered {}",
+                resp.status()
+            )
+            .into(),
+        ));
     }
     Ok(resp)
 }
@@ -178,10 +185,8 @@ pub async fn authorized(
     creds: Option<&Credentials>,
 ) -> Result<(reqwest::Response, Option<String>)> {
     let unreachable = |e: reqwest::Error| {
-        Error::Registry(format!(
-            "cannot reach the registry: {}",
-            error_chain(&e.without_url())
-        ))
+        let e = e.without_url();
+        Error::registry(format!("cannot reach the registry: {}", error_chain(&e)), e)
     };
     let retry = request.try_clone().ok_or_else(|| {
         Error::Registry("a request with a streamed body cannot be authorized".into())
@@ -247,12 +252,11 @@ async fn token_from(req: reqwest::RequestBuilder) -> Result<String> {
     let resp = req
         .send()
         .await
-        .map_err(|e| Error::Registry(format!("token service: {}", error_chain(&e))))?;
+        .map_err(|e| Error::registry(format!("token service: {}", error_chain(&e)), e))?;
     if !resp.status().is_success() {
-        return Err(Error::Registry(format!(
-            "token service answered {}",
-            resp.status()
-        )));
+        return Err(Error::Registry(
+            format!("token service answered {}", resp.status()).into(),
+        ));
     }
     #[derive(serde::Deserialize)]
     struct Token {
@@ -262,7 +266,7 @@ async fn token_from(req: reqwest::RequestBuilder) -> Result<String> {
     let t: Token = resp
         .json()
         .await
-        .map_err(|e| Error::Registry(format!("token service: {e}")))?;
+        .map_err(|e| Error::registry(format!("token service: {e}"), e))?;
     t.token
         .or(t.access_token)
         .ok_or_else(|| Error::Registry("token service sent no token".into()))
@@ -353,6 +357,41 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("401"), "{e}");
         assert!(!e.to_string().contains("nope"), "{e}");
+    }
+
+    /// A registry nobody listens for: the message is what it always was, and the
+    /// reqwest error behind it is kept, down to the refused connection.
+    #[tokio::test]
+    async fn an_unreachable_registry_keeps_the_connect_error_as_its_source() {
+        use std::error::Error as _;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let registry = format!("127.0.0.1:{port}");
+        let e = manifest_digest(&reqwest::Client::new(), &registry, "app", "1", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.metric_label(), "RegistryError");
+        assert!(e.is_retryable());
+        let cause = e.source().expect("the cause is kept");
+        let sent = cause
+            .downcast_ref::<reqwest::Error>()
+            .expect("reqwest's error");
+        assert!(sent.is_connect(), "{sent:?}");
+        let io = crate::find_cause::<std::io::Error>(&e).expect("the io error");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        // the text is made from the cause as before, prefixed as before
+        let detail = format!("cannot reach {registry}: {}", error_chain(sent));
+        assert_eq!(e.detail(), detail);
+        assert_eq!(e.to_string(), format!("registry: {detail}"));
+        assert!(
+            detail.starts_with(&format!(
+                "cannot reach {registry}: error sending request for url (http://{registry}/v2/app/manifests/1)"
+            )),
+            "{detail}"
+        );
     }
 
     #[test]

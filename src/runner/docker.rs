@@ -87,7 +87,7 @@ impl Runner {
                 let v = docker
                     .version()
                     .await
-                    .map_err(|e| Error::Docker(format!("cannot reach the daemon: {e}")))?;
+                    .map_err(|e| Error::docker(format!("cannot reach the daemon: {e}"), e))?;
                 let (engine, fallback) =
                     engine::choose(builder, v.os.as_deref(), v.api_version.as_deref())?;
                 if let Some(why) = fallback {
@@ -174,7 +174,7 @@ impl Runner {
             let df = dockerfile.to_string();
             tokio::task::spawn_blocking(move || context::plan(&dir, &df))
                 .await
-                .map_err(|e| Error::Context(e.to_string()))??
+                .map_err(|e| Error::context(e.to_string(), e))??
         };
         let text = plan.read_dockerfile()?;
         let (d, stripped) = directives::parse(&text)?;
@@ -250,7 +250,7 @@ impl Runner {
                 let built = bk.build(job, &events).await.map_err(|e| {
                     // a context that broke while being read explains the failure
                     match context_failure.get() {
-                        Some(f) => Error::Context(f),
+                        Some(f) => Error::Context(f.into()),
                         None => e,
                     }
                 })?;
@@ -352,7 +352,7 @@ impl Runner {
                     }),
                 )
                 .await
-                .map_err(|e| Error::Docker(format!("tagging {}:{tag}: {e}", target.name())))?;
+                .map_err(|e| Error::docker(format!("tagging {}:{tag}: {e}", target.name()), e))?;
         }
 
         let _ = events.send(BuildEvent::Pushing { tags: refs.clone() });
@@ -390,7 +390,7 @@ impl Runner {
                     }),
                 )
                 .await
-                .map_err(|e| Error::Docker(format!("tagging the cache {name}:{tag}: {e}")))?;
+                .map_err(|e| Error::docker(format!("tagging the cache {name}:{tag}: {e}"), e))?;
             let cache_creds = req.auth.credentials_for(&host).await?;
             self.push(docker, &name, &tag, cache_creds.as_ref(), &events)
                 .await?;
@@ -405,10 +405,13 @@ impl Runner {
         )
         .await?;
         if served != pushed {
-            return Err(Error::Registry(format!(
-                "the daemon pushed {pushed} but the registry serves {served} for {}",
-                refs[0]
-            )));
+            return Err(Error::Registry(
+                format!(
+                    "the daemon pushed {pushed} but the registry serves {served} for {}",
+                    refs[0]
+                )
+                .into(),
+            ));
         }
         Ok(BuildOutcome {
             image: format!("{}@{served}", target.name()),
@@ -430,12 +433,12 @@ pub(crate) async fn connect_docker(docker_host: Option<&str>, tls: &DockerTls) -
     let host = docker_host.map(str::to_string).or(env_host);
     let docker = match &host {
         Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.connect(h)?,
-        Some(h) => Docker::connect_with_host(h).map_err(|e| Error::Docker(e.to_string()))?,
-        None => Docker::connect_with_defaults().map_err(|e| Error::Docker(e.to_string()))?,
+        Some(h) => Docker::connect_with_host(h).map_err(|e| Error::docker(e.to_string(), e))?,
+        None => Docker::connect_with_defaults().map_err(|e| Error::docker(e.to_string(), e))?,
     };
     let mut docker = docker.negotiate_version().await.map_err(|e| match &host {
-        Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.error(h, &e),
-        _ => Error::Docker(format!("cannot reach the daemon: {e}")),
+        Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.error(h, e),
+        _ => Error::docker(format!("cannot reach the daemon: {e}"), e),
     })?;
     // the default 2 minutes would cut off a large context upload
     docker.set_timeout(Duration::from_secs(24 * 3600));

@@ -68,10 +68,10 @@ impl DockerIgnore {
             if exception {
                 p = p[1..].trim();
                 if p.is_empty() {
-                    return Err(Error::Context(format!(
-                        ".dockerignore line {}: '!' needs a pattern after it",
-                        i + 1
-                    )));
+                    return Err(Error::Context(
+                        format!(".dockerignore line {}: '!' needs a pattern after it", i + 1)
+                            .into(),
+                    ));
                 }
             }
             let cleaned = clean(p);
@@ -80,11 +80,14 @@ impl DockerIgnore {
                 _ => cleaned,
             };
             let bad = |e: &dyn std::fmt::Display| {
-                Error::Context(format!(
-                    ".dockerignore line {}: bad pattern '{}': {e}",
-                    i + 1,
-                    line.trim(),
-                ))
+                Error::Context(
+                    format!(
+                        ".dockerignore line {}: bad pattern '{}': {e}",
+                        i + 1,
+                        line.trim(),
+                    )
+                    .into(),
+                )
             };
             let glob_text = to_globset_syntax(&cleaned).map_err(|e| bad(&e))?;
             let bad = |e: globset::Error| bad(e.kind());
@@ -107,7 +110,7 @@ impl DockerIgnore {
         }
         let set = set
             .build()
-            .map_err(|e| Error::Context(format!(".dockerignore: {e}")))?;
+            .map_err(|e| Error::context(format!(".dockerignore: {e}"), e))?;
         Ok(DockerIgnore { patterns, set })
     }
 
@@ -117,10 +120,10 @@ impl DockerIgnore {
         match std::fs::read(&path) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::Context(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
+            Err(e) => Err(Error::context(
+                format!("cannot read {}: {e}", path.display()),
+                e,
+            )),
         }
     }
 

@@ -49,7 +49,7 @@ pub(super) fn build_error(step: &str, error: &str, tail: &[String]) -> Error {
     .iter()
     .any(|s| lower.contains(s));
     if pulling && unreachable {
-        Error::Registry(msg)
+        Error::Registry(msg.into())
     } else {
         Error::BuildFailed(msg)
     }
@@ -67,7 +67,7 @@ pub(super) fn push_error(reference: &str, error: &str) -> Error {
             "pushing {reference}: the registry refused the credentials: {error}"
         ))
     } else {
-        Error::Registry(format!("pushing {reference}: {error}"))
+        Error::Registry(format!("pushing {reference}: {error}").into())
     }
 }
 
@@ -75,13 +75,13 @@ pub(super) fn push_error(reference: &str, error: &str) -> Error {
 /// unreadable or changing file, named in `failure`), not the daemon's: not retried.
 pub(super) fn blame_context(e: Error, failure: Option<String>) -> Error {
     match (e, failure) {
-        (Error::Docker(_), Some(f)) => Error::Context(f),
+        (Error::Docker(_), Some(f)) => Error::Context(f.into()),
         (e, _) => e,
     }
 }
 
 pub(super) fn classify_docker_error(e: bollard::errors::Error) -> Error {
-    Error::Docker(error_chain(&e))
+    Error::docker(error_chain(&e), e)
 }
 
 #[cfg(test)]
@@ -162,7 +162,7 @@ mod tests {
             Some("build context file 'secret.key': Permission denied (os error 13)".into()),
         );
         assert!(
-            matches!(&e, Error::Context(m) if m.contains("'secret.key'")),
+            matches!(&e, Error::Context(m) if m.message().contains("'secret.key'")),
             "{e:?}"
         );
         assert!(!e.is_retryable());

@@ -34,20 +34,26 @@ pub async fn ls_remote(url: &str, revision: Option<&str>, tls: &GitTls) -> Resul
     let output = tokio::time::timeout(LS_REMOTE_TIMEOUT, remote_refs(url, patterns, tls))
         .await
         .map_err(|_| {
-            Error::Context(format!(
-                "git ls-remote {shown} timed out after {} s",
-                LS_REMOTE_TIMEOUT.as_secs()
-            ))
+            Error::Context(
+                format!(
+                    "git ls-remote {shown} timed out after {} s",
+                    LS_REMOTE_TIMEOUT.as_secs()
+                )
+                .into(),
+            )
         })??;
     match resolve(&output, rev) {
         Some(commit) => Ok(commit),
         None if rev.is_some_and(|r| looks_like_sha(r) && matches!(r.len(), 40 | 64)) => {
             Ok(rev.unwrap_or_default().to_ascii_lowercase())
         }
-        None => Err(Error::Context(format!(
-            "git revision '{}' not found in {shown}",
-            rev.unwrap_or("HEAD")
-        ))),
+        None => Err(Error::Context(
+            format!(
+                "git revision '{}' not found in {shown}",
+                rev.unwrap_or("HEAD")
+            )
+            .into(),
+        )),
     }
 }
 

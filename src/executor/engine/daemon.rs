@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
 use super::{Daemon, ENGINE_DIR, EngineArgs, socket_path};
-use crate::{Error, Result};
+use crate::{Detail, Error, Result};
 
 /// A stopping daemon gets this long to exit (dockerd stops its containerd first);
 /// short, as a killed task's executor has 5 s in all.
@@ -61,10 +61,8 @@ impl Ephemeral {
             .kill_on_drop(true);
         let begun = Instant::now();
         let child = cmd.spawn().map_err(|e| {
-            category(
-                &daemon,
-                format!("cannot start {}: {e}", daemon_bin(&daemon)),
-            )
+            let message = format!("cannot start {}: {e}", daemon_bin(&daemon));
+            category(&daemon, Detail::new(message, e))
         })?;
         let group = child.id().and_then(|p| Pid::from_raw(p as i32));
         let mut me = Self {
@@ -110,7 +108,8 @@ impl Ephemeral {
                 "the ephemeral {} {what}; the end of its log ({}):\n{tail}",
                 self.daemon.name(),
                 log.display()
-            ),
+            )
+            .into(),
         )
     }
 
@@ -153,10 +152,10 @@ fn daemon_bin(d: &Daemon) -> String {
     }
 }
 
-fn category(d: &Daemon, msg: String) -> Error {
+fn category(d: &Daemon, detail: Detail) -> Error {
     match d {
-        Daemon::Buildkitd(_) => Error::Buildkit(msg),
-        Daemon::Dockerd(_) => Error::Docker(msg),
+        Daemon::Buildkitd(_) => Error::Buildkit(detail),
+        Daemon::Dockerd(_) => Error::Docker(detail),
     }
 }
 

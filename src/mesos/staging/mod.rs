@@ -161,14 +161,14 @@ pub(crate) async fn pack(dir: &Path, dockerfile: &str, into: &Path) -> Result<(S
         let (dir, df) = (dir.to_path_buf(), dockerfile.to_string());
         tokio::task::spawn_blocking(move || context::plan(&dir, &df))
             .await
-            .map_err(|e| Error::Context(e.to_string()))??
+            .map_err(|e| Error::Context(e.to_string().into()))??
     };
     let text = plan.read_dockerfile()?;
     let mut file = tokio::fs::File::create(into).await?;
     let mut tar = Box::pin(context::stream(plan, dockerfile, text.into_bytes()));
     let (mut sha, mut size) = (Sha256::new(), 0u64);
     while let Some(chunk) = tar.next().await {
-        let chunk = chunk.map_err(|e| Error::Context(e.to_string()))?;
+        let chunk = chunk.map_err(|e| Error::Context(e.to_string().into()))?;
         sha.update(&chunk);
         size += chunk.len() as u64;
         file.write_all(&chunk).await?;

@@ -159,7 +159,7 @@ async fn put_blob(
         .get(header::LOCATION)
         .and_then(|l| l.to_str().ok())
         .ok_or_else(|| {
-            Error::Registry(format!("{registry} started an upload without a Location"))
+            Error::Registry(format!("{registry} started an upload without a Location").into())
         })?;
     let mut url = if location.starts_with('/') {
         format!("{base}{location}")
@@ -177,10 +177,13 @@ async fn put_blob(
         put = put.header(header::AUTHORIZATION, a);
     }
     let resp = put.send().await.map_err(|e| {
-        Error::Registry(format!(
-            "uploading the context to {registry}: {}",
-            error_chain(&e.without_url())
-        ))
+        Error::Registry(
+            format!(
+                "uploading the context to {registry}: {}",
+                error_chain(&e.without_url())
+            )
+            .into(),
+        )
     })?;
     expect(resp, "a blob upload").await.map(drop)
 }
@@ -191,10 +194,13 @@ async fn expect(resp: reqwest::Response, what: &str) -> Result<reqwest::Response
     }
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
-    Err(Error::Registry(format!(
-        "{what} answered {status}: {}",
-        text.chars().take(300).collect::<String>()
-    )))
+    Err(Error::Registry(
+        format!(
+            "{what} answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        )
+        .into(),
+    ))
 }
 
 impl Pushed {

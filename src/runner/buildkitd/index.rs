@@ -63,7 +63,7 @@ pub(super) fn parse_index(
     json: &[u8],
 ) -> Result<Option<(Vec<PlatformImage>, Vec<AttestationRef>)>> {
     let m: Manifest = serde_json::from_slice(json)
-        .map_err(|e| Error::Registry(format!("the pushed index is not JSON: {e}")))?;
+        .map_err(|e| Error::registry(format!("the pushed index is not JSON: {e}"), e))?;
     let Some(entries) = m.manifests else {
         return Ok(None);
     };
@@ -91,7 +91,7 @@ pub(super) fn parse_index(
 /// The predicate types an attestation manifest's layers carry.
 pub(super) fn predicate_types(json: &[u8]) -> Result<Vec<String>> {
     let m: Manifest = serde_json::from_slice(json)
-        .map_err(|e| Error::Registry(format!("an attestation manifest is not JSON: {e}")))?;
+        .map_err(|e| Error::registry(format!("an attestation manifest is not JSON: {e}"), e))?;
     Ok(m.layers
         .unwrap_or_default()
         .into_iter()

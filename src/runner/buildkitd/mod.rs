@@ -74,12 +74,24 @@ impl Buildkitd {
         Ok(Self { control, addr })
     }
 
-    fn unreachable(&self, s: &tonic::Status) -> Error {
-        Error::Buildkit(format!(
-            "cannot reach buildkitd at {}: {}",
-            self.addr,
-            error_chain(s)
-        ))
+    fn unreachable(&self, s: tonic::Status) -> Error {
+        Error::buildkit(
+            format!(
+                "cannot reach buildkitd at {}: {}",
+                self.addr,
+                error_chain(&s)
+            ),
+            s,
+        )
+    }
+
+    /// A solve that failed: buildkitd out of reach (retried) or the build's failure.
+    fn solve_error(&self, progress: &Progress, s: tonic::Status, tag_refs: &[String]) -> Error {
+        if is_transport(&s) {
+            self.unreachable(s)
+        } else {
+            failure(progress, s.message(), tag_refs)
+        }
     }
 
     /// Builds and pushes; returns the pushed image's (or index's) digest as
@@ -106,7 +118,7 @@ impl Buildkitd {
         // dropped on return: the tunnel closes and buildkitd forgets the session
         let _session = session::start(self.control.clone(), &session_id, provided)
             .await
-            .map_err(|s| self.unreachable(&s))?;
+            .map_err(|s| self.unreachable(s))?;
         let tag_refs = job.target.tag_refs();
         let req = request::solve_request(&request::Solve {
             build_ref: &build_ref,
@@ -171,8 +183,7 @@ impl Buildkitd {
         .await;
         let resp = match solved {
             Ok(r) => r.into_inner(),
-            Err(s) if is_transport(&s) => return Err(self.unreachable(&s)),
-            Err(s) => return Err(failure(&told.progress, s.message(), &tag_refs)),
+            Err(s) => return Err(self.solve_error(&told.progress, s, &tag_refs)),
         };
         let digest = resp
             .exporter_response
@@ -210,11 +221,14 @@ pub(crate) async fn outcome(
     )
     .await?;
     if served != pushed {
-        return Err(Error::Registry(format!(
-            "buildkitd pushed {pushed} but the registry serves {served} for {}:{}",
-            target.name(),
-            target.tags[0]
-        )));
+        return Err(Error::Registry(
+            format!(
+                "buildkitd pushed {pushed} but the registry serves {served} for {}:{}",
+                target.name(),
+                target.tags[0]
+            )
+            .into(),
+        ));
     }
     let (platforms, attestations) = index::read_index(http, target, &served, creds).await?;
     Ok(BuildOutcome {
@@ -249,11 +263,11 @@ pub(crate) fn check_secrets(dockerfile: &str, secrets: &BuildSecrets) -> Result<
     )))
 }
 
-/// buildkitd (or the way to it) is down, as opposed to the build failing.
+/// buildkitd (or the way to it) is down, as opposed to the build failing: tonic's
+/// own transport error behind the status, never the words of buildkitd's answer.
 fn is_transport(s: &tonic::Status) -> bool {
-    use tonic::Code;
-    matches!(s.code(), Code::Unavailable)
-        || (s.code() == Code::Unknown && s.message().contains("transport error"))
+    s.code() == tonic::Code::Unavailable
+        || crate::find_cause::<tonic::transport::Error>(s).is_some()
 }
 
 /// A failed solve: the failing step named, with its output. A push the registry
@@ -304,5 +318,43 @@ mod tests {
             &refs,
         );
         assert!(matches!(step, Error::BuildFailed(_)), "{step:?}");
+    }
+
+    #[tokio::test]
+    async fn buildkitd_out_of_reach_is_told_by_the_transport_error_not_by_words() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("tcp://127.0.0.1:{port}");
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_lazy();
+        let bk = Buildkitd {
+            control: ControlClient::new(channel),
+            addr: addr.clone(),
+        };
+        let down = bk
+            .control
+            .clone()
+            .status(StatusRequest { r#ref: "x".into() })
+            .await
+            .unwrap_err();
+        let p = Progress::default();
+        let e = bk.solve_error(&p, down, &[]);
+        assert_eq!(e.metric_label(), "BuildkitError", "{e:?}");
+        assert!(e.is_retryable());
+        assert!(
+            e.to_string()
+                .starts_with(&format!("buildkitd: cannot reach buildkitd at {addr}: ")),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        // buildkitd's own answer saying the words is the build's failure
+        let said = tonic::Status::unknown("failed to solve: transport error: x509 expired");
+        let e = bk.solve_error(&p, said, &[]);
+        assert_eq!(e.metric_label(), "BuildFailed", "{e:?}");
+        assert!(!e.is_retryable());
     }
 }

@@ -90,17 +90,23 @@ pub(crate) fn check_link_target(
                     Some(v) => format!(" (through symlink '{}')", v.display()),
                     None => String::new(),
                 };
-                Error::Context(format!(
-                    "{noun} '{}' points to '{}', outside the build context{how}",
+                Error::Context(
+                    format!(
+                        "{noun} '{}' points to '{}', outside the build context{how}",
+                        rel_link.display(),
+                        target.display()
+                    )
+                    .into(),
+                )
+            }
+            Escape::Loop => Error::Context(
+                format!(
+                    "{noun} '{}' points to '{}': too many levels of symbolic links",
                     rel_link.display(),
                     target.display()
-                ))
-            }
-            Escape::Loop => Error::Context(format!(
-                "{noun} '{}' points to '{}': too many levels of symbolic links",
-                rel_link.display(),
-                target.display()
-            )),
+                )
+                .into(),
+            ),
             Escape::Io(e) => e,
         })
 }
@@ -152,10 +158,10 @@ fn resolve_within(
             return Err(Escape::Loop);
         }
         let next = fs::read_link(&full).map_err(|e| {
-            Escape::Io(Error::Context(format!(
-                "cannot read symlink '{}': {e}",
-                cur.display()
-            )))
+            Escape::Io(Error::context(
+                format!("cannot read symlink '{}': {e}", cur.display()),
+                e,
+            ))
         })?;
         via = Some(cur.clone());
         if next.has_root() {
@@ -175,13 +181,16 @@ pub fn resolve_context_dir(base: &Path, context_dir: &str) -> Result<PathBuf> {
     check_relative(context_dir, "contextDir")?;
     match resolve_within(base, PathBuf::new(), Path::new(context_dir)) {
         Ok(rel) => Ok(base.join(rel)),
-        Err(Escape::Outside { via }) => Err(Error::Context(format!(
-            "contextDir '{context_dir}' leads outside the source through symlink '{}'",
-            via.as_deref().unwrap_or(Path::new(context_dir)).display()
-        ))),
-        Err(Escape::Loop) => Err(Error::Context(format!(
-            "contextDir '{context_dir}': too many levels of symbolic links"
-        ))),
+        Err(Escape::Outside { via }) => Err(Error::Context(
+            format!(
+                "contextDir '{context_dir}' leads outside the source through symlink '{}'",
+                via.as_deref().unwrap_or(Path::new(context_dir)).display()
+            )
+            .into(),
+        )),
+        Err(Escape::Loop) => Err(Error::Context(
+            format!("contextDir '{context_dir}': too many levels of symbolic links").into(),
+        )),
         Err(Escape::Io(e)) => Err(e),
     }
 }
@@ -218,22 +227,24 @@ pub fn resolve_beside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
 pub(crate) fn landing(root: &Path, rel: &Path) -> Result<PathBuf> {
     let name = rel
         .file_name()
-        .ok_or_else(|| Error::Context(format!("'{}' names no file", rel.display())))?;
+        .ok_or_else(|| Error::Context(format!("'{}' names no file", rel.display()).into()))?;
     let parent = rel.parent().unwrap_or(Path::new(""));
     match resolve_within(root, PathBuf::new(), parent) {
         Ok(mut at) => {
             at.push(name);
             Ok(at)
         }
-        Err(Escape::Outside { via }) => Err(Error::Context(format!(
-            "'{}' would land outside the context through symlink '{}'",
-            rel.display(),
-            via.as_deref().unwrap_or(parent).display()
-        ))),
-        Err(Escape::Loop) => Err(Error::Context(format!(
-            "'{}': too many levels of symbolic links",
-            rel.display()
-        ))),
+        Err(Escape::Outside { via }) => Err(Error::Context(
+            format!(
+                "'{}' would land outside the context through symlink '{}'",
+                rel.display(),
+                via.as_deref().unwrap_or(parent).display()
+            )
+            .into(),
+        )),
+        Err(Escape::Loop) => Err(Error::Context(
+            format!("'{}': too many levels of symbolic links", rel.display()).into(),
+        )),
         Err(Escape::Io(e)) => Err(e),
     }
 }

@@ -69,7 +69,10 @@ impl ContextPlan {
     /// only followed after [`plan`] has checked it stays inside the context.
     pub fn read_dockerfile(&self) -> Result<String> {
         let bytes = fs::read(self.root.join(&self.dockerfile)).map_err(|e| {
-            Error::Context(format!("cannot read Dockerfile '{}': {e}", self.dockerfile))
+            Error::context(
+                format!("cannot read Dockerfile '{}': {e}", self.dockerfile),
+                e,
+            )
         })?;
         String::from_utf8(bytes).map_err(|_| {
             Error::InvalidSpec(format!(
@@ -108,16 +111,15 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     match fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            return Err(Error::Context(format!(
-                "'{}' is not a directory",
-                root.display()
-            )));
+            return Err(Error::Context(
+                format!("'{}' is not a directory", root.display()).into(),
+            ));
         }
         Err(e) => {
-            return Err(Error::Context(format!(
-                "cannot open context directory '{}': {e}",
-                root.display()
-            )));
+            return Err(Error::context(
+                format!("cannot open context directory '{}': {e}", root.display()),
+                e,
+            ));
         }
     }
     // Checked before reading: a `.dockerignore` linking out of the context would
@@ -125,7 +127,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     let ignore_path = root.join(".dockerignore");
     if fs::symlink_metadata(&ignore_path).is_ok_and(|m| m.file_type().is_symlink()) {
         let target = fs::read_link(&ignore_path)
-            .map_err(|e| Error::Context(format!("cannot read symlink '.dockerignore': {e}")))?;
+            .map_err(|e| Error::context(format!("cannot read symlink '.dockerignore': {e}"), e))?;
         check_symlink(root, ".dockerignore", &target)?;
     }
     let ignore = DockerIgnore::load(root)?;
@@ -158,7 +160,7 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
         let always = rel == dockerfile || rel == ".dockerignore";
         let excluded = !always && ignore.is_excluded(&rel);
         let meta = fs::symlink_metadata(&full)
-            .map_err(|e| Error::Context(format!("cannot read '{rel}': {e}")))?;
+            .map_err(|e| Error::context(format!("cannot read '{rel}': {e}"), e))?;
         let ft = meta.file_type();
         if excluded {
             // An excluded directory is still walked when something below it may be
@@ -193,14 +195,14 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
         } else if ft.is_file() {
             // Opened now, as the docker CLI does, so an unreadable file is the user's
             // error before the build starts, not a broken upload to the daemon later.
-            File::open(&full).map_err(|e| unreadable(&rel, &e))?;
+            File::open(&full).map_err(|e| unreadable(&rel, e))?;
             entry.size = meta.len();
             files += 1;
             total_bytes += meta.len();
             entries.push(entry);
         } else if ft.is_symlink() {
             let target = fs::read_link(&full)
-                .map_err(|e| Error::Context(format!("cannot read symlink '{rel}': {e}")))?;
+                .map_err(|e| Error::context(format!("cannot read symlink '{rel}': {e}"), e))?;
             check_symlink(root, &rel, &target)?;
             if rel == dockerfile {
                 // Docker reads a symlinked Dockerfile through the link; send the file it
@@ -221,10 +223,13 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
                     target
                         .to_str()
                         .ok_or_else(|| {
-                            Error::Context(format!(
-                                "symlink '{rel}' has a target that is not UTF-8: '{}'",
-                                target.display()
-                            ))
+                            Error::Context(
+                                format!(
+                                    "symlink '{rel}' has a target that is not UTF-8: '{}'",
+                                    target.display()
+                                )
+                                .into(),
+                            )
                         })?
                         .to_string(),
                 );
@@ -238,9 +243,9 @@ pub fn plan(root: &Path, dockerfile: &str) -> Result<ContextPlan> {
     match entries.iter().find(|e| e.path == dockerfile) {
         Some(e) if e.kind == EntryKind::File => {}
         Some(_) => {
-            return Err(Error::Context(format!(
-                "Dockerfile '{dockerfile}' is not a file"
-            )));
+            return Err(Error::Context(
+                format!("Dockerfile '{dockerfile}' is not a file").into(),
+            ));
         }
         None => return Err(dockerfile_missing(&dockerfile)),
     }
@@ -258,30 +263,30 @@ fn nsec(meta: &fs::Metadata) -> u32 {
 }
 
 fn dockerfile_missing(dockerfile: &str) -> Error {
-    Error::Context(format!(
-        "Dockerfile '{dockerfile}' not found in the build context"
-    ))
+    Error::Context(format!("Dockerfile '{dockerfile}' not found in the build context").into())
 }
 
-fn unreadable(rel: &str, e: &io::Error) -> Error {
-    Error::Context(format!(
-        "cannot read '{rel}': {e}; make it readable or add it to .dockerignore"
-    ))
+fn unreadable(rel: &str, e: io::Error) -> Error {
+    Error::context(
+        format!("cannot read '{rel}': {e}; make it readable or add it to .dockerignore"),
+        e,
+    )
 }
 
 fn not_utf8(rel: &str) -> Error {
-    Error::Context(format!(
-        "'{rel}' has a name that is not valid UTF-8; rename it or add it to .dockerignore"
-    ))
+    Error::Context(
+        format!("'{rel}' has a name that is not valid UTF-8; rename it or add it to .dockerignore")
+            .into(),
+    )
 }
 
 fn sorted_names(dir: &Path) -> Result<std::vec::IntoIter<OsString>> {
     let read = fs::read_dir(dir)
-        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display())))?;
+        .map_err(|e| Error::context(format!("cannot list '{}': {e}", dir.display()), e))?;
     let mut names = read
         .map(|r| r.map(|e| e.file_name()))
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|e| Error::Context(format!("cannot list '{}': {e}", dir.display())))?;
+        .map_err(|e| Error::context(format!("cannot list '{}': {e}", dir.display()), e))?;
     names.sort();
     Ok(names.into_iter())
 }

@@ -65,7 +65,7 @@ fn slipway_state_is_never_in_a_context() {
 
 fn context_err<T: std::fmt::Debug>(r: Result<T>) -> String {
     match r {
-        Err(Error::Context(m)) => m,
+        Err(Error::Context(m)) => m.to_string(),
         other => panic!("expected Error::Context, got {other:?}"),
     }
 }

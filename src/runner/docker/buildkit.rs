@@ -44,7 +44,7 @@ pub(super) async fn build_synced(
         ..with_buildkit(options, id.clone())
     };
     let query = serde_urlencoded::to_string(&options)
-        .map_err(|e| Error::Docker(format!("cannot encode the build's options: {e}")))?;
+        .map_err(|e| Error::docker(format!("cannot encode the build's options: {e}"), e))?;
     // dropped on return (or with this future): the daemon forgets the session
     let _session = daemon::open_session(addr, &version, &id, provided).await?;
     // Dropping these tasks (cancel, timeout) closes the build's connection, and dockerd

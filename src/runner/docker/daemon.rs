@@ -56,8 +56,8 @@ impl Addr {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-fn unreachable(e: &(dyn std::error::Error + 'static)) -> Error {
-    Error::Docker(format!("cannot reach the daemon: {}", error_chain(e)))
+fn unreachable(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::docker(format!("cannot reach the daemon: {}", error_chain(&e)), e)
 }
 
 /// One HTTP/1.1 connection, driven by a task of `tasks`: aborting them closes it.
@@ -66,17 +66,17 @@ async fn connect(addr: &Addr, tasks: &mut JoinSet<()>) -> Result<SendRequest<Emp
         Addr::Unix(p) => Box::new(
             tokio::net::UnixStream::connect(p)
                 .await
-                .map_err(|e| unreachable(&e))?,
+                .map_err(unreachable)?,
         ),
         Addr::Tcp(a) => Box::new(
             tokio::net::TcpStream::connect(a)
                 .await
-                .map_err(|e| unreachable(&e))?,
+                .map_err(unreachable)?,
         ),
     };
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(unreachable)?;
     tasks.spawn(async move {
         let _ = conn.with_upgrades().await;
     });
@@ -101,7 +101,7 @@ async fn refused(what: &str, resp: Response<hyper::body::Incoming>) -> Error {
         .ok()
         .and_then(|v| v.get("message")?.as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
-    Error::Docker(format!("{what}: the daemon answered {status}: {message}"))
+    Error::Docker(format!("{what}: the daemon answered {status}: {message}").into())
 }
 
 /// A session open on the daemon; dropping it closes the connection, and the daemon
@@ -130,14 +130,12 @@ pub(super) async fn open_session(
     }
     let req = req
         .body(Empty::new())
-        .map_err(|e| Error::Docker(format!("bad session request: {e}")))?;
-    let resp = send.send_request(req).await.map_err(|e| unreachable(&e))?;
+        .map_err(|e| Error::docker(format!("bad session request: {e}"), e))?;
+    let resp = send.send_request(req).await.map_err(unreachable)?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(refused("opening a build session", resp).await);
     }
-    let upgraded = hyper::upgrade::on(resp)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let upgraded = hyper::upgrade::on(resp).await.map_err(unreachable)?;
     let (served, mut pump) = tokio::io::duplex(SESSION_BUFFER);
     tasks.spawn(async move {
         let mut upgraded = TokioIo::new(upgraded);
@@ -159,8 +157,8 @@ pub(super) async fn start_build(
     let mut send = connect(addr, tasks).await?;
     let req = request(version, &format!("/build?{query}"))
         .body(Empty::new())
-        .map_err(|e| Error::Docker(format!("bad build request: {e}")))?;
-    let resp = send.send_request(req).await.map_err(|e| unreachable(&e))?;
+        .map_err(|e| Error::docker(format!("bad build request: {e}"), e))?;
+    let resp = send.send_request(req).await.map_err(unreachable)?;
     if !resp.status().is_success() {
         return Err(refused("starting the build", resp).await);
     }

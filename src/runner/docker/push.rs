@@ -22,7 +22,9 @@ impl Runner {
             .send()
             .await
             .map(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
-            .map_err(|e| Error::Registry(format!("cannot reach {registry}: {}", error_chain(&e))))
+            .map_err(|e| {
+                Error::registry(format!("cannot reach {registry}: {}", error_chain(&e)), e)
+            })
     }
 
     pub(super) async fn push(
@@ -75,9 +77,7 @@ impl Runner {
             }
         }
         let digest = digest.ok_or_else(|| {
-            Error::Registry(format!(
-                "pushing {reference}: the daemon reported no digest"
-            ))
+            Error::Registry(format!("pushing {reference}: the daemon reported no digest").into())
         })?;
         let _ = events.send(BuildEvent::Pushed {
             tag: reference,

@@ -24,10 +24,13 @@ impl Runner {
         if let Some(path) = &src.path {
             let dir = context::resolve_context_dir(&base, path)?;
             if !dir.is_dir() {
-                return Err(Error::Context(format!(
-                    "source.path '{path}' is not a directory (looked in {})",
-                    base.display()
-                )));
+                return Err(Error::Context(
+                    format!(
+                        "source.path '{path}' is not a directory (looked in {})",
+                        base.display()
+                    )
+                    .into(),
+                ));
             }
             return Ok(Workspace {
                 dir,
@@ -40,7 +43,7 @@ impl Runner {
         let tmp = tempfile::Builder::new()
             .prefix("slipway-ctx-")
             .tempdir()
-            .map_err(|e| Error::Context(format!("cannot make a temporary directory: {e}")))?;
+            .map_err(|e| Error::context(format!("cannot make a temporary directory: {e}"), e))?;
         let root = tmp.path().to_path_buf();
         if let Some(inline) = &src.inline {
             let file = req.spec.dockerfile.as_deref().unwrap_or("Dockerfile");
@@ -72,10 +75,13 @@ impl Runner {
                 None => root.clone(),
             };
             if !dir.is_dir() {
-                return Err(Error::Context(format!(
-                    "contextDir '{}' does not exist in the repository",
-                    git.context_dir.as_deref().unwrap_or("")
-                )));
+                return Err(Error::Context(
+                    format!(
+                        "contextDir '{}' does not exist in the repository",
+                        git.context_dir.as_deref().unwrap_or("")
+                    )
+                    .into(),
+                ));
             }
             return Ok(Workspace {
                 dir,

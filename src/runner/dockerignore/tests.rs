@@ -201,6 +201,7 @@ fn character_classes_as_go_reads_them() {
 fn bad_pattern_is_a_context_error() {
     match DockerIgnore::parse("ok\nfoo[\n") {
         Err(Error::Context(m)) => {
+            let m = m.message();
             assert!(m.contains("line 2"), "{m}");
             assert!(m.contains("'foo['"), "{m}");
         }

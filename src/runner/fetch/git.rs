@@ -11,11 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gix::bstr::{BStr, ByteSlice};
-use gix::credentials::helper::Action;
-use gix::credentials::protocol::{Context, Outcome};
 use gix::remote::fetch::Shallow;
 
-use super::git_credentials::{GitCredentials, without_userinfo};
+use super::git_credentials::{GitCredentials, Helper, without_userinfo};
 use super::git_tls::{ensure_crypto_provider, http_options};
 use super::{error_chain, looks_like_sha, redact_credentials};
 use crate::tls::GitTls;
@@ -55,26 +53,26 @@ fn fetch_tree_at(
     let gitdir = tempfile::Builder::new()
         .prefix("repo-")
         .tempdir_in(scratch)
-        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}")))?;
+        .map_err(|e| Error::context(format!("cannot make a scratch repository: {e}"), e))?;
     let (repo, commit) = match local_path(url) {
         Some(path) => {
             let repo = gix::open_opts(&path, gix::open::Options::isolated())
-                .map_err(|e| failure("open", rev_shown, &shown, &e))?;
+                .map_err(|e| failure("open", rev_shown, &shown, e, false))?;
             let commit = resolve(&repo, rev, &shown)?;
             (repo, commit)
         }
         None => fetch_remote(url, rev, gitdir.path(), tls, interrupt)?,
     };
     let gitlinks = checkout(&repo, commit, dir, interrupt)
-        .map_err(|e| failure("checkout", rev_shown, &shown, &e))?;
+        .map_err(|e| failure("checkout", rev_shown, &shown, e, false))?;
     if interrupt.load(Ordering::Relaxed) {
         return Err(cancelled());
     }
     if submodules && !gitlinks.is_empty() {
         if depth >= MAX_SUBMODULE_DEPTH {
-            return Err(Error::Context(format!(
-                "submodules of {shown} nest deeper than {MAX_SUBMODULE_DEPTH}"
-            )));
+            return Err(Error::Context(
+                format!("submodules of {shown} nest deeper than {MAX_SUBMODULE_DEPTH}").into(),
+            ));
         }
         for (path, id) in gitlinks {
             let sub_url = submodule_url(dir, &path, url)?;
@@ -91,7 +89,7 @@ fn fetch_tree_at(
             )
             .map_err(|e| match e {
                 Error::Context(m) => {
-                    Error::Context(format!("submodule '{}' of {shown}: {m}", path.display()))
+                    Error::Context(m.prefixed(format!("submodule '{}' of {shown}", path.display())))
                 }
                 other => other,
             })?;
@@ -119,7 +117,7 @@ fn fetch_remote(
     let shown = redact_credentials(url);
     let rev_shown = rev.unwrap_or("HEAD");
     ensure_crypto_provider();
-    let creds = GitCredentials::for_url(url)?;
+    let creds = Helper::new(GitCredentials::for_url(url)?);
     let plain = without_userinfo(url);
     let want = match rev {
         None | Some("HEAD") => Want::Head,
@@ -138,7 +136,7 @@ fn fetch_remote(
         Ok(repo) => {
             let commit = repo
                 .head_commit()
-                .map_err(|e| failure("fetch", rev_shown, &shown, &e))?
+                .map_err(|e| failure("fetch", rev_shown, &shown, e, creds.had_none()))?
                 .id;
             return Ok((repo, commit));
         }
@@ -147,9 +145,10 @@ fn fetch_remote(
     let detail = error_chain(&e);
     // Servers may refuse a sha that is not a ref tip (allowAnySHA1InWant off), and
     // none resolves an abbreviated one: fetch everything and look it up locally.
-    if !rev.is_some_and(looks_like_sha) || matches!(kind(&detail), Some(k) if k != NO_SUCH_REVISION)
+    if !rev.is_some_and(looks_like_sha)
+        || matches!(kind(&e, &detail), Some(k) if k != NO_SUCH_REVISION)
     {
-        return Err(failure("fetch", rev_shown, &shown, &e));
+        return Err(failure("fetch", rev_shown, &shown, e, creds.had_none()));
     }
     let repo = clone_bare(
         &plain,
@@ -159,7 +158,7 @@ fn fetch_remote(
         tls,
         interrupt,
     )
-    .map_err(|e| failure("fetch", rev_shown, &shown, &e))?;
+    .map_err(|e| failure("fetch", rev_shown, &shown, e, creds.had_none()))?;
     let commit = resolve(&repo, rev, &shown)?;
     Ok((repo, commit))
 }
@@ -168,7 +167,7 @@ fn clone_bare(
     url: &str,
     gitdir: &Path,
     want: Want<'_>,
-    creds: &GitCredentials,
+    creds: &Helper,
     tls: &GitTls,
     interrupt: &AtomicBool,
 ) -> gix::Result<gix::Repository> {
@@ -187,7 +186,7 @@ fn clone_bare(
         if let Some(opts) = http_options(conn.remote().repo(), &shown_url, &tls) {
             conn.set_transport_options(opts);
         }
-        conn.set_credentials(move |action| Ok(answer(&creds, action)));
+        conn.set_credentials(move |action| Ok(creds.answer(action)));
         Ok(())
     });
     let depth1 = Shallow::DepthAtRemote(NonZeroU32::MIN);
@@ -201,39 +200,13 @@ fn clone_bare(
     Ok(repo)
 }
 
-/// The credential helper slipway hands gitoxide: only what [`GitCredentials`] holds,
-/// never git's configured helpers or a prompt.
-fn answer(creds: &GitCredentials, action: Action) -> Option<Outcome> {
-    let Action::Get(mut ctx) = action else {
-        return None;
-    };
-    if ctx.protocol.is_none() || ctx.host.is_none() {
-        ctx.destructure_url_in_place(false).ok()?;
-    }
-    let found = creds.find(ctx.protocol.as_deref()?, ctx.host.as_deref()?)?;
-    let identity = gix::sec::identity::Account {
-        username: found.username.clone(),
-        password: found.password.clone(),
-        oauth_refresh_token: None,
-    };
-    let next = Context {
-        username: Some(identity.username.clone()),
-        password: Some(identity.password.clone()),
-        ..ctx
-    };
-    Some(Outcome {
-        identity,
-        next: next.into(),
-    })
-}
-
 /// The commit `rev` names in `repo` (HEAD when unset); a tag is peeled.
 fn resolve(repo: &gix::Repository, rev: Option<&str>, shown: &str) -> Result<gix::ObjectId> {
     let rev = rev.unwrap_or("HEAD");
     let wanted = format!("{rev}^{{commit}}");
     repo.rev_parse_single(wanted.as_str())
         .map(|id| id.detach())
-        .map_err(|_| Error::Context(format!("git revision '{rev}' not found in {shown}")))
+        .map_err(|_| Error::Context(format!("git revision '{rev}' not found in {shown}").into()))
 }
 
 /// Writes the tree of `commit` into `dir`; returns the submodules' paths and commits.
@@ -283,14 +256,17 @@ fn checkout(
 fn submodule_url(dir: &Path, path: &Path, url: &str) -> Result<String> {
     let shown = redact_credentials(url);
     let missing = || {
-        Error::Context(format!(
-            "submodule '{}' of {shown} has no URL in .gitmodules",
-            path.display()
-        ))
+        Error::Context(
+            format!(
+                "submodule '{}' of {shown} has no URL in .gitmodules",
+                path.display()
+            )
+            .into(),
+        )
     };
     let bytes = std::fs::read(dir.join(".gitmodules")).map_err(|_| missing())?;
     let modules = gix::submodule::File::from_bytes(&bytes, None, &Default::default())
-        .map_err(|e| Error::Context(format!("bad .gitmodules in {shown}: {e}")))?;
+        .map_err(|e| Error::context(format!("bad .gitmodules in {shown}: {e}"), e))?;
     let key = path.to_string_lossy();
     let name = modules
         .name_by_path(BStr::new(key.as_bytes()))
@@ -342,10 +318,10 @@ pub(crate) fn list_refs(
     interrupt: &AtomicBool,
 ) -> Result<String> {
     let shown = redact_credentials(url);
-    let fail = |e: &gix::Error| failure("ls-remote", "", &shown, e);
+    let fail = |e: gix::Error| failure("ls-remote", "", &shown, e, false);
     let mut out = String::new();
     if let Some(path) = local_path(url) {
-        let repo = gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| fail(&e))?;
+        let repo = gix::open_opts(&path, gix::open::Options::isolated()).map_err(fail)?;
         for p in patterns {
             if let Ok(id) = repo.rev_parse_single(p.as_str()) {
                 out.push_str(&format!("{id}\t{p}\n"));
@@ -359,8 +335,8 @@ pub(crate) fn list_refs(
     let _ = interrupt;
     ensure_crypto_provider();
     let scratch = tempfile::tempdir()
-        .map_err(|e| Error::Context(format!("cannot make a scratch repository: {e}")))?;
-    let creds = GitCredentials::for_url(url)?;
+        .map_err(|e| Error::context(format!("cannot make a scratch repository: {e}"), e))?;
+    let creds = Helper::new(GitCredentials::for_url(url)?);
     let plain = without_userinfo(url);
     let refs = (|| -> gix::Result<_> {
         let repo = gix::ThreadSafeRepository::init_opts(
@@ -381,7 +357,7 @@ pub(crate) fn list_refs(
             .collect::<gix::Result<Vec<_>>>()?;
         let mut conn = remote
             .connect(gix::remote::Direction::Fetch)?
-            .with_credentials(|action| Ok(answer(&creds, action)));
+            .with_credentials(|action| Ok(creds.answer(action)));
         if let Some(opts) = http_options(&repo, &plain, tls) {
             conn.set_transport_options(opts);
         }
@@ -394,7 +370,7 @@ pub(crate) fn list_refs(
         )?;
         Ok(map.remote_refs)
     })()
-    .map_err(|e| fail(&e))?;
+    .map_err(|e| failure("ls-remote", "", &shown, e, creds.had_none()))?;
     for r in &refs {
         let (name, target, peeled) = r.unpack();
         if let Some(target) = target {
@@ -420,27 +396,32 @@ const NETWORK: &str = "network error (unreachable)";
 const UNTRUSTED: &str = "TLS certificate not trusted (its CA goes in --ca-file)";
 const NO_SUCH_REVISION: &str = "no such revision";
 
-/// What went wrong, from gitoxide's error text: the part of a message a user acts on.
-pub(crate) fn kind(detail: &str) -> Option<&'static str> {
+/// What went wrong: the part of a message a user acts on. The way to the server
+/// failing is told by the errors' types (rustls, reqwest, io); what the server
+/// answered (a status, a missing ref) by gitoxide's text `detail` of `e`.
+pub(crate) fn kind(e: &(dyn std::error::Error + 'static), detail: &str) -> Option<&'static str> {
+    use std::io::ErrorKind as Io;
     let d = detail.to_ascii_lowercase();
     let any = |words: &[&str]| words.iter().any(|w| d.contains(w));
+    let unreachable = crate::find_cause::<reqwest_gix::Error>(e)
+        .is_some_and(|r| r.is_connect() || r.is_timeout())
+        || crate::find_cause::<std::io::Error>(e).is_some_and(|io| {
+            matches!(
+                io.kind(),
+                Io::ConnectionRefused
+                    | Io::ConnectionReset
+                    | Io::ConnectionAborted
+                    | Io::TimedOut
+                    | Io::HostUnreachable
+                    | Io::NetworkUnreachable
+            )
+        });
     if any(&["401", "403", "authenticat", "credentials", "unauthorized"]) {
         Some(AUTH)
-    } else if any(&["invalid peer certificate", "certificate verify failed"]) {
-        // before the network words: the TLS error comes wrapped in a connect error
+    } else if let Some(rustls::Error::InvalidCertificate(_)) = crate::find_cause(e) {
+        // before the network: the TLS error comes wrapped in a connect error
         Some(UNTRUSTED)
-    } else if any(&[
-        "connection refused",
-        "error trying to connect",
-        "dns error",
-        "failed to lookup",
-        "could not resolve",
-        "timed out",
-        "unreachable",
-        "connection reset",
-        "connect(",
-        "io error occurred when talking",
-    ]) {
+    } else if unreachable {
         Some(NETWORK)
     } else if any(&[
         "no reference",
@@ -458,20 +439,25 @@ pub(crate) fn kind(detail: &str) -> Option<&'static str> {
     }
 }
 
-fn failure(step: &str, rev: &str, shown: &str, e: &gix::Error) -> Error {
-    let detail = error_chain(e);
+/// `no_credentials`: the server asked for credentials and slipway had none for the
+/// host (see [`Helper::had_none`]), which is then why it failed.
+fn failure(step: &str, rev: &str, shown: &str, e: gix::Error, no_credentials: bool) -> Error {
+    let detail = error_chain(&e);
     let what = if rev.is_empty() {
         format!("git {step} {shown} failed")
     } else {
         format!("git {step} of '{rev}' from {shown} failed")
     };
-    match kind(&detail) {
-        Some(AUTH) if detail.contains("No credentials were returned") => Error::Context(format!(
-            "{what}: {AUTH}: the server asks for credentials and none are set for this host \
-             (in the URL or the --git-credentials file)"
-        )),
-        Some(k) => Error::Context(format!("{what}: {k}: {detail}")),
-        None => Error::Context(format!("{what}: {detail}")),
+    match kind(&e, &detail) {
+        _ if no_credentials => Error::context(
+            format!(
+                "{what}: {AUTH}: the server asks for credentials and none are set for this host \
+                 (in the URL or the --git-credentials file)"
+            ),
+            e,
+        ),
+        Some(k) => Error::context(format!("{what}: {k}: {detail}"), e),
+        None => Error::context(format!("{what}: {detail}"), e),
     }
 }
 

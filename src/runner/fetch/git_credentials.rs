@@ -1,11 +1,15 @@
 //! Credentials for http(s) git remotes: the URL's own `user:password@`, then the
 //! lines of a git-credential-store file (`--git-credentials`, git's
-//! `https://user:password@host` format). Pure parsing and matching; the fetch code
-//! hands them to gitoxide when a server answers 401, so they never travel in a URL
+//! `https://user:password@host` format). Parsing and matching, and the [`Helper`]
+//! the fetch code hands gitoxide for a server's 401, so they never travel in a URL
 //! gitoxide could print.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use gix::credentials::helper::Action;
+use gix::credentials::protocol::{Context, Outcome};
 
 use percent_encoding::percent_decode_str;
 
@@ -93,6 +97,64 @@ fn parse_line(line: &str) -> Option<Entry> {
         username: decode(user)?,
         password: decode(pass)?,
     })
+}
+
+/// The credential helper slipway hands gitoxide: only what [`GitCredentials`] holds,
+/// never git's configured helpers or a prompt.
+fn answer(creds: &GitCredentials, action: Action) -> Option<Outcome> {
+    let Action::Get(mut ctx) = action else {
+        return None;
+    };
+    if ctx.protocol.is_none() || ctx.host.is_none() {
+        ctx.destructure_url_in_place(false).ok()?;
+    }
+    let found = creds.find(ctx.protocol.as_deref()?, ctx.host.as_deref()?)?;
+    let identity = gix::sec::identity::Account {
+        username: found.username.clone(),
+        password: found.password.clone(),
+        oauth_refresh_token: None,
+    };
+    let next = Context {
+        username: Some(identity.username.clone()),
+        password: Some(identity.password.clone()),
+        ..ctx
+    };
+    Some(Outcome {
+        identity,
+        next: next.into(),
+    })
+}
+
+/// The helper one fetch hands gitoxide, remembering whether the server asked for
+/// credentials this fetch has none for (then that is why the fetch failed: known
+/// here, not read from gitoxide's message).
+#[derive(Clone)]
+pub(crate) struct Helper {
+    creds: GitCredentials,
+    unanswered: Arc<AtomicBool>,
+}
+
+impl Helper {
+    pub(crate) fn new(creds: GitCredentials) -> Self {
+        Self {
+            creds,
+            unanswered: Arc::default(),
+        }
+    }
+
+    pub(crate) fn answer(&self, action: Action) -> Option<Outcome> {
+        let asked = matches!(action, Action::Get(_));
+        let answer = answer(&self.creds, action);
+        if asked && answer.is_none() {
+            self.unanswered.store(true, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    /// The server asked for credentials and there were none for its host.
+    pub(crate) fn had_none(&self) -> bool {
+        self.unanswered.load(Ordering::Relaxed)
+    }
 }
 
 /// `url` without `user:password@` for http(s), where credentials go through

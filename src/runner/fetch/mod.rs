@@ -51,7 +51,7 @@ pub async fn git(
         let scratch = tempfile::Builder::new()
             .prefix(".slipway-git-")
             .tempdir_in(parent)
-            .map_err(|e| Error::Context(format!("cannot make a scratch directory: {e}")))?;
+            .map_err(|e| Error::context(format!("cannot make a scratch directory: {e}"), e))?;
         let tree = scratch.path().join("tree");
         let commit = git::fetch_tree(
             &url,
@@ -67,11 +67,13 @@ pub async fn git(
         }
         // An empty `dest` (a fresh temporary directory) is replaced.
         if dest.is_dir() {
-            std::fs::remove_dir(&dest)
-                .map_err(|e| Error::Context(format!("cannot replace '{}': {e}", dest.display())))?;
+            std::fs::remove_dir(&dest).map_err(|e| {
+                Error::context(format!("cannot replace '{}': {e}", dest.display()), e)
+            })?;
         }
-        std::fs::rename(&tree, &dest)
-            .map_err(|e| Error::Context(format!("cannot move into '{}': {e}", dest.display())))?;
+        std::fs::rename(&tree, &dest).map_err(|e| {
+            Error::context(format!("cannot move into '{}': {e}", dest.display()), e)
+        })?;
         Ok(commit)
     })
     .await?;
@@ -102,7 +104,7 @@ async fn blocking<T: Send + 'static>(
     let guard = RaiseOnDrop(flag.clone());
     let result = tokio::task::spawn_blocking(move || work(&flag))
         .await
-        .map_err(|e| Error::Context(format!("git task failed: {e}")))?;
+        .map_err(|e| Error::context(format!("git task failed: {e}"), e))?;
     drop(guard);
     result
 }
@@ -293,6 +295,7 @@ mod tests {
         let (r, _d) = fetch(&repo, Some("no-such-branch")).await;
         match r {
             Err(Error::Context(m)) => {
+                let m = m.message();
                 assert!(
                     m.starts_with("git revision 'no-such-branch' not found in file://"),
                     "{m}"
@@ -303,6 +306,7 @@ mod tests {
         let (r, _d) = fetch(&repo, Some("deadbeef")).await;
         match r {
             Err(Error::Context(m)) => {
+                let m = m.message();
                 assert!(
                     m.starts_with("git revision 'deadbeef' not found in file://"),
                     "{m}"
@@ -325,6 +329,7 @@ mod tests {
         .await;
         match r {
             Err(Error::Context(m)) => {
+                let m = m.message();
                 assert!(!m.contains("s3cret"), "{m}");
                 assert!(!m.contains("alice"), "{m}");
                 assert!(m.contains("http://127.0.0.1:1/repo.git"), "{m}");

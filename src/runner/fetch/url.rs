@@ -41,18 +41,24 @@ impl Default for UrlLimits {
 
 impl UrlLimits {
     fn too_large(&self, what: &str) -> Error {
-        Error::Context(format!(
-            "{what} more than {} ({} bytes), the limit set by --max-context-bytes",
-            human_bytes(self.max_bytes),
-            self.max_bytes
-        ))
+        Error::Context(
+            format!(
+                "{what} more than {} ({} bytes), the limit set by --max-context-bytes",
+                human_bytes(self.max_bytes),
+                self.max_bytes
+            )
+            .into(),
+        )
     }
 
     fn stalled(&self, shown: &str, what: &str) -> Error {
-        Error::Context(format!(
-            "download of {shown} stalled: {what} for {} s",
-            self.stall.as_secs_f64()
-        ))
+        Error::Context(
+            format!(
+                "download of {shown} stalled: {what} for {} s",
+                self.stall.as_secs_f64()
+            )
+            .into(),
+        )
     }
 }
 
@@ -106,10 +112,8 @@ pub async fn download(
     let shown = shown.to_string();
     let transfer = |e: reqwest::Error| {
         // reqwest's message embeds the URL, credentials included: drop it, keep causes.
-        Error::Context(format!(
-            "cannot download {shown}: {}",
-            error_chain(&e.without_url())
-        ))
+        let e = e.without_url();
+        Error::context(format!("cannot download {shown}: {}", error_chain(&e)), e)
     };
     let response = tokio::time::timeout(limits.stall, request.send())
         .await
@@ -117,9 +121,9 @@ pub async fn download(
         .map_err(&transfer)?;
     let status = response.status();
     if !status.is_success() {
-        return Err(Error::Context(format!(
-            "downloading {shown} failed: HTTP {status}"
-        )));
+        return Err(Error::Context(
+            format!("downloading {shown} failed: HTTP {status}").into(),
+        ));
     }
     let fetched = version(response.headers());
     let too_large = || limits.too_large(&format!("{shown} is"));
@@ -131,7 +135,7 @@ pub async fn download(
     }
 
     let temp = tempfile::tempfile()
-        .map_err(|e| Error::Context(format!("cannot create a temporary file: {e}")))?;
+        .map_err(|e| Error::context(format!("cannot create a temporary file: {e}"), e))?;
     let mut file = tokio::fs::File::from_std(temp);
     let mut body = response.bytes_stream();
     let mut received = 0u64;
@@ -147,11 +151,11 @@ pub async fn download(
         }
         file.write_all(&chunk)
             .await
-            .map_err(|e| Error::Context(format!("cannot store the download of {shown}: {e}")))?;
+            .map_err(|e| Error::context(format!("cannot store the download of {shown}: {e}"), e))?;
     }
     file.flush()
         .await
-        .map_err(|e| Error::Context(format!("cannot store the download of {shown}: {e}")))?;
+        .map_err(|e| Error::context(format!("cannot store the download of {shown}: {e}"), e))?;
     let file = file.into_std().await;
 
     let stop = CancellationToken::new();
@@ -160,9 +164,9 @@ pub async fn download(
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || unpack(file, &dest, limits, &stop))
         .await
-        .map_err(|e| Error::Context(format!("unpacking {shown} failed: {e}")))?
+        .map_err(|e| Error::context(format!("unpacking {shown} failed: {e}"), e))?
         .map_err(|e| match e {
-            Error::Context(m) => Error::Context(format!("{shown}: {m}")),
+            Error::Context(m) => Error::Context(m.prefixed(&shown)),
             other => other,
         })?;
     Ok(fetched)
@@ -232,7 +236,7 @@ pub(crate) fn unpack(
     limits: UrlLimits,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}"));
+    let io_err = |e: io::Error| Error::context(format!("cannot read the archive: {e}"), e);
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut magic = [0u8; 6];
     let n = read_up_to(&mut file, &mut magic).map_err(io_err)?;
@@ -244,14 +248,16 @@ pub(crate) fn unpack(
         Box::new(zstd::stream::read::Decoder::new(file).map_err(io_err)?)
     } else if magic.starts_with(XZ_MAGIC) || magic.starts_with(BZIP2_MAGIC) {
         return Err(Error::Context(
-            "xz and bzip2 archives are not supported; use tar, tar.gz or tar.zst".to_string(),
+            "xz and bzip2 archives are not supported; use tar, tar.gz or tar.zst"
+                .to_string()
+                .into(),
         ));
     } else {
         Box::new(BufReader::new(file))
     };
 
     fs::create_dir_all(dest)
-        .map_err(|e| Error::Context(format!("cannot create '{}': {e}", dest.display())))?;
+        .map_err(|e| Error::context(format!("cannot create '{}': {e}", dest.display()), e))?;
     let (read, tripped) = (Cell::new(0), Cell::new(None));
     let reader = Guarded {
         inner: reader,
@@ -285,7 +291,7 @@ fn unpack_entries(
     read: &Cell<u64>,
     stop: &CancellationToken,
 ) -> Result<()> {
-    let io_err = |e: io::Error| Error::Context(format!("cannot read the archive: {e}"));
+    let io_err = |e: io::Error| Error::context(format!("cannot read the archive: {e}"), e);
     let mut symlinks: Vec<(PathBuf, PathBuf)> = Vec::new();
     let entries = archive.entries().map_err(io_err)?;
     for entry in entries {
@@ -303,7 +309,7 @@ fn unpack_entries(
         }
         let path = entry.path().map_err(io_err)?.into_owned();
         let name = path.display().to_string();
-        let refuse = |why: &str| Error::Context(format!("archive entry '{name}' {why}"));
+        let refuse = |why: &str| Error::Context(format!("archive entry '{name}' {why}").into());
         match lexical_escape(&path) {
             Some(Lexical::Absolute) => return Err(refuse("has an absolute path")),
             Some(Lexical::ParentDir) => return Err(refuse("has a '..' in its path")),
@@ -376,11 +382,14 @@ fn unpack_entries(
     // goes through): check them all again now that the tree is complete.
     for (rel, target) in &symlinks {
         check_link_target(dest, rel, target, LinkKind::Symbolic).map_err(|e| {
-            Error::Context(format!(
-                "archive entry '{}' is refused: {}",
-                rel.display(),
-                context_message(e)
-            ))
+            Error::Context(
+                format!(
+                    "archive entry '{}' is refused: {}",
+                    rel.display(),
+                    context_message(e)
+                )
+                .into(),
+            )
         })?;
     }
     Ok(())
@@ -388,7 +397,7 @@ fn unpack_entries(
 
 fn context_message(e: Error) -> String {
     match e {
-        Error::Context(m) => m,
+        Error::Context(m) => m.to_string(),
         other => other.to_string(),
     }
 }

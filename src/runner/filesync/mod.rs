@@ -88,7 +88,7 @@ impl LocalDirs {
     pub(crate) async fn read(plan: ContextPlan, dockerfile: Vec<u8>) -> Result<Self> {
         tokio::task::spawn_blocking(move || Self::for_build(plan, dockerfile))
             .await
-            .map_err(|e| Error::Context(e.to_string()))?
+            .map_err(|e| Error::context(e.to_string(), e))?
     }
 
     /// [`LocalDirs::read`], on the calling thread.
@@ -100,10 +100,13 @@ impl LocalDirs {
             .find(|e| e.path == plan.dockerfile)
             .cloned()
             .ok_or_else(|| {
-                Error::Context(format!(
-                    "Dockerfile '{}' not found in the build context",
-                    plan.dockerfile
-                ))
+                Error::Context(
+                    format!(
+                        "Dockerfile '{}' not found in the build context",
+                        plan.dockerfile
+                    )
+                    .into(),
+                )
             })?;
         let name = plan
             .dockerfile
@@ -175,7 +178,7 @@ fn with_parents(
                 continue;
             }
             let meta = std::fs::symlink_metadata(root.join(parent))
-                .map_err(|e| Error::Context(format!("cannot read '{parent}': {e}")))?;
+                .map_err(|e| Error::context(format!("cannot read '{parent}': {e}"), e))?;
             use std::os::unix::fs::MetadataExt;
             items.push(Item {
                 entry: Entry {

@@ -107,13 +107,13 @@ fn file_sha256(root: &Path, rel: &str, follow: bool, buf: &mut [u8]) -> Result<[
 
 fn read_error(rel: &str, e: &io::Error) -> Error {
     match e.kind() {
-        io::ErrorKind::NotFound => Error::Context(format!(
-            "'{rel}' vanished while the context digest was computed"
-        )),
+        io::ErrorKind::NotFound => {
+            Error::Context(format!("'{rel}' vanished while the context digest was computed").into())
+        }
         _ if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => Error::Context(
-            format!("'{rel}' became a symlink while the context digest was computed"),
+            format!("'{rel}' became a symlink while the context digest was computed").into(),
         ),
-        _ => Error::Context(format!("cannot read '{rel}': {e}")),
+        _ => Error::Context(format!("cannot read '{rel}': {e}").into()),
     }
 }
 

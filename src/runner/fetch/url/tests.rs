@@ -152,7 +152,7 @@ async fn fetch_with(
 
 fn context_msg<T: std::fmt::Debug>(r: Result<T>) -> String {
     match r {
-        Err(Error::Context(m)) => m,
+        Err(Error::Context(m)) => m.to_string(),
         other => panic!("expected Error::Context, got {other:?}"),
     }
 }
