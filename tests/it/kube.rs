@@ -742,3 +742,33 @@ async fn a_paused_api_server_holds_up_no_build_and_statuses_land_in_order() {
         }
     }
 }
+
+/// The first listing streams from the API server's cache; a server that refuses
+/// streaming lists (the WatchList feature gate off, as on older clusters) is
+/// listed in pages instead, and every resource is still seen and built.
+#[tokio::test]
+async fn an_api_server_without_streaming_lists_is_listed_in_pages() {
+    let base = ensure_base().await;
+    let k = Kube::start_private_with("--feature-gates=WatchList=false");
+    let ns = k.new_namespace("pages");
+    // one there before the controller starts (the listing), one after (the watch)
+    k.apply(
+        &ns,
+        &build_yaml("listed", &format!("FROM {base}\nRUN echo listed > /l")),
+    );
+    let c = Controller::start(&k.controller_kubeconfig(), &ns, "only", &[]);
+    let v = phase(&k, &ns, "listed", "Succeeded").await;
+    assert_pushed(&outcome(&v["status"])).await;
+    k.apply(
+        &ns,
+        &build_yaml("watched", &format!("FROM {base}\nRUN echo watched > /w")),
+    );
+    let v = phase(&k, &ns, "watched", "Succeeded").await;
+    assert_pushed(&outcome(&v["status"])).await;
+    assert!(
+        c.log().contains("the API server does not stream lists")
+            && c.log().contains("WatchList feature gate"),
+        "{}",
+        c.log()
+    );
+}

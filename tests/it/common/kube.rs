@@ -98,6 +98,12 @@ impl Kube {
     /// lies under the shared cluster's dir when there is one, so that scripts/test.sh
     /// stops it even if the test is killed before its Drop runs.
     pub fn start_private() -> Self {
+        Self::start_private_with("")
+    }
+
+    /// A cluster of this test's own whose API server runs with more `flags`
+    /// (`--feature-gates=WatchList=false`).
+    pub fn start_private_with(flags: &str) -> Self {
         let tmp = match std::env::var_os("SLIPWAY_TEST_KUBE_DIR") {
             Some(shared) => {
                 let parent = PathBuf::from(shared).join("private");
@@ -116,16 +122,26 @@ impl Kube {
             dir: tmp.path().to_path_buf(),
             private: Some(tmp),
         };
-        k.script_ok(&["start"]);
+        let out = k.script_out_with(&["start"], flags);
+        assert!(
+            out.status.success(),
+            "scripts/kube.sh start failed: {}",
+            describe(&out)
+        );
         k
     }
 
     fn script_out(&self, args: &[&str]) -> Output {
+        self.script_out_with(args, "")
+    }
+
+    fn script_out_with(&self, args: &[&str], apiserver_flags: &str) -> Output {
         Command::new("bash")
             .arg(script())
             .args(args)
             .arg("--dir")
             .arg(&self.dir)
+            .env("SLIPWAY_KUBE_APISERVER_FLAGS", apiserver_flags)
             .stdin(Stdio::null())
             .output()
             .expect("bash scripts/kube.sh runs")
