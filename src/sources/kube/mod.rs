@@ -155,8 +155,9 @@ impl KubeSource {
 }
 
 /// The watch over DockerBuilds. `streaming`: the first listing comes as watch events
-/// from the API server's cache (Kubernetes 1.32 on by default), not as pages of a
-/// list; at 100,000 objects it is served in half the time (benches/kube_sync.rs).
+/// from the API server's cache, not as pages of a list; at 100,000 objects it is
+/// served in half the time (benches/kube_sync.rs). The `WatchList` feature gate is
+/// on by default in Kubernetes 1.32 and from 1.34; others refuse it (below).
 fn watch(
     api: Api<Watched>,
     streaming: bool,
