@@ -436,10 +436,17 @@ pub(crate) async fn connect_docker(docker_host: Option<&str>, tls: &DockerTls) -
         Some(h) => Docker::connect_with_host(h).map_err(|e| Error::docker(e.to_string(), e))?,
         None => Docker::connect_with_defaults().map_err(|e| Error::docker(e.to_string(), e))?,
     };
-    let mut docker = docker.negotiate_version().await.map_err(|e| match &host {
-        Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => tls.error(h, e),
-        _ => Error::docker(format!("cannot reach the daemon: {e}"), e),
-    })?;
+    let mut docker = match docker.negotiate_version().await {
+        Ok(docker) => docker,
+        Err(e) => {
+            return Err(match &host {
+                Some(h) if tls.docker_tls_verify && !h.starts_with("unix://") => {
+                    tls.request_error(h, e).await
+                }
+                _ => Error::docker(format!("cannot reach the daemon: {e}"), e),
+            });
+        }
+    };
     // the default 2 minutes would cut off a large context upload
     docker.set_timeout(Duration::from_secs(24 * 3600));
     Ok(docker)
